@@ -1,0 +1,111 @@
+//! The WebSocket protocol: one tagged enum per direction, `type` naming the
+//! frame. Unknown types are refused with an error frame, never ignored.
+
+use serde::{Deserialize, Serialize};
+
+use crate::notification::Notification;
+
+/// Frames the gateway sends to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// First frame of every connection.
+    Hello {
+        user_id: String,
+        /// Notifications not read yet.
+        unread: i64,
+        /// Highest `seq` stored for this user (0 when none).
+        last_seq: i64,
+    },
+    /// One notification, live or replayed.
+    Notification(Notification),
+    /// Answer to a client `ping` frame (WebSocket-level pings are answered too).
+    Pong,
+    /// The client sent something the gateway could not act on.
+    Error { code: ErrorCode, message: String },
+}
+
+/// Machine-readable reason in an `error` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, or JSON that is not a known frame.
+    BadFrame,
+    /// Binary frames are not part of the protocol.
+    UnsupportedData,
+    /// A frame larger than the gateway accepts.
+    FrameTooLarge,
+}
+
+/// Frames a client sends to the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    /// Application-level keep-alive for clients that cannot send WebSocket pings.
+    Ping,
+}
+
+impl ServerFrame {
+    /// Encodes once; the gateway forwards the bytes to every connection as-is.
+    pub fn to_json(&self) -> String {
+        // A frame is plain data (strings, numbers, JSON maps with string keys);
+        // serialising it cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from(r#"{"type":"error"}"#))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Priority;
+    use chrono::{TimeZone, Utc};
+    use serde_json::json;
+    use uuid::Uuid;
+
+    #[test]
+    fn notification_frame_has_flat_fields_and_type() {
+        let id = Uuid::now_v7();
+        let frame = ServerFrame::Notification(Notification {
+            id,
+            user_id: "u1".into(),
+            seq: 3,
+            title: "t".into(),
+            body: "b".into(),
+            priority: Priority::High,
+            category: None,
+            data: None,
+            created_at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
+        });
+        let value: serde_json::Value = serde_json::from_str(&frame.to_json()).unwrap();
+        assert_eq!(
+            value,
+            json!({"type":"notification","id":id,"user_id":"u1","seq":3,"title":"t","body":"b",
+                   "priority":"high","category":null,"data":null,"created_at":"2026-01-02T03:04:05Z"})
+        );
+        assert_eq!(serde_json::from_value::<ServerFrame>(value).unwrap(), frame);
+    }
+
+    #[test]
+    fn hello_and_error_frames() {
+        let hello = ServerFrame::Hello { user_id: "u".into(), unread: 2, last_seq: 7 };
+        assert_eq!(
+            serde_json::to_value(&hello).unwrap(),
+            json!({"type":"hello","user_id":"u","unread":2,"last_seq":7})
+        );
+        let error = ServerFrame::Error { code: ErrorCode::BadFrame, message: "x".into() };
+        assert_eq!(
+            serde_json::to_value(&error).unwrap(),
+            json!({"type":"error","code":"bad_frame","message":"x"})
+        );
+    }
+
+    #[test]
+    fn client_frames_are_strict() {
+        assert_eq!(
+            serde_json::from_str::<ClientFrame>(r#"{"type":"ping"}"#).unwrap(),
+            ClientFrame::Ping
+        );
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"launch"}"#).is_err());
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"kind":"ping"}"#).is_err());
+    }
+}

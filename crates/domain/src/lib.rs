@@ -1,0 +1,15 @@
+//! Herald's shared vocabulary: what producers send, what travels through the
+//! stream, what is stored and what users receive over WebSockets.
+//!
+//! Everything here is pure (no I/O) so that every service, the tests and the
+//! benchmarks agree on one definition of each message and of each Redis key.
+
+pub mod frames;
+pub mod keys;
+pub mod notification;
+pub mod validation;
+
+pub use frames::{ClientFrame, ServerFrame};
+pub use keys::KeySpace;
+pub use notification::{NewNotification, Notification, NotificationRequest, Priority};
+pub use validation::{FieldError, RequestError};

@@ -1,0 +1,322 @@
+//! A notification through its life: the producer's request, the validated
+//! notification that travels through the stream, and the stored row with its
+//! per-user sequence number.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::validation::{FieldError, RequestError, decode_json};
+
+pub const USER_ID_MAX_CHARS: usize = 128;
+pub const TITLE_MAX_CHARS: usize = 256;
+pub const BODY_MAX_CHARS: usize = 8_192;
+pub const CATEGORY_MAX_CHARS: usize = 64;
+pub const DATA_MAX_BYTES: usize = 4_096;
+
+/// Delivery lane. Each priority has its own stream so a backlog of `low`
+/// never sits in front of `high`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    High,
+    #[default]
+    Normal,
+    Low,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Priority {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "high" => Ok(Priority::High),
+            "normal" => Ok(Priority::Normal),
+            "low" => Ok(Priority::Low),
+            other => Err(format!("unknown priority `{other}`")),
+        }
+    }
+}
+
+/// Body of `POST /v1/notifications`, exactly as the producer sent it.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationRequest {
+    /// Recipient: 1..=128 characters of `[A-Za-z0-9._:@-]`.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:@-]+$")]
+    pub user_id: String,
+    /// Short headline, 1..=256 characters.
+    #[schema(min_length = 1, max_length = 256)]
+    pub title: String,
+    /// Text of the notification, 1..=8192 characters.
+    #[schema(min_length = 1, max_length = 8192)]
+    pub body: String,
+    #[serde(default)]
+    pub priority: Priority,
+    /// Optional grouping such as `billing`: 1..=64 characters of `[A-Za-z0-9._:-]`.
+    #[schema(min_length = 1, max_length = 64)]
+    pub category: Option<String>,
+    /// Free-form JSON object for the client app, at most 4 KiB serialized.
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Map<String, Value>>,
+}
+
+impl NotificationRequest {
+    /// Decodes and validates a request body; every field problem is reported
+    /// at once so a producer can fix them in one round trip.
+    pub fn parse(body: &[u8]) -> Result<Self, RequestError> {
+        let request: Self = decode_json(body)?;
+        let errors = request.field_errors();
+        if errors.is_empty() {
+            Ok(request)
+        } else {
+            Err(RequestError::InvalidFields(errors))
+        }
+    }
+
+    pub fn field_errors(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        if let Err(message) = validate_user_id(&self.user_id) {
+            errors.push(FieldError::new("user_id", message));
+        }
+        check_text(&mut errors, "title", &self.title, TITLE_MAX_CHARS);
+        check_text(&mut errors, "body", &self.body, BODY_MAX_CHARS);
+        if let Some(category) = &self.category
+            && let Err(message) = validate_category(category)
+        {
+            errors.push(FieldError::new("category", message));
+        }
+        if let Some(data) = &self.data {
+            let size = serde_json::to_vec(data).map(|v| v.len()).unwrap_or(usize::MAX);
+            if size > DATA_MAX_BYTES {
+                errors.push(FieldError::new(
+                    "data",
+                    format!("must be at most {DATA_MAX_BYTES} bytes serialized, got {size}"),
+                ));
+            }
+        }
+        errors
+    }
+
+    /// Stamps a validated request with its id and creation time.
+    pub fn into_notification(self, id: Uuid, created_at: DateTime<Utc>) -> NewNotification {
+        NewNotification {
+            id,
+            user_id: self.user_id,
+            title: self.title,
+            body: self.body,
+            priority: self.priority,
+            category: self.category,
+            data: self.data,
+            created_at,
+        }
+    }
+}
+
+fn check_text(errors: &mut Vec<FieldError>, field: &str, value: &str, max_chars: usize) {
+    if value.trim().is_empty() {
+        errors.push(FieldError::new(field, "must not be empty"));
+    } else if value.chars().count() > max_chars {
+        errors.push(FieldError::new(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
+    }
+}
+
+fn is_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '-')
+}
+
+/// A user id is 1..=128 characters of `[A-Za-z0-9._:@-]`: safe inside Redis
+/// keys, channel names, URLs and log lines without escaping.
+pub fn validate_user_id(user_id: &str) -> Result<(), String> {
+    if user_id.is_empty() || user_id.len() > USER_ID_MAX_CHARS {
+        return Err(format!("must be 1..={USER_ID_MAX_CHARS} characters"));
+    }
+    if !user_id.chars().all(is_id_char) {
+        return Err("may only contain A-Z, a-z, 0-9 and . _ : @ -".to_owned());
+    }
+    Ok(())
+}
+
+pub fn validate_category(category: &str) -> Result<(), String> {
+    if category.is_empty() || category.len() > CATEGORY_MAX_CHARS {
+        return Err(format!("must be 1..={CATEGORY_MAX_CHARS} characters"));
+    }
+    if !category.chars().all(|c| is_id_char(c) && c != '@') {
+        return Err("may only contain A-Z, a-z, 0-9 and . _ : -".to_owned());
+    }
+    Ok(())
+}
+
+/// A validated notification with its id: what ingest-api appends to the
+/// stream and what stream-worker stores. The JSON form is the stream entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewNotification {
+    pub id: Uuid,
+    pub user_id: String,
+    pub title: String,
+    pub body: String,
+    pub priority: Priority,
+    pub category: Option<String>,
+    pub data: Option<Map<String, Value>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl NewNotification {
+    /// Re-checks an entry read back from the stream: the stream is a trust
+    /// boundary too (anyone with Redis access can XADD).
+    pub fn decode_entry(payload: &[u8]) -> Result<Self, RequestError> {
+        let notification: Self = decode_json(payload)?;
+        let mut errors = Vec::new();
+        if let Err(message) = validate_user_id(&notification.user_id) {
+            errors.push(FieldError::new("user_id", message));
+        }
+        if errors.is_empty() {
+            Ok(notification)
+        } else {
+            Err(RequestError::InvalidFields(errors))
+        }
+    }
+}
+
+/// A stored notification: the new one plus its place in the user's sequence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Notification {
+    pub id: Uuid,
+    pub user_id: String,
+    /// Position in this user's sequence: 1, 2, 3, ... without gaps.
+    pub seq: i64,
+    pub title: String,
+    pub body: String,
+    pub priority: Priority,
+    pub category: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Map<String, Value>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(json: &str) -> Result<NotificationRequest, RequestError> {
+        NotificationRequest::parse(json.as_bytes())
+    }
+
+    fn fields(err: RequestError) -> Vec<String> {
+        match err {
+            RequestError::InvalidFields(errors) => errors.into_iter().map(|e| e.field).collect(),
+            other => panic!("expected field errors, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn minimal_request_defaults_to_normal_priority() {
+        let request = body(r#"{"user_id":"u-1","title":"Hi","body":"There"}"#).unwrap();
+        assert_eq!(request.priority, Priority::Normal);
+        assert_eq!(request.category, None);
+        assert_eq!(request.data, None);
+    }
+
+    #[test]
+    fn full_request_is_accepted() {
+        let request = body(
+            r#"{"user_id":"alice@example.com","title":"Hi","body":"There","priority":"high",
+                "category":"billing","data":{"order":42}}"#,
+        )
+        .unwrap();
+        assert_eq!(request.priority, Priority::High);
+        assert_eq!(request.category.as_deref(), Some("billing"));
+        assert_eq!(request.data.unwrap()["order"], 42);
+    }
+
+    #[test]
+    fn unknown_priority_names_the_field() {
+        let err = body(r#"{"user_id":"u","title":"t","body":"b","priority":"urgent"}"#).unwrap_err();
+        assert_eq!(fields(err), ["priority"]);
+    }
+
+    #[test]
+    fn user_id_rules() {
+        assert!(validate_user_id("a").is_ok());
+        assert!(validate_user_id("user.name_1:x@y-z").is_ok());
+        assert!(validate_user_id(&"a".repeat(128)).is_ok());
+        assert!(validate_user_id("").is_err());
+        assert!(validate_user_id(&"a".repeat(129)).is_err());
+        assert!(validate_user_id("has space").is_err());
+        assert!(validate_user_id("star*").is_err());
+        assert!(validate_user_id("ünïcode").is_err());
+    }
+
+    #[test]
+    fn every_invalid_field_is_reported_at_once() {
+        let err = body(&format!(
+            r#"{{"user_id":"bad id","title":" ","body":"{}","category":"no space"}}"#,
+            "x".repeat(BODY_MAX_CHARS + 1)
+        ))
+        .unwrap_err();
+        assert_eq!(fields(err), ["user_id", "title", "body", "category"]);
+    }
+
+    #[test]
+    fn data_must_be_a_small_object() {
+        let err = body(r#"{"user_id":"u","title":"t","body":"b","data":[1,2]}"#).unwrap_err();
+        assert_eq!(fields(err), ["data"]);
+        let big = format!(
+            r#"{{"user_id":"u","title":"t","body":"b","data":{{"k":"{}"}}}}"#,
+            "x".repeat(DATA_MAX_BYTES)
+        );
+        assert_eq!(fields(body(&big).unwrap_err()), ["data"]);
+        let fits = format!(
+            r#"{{"user_id":"u","title":"t","body":"b","data":{{"k":"{}"}}}}"#,
+            "x".repeat(DATA_MAX_BYTES - 8)
+        );
+        assert!(body(&fits).is_ok());
+    }
+
+    #[test]
+    fn wrong_types_and_missing_fields_are_named() {
+        assert_eq!(fields(body(r#"{"user_id":7,"title":"t","body":"b"}"#).unwrap_err()), ["user_id"]);
+        assert_eq!(fields(body(r#"{"user_id":"u","body":"b"}"#).unwrap_err()), ["title"]);
+        assert_eq!(
+            fields(body(r#"{"user_id":"u","title":"t","body":"b","colour":"red"}"#).unwrap_err()),
+            ["colour"]
+        );
+    }
+
+    #[test]
+    fn stream_entry_round_trips() {
+        let request = body(r#"{"user_id":"u","title":"t","body":"b","data":{"a":[1]}}"#).unwrap();
+        let new = request.into_notification(Uuid::now_v7(), Utc::now());
+        let payload = serde_json::to_vec(&new).unwrap();
+        assert_eq!(NewNotification::decode_entry(&payload).unwrap(), new);
+        assert!(NewNotification::decode_entry(b"not json").is_err());
+        assert!(NewNotification::decode_entry(br#"{"id":"x"}"#).is_err());
+    }
+}

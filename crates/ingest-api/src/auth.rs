@@ -1,0 +1,53 @@
+//! `x-api-key` authentication: an extractor that resolves the key against
+//! the stored hashes, before the body is read.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use platform::storage::api_keys;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// The producer's API key, verified. Holding one means the request is authenticated.
+#[derive(Debug, Clone, Copy)]
+pub struct Producer {
+    pub key_id: Uuid,
+}
+
+impl FromRequest for Producer {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let key = req
+            .headers()
+            .get(API_KEY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let (Some(key), Some(state)) = (key, state) else {
+                return Err(ApiError::Unauthorized);
+            };
+            if key.is_empty() || key.len() > 256 {
+                return Err(ApiError::Unauthorized);
+            }
+            let unavailable = |cause: String| ApiError::Unavailable {
+                dependency: "database",
+                cause,
+                retry_after_secs: state.retry_after_secs,
+            };
+            let mut conn = state.db.get().await.map_err(|e| unavailable(e.to_string()))?;
+            match api_keys::authenticate(&mut conn, &key).await {
+                Ok(Some(key_id)) => Ok(Producer { key_id }),
+                Ok(None) => Err(ApiError::Unauthorized),
+                Err(err) => Err(unavailable(err.to_string())),
+            }
+        })
+    }
+}

@@ -1,0 +1,32 @@
+//! Command line of the `ingest-api` binary.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "ingest-api", version, about = "Herald's producer API")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Manage producer API keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it once on stdout; only its hash is stored.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// Revoke the active key with this name; it stops working at once.
+    Revoke { name: String },
+}

@@ -1,0 +1,87 @@
+//! The one error type of ingest-api's HTTP layer and its mapping to
+//! problem+json. Causes are logged here; bodies never carry internals.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use domain::RequestError;
+use platform::problem::Problem;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or unknown API key")]
+    Unauthorized,
+    #[error("content type must be application/json")]
+    UnsupportedMediaType,
+    #[error("request body larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("cannot read request body: {0}")]
+    BadBody(String),
+    #[error(transparent)]
+    InvalidRequest(#[from] RequestError),
+    #[error("no route for this method and path")]
+    NotFound,
+    #[error("{dependency} unavailable: {cause}")]
+    Unavailable {
+        dependency: &'static str,
+        cause: String,
+        retry_after_secs: u32,
+    },
+}
+
+impl ApiError {
+    fn problem(&self) -> Problem {
+        match self {
+            ApiError::Unauthorized => Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
+                .detail("send a valid API key in the x-api-key header"),
+            ApiError::UnsupportedMediaType => Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            )
+            .detail("send the body as JSON with Content-Type: application/json"),
+            ApiError::PayloadTooLarge(limit) => Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+            )
+            .detail(format!("the request body must be at most {limit} bytes")),
+            ApiError::BadBody(cause) => {
+                Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON")
+                    .detail(cause.clone())
+            }
+            ApiError::InvalidRequest(RequestError::MalformedJson(cause)) => {
+                Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON")
+                    .detail(cause.clone())
+            }
+            ApiError::InvalidRequest(RequestError::InvalidFields(errors)) => {
+                let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+                Problem::new(StatusCode::BAD_REQUEST, "invalid-request", "Invalid request")
+                    .detail(format!("invalid field(s): {}", fields.join(", ")))
+                    .errors(errors.clone())
+            }
+            ApiError::NotFound => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found")
+                .detail("no such endpoint; see /openapi.json"),
+            ApiError::Unavailable { dependency, retry_after_secs, .. } => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+            )
+            .detail(format!("{dependency} is unavailable; nothing was accepted, retry later"))
+            .retry_after(*retry_after_secs),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.problem().status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            ApiError::Unavailable { .. } => tracing::error!(error = %self, "request failed"),
+            _ => tracing::debug!(error = %self, "request refused"),
+        }
+        self.problem().to_response()
+    }
+}

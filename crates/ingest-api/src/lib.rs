@@ -1,0 +1,12 @@
+//! ingest-api: the producer-facing HTTP API. A notification is validated,
+//! given a UUIDv7 id and appended to its priority stream; the producer gets
+//! `202` only after Redis acknowledged the append.
+
+pub mod auth;
+pub mod cli;
+pub mod error;
+pub mod openapi;
+pub mod routes;
+pub mod startup;
+
+pub use startup::Application;

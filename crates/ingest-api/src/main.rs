@@ -1,0 +1,58 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use ingest_api::Application;
+use ingest_api::cli::{Cli, Command, KeysCommand};
+use platform::storage::api_keys;
+use platform::{Settings, db, shutdown, telemetry};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("ingest-api: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init("ingest-api", &settings.log);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&settings).await,
+        Command::Keys { action } => keys(&settings, action).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "ingest-api failed");
+            eprintln!("ingest-api: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    let token = CancellationToken::new();
+    shutdown::cancel_on_signal(token.clone());
+    let app = Application::build(settings).await?;
+    app.run_until_stopped(token).await?;
+    Ok(())
+}
+
+async fn keys(settings: &Settings, action: KeysCommand) -> anyhow::Result<()> {
+    let pool = db::pool(&settings.database)?;
+    let mut conn = pool.get().await?;
+    match action {
+        KeysCommand::Create { name } => {
+            let key = api_keys::create(&mut conn, &name).await?;
+            // The key is the only thing on stdout, so scripts can capture it.
+            println!("{key}");
+        }
+        KeysCommand::Revoke { name } => {
+            api_keys::revoke(&mut conn, &name).await?;
+            eprintln!("revoked API key `{name}`");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! The OpenAPI 3.1 document of ingest-api, generated from the handlers and
+//! types, served at `/openapi.json`.
+
+use actix_web::HttpResponse;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::notifications;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Herald ingest API", description = "Producers send notifications to users."),
+    paths(notifications::create_notification),
+    components(schemas(domain::NotificationRequest, domain::Priority, domain::FieldError, notifications::Accepted)),
+    modifiers(&ApiKeyScheme),
+    tags((name = "notifications", description = "Send notifications"))
+)]
+pub struct ApiDoc;
+
+struct ApiKeyScheme;
+
+impl Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new(crate::auth::API_KEY_HEADER))),
+        );
+    }
+}
+
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}

@@ -1,0 +1,81 @@
+//! Builds ingest-api from settings: connects to PostgreSQL and Redis
+//! (waiting for them at start), binds the listener (port 0 picks a free
+//! one), and runs until the shutdown token is cancelled.
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use platform::Settings;
+use platform::db::{self, DbPool};
+use platform::health::{self, Dependencies};
+use platform::redis::RedisStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+use crate::{openapi, routes};
+
+/// What every request handler can reach.
+pub struct AppState {
+    pub db: DbPool,
+    pub redis: RedisStore,
+    pub max_body_bytes: usize,
+    pub retry_after_secs: u32,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let db = db::pool(&settings.database)?;
+        db::wait_until_reachable(&db).await;
+        let redis = RedisStore::connect(&settings.redis).await?;
+        let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))?;
+        let port = listener.local_addr()?.port();
+
+        let state = web::Data::new(AppState {
+            db: db.clone(),
+            redis: redis.clone(),
+            max_body_bytes: settings.http.max_body_bytes,
+            retry_after_secs: settings.http.retry_after_secs,
+        });
+        let deps = web::Data::new(Dependencies {
+            database: Some(db),
+            redis: Some(redis),
+            subscriber: None,
+        });
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(deps.clone())
+                .configure(health::configure)
+                .configure(routes::configure)
+                .route("/openapi.json", web::get().to(openapi::openapi_json))
+                .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::NotFound) }))
+        })
+        .disable_signals()
+        .listen(listener)?;
+        if settings.http.workers > 0 {
+            server = server.workers(settings.http.workers);
+        }
+        tracing::info!(port, "ingest-api listening");
+        Ok(Self { port, server: server.run() })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` is cancelled, then finishes in-flight requests.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            handle.stop(true).await;
+        });
+        self.server.await
+    }
+}

@@ -1,0 +1,102 @@
+//! The PostgreSQL pool (diesel-async on deadpool, with explicit timeouts),
+//! start-up waiting with backoff, and migrations run under an advisory lock
+//! so two processes migrating at once cannot interleave.
+
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use diesel::sql_types::BigInt;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
+use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::settings::DatabaseSettings;
+
+pub type DbPool = Pool<AsyncPgConnection>;
+pub type DbConn = Object<AsyncPgConnection>;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+
+/// Arbitrary constant naming Herald's migration lock ("HERALD" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x4845_5241_4C44;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot build the database pool: {0}")]
+    Build(String),
+    #[error("database unavailable: {0}")]
+    Pool(#[from] PoolError),
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[from] diesel::ConnectionError),
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("migration failed: {0}")]
+    Migration(String),
+}
+
+/// Builds the pool; connections are opened lazily and re-opened after an outage.
+pub fn pool(settings: &DatabaseSettings) -> Result<DbPool, DbError> {
+    let manager =
+        AsyncDieselConnectionManager::<AsyncPgConnection>::new(settings.url.expose_secret());
+    Pool::builder(manager)
+        .max_size(settings.pool_size)
+        .runtime(deadpool::Runtime::Tokio1)
+        .create_timeout(Some(Duration::from_millis(settings.connect_timeout_ms)))
+        .wait_timeout(Some(Duration::from_millis(settings.acquire_timeout_ms)))
+        .recycle_timeout(Some(Duration::from_millis(settings.connect_timeout_ms)))
+        .build()
+        .map_err(|err| DbError::Build(err.to_string()))
+}
+
+/// One cheap round trip: used by `/readyz`.
+pub async fn ping(pool: &DbPool) -> Result<(), DbError> {
+    let mut conn = pool.get().await?;
+    diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+    Ok(())
+}
+
+/// Waits until PostgreSQL answers, logging each failure; gives up never.
+/// At start a service would rather wait for its database than crash-loop.
+pub async fn wait_until_reachable(pool: &DbPool) {
+    let attempt = || ping(pool);
+    let _ = attempt
+        .retry(startup_backoff())
+        .notify(|err, delay| {
+            tracing::warn!(%err, retry_in = ?delay, "PostgreSQL not reachable yet");
+        })
+        .await;
+}
+
+pub(crate) fn startup_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+}
+
+/// Applies pending migrations, holding a session-level advisory lock on a
+/// separate connection for the duration, and returns the versions applied.
+///
+/// Must run on a multi-thread tokio runtime: diesel-async's harness uses
+/// `block_in_place`.
+pub async fn run_migrations(url: &SecretString) -> Result<Vec<String>, DbError> {
+    let mut lock_conn = AsyncPgConnection::establish(url.expose_secret()).await?;
+    diesel::sql_query("SELECT pg_advisory_lock($1)")
+        .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
+        .execute(&mut lock_conn)
+        .await?;
+    let conn = AsyncPgConnection::establish(url.expose_secret()).await?;
+    let mut harness = AsyncMigrationHarness::new(conn);
+    let applied = harness
+        .run_pending_migrations(MIGRATIONS)
+        .map(|versions| versions.iter().map(ToString::to_string).collect())
+        .map_err(|err| DbError::Migration(err.to_string()));
+    diesel::sql_query("SELECT pg_advisory_unlock($1)")
+        .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
+        .execute(&mut lock_conn)
+        .await?;
+    applied
+}

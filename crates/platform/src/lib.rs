@@ -1,0 +1,16 @@
+//! Infrastructure shared by Herald's three services: settings, logging,
+//! the PostgreSQL pool and storage queries, the Redis wrapper, health
+//! endpoints, problem+json errors and shutdown. Services own their HTTP
+//! routes and their loops; everything that talks to the outside lives here
+//! once.
+
+pub mod db;
+pub mod health;
+pub mod problem;
+pub mod redis;
+pub mod settings;
+pub mod shutdown;
+pub mod storage;
+pub mod telemetry;
+
+pub use settings::Settings;

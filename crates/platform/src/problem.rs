@@ -1,0 +1,112 @@
+//! RFC 9457 problem details (`application/problem+json`) for every HTTP
+//! error Herald answers. Built with `http-api-problem`; services map their
+//! own error enums onto [`Problem`] in one place each.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, HttpResponseBuilder};
+use domain::FieldError;
+use http_api_problem::HttpApiProblem;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// A problem response: status, stable `type` slug, title, detail and field errors.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    status: StatusCode,
+    slug: &'static str,
+    title: &'static str,
+    detail: String,
+    errors: Vec<FieldError>,
+    retry_after_secs: Option<u32>,
+}
+
+impl Problem {
+    /// `slug` becomes the problem `type` URI `https://herald.dev/problems/<slug>`;
+    /// clients match on it, so it is part of the API contract.
+    pub fn new(status: StatusCode, slug: &'static str, title: &'static str) -> Self {
+        Self {
+            status,
+            slug,
+            title,
+            detail: String::new(),
+            errors: Vec::new(),
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
+    }
+
+    pub fn errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn type_uri(&self) -> String {
+        format!("https://herald.dev/problems/{}", self.slug)
+    }
+
+    pub fn to_response(&self) -> HttpResponse {
+        // http-api-problem speaks `http` 1.x, actix-web 4 `http` 0.2: bridge by number.
+        let status = http_api_problem::StatusCode::from_u16(self.status.as_u16())
+            .unwrap_or(http_api_problem::StatusCode::INTERNAL_SERVER_ERROR);
+        let mut problem = HttpApiProblem::new(status)
+            .type_url(self.type_uri())
+            .title(self.title);
+        if !self.detail.is_empty() {
+            problem = problem.detail(self.detail.clone());
+        }
+        if !self.errors.is_empty() {
+            problem.set_value("errors", &self.errors);
+        }
+        let mut builder = HttpResponseBuilder::new(self.status);
+        builder.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
+        if let Some(secs) = self.retry_after_secs {
+            builder.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        builder.body(problem.json_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    #[test]
+    fn renders_rfc9457_fields() {
+        let response = Problem::new(StatusCode::BAD_REQUEST, "invalid-request", "Invalid request")
+            .detail("1 invalid field")
+            .errors(vec![FieldError::new("user_id", "must not be empty")])
+            .to_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers().get(header::CONTENT_TYPE).unwrap(), PROBLEM_JSON);
+        let bytes = response.into_body().try_into_bytes().unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["type"], "https://herald.dev/problems/invalid-request");
+        assert_eq!(body["title"], "Invalid request");
+        assert_eq!(body["status"], 400);
+        assert_eq!(body["detail"], "1 invalid field");
+        assert_eq!(body["errors"][0]["field"], "user_id");
+    }
+
+    #[test]
+    fn retry_after_header() {
+        let response = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Unavailable")
+            .retry_after(3)
+            .to_response();
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "3");
+    }
+}

@@ -1,0 +1,235 @@
+//! Typed settings, read once at start: the embedded `config/default.toml`,
+//! then the file named by `HERALD_CONFIG` (optional), then environment
+//! variables `HERALD__SECTION__KEY`. A bad value stops the service with a
+//! message naming the key.
+
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../../../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub http: HttpSettings,
+    pub auth: AuthSettings,
+    pub worker: WorkerSettings,
+    pub gateway: GatewaySettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// `postgres://user:password@host:port/database`; may hold a password.
+    pub url: SecretString,
+    pub pool_size: usize,
+    pub connect_timeout_ms: u64,
+    pub acquire_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    /// `redis://[:password@]host:port[/db]`; may hold a password.
+    pub url: SecretString,
+    /// Prepended to every key and channel, so deployments (and tests) can share a server.
+    pub key_prefix: String,
+    pub command_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    pub host: String,
+    pub port: u16,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Seconds that a 503 asks clients to wait before retrying.
+    pub retry_after_secs: u32,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    /// HS256 secret that signs user JWTs; required by ws-gateway.
+    pub jwt_secret: SecretString,
+    /// Clock skew tolerated when checking `exp` / `nbf`, in seconds.
+    pub jwt_leeway_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkerSettings {
+    /// Consumer name in the group; empty means the host name (the pod name on Kubernetes).
+    pub consumer_name: String,
+    pub batch_size: usize,
+    pub block_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GatewaySettings {
+    pub ping_interval_secs: u64,
+    pub client_timeout_secs: u64,
+    /// Outgoing frames buffered per connection before it counts as too slow.
+    pub send_queue_frames: usize,
+    pub max_frame_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// `tracing` filter directive, e.g. `info` or `info,stream_worker=debug`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct SettingsError(String);
+
+impl Settings {
+    /// Reads defaults, the optional `HERALD_CONFIG` file and `HERALD__*` variables.
+    pub fn load() -> Result<Self, SettingsError> {
+        let overlay = std::env::var("HERALD_CONFIG").ok().filter(|p| !p.is_empty());
+        Self::load_from(overlay.as_deref(), Environment::with_prefix("HERALD"))
+    }
+
+    fn load_from(overlay: Option<&str>, env: Environment) -> Result<Self, SettingsError> {
+        let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        if let Some(path) = overlay {
+            builder = builder.add_source(File::with_name(path).required(true));
+        }
+        let settings: Settings = builder
+            .add_source(
+                env.prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()
+            .and_then(Config::try_deserialize)
+            .map_err(|err| SettingsError(err.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks that hold for every service.
+    fn validate(&self) -> Result<(), SettingsError> {
+        let fail = |key: &str, why: &str| Err(SettingsError(format!("{key}: {why}")));
+        let url = self.database.url.expose_secret();
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return fail("database.url", "must start with postgres:// or postgresql://");
+        }
+        if self.database.pool_size == 0 {
+            return fail("database.pool_size", "must be at least 1");
+        }
+        let redis_url = self.redis.url.expose_secret();
+        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
+            return fail("redis.url", "must start with redis:// or rediss://");
+        }
+        if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(['{', '}', ' ']) {
+            return fail("redis.key_prefix", "must be non-empty, without braces or spaces");
+        }
+        if self.worker.batch_size == 0 || self.worker.batch_size > 5_000 {
+            return fail("worker.batch_size", "must be 1..=5000");
+        }
+        if self.gateway.send_queue_frames == 0 {
+            return fail("gateway.send_queue_frames", "must be at least 1");
+        }
+        if self.gateway.ping_interval_secs == 0
+            || self.gateway.client_timeout_secs <= self.gateway.ping_interval_secs
+        {
+            return fail(
+                "gateway.client_timeout_secs",
+                "must be greater than gateway.ping_interval_secs (> 0)",
+            );
+        }
+        Ok(())
+    }
+
+    /// Checks for services that verify user tokens.
+    pub fn require_jwt_secret(&self) -> Result<(), SettingsError> {
+        if self.auth.jwt_secret.expose_secret().len() < 32 {
+            return Err(SettingsError(
+                "auth.jwt_secret (HERALD__AUTH__JWT_SECRET): must be set, at least 32 bytes".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The configured consumer name, else the host name.
+    pub fn consumer_name(&self) -> String {
+        if self.worker.consumer_name.is_empty() {
+            gethostname::gethostname().to_string_lossy().into_owned()
+        } else {
+            self.worker.consumer_name.clone()
+        }
+    }
+}
+
+impl RedisSettings {
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_millis(self.command_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Settings::load_from(None, Environment::with_prefix("HERALD").source(Some(map)))
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let settings = load(&[]).unwrap();
+        assert_eq!(settings.http.port, 8080);
+        assert_eq!(settings.log.format, LogFormat::Text);
+        assert!(settings.require_jwt_secret().is_err());
+    }
+
+    #[test]
+    fn environment_overrides_with_double_underscore() {
+        let settings = load(&[
+            ("HERALD__HTTP__PORT", "9999"),
+            ("HERALD__DATABASE__URL", "postgres://x@h:1/db"),
+            ("HERALD__WORKER__CONSUMER_NAME", "pod-7"),
+            ("HERALD__AUTH__JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("HERALD__LOG__FORMAT", "json"),
+        ])
+        .unwrap();
+        assert_eq!(settings.http.port, 9999);
+        assert_eq!(settings.database.url.expose_secret(), "postgres://x@h:1/db");
+        assert_eq!(settings.consumer_name(), "pod-7");
+        assert_eq!(settings.log.format, LogFormat::Json);
+        assert!(settings.require_jwt_secret().is_ok());
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = load(&[("HERALD__HTTP__PORT", "eighty")]).unwrap_err().to_string();
+        assert!(err.contains("http.port"), "{err}");
+        let err = load(&[("HERALD__REDIS__URL", "http://x")]).unwrap_err().to_string();
+        assert!(err.contains("redis.url"), "{err}");
+        let err = load(&[("HERALD__WORKER__BATCH_SIZE", "0")]).unwrap_err().to_string();
+        assert!(err.contains("worker.batch_size"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let settings = load(&[("HERALD__AUTH__JWT_SECRET", "super-secret-value-that-is-long-enough")])
+            .unwrap();
+        assert!(!format!("{settings:?}").contains("super-secret"));
+    }
+}

@@ -1,0 +1,11 @@
+//! Everything Herald stores in PostgreSQL. Only this module writes SQL: the
+//! schema (as diesel prints it), the row structs, and one file of queries per
+//! aggregate.
+
+pub mod api_keys;
+pub mod inbox;
+mod models;
+pub mod notifications;
+pub mod schema;
+
+pub use crate::db::DbError as StorageError;

@@ -1,0 +1,152 @@
+//! Storing a batch of notifications: exactly once per id, each with the next
+//! number of its user's gapless sequence, unread counts moved in the same
+//! transaction.
+//!
+//! Why `seq` never skips and follows commit order: the transaction first
+//! locks the `user_inbox` rows of every user in the batch (in user-id order,
+//! so two workers with overlapping users cannot deadlock), then numbers the
+//! new notifications from `last_seq`, inserts them and moves `last_seq`. A
+//! second transaction for the same user waits on that lock, so it numbers
+//! after the first one committed: a client that saw `seq = S` can never miss
+//! a later commit with a smaller number.
+
+use std::collections::{HashMap, HashSet};
+
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use domain::{NewNotification, Notification};
+use uuid::Uuid;
+
+use super::models::{NotificationInsert, NotificationRow};
+use super::schema::{notifications, user_inbox};
+use crate::db::DbError;
+
+/// PostgreSQL accepts 65,535 bind parameters per statement; 9 per row.
+const ROWS_PER_INSERT: usize = 5_000;
+
+/// Stores a batch and returns every notification of the batch as stored, in
+/// batch order: new ones with their fresh `seq`, ones stored earlier (a
+/// redelivery) as they were stored then. Duplicate ids inside the batch
+/// appear once.
+pub async fn store_batch(
+    conn: &mut AsyncPgConnection,
+    batch: &[NewNotification],
+) -> Result<Vec<Notification>, DbError> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stored = conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| store_in_tx(conn, batch).await)
+        .await?;
+    Ok(stored)
+}
+
+async fn store_in_tx(
+    conn: &mut AsyncPgConnection,
+    batch: &[NewNotification],
+) -> Result<Vec<Notification>, diesel::result::Error> {
+    let mut users: Vec<&str> = batch.iter().map(|n| n.user_id.as_str()).collect();
+    users.sort_unstable();
+    users.dedup();
+
+    let new_users: Vec<_> = users.iter().map(|u| user_inbox::user_id.eq(*u)).collect();
+    diesel::insert_into(user_inbox::table)
+        .values(&new_users)
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    let mut last_seq: HashMap<String, i64> = user_inbox::table
+        .filter(user_inbox::user_id.eq_any(&users))
+        .order(user_inbox::user_id)
+        .select((user_inbox::user_id, user_inbox::last_seq))
+        .for_update()
+        .load::<(String, i64)>(conn)
+        .await?
+        .into_iter()
+        .collect();
+
+    // With the users locked, no other transaction can be storing these ids
+    // (an id belongs to one user), so this check is exact.
+    let ids: Vec<Uuid> = batch.iter().map(|n| n.id).collect();
+    let already_stored: HashSet<Uuid> = notifications::table
+        .filter(notifications::id.eq_any(&ids))
+        .select(notifications::id)
+        .load::<Uuid>(conn)
+        .await?
+        .into_iter()
+        .collect();
+
+    let mut seen = HashSet::with_capacity(batch.len());
+    let mut inserts = Vec::with_capacity(batch.len());
+    let mut added: HashMap<&str, i64> = HashMap::new();
+    for notification in batch {
+        if already_stored.contains(&notification.id) || !seen.insert(notification.id) {
+            continue;
+        }
+        let Some(seq) = last_seq.get_mut(notification.user_id.as_str()) else {
+            return Err(diesel::result::Error::NotFound);
+        };
+        *seq += 1;
+        *added.entry(notification.user_id.as_str()).or_default() += 1;
+        inserts.push(NotificationInsert::new(notification, *seq));
+    }
+    for chunk in inserts.chunks(ROWS_PER_INSERT) {
+        diesel::insert_into(notifications::table)
+            .values(chunk)
+            .execute(conn)
+            .await?;
+    }
+
+    if !added.is_empty() {
+        let (names, counts): (Vec<String>, Vec<i64>) =
+            added.iter().map(|(u, n)| ((*u).to_owned(), *n)).unzip();
+        let seqs: Vec<i64> = names.iter().map(|u| last_seq[u.as_str()]).collect();
+        diesel::sql_query(
+            "UPDATE user_inbox AS u \
+             SET last_seq = d.last_seq, unread_count = u.unread_count + d.added, version = u.version + 1 \
+             FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS d(user_id, last_seq, added) \
+             WHERE u.user_id = d.user_id",
+        )
+        .bind::<Array<Text>, _>(&names)
+        .bind::<Array<BigInt>, _>(&seqs)
+        .bind::<Array<BigInt>, _>(&counts)
+        .execute(conn)
+        .await?;
+    }
+
+    let mut by_id: HashMap<Uuid, Notification> = notifications::table
+        .filter(notifications::id.eq_any(&ids))
+        .select(NotificationRow::as_select())
+        .load::<NotificationRow>(conn)
+        .await?
+        .into_iter()
+        .map(|row| (row.id, Notification::from(row)))
+        .collect();
+    Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+}
+
+/// How many notifications a user has stored, by id; used by tests and tools.
+pub async fn count_for_user(conn: &mut AsyncPgConnection, user_id: &str) -> Result<i64, DbError> {
+    Ok(notifications::table
+        .filter(notifications::user_id.eq(user_id))
+        .count()
+        .get_result(conn)
+        .await?)
+}
+
+/// Every stored notification of a user in `seq` order.
+pub async fn list_for_user(
+    conn: &mut AsyncPgConnection,
+    user_id: &str,
+) -> Result<Vec<Notification>, DbError> {
+    Ok(notifications::table
+        .filter(notifications::user_id.eq(user_id))
+        .order(notifications::seq.asc())
+        .select(NotificationRow::as_select())
+        .load::<NotificationRow>(conn)
+        .await?
+        .into_iter()
+        .map(Notification::from)
+        .collect())
+}

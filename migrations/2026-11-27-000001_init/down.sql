@@ -1,0 +1,3 @@
+DROP TABLE notifications;
+DROP TABLE user_inbox;
+DROP TABLE api_keys;
