@@ -9,6 +9,8 @@
 # service reads, so the servers found or started are the ones it will use.
 # `up` and `down` write only to stderr: callers may use stdout for themselves.
 set -euo pipefail
+# useradd, runuser and friends live in sbin, which non-login shells may lack.
+PATH=$PATH:/usr/sbin:/sbin
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 DEV="$ROOT/.dev"
@@ -112,6 +114,7 @@ started_del() {
   local tmp
   tmp=$(mktemp "$DEV/.started.XXXXXX")
   grep -v "^$1 " "$STARTED" >"$tmp" || true
+  chmod 0644 "$tmp"
   mv "$tmp" "$STARTED"
 }
 
@@ -208,7 +211,8 @@ pg_tool() { # NAME -> path of a client tool, from PATH or the versioned bin dir
 pg_state() { # HOST PORT -> 0 accepting, 1 up but not yet accepting, 2 nothing
   local isready rc=0
   if isready=$(pg_tool pg_isready); then
-    "$isready" -q -h "$1" -p "$2" -t 3 || rc=$?
+    # An existing role and database, or each probe logs a FATAL in the server log.
+    "$isready" -q -h "$1" -p "$2" -t 3 -U postgres -d postgres || rc=$?
     case $rc in
       0) return 0 ;;
       1) return 1 ;;

@@ -8,7 +8,6 @@
 //! client from [`RedisStore::stream_reader`]. The gateway's one subscriber
 //! connection per process is [`RedisSubscriber`].
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use backon::Retryable;
@@ -17,6 +16,7 @@ use domain::keys::{CONSUMER_GROUP, ENTRY_FIELD};
 use domain::{KeySpace, Priority};
 use fred::clients::SubscriberClient;
 use fred::prelude::*;
+use fred::types::streams::XReadResponse;
 use secrecy::ExposeSecret;
 use tokio::sync::broadcast;
 
@@ -46,6 +46,15 @@ pub struct StreamEntry {
     pub priority: Priority,
     pub id: String,
     pub payload: Option<String>,
+}
+
+/// Where a consumer-group read starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// Entries never delivered to any consumer (`>`).
+    New,
+    /// Entries already delivered to this consumer and not acknowledged (`0`).
+    OwnPending,
 }
 
 fn builder(settings: &RedisSettings) -> Result<Builder, RedisError> {
@@ -149,23 +158,31 @@ impl RedisStore {
         Ok(())
     }
 
-    /// XREADGROUP new entries from all priority streams, blocking up to
-    /// `block` when there are none. Call on a [`stream_reader`](Self::stream_reader).
+    /// XREADGROUP from all priority streams. `ReadFrom::New` blocks up to
+    /// `block` for entries never delivered; `ReadFrom::OwnPending` re-reads
+    /// entries delivered to this consumer and not acked (after a restart or a
+    /// failed batch) without blocking. Call on a
+    /// [`stream_reader`](Self::stream_reader).
     pub async fn read_group(
         &self,
         consumer: &str,
+        from: ReadFrom,
         count: usize,
         block: Duration,
     ) -> Result<Vec<StreamEntry>, RedisError> {
         let streams: Vec<String> = Priority::ALL.iter().map(|p| self.keys.stream(*p)).collect();
-        let ids = vec![">"; streams.len()];
+        let (id, block) = match from {
+            ReadFrom::New => (">", Some(block.as_millis() as u64)),
+            ReadFrom::OwnPending => ("0", None),
+        };
+        let ids = vec![id; streams.len()];
         let reply: Value = self
             .client
             .xreadgroup(
                 CONSUMER_GROUP,
                 consumer,
                 Some(count as u64),
-                Some(block.as_millis() as u64),
+                block,
                 false,
                 streams,
                 ids,
@@ -176,7 +193,7 @@ impl RedisStore {
         if reply.is_null() {
             return Ok(Vec::new());
         }
-        let by_stream: HashMap<String, Vec<(String, HashMap<String, Value>)>> = reply
+        let by_stream: XReadResponse<String, String, String, Value> = reply
             .into_xread_response()
             .map_err(RedisError::on("XREADGROUP"))?;
         let mut entries = Vec::new();
@@ -268,6 +285,24 @@ impl RedisStore {
             Value::Array(items) => items.first().and_then(Value::as_u64).unwrap_or(0),
             _ => 0,
         })
+    }
+
+    /// How many connections (on all gateways) subscribe to a user's channel.
+    pub async fn user_subscribers(&self, user_id: &str) -> Result<u64, RedisError> {
+        let reply: Vec<Value> = self
+            .client
+            .pubsub_numsub(self.keys.user_channel(user_id))
+            .await
+            .map_err(RedisError::on("PUBSUB NUMSUB"))?;
+        Ok(reply.get(1).and_then(Value::as_u64).unwrap_or(0))
+    }
+
+    /// Entries in the dead-letter stream.
+    pub async fn dead_letter_len(&self) -> Result<u64, RedisError> {
+        self.client
+            .xlen(self.keys.dead_letter_stream())
+            .await
+            .map_err(RedisError::on("XLEN"))
     }
 
     /// Deletes every key under this store's prefix; for tests and tools.

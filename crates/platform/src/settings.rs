@@ -3,6 +3,7 @@
 //! variables `HERALD__SECTION__KEY`. A bad value stops the service with a
 //! message naming the key.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
@@ -102,6 +103,12 @@ impl Settings {
         Self::load_from(overlay.as_deref(), Environment::with_prefix("HERALD"))
     }
 
+    /// Like [`Settings::load`], but reads `HERALD__*` variables from `vars`
+    /// instead of the process environment (tests, tools).
+    pub fn load_with_vars(vars: HashMap<String, String>) -> Result<Self, SettingsError> {
+        Self::load_from(None, Environment::with_prefix("HERALD").source(Some(vars)))
+    }
+
     fn load_from(overlay: Option<&str>, env: Environment) -> Result<Self, SettingsError> {
         let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
         if let Some(path) = overlay {
@@ -183,12 +190,11 @@ impl RedisSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn load(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        Settings::load_from(None, Environment::with_prefix("HERALD").source(Some(map)))
+        Settings::load_with_vars(
+            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        )
     }
 
     #[test]

@@ -1,1 +1,205 @@
+//! Test support shared by every crate's integration tests: a fresh
+//! PostgreSQL database per test (dropped afterwards), a unique Redis key
+//! prefix per test, private Redis servers for tests that must kill one,
+//! WebSocket clients, and waiting on conditions with a deadline instead of
+//! sleeping.
+//!
+//! The shared servers come from `HERALD_TEST_PG` (server URL without a
+//! database, default `postgres://postgres@127.0.0.1:5432`) and
+//! `HERALD_TEST_REDIS` (default `redis://127.0.0.1:6379`). Set `TEST_LOG=1`
+//! to see the services' logs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod processes;
+pub mod ws;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use platform::Settings;
+use platform::db::DbPool;
+use platform::redis::RedisStore;
+use secrecy::SecretString;
+use uuid::Uuid;
+
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+pub fn pg_server_url() -> String {
+    std::env::var("HERALD_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("HERALD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Installs a log subscriber for the test process when `TEST_LOG` is set.
+pub fn init_test_log() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info,platform=debug,stream_worker=debug,ws_gateway=debug,ingest_api=debug")
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// One test's world: its own database and its own Redis key prefix.
+pub struct TestEnv {
+    pub db_name: String,
+    pub prefix: String,
+    vars: HashMap<String, String>,
+}
+
+impl TestEnv {
+    /// A fresh database with migrations applied. Needs a multi-thread runtime.
+    pub async fn new() -> Self {
+        let env = Self::without_schema().await;
+        platform::db::run_migrations(&SecretString::from(env.database_url()))
+            .await
+            .expect("migrations apply to a fresh database");
+        env
+    }
+
+    /// A fresh, empty database (for tests of migrating itself).
+    pub async fn without_schema() -> Self {
+        init_test_log();
+        let id = Uuid::now_v7().simple().to_string();
+        let db_name = format!("herald_test_{id}");
+        let mut admin = admin_connection().await;
+        diesel::sql_query(format!("CREATE DATABASE \"{db_name}\""))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let prefix = format!("test-{}", &id[id.len() - 12..]);
+        let mut env = Self {
+            db_name,
+            prefix,
+            vars: HashMap::new(),
+        };
+        env.set("HERALD__DATABASE__URL", env.database_url());
+        env.set("HERALD__REDIS__URL", redis_url());
+        env.set("HERALD__REDIS__KEY_PREFIX", env.prefix.clone());
+        env.set("HERALD__HTTP__HOST", "127.0.0.1");
+        env.set("HERALD__HTTP__PORT", "0");
+        env.set("HERALD__HTTP__WORKERS", "1");
+        env.set("HERALD__AUTH__JWT_SECRET", JWT_SECRET);
+        env.set("HERALD__DATABASE__POOL_SIZE", "4");
+        env.set("HERALD__WORKER__BLOCK_MS", "200");
+        env
+    }
+
+    pub fn database_url(&self) -> String {
+        format!("{}/{}", pg_server_url(), self.db_name)
+    }
+
+    /// Overrides one setting, as `HERALD__SECTION__KEY`.
+    pub fn set(&mut self, key: &str, value: impl Into<String>) {
+        self.vars.insert(key.to_owned(), value.into());
+    }
+
+    /// The variables a service process of this test gets.
+    pub fn vars(&self) -> &HashMap<String, String> {
+        &self.vars
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings::load_with_vars(self.vars.clone()).expect("test settings are valid")
+    }
+
+    pub async fn db(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.database_url())
+            .await
+            .expect("connect to the test database")
+    }
+
+    pub fn pool(&self) -> DbPool {
+        platform::db::pool(&self.settings().database).expect("pool")
+    }
+
+    pub async fn redis(&self) -> RedisStore {
+        RedisStore::connect(&self.settings().redis).await.expect("redis")
+    }
+
+    pub fn token(&self, user_id: &str, ttl_secs: u64) -> String {
+        sign_token(user_id, ttl_secs)
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let db_name = self.db_name.clone();
+        // Drop runs outside any async context guarantee: use a private runtime on a thread.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let mut admin = AsyncPgConnection::establish(&format!("{}/postgres", pg_server_url()))
+                    .await
+                    .ok()?;
+                diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("warning: could not drop test database {}", self.db_name);
+        }
+    }
+}
+
+async fn admin_connection() -> AsyncPgConnection {
+    let url = format!("{}/postgres", pg_server_url());
+    AsyncPgConnection::establish(&url)
+        .await
+        .unwrap_or_else(|err| panic!("cannot reach PostgreSQL at {url}: {err}"))
+}
+
+/// Signs an HS256 token for `user_id` with the tests' secret.
+pub fn sign_token(user_id: &str, ttl_secs: u64) -> String {
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = serde_json::json!({ "sub": user_id, "exp": now + ttl_secs, "iat": now });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .expect("sign token")
+}
+
+/// Signs arbitrary claims with an arbitrary secret and algorithm header.
+pub fn sign_claims(claims: &serde_json::Value, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign token")
+}
+
+/// A TCP port free at the time of asking.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

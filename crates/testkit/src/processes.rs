@@ -1,0 +1,151 @@
+//! Real processes for tests: Herald's own binaries and private Redis servers
+//! that a test may kill (the machine's shared servers are never stopped).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::{eventually, free_port};
+
+/// Folder of the workspace's built binaries (`target/debug`), found from the
+/// test executable (`target/debug/deps/<test>`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map(PathBuf::from)
+        .expect("target directory")
+}
+
+/// Path of a workspace binary; fails with a hint when it was not built.
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} not found: build the binaries first (`cargo build --bins`, as `make test` does)",
+        path.display()
+    );
+    path
+}
+
+/// Runs a binary to completion with the given environment.
+pub fn run_binary(name: &str, vars: &std::collections::HashMap<String, String>, args: &[&str]) -> Output {
+    Command::new(binary(name))
+        .args(args)
+        .envs(vars)
+        .env("HERALD__LOG__FORMAT", "text")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run binary")
+}
+
+/// A running child process, killed when dropped.
+pub struct ChildGuard {
+    pub name: String,
+    child: Child,
+}
+
+impl ChildGuard {
+    pub fn spawn(name: &str, vars: &std::collections::HashMap<String, String>, args: &[&str]) -> Self {
+        let show_logs = std::env::var_os("TEST_LOG").is_some();
+        let child = Command::new(binary(name))
+            .args(args)
+            .envs(vars)
+            .stdin(Stdio::null())
+            .stdout(if show_logs { Stdio::inherit() } else { Stdio::null() })
+            .stderr(if show_logs { Stdio::inherit() } else { Stdio::null() })
+            .spawn()
+            .expect("spawn binary");
+        Self {
+            name: name.to_owned(),
+            child,
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the exit status (up to `timeout`).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A private `redis-server` on a free port, killed when dropped.
+pub struct RedisServer {
+    pub port: u16,
+    process: Option<Child>,
+    dir: PathBuf,
+}
+
+impl RedisServer {
+    pub async fn start() -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("herald-redis-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let mut server = Self {
+            port,
+            process: None,
+            dir,
+        };
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)starts the server on the same port and waits until it accepts connections.
+    pub async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        self.process = Some(child);
+        let port = self.port;
+        eventually("private redis-server to accept connections", Duration::from_secs(10), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
+        })
+        .await;
+    }
+
+    /// kill -9: no goodbye to clients.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,128 @@
+//! User authentication: HS256 JWTs whose `sub` is the user id and whose
+//! `exp` is required. Tokens come as `Authorization: Bearer <jwt>` or, for
+//! browsers that cannot set headers on a WebSocket, `?token=<jwt>`.
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no token: send Authorization: Bearer <jwt> or ?token=<jwt>")]
+    Missing,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+/// Verifies (and, for development tooling, issues) user tokens.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    decoding: DecodingKey,
+    encoding: EncodingKey,
+    validation: Validation,
+}
+
+impl TokenVerifier {
+    pub fn new(secret: &SecretString, leeway_secs: u64) -> Self {
+        let bytes = secret.expose_secret().as_bytes();
+        // Only HS256: a token claiming any other algorithm (`none` included) is refused.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = leeway_secs;
+        Self {
+            decoding: DecodingKey::from_secret(bytes),
+            encoding: EncodingKey::from_secret(bytes),
+            validation,
+        }
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|err| AuthError::Invalid(err.to_string()))?
+            .claims;
+        domain::notification::validate_user_id(&claims.sub)
+            .map_err(|why| AuthError::Invalid(format!("sub {why}")))?;
+        Ok(claims)
+    }
+
+    /// Signs a token for `user_id` valid for `ttl_secs`.
+    pub fn issue(&self, user_id: &str, ttl_secs: u64) -> Result<String, AuthError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = Claims {
+            sub: user_id.to_owned(),
+            exp: now + ttl_secs,
+            nbf: None,
+            iat: Some(now),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|err| AuthError::Invalid(err.to_string()))
+    }
+}
+
+/// The bearer token of a request, from the header or the `token` query parameter.
+pub fn token_from_request(req: &HttpRequest) -> Result<String, AuthError> {
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| AuthError::Missing)?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or(AuthError::Missing)?;
+        return Ok(token.trim().to_owned());
+    }
+    #[derive(Deserialize)]
+    struct TokenQuery {
+        token: Option<String>,
+    }
+    actix_web::web::Query::<TokenQuery>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.into_inner().token)
+        .filter(|t| !t.is_empty())
+        .ok_or(AuthError::Missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verifier() -> TokenVerifier {
+        TokenVerifier::new(&SecretString::from("0123456789abcdef0123456789abcdef"), 0)
+    }
+
+    #[test]
+    fn issued_tokens_verify() {
+        let v = verifier();
+        let token = v.issue("alice", 60).unwrap();
+        assert_eq!(v.verify(&token).unwrap().sub, "alice");
+    }
+
+    #[test]
+    fn other_secrets_and_garbage_are_refused() {
+        let other = TokenVerifier::new(&SecretString::from("another-secret-another-secret-xx"), 0);
+        let token = other.issue("alice", 60).unwrap();
+        assert!(verifier().verify(&token).is_err());
+        assert!(verifier().verify("not.a.jwt").is_err());
+    }
+
+    #[test]
+    fn invalid_user_ids_in_sub_are_refused() {
+        let v = verifier();
+        let token = v.issue("has space", 60).unwrap();
+        assert!(v.verify(&token).is_err());
+    }
+}

@@ -1,0 +1,70 @@
+//! The one error type of ws-gateway's HTTP layer, as problem+json.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpResponse, ResponseError};
+use platform::problem::Problem;
+
+use crate::auth::AuthError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Unauthorized(#[from] AuthError),
+    #[error("not a WebSocket upgrade request: {0}")]
+    NotWebSocket(String),
+    #[error("no route for this method and path")]
+    NotFound,
+    #[error("{dependency} unavailable: {cause}")]
+    Unavailable { dependency: &'static str, cause: String },
+}
+
+impl GatewayError {
+    fn problem(&self) -> Problem {
+        match self {
+            GatewayError::Unauthorized(AuthError::Missing) => {
+                Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
+                    .detail("send Authorization: Bearer <jwt> or ?token=<jwt>")
+            }
+            GatewayError::Unauthorized(AuthError::Invalid(_)) => {
+                Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
+                    .detail("the token is malformed, expired, not yet valid or wrongly signed")
+            }
+            GatewayError::NotWebSocket(_) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "not-websocket",
+                "WebSocket upgrade required",
+            )
+            .detail("connect with a WebSocket client"),
+            GatewayError::NotFound => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found"),
+            GatewayError::Unavailable { dependency, .. } => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+            )
+            .detail(format!("{dependency} is unavailable; retry later"))
+            .retry_after(1),
+        }
+    }
+}
+
+impl ResponseError for GatewayError {
+    fn status_code(&self) -> StatusCode {
+        self.problem().status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            GatewayError::Unavailable { .. } => tracing::error!(error = %self, "request failed"),
+            _ => tracing::debug!(error = %self, "request refused"),
+        }
+        let mut response = self.problem().to_response();
+        if matches!(self, GatewayError::Unauthorized(_)) {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,200 @@
+//! The hub owns which connections each user has on this instance and the
+//! process's single Redis subscription per online user.
+//!
+//! It is one task; connections talk to it through a clonable [`Hub`] handle
+//! (commands over a bounded channel, a oneshot reply where the caller must
+//! wait). A user's channel is subscribed when their first connection joins,
+//! before the join is answered (so nothing published after `hello` can be
+//! missed), and unsubscribed when their last one leaves.
+//!
+//! Each connection has a bounded queue. A connection whose queue is full is
+//! a client too slow to read: it is kicked (its token cancelled) instead of
+//! letting memory grow.
+
+use std::collections::HashMap;
+
+use bytestring::ByteString;
+use platform::redis::{FramesError, RedisError, RedisSubscriber, UserFrame, UserFrames};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// How a connection receives frames and is told it fell behind.
+#[derive(Debug, Clone)]
+pub struct ConnectionHandle {
+    pub frames: mpsc::Sender<ByteString>,
+    pub kicked: CancellationToken,
+}
+
+enum Command {
+    Join {
+        user_id: String,
+        conn_id: u64,
+        handle: ConnectionHandle,
+        done: oneshot::Sender<Result<(), RedisError>>,
+    },
+    Leave {
+        user_id: String,
+        conn_id: u64,
+    },
+    Stats {
+        reply: oneshot::Sender<HubStats>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HubStats {
+    pub users: usize,
+    pub connections: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("the hub has stopped")]
+    Stopped,
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+}
+
+#[derive(Clone)]
+pub struct Hub {
+    commands: mpsc::Sender<Command>,
+}
+
+impl Hub {
+    /// Starts the hub task; it ends when `shutdown` is cancelled.
+    pub fn start(subscriber: RedisSubscriber, shutdown: CancellationToken) -> Self {
+        let (commands, rx) = mpsc::channel(1024);
+        let frames = subscriber.frames();
+        let task = HubTask {
+            users: HashMap::new(),
+            subscriber,
+        };
+        tokio::spawn(task.run(rx, frames, shutdown));
+        Self { commands }
+    }
+
+    /// Registers a connection; returns once the user's channel is subscribed.
+    pub async fn join(
+        &self,
+        user_id: &str,
+        conn_id: u64,
+        handle: ConnectionHandle,
+    ) -> Result<(), HubError> {
+        let (done, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Join {
+                user_id: user_id.to_owned(),
+                conn_id,
+                handle,
+                done,
+            })
+            .await
+            .map_err(|_| HubError::Stopped)?;
+        answer.await.map_err(|_| HubError::Stopped)??;
+        Ok(())
+    }
+
+    pub async fn leave(&self, user_id: &str, conn_id: u64) {
+        let _ = self
+            .commands
+            .send(Command::Leave {
+                user_id: user_id.to_owned(),
+                conn_id,
+            })
+            .await;
+    }
+
+    pub async fn stats(&self) -> Result<HubStats, HubError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Stats { reply })
+            .await
+            .map_err(|_| HubError::Stopped)?;
+        answer.await.map_err(|_| HubError::Stopped)
+    }
+}
+
+struct HubTask {
+    users: HashMap<String, HashMap<u64, ConnectionHandle>>,
+    subscriber: RedisSubscriber,
+}
+
+impl HubTask {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut frames: UserFrames,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                command = commands.recv() => match command {
+                    Some(command) => self.handle(command).await,
+                    None => break,
+                },
+                frame = frames.recv() => match frame {
+                    Ok(frame) => self.deliver(frame),
+                    Err(FramesError::Lagged(skipped)) => {
+                        tracing::error!(skipped, "hub fell behind the subscriber; frames were dropped");
+                    }
+                    Err(FramesError::Closed) => break,
+                },
+            }
+        }
+        tracing::info!("hub stopped");
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Join { user_id, conn_id, handle, done } => {
+                let first = !self.users.contains_key(&user_id);
+                if first && let Err(err) = self.subscriber.subscribe_user(&user_id).await {
+                    let _ = done.send(Err(err));
+                    return;
+                }
+                self.users.entry(user_id).or_default().insert(conn_id, handle);
+                let _ = done.send(Ok(()));
+            }
+            Command::Leave { user_id, conn_id } => self.remove(&user_id, conn_id).await,
+            Command::Stats { reply } => {
+                let _ = reply.send(HubStats {
+                    users: self.users.len(),
+                    connections: self.users.values().map(HashMap::len).sum(),
+                });
+            }
+        }
+    }
+
+    async fn remove(&mut self, user_id: &str, conn_id: u64) {
+        let Some(connections) = self.users.get_mut(user_id) else {
+            return;
+        };
+        connections.remove(&conn_id);
+        if connections.is_empty() {
+            self.users.remove(user_id);
+            if let Err(err) = self.subscriber.unsubscribe_user(user_id).await {
+                tracing::warn!(%err, "cannot unsubscribe a user's channel");
+            }
+        }
+    }
+
+    /// Hands the frame to every connection of the user; the bytes are shared,
+    /// not copied per connection.
+    fn deliver(&mut self, frame: UserFrame) {
+        let Some(connections) = self.users.get_mut(&frame.user_id) else {
+            return;
+        };
+        connections.retain(|conn_id, handle| {
+            match handle.frames.try_send(frame.frame.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(conn_id, "send queue full; disconnecting slow client");
+                    handle.kicked.cancel();
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+    }
+}

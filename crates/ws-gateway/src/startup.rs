@@ -1,0 +1,102 @@
+//! Builds ws-gateway from settings: database pool, the process's one Redis
+//! subscriber and the hub, the HTTP server (port 0 picks a free one).
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use platform::Settings;
+use platform::db::{self, DbPool};
+use platform::health::{self, Dependencies};
+use platform::redis::RedisSubscriber;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::TokenVerifier;
+use crate::error::GatewayError;
+use crate::hub::Hub;
+use crate::routes;
+
+pub struct GatewayState {
+    pub db: DbPool,
+    pub hub: Hub,
+    pub verifier: TokenVerifier,
+    pub send_queue_frames: usize,
+    pub max_frame_bytes: usize,
+    pub ping_interval: Duration,
+    pub client_timeout: Duration,
+    /// Cancelled on SIGTERM: every connection closes with 1012.
+    pub shutdown: CancellationToken,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    pub async fn build(settings: &Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        settings.require_jwt_secret()?;
+        let db = db::pool(&settings.database)?;
+        db::wait_until_reachable(&db).await;
+        let subscriber = RedisSubscriber::connect(&settings.redis).await?;
+        let hub = Hub::start(subscriber.clone(), shutdown.child_token());
+
+        let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(GatewayState {
+            db: db.clone(),
+            hub,
+            verifier: TokenVerifier::new(&settings.auth.jwt_secret, settings.auth.jwt_leeway_secs),
+            send_queue_frames: settings.gateway.send_queue_frames,
+            max_frame_bytes: settings.gateway.max_frame_bytes,
+            ping_interval: Duration::from_secs(settings.gateway.ping_interval_secs),
+            client_timeout: Duration::from_secs(settings.gateway.client_timeout_secs),
+            shutdown: shutdown.clone(),
+        });
+        let deps = web::Data::new(Dependencies {
+            database: Some(db),
+            redis: None,
+            subscriber: Some(subscriber),
+        });
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(deps.clone())
+                .configure(health::configure)
+                .configure(routes::configure)
+                .default_service(web::to(|| async {
+                    Err::<actix_web::HttpResponse, _>(GatewayError::NotFound)
+                }))
+        })
+        .disable_signals()
+        .shutdown_timeout(10)
+        .listen(listener)?;
+        if settings.http.workers > 0 {
+            server = server.workers(settings.http.workers);
+        }
+        tracing::info!(port, "ws-gateway listening");
+        Ok(Self {
+            port,
+            server: server.run(),
+            shutdown,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the shutdown token is cancelled: connections are closed
+    /// with 1012 so clients reconnect elsewhere, then the server stops.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            handle.stop(true).await;
+        });
+        self.server.await
+    }
+}
