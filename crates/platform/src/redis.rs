@@ -176,7 +176,7 @@ impl RedisStore {
             ReadFrom::OwnPending => ("0", None),
         };
         let ids = vec![id; streams.len()];
-        let reply: Value = self
+        let reply: Value = match self
             .client
             .xreadgroup(
                 CONSUMER_GROUP,
@@ -188,7 +188,17 @@ impl RedisStore {
                 ids,
             )
             .await
-            .map_err(RedisError::on("XREADGROUP"))?;
+        {
+            Ok(reply) => reply,
+            // The streams or the group vanished (a Redis without persistence
+            // restarted, or an operator deleted them): recreate and read again.
+            Err(err) if err.details().starts_with("NOGROUP") => {
+                tracing::warn!("consumer group missing; recreating it");
+                self.ensure_consumer_group().await?;
+                return Ok(Vec::new());
+            }
+            Err(err) => return Err(RedisError::on("XREADGROUP")(err)),
+        };
         // A blocking read that timed out answers nil.
         if reply.is_null() {
             return Ok(Vec::new());

@@ -100,16 +100,22 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub async fn start() -> Self {
+        let mut server = Self::reserve();
+        server.restart().await;
+        server
+    }
+
+    /// Picks a port but starts nothing yet: for tests of a server that is
+    /// not there when a service starts.
+    pub fn reserve() -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("herald-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("redis dir");
-        let mut server = Self {
+        Self {
             port,
             process: None,
             dir,
-        };
-        server.restart().await;
-        server
+        }
     }
 
     pub fn url(&self) -> String {

@@ -1,0 +1,262 @@
+//! stream-worker against real Redis and PostgreSQL: every entry is stored
+//! once with a gapless per-user `seq`, published to its user's channel, and
+//! acknowledged only after it committed.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::Utc;
+use domain::{NewNotification, Priority};
+use platform::redis::{ReadFrom, RedisStore, RedisSubscriber};
+use platform::storage::{inbox, notifications};
+use stream_worker::Worker;
+use testkit::{TestEnv, eventually};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+fn notification(user: &str, n: usize, priority: Priority) -> NewNotification {
+    NewNotification {
+        id: Uuid::now_v7(),
+        user_id: user.to_owned(),
+        title: format!("title {n}"),
+        body: format!("body {n}"),
+        priority,
+        category: Some("tests".into()),
+        data: None,
+        created_at: Utc::now(),
+    }
+}
+
+async fn append(redis: &RedisStore, n: &NewNotification) {
+    redis
+        .append(n.priority, &serde_json::to_string(n).unwrap())
+        .await
+        .expect("append");
+}
+
+/// Starts a worker in this process; it stops when the guard drops.
+async fn start_worker(env: &TestEnv) -> tokio_util::sync::DropGuard {
+    let worker = Worker::build(&env.settings()).await.expect("worker builds");
+    let token = CancellationToken::new();
+    tokio::spawn(worker.run_until_stopped(token.clone()));
+    token.drop_guard()
+}
+
+async fn stored_count(env: &TestEnv, user: &str) -> i64 {
+    notifications::count_for_user(&mut env.db().await, user).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_publishes_and_acks_with_gapless_seq() {
+    let mut env = TestEnv::new().await;
+    env.set("HERALD__WORKER__CONSUMER_NAME", "w1");
+    env.set("HERALD__WORKER__BATCH_SIZE", "64");
+    let redis = env.redis().await;
+    let subscriber = RedisSubscriber::connect(&env.settings().redis).await.unwrap();
+    let mut frames = subscriber.frames();
+    subscriber.subscribe_user("alice").await.unwrap();
+    let _worker = start_worker(&env).await;
+
+    let mut sent = Vec::new();
+    for i in 0..300 {
+        let user = if i % 3 == 0 { "bob" } else { "alice" };
+        let priority = Priority::ALL[i % 3];
+        let n = notification(user, i, priority);
+        append(&redis, &n).await;
+        sent.push(n);
+    }
+    let alice_sent: HashSet<Uuid> = sent.iter().filter(|n| n.user_id == "alice").map(|n| n.id).collect();
+
+    eventually("all 300 stored", Duration::from_secs(20), || async {
+        (stored_count(&env, "alice").await + stored_count(&env, "bob").await == 300).then_some(())
+    })
+    .await;
+
+    let mut conn = env.db().await;
+    for user in ["alice", "bob"] {
+        let rows = notifications::list_for_user(&mut conn, user).await.unwrap();
+        let seqs: Vec<i64> = rows.iter().map(|n| n.seq).collect();
+        assert_eq!(seqs, (1..=rows.len() as i64).collect::<Vec<_>>(), "{user}: seq gapless from 1");
+        let state = inbox::state(&mut conn, user).await.unwrap();
+        assert_eq!(state.unread, rows.len() as i64, "{user}: unread == unread rows");
+        assert_eq!(state.last_seq, rows.len() as i64);
+    }
+    let stored_ids: HashSet<Uuid> = notifications::list_for_user(&mut conn, "alice")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(stored_ids, alice_sent, "ids sent == ids stored");
+
+    // Every alice notification was published to her channel, none of bob's.
+    let mut published = HashSet::new();
+    while published.len() < alice_sent.len() {
+        let frame = tokio::time::timeout(Duration::from_secs(5), frames.recv())
+            .await
+            .expect("frame within 5 s")
+            .unwrap();
+        assert_eq!(frame.user_id, "alice");
+        let value: serde_json::Value = serde_json::from_str(&frame.frame).unwrap();
+        assert_eq!(value["type"], "notification");
+        assert!(value["seq"].as_i64().unwrap() >= 1);
+        published.insert(Uuid::parse_str(value["id"].as_str().unwrap()).unwrap());
+    }
+    assert_eq!(published, alice_sent);
+
+    // Everything is acknowledged: nothing pending in any lane.
+    for priority in Priority::ALL {
+        assert_eq!(redis.pending_count(priority).await.unwrap(), 0, "{priority} pending");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivered_and_repeated_entries_are_stored_once() {
+    let mut env = TestEnv::new().await;
+    env.set("HERALD__WORKER__CONSUMER_NAME", "crashy");
+    let redis = env.redis().await;
+    redis.ensure_consumer_group().await.unwrap();
+
+    let first = notification("carol", 1, Priority::Normal);
+    let second = notification("carol", 2, Priority::High);
+    append(&redis, &first).await;
+    append(&redis, &first).await; // a producer-side duplicate entry
+    append(&redis, &second).await;
+
+    // A worker named "crashy" read the entries and died before acking them.
+    let reader = redis.stream_reader().await.unwrap();
+    let delivered = reader
+        .read_group("crashy", ReadFrom::New, 100, Duration::from_millis(10))
+        .await
+        .unwrap();
+    assert_eq!(delivered.len(), 3);
+    // ...and even stored one of them before dying.
+    notifications::store_batch(&mut env.db().await, std::slice::from_ref(&first)).await.unwrap();
+
+    // Restarted under the same name, it finishes its own pending entries.
+    let _worker = start_worker(&env).await;
+    eventually("pending entries processed", Duration::from_secs(10), || async {
+        let pending: u64 = redis.pending_count(Priority::Normal).await.unwrap()
+            + redis.pending_count(Priority::High).await.unwrap();
+        (pending == 0).then_some(())
+    })
+    .await;
+    let mut conn = env.db().await;
+    let rows = notifications::list_for_user(&mut conn, "carol").await.unwrap();
+    assert_eq!(rows.iter().map(|n| n.id).collect::<Vec<_>>(), vec![first.id, second.id]);
+    assert_eq!(rows.iter().map(|n| n.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(inbox::state(&mut conn, "carol").await.unwrap().unread, 2, "no second unread increment");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_entries_go_to_the_dead_letter_stream_and_do_not_block() {
+    let mut env = TestEnv::new().await;
+    env.set("HERALD__WORKER__CONSUMER_NAME", "w1");
+    let redis = env.redis().await;
+    let _worker = start_worker(&env).await;
+
+    let good_before = notification("dave", 1, Priority::Normal);
+    let good_after = notification("dave", 2, Priority::Normal);
+    append(&redis, &good_before).await;
+    redis.append(Priority::Normal, "{not json").await.unwrap();
+    redis
+        .append(Priority::Normal, r#"{"id":"00000000-0000-7000-8000-000000000000","user_id":"bad user"}"#)
+        .await
+        .unwrap();
+    append(&redis, &good_after).await;
+
+    eventually("good entries stored", Duration::from_secs(10), || async {
+        (stored_count(&env, "dave").await == 2).then_some(())
+    })
+    .await;
+    eventually("poison entries dead-lettered and acked", Duration::from_secs(10), || async {
+        let dead = redis.dead_letter_len().await.unwrap();
+        let pending = redis.pending_count(Priority::Normal).await.unwrap();
+        (dead == 2 && pending == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_endpoints_and_prompt_shutdown() {
+    let env = TestEnv::new().await;
+    let redis = env.redis().await;
+    let n = notification("erin", 1, Priority::Low);
+    append(&redis, &n).await;
+    let worker = Worker::build(&env.settings()).await.unwrap();
+    let port = worker.port();
+    let token = CancellationToken::new();
+    let handle = tokio::spawn(worker.run_until_stopped(token.clone()));
+    eventually("stored", Duration::from_secs(10), || async {
+        (stored_count(&env, "erin").await == 1).then_some(())
+    })
+    .await;
+    let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let health = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    // Shutdown ends the loop and the HTTP server promptly.
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(5), handle)
+        .await
+        .expect("worker stops within 5 s")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_idempotent_and_safe_concurrently() {
+    let env = TestEnv::without_schema().await;
+    let url = secrecy::SecretString::from(env.database_url());
+    let (a, b) = tokio::join!(platform::db::run_migrations(&url), platform::db::run_migrations(&url));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    // One of the two applied every migration; the other, waiting on the lock, found nothing to do.
+    assert!(a.is_empty() != b.is_empty(), "applied: {a:?} {b:?}");
+    assert!(platform::db::run_migrations(&url).await.unwrap().is_empty());
+    assert_eq!(stored_count(&env, "nobody").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_waits_for_redis_at_start_and_recovers_after_an_outage() {
+    let mut redis_server = testkit::processes::RedisServer::reserve();
+    let mut env = TestEnv::new().await;
+    env.set("HERALD__REDIS__URL", redis_server.url());
+    let settings = env.settings();
+    // Nothing answers yet: the worker keeps retrying instead of exiting.
+    let building = tokio::spawn(async move { Worker::build(&settings).await });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!building.is_finished(), "worker must wait for Redis, not give up");
+    redis_server.restart().await;
+    let worker = tokio::time::timeout(Duration::from_secs(15), building)
+        .await
+        .expect("worker connects once Redis is up")
+        .unwrap()
+        .unwrap();
+    let token = CancellationToken::new();
+    tokio::spawn(worker.run_until_stopped(token.clone()));
+    let _stop = token.drop_guard();
+
+    let redis = env.redis().await;
+    append(&redis, &notification("frank", 1, Priority::Normal)).await;
+    eventually("first stored", Duration::from_secs(10), || async {
+        (stored_count(&env, "frank").await == 1).then_some(())
+    })
+    .await;
+
+    // Redis dies (losing everything: it keeps nothing) and comes back.
+    redis_server.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis_server.restart().await;
+    // The group is gone with the data: the worker must recreate it by itself.
+    let producer = env.redis().await;
+    eventually("worker recreated its consumer group", Duration::from_secs(20), || async {
+        producer.pending_count(Priority::Normal).await.ok()
+    })
+    .await;
+    append(&producer, &notification("frank", 2, Priority::Normal)).await;
+    eventually("second stored after the outage", Duration::from_secs(20), || async {
+        (stored_count(&env, "frank").await == 2).then_some(())
+    })
+    .await;
+}
