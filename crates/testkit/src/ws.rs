@@ -94,6 +94,23 @@ impl WsClient {
         }
     }
 
+    /// Reads until the server ends the connection: frames read, and how it ended.
+    pub async fn drain_until_closed(&mut self, timeout: Duration) -> (usize, Ended) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut frames = 0;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => panic!("connection still open after {timeout:?} ({frames} frames read)"),
+                Ok(None) | Ok(Some(Err(_))) => return (frames, Ended::Dropped),
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return (frames, Ended::Closed(frame.map(|f: CloseFrame| u16::from(f.code))));
+                }
+                Ok(Some(Ok(Message::Text(_)))) => frames += 1,
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
     pub async fn send_text(&mut self, text: &str) {
         self.stream.send(Message::text(text)).await.expect("send text frame");
     }

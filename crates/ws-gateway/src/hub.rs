@@ -61,15 +61,16 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Starts the hub task; it ends when `shutdown` is cancelled.
-    pub fn start(subscriber: RedisSubscriber, shutdown: CancellationToken) -> Self {
+    /// Starts the hub task; it ends when the last handle is dropped (after
+    /// the connections have closed, so a drain can still say 1012 to each).
+    pub fn start(subscriber: RedisSubscriber) -> Self {
         let (commands, rx) = mpsc::channel(1024);
         let frames = subscriber.frames();
         let task = HubTask {
             users: HashMap::new(),
             subscriber,
         };
-        tokio::spawn(task.run(rx, frames, shutdown));
+        tokio::spawn(task.run(rx, frames));
         Self { commands }
     }
 
@@ -124,11 +125,9 @@ impl HubTask {
         mut self,
         mut commands: mpsc::Receiver<Command>,
         mut frames: UserFrames,
-        shutdown: CancellationToken,
     ) {
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => break,
                 command = commands.recv() => match command {
                     Some(command) => self.handle(command).await,
                     None => break,

@@ -48,6 +48,13 @@ fn close_reason(code: CloseCode, description: &str) -> Option<CloseReason> {
     })
 }
 
+fn slow_consumer() -> Option<CloseReason> {
+    close_reason(
+        CloseCode::Policy,
+        "too slow: send queue full, resume from your last seq",
+    )
+}
+
 impl Connection {
     /// Sends `hello`, then serves the connection until it closes.
     pub async fn run(
@@ -85,11 +92,11 @@ impl Connection {
                             return None;
                         }
                     }
+                    // The hub drops a kicked connection's queue: say why.
+                    None if self.kicked.is_cancelled() => return slow_consumer(),
                     None => return close_reason(CloseCode::Error, "hub stopped"),
                 },
-                () = self.kicked.cancelled() => {
-                    return close_reason(CloseCode::Policy, "too slow: send queue full, resume from your last seq");
-                }
+                () = self.kicked.cancelled() => return slow_consumer(),
                 () = shutdown.cancelled() => {
                     return close_reason(CloseCode::Restart, "gateway restarting, reconnect");
                 }

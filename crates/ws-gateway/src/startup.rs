@@ -41,7 +41,7 @@ impl Application {
         let db = db::pool(&settings.database)?;
         db::wait_until_reachable(&db).await;
         let subscriber = RedisSubscriber::connect(&settings.redis).await?;
-        let hub = Hub::start(subscriber.clone(), shutdown.child_token());
+        let hub = Hub::start(subscriber.clone());
 
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))?;
         let port = listener.local_addr()?.port();
