@@ -46,14 +46,37 @@ pub struct ChildGuard {
 }
 
 impl ChildGuard {
+    /// Starts a binary; its logs go to the test's output when `TEST_LOG` is set.
     pub fn spawn(name: &str, vars: &std::collections::HashMap<String, String>, args: &[&str]) -> Self {
         let show_logs = std::env::var_os("TEST_LOG").is_some();
+        let output = || if show_logs { Stdio::inherit() } else { Stdio::null() };
+        Self::spawn_with(name, vars, args, output(), output())
+    }
+
+    /// Starts a binary writing its logs (stderr) to `log_file`.
+    pub fn spawn_logging_to(
+        name: &str,
+        vars: &std::collections::HashMap<String, String>,
+        args: &[&str],
+        log_file: &std::path::Path,
+    ) -> Self {
+        let file = std::fs::File::create(log_file).expect("create log file");
+        Self::spawn_with(name, vars, args, Stdio::null(), Stdio::from(file))
+    }
+
+    fn spawn_with(
+        name: &str,
+        vars: &std::collections::HashMap<String, String>,
+        args: &[&str],
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> Self {
         let child = Command::new(binary(name))
             .args(args)
             .envs(vars)
             .stdin(Stdio::null())
-            .stdout(if show_logs { Stdio::inherit() } else { Stdio::null() })
-            .stderr(if show_logs { Stdio::inherit() } else { Stdio::null() })
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .expect("spawn binary");
         Self {

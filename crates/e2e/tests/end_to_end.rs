@@ -1,0 +1,180 @@
+//! The walking skeleton end to end, with the real binaries as processes:
+//! `stream-worker migrate`, `ingest-api keys create`, the three services on
+//! free ports, a real WebSocket client, PostgreSQL checked directly.
+//!
+//! Needs the binaries built (`cargo build --bins`; `make test` does it).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use platform::storage::notifications;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use testkit::processes::{ChildGuard, run_binary};
+use testkit::ws::WsClient;
+use testkit::{TestEnv, eventually, free_port};
+
+struct Service {
+    port: u16,
+    _process: ChildGuard,
+}
+
+/// Starts a service with JSON debug logs written to `logs/<name>.log`.
+async fn start(name: &str, vars: &HashMap<String, String>, logs: &Path) -> Service {
+    let port = free_port();
+    let mut vars = vars.clone();
+    vars.insert("HERALD__HTTP__PORT".into(), port.to_string());
+    vars.insert("HERALD__WORKER__CONSUMER_NAME".into(), format!("{name}-e2e"));
+    vars.insert("HERALD__LOG__FORMAT".into(), "json".into());
+    vars.insert("RUST_LOG".into(), "debug".into());
+    let process = ChildGuard::spawn_logging_to(name, &vars, &[], &logs.join(format!("{name}.log")));
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    eventually(&format!("{name} ready"), Duration::from_secs(30), || {
+        let url = url.clone();
+        async move {
+            let response = reqwest::get(&url).await.ok()?;
+            (response.status() == StatusCode::OK).then_some(())
+        }
+    })
+    .await;
+    Service { port, _process: process }
+}
+
+fn stdout_line(output: &std::process::Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout.clone()).expect("utf-8 stdout");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{what} prints exactly one line on stdout: {stdout:?}");
+    lines[0].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_travels_from_producer_to_the_users_websocket() {
+    let env = TestEnv::without_schema().await;
+    let vars = env.vars().clone();
+
+    // Migrations through the CLI, twice: the second run is a no-op.
+    for _ in 0..2 {
+        let output = run_binary("stream-worker", &vars, &["migrate"]);
+        assert!(output.status.success(), "migrate: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let key = stdout_line(&run_binary("ingest-api", &vars, &["keys", "create", "--name", "e2e"]), "keys create");
+    assert!(key.starts_with("hrld_"), "key: {key}");
+
+    let logs = std::env::temp_dir().join(format!("herald-e2e-{}", env.prefix));
+    std::fs::create_dir_all(&logs).unwrap();
+    let ingest = start("ingest-api", &vars, &logs).await;
+    let worker = start("stream-worker", &vars, &logs).await;
+    let gateway = start("ws-gateway", &vars, &logs).await;
+
+    let alice_token = stdout_line(&run_binary("ws-gateway", &vars, &["token", "--user", "alice"]), "token");
+    let (mut alice, hello) = WsClient::connect_user(gateway.port, &alice_token).await;
+    assert_eq!(hello, json!({"type": "hello", "user_id": "alice", "unread": 0, "last_seq": 0}));
+    let (mut bob, _) = WsClient::connect_user(gateway.port, &env.token("bob", 300)).await;
+
+    let http = reqwest::Client::new();
+    let notifications_url = format!("http://127.0.0.1:{}/v1/notifications", ingest.port);
+    let body = json!({"user_id": "alice", "title": "Order shipped", "body": "Your parcel left the warehouse",
+                      "priority": "high", "category": "orders", "data": {"order_id": 1234}});
+    let mut latencies = Vec::new();
+    let mut last_frame = Value::Null;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let sent_at = Instant::now();
+        let response = http
+            .post(&notifications_url)
+            .header("x-api-key", &key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let accepted: Value = response.json().await.unwrap();
+        let frame = alice.next_json(Duration::from_secs(10)).await.expect("frame for alice");
+        latencies.push(sent_at.elapsed());
+        assert_eq!(frame["id"], accepted["id"]);
+        ids.push(accepted["id"].as_str().unwrap().to_owned());
+        last_frame = frame;
+    }
+    latencies.sort();
+    eprintln!(
+        "POST -> frame latency over {} notifications: min {:?}, median {:?}, max {:?}",
+        latencies.len(),
+        latencies[0],
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+
+    // The frame carries every field the producer sent, plus id, seq and created_at.
+    assert_eq!(last_frame["type"], "notification");
+    assert_eq!(last_frame["user_id"], "alice");
+    assert_eq!(last_frame["seq"], 20);
+    assert_eq!(last_frame["title"], "Order shipped");
+    assert_eq!(last_frame["body"], "Your parcel left the warehouse");
+    assert_eq!(last_frame["priority"], "high");
+    assert_eq!(last_frame["category"], "orders");
+    assert_eq!(last_frame["data"], json!({"order_id": 1234}));
+    assert!(last_frame["created_at"].as_str().unwrap().ends_with('Z'));
+
+    // Every id answered 202 is a row in PostgreSQL, in order, once.
+    let mut conn = env.db().await;
+    let stored: Vec<String> = notifications::list_for_user(&mut conn, "alice")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id.to_string())
+        .collect();
+    assert_eq!(stored, ids);
+
+    // Bob, connected all along, received nothing of alice's.
+    assert_eq!(bob.next_json(Duration::from_millis(500)).await, None);
+
+    // Revoking the key through the CLI shuts the producer out at once.
+    let output = run_binary("ingest-api", &vars, &["keys", "revoke", "e2e"]);
+    assert!(output.status.success());
+    assert!(output.stdout.is_empty(), "revoke prints nothing on stdout");
+    let response = http.post(&notifications_url).header("x-api-key", &key).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    // A reconnecting client sees the stored state in hello.
+    let (_again, hello) = WsClient::connect_user(gateway.port, &alice_token).await;
+    assert_eq!(hello["unread"], 20);
+    assert_eq!(hello["last_seq"], 20);
+
+    // Logs: one JSON object per line, at debug level, and no secret anywhere.
+    drop((ingest, worker, gateway));
+    for service in ["ingest-api", "stream-worker", "ws-gateway"] {
+        let log = std::fs::read_to_string(logs.join(format!("{service}.log"))).unwrap();
+        assert!(log.lines().count() > 1, "{service} logged: {log}");
+        for line in log.lines() {
+            let event: Value = serde_json::from_str(line)
+                .unwrap_or_else(|_| panic!("{service}: not a JSON log line: {line}"));
+            assert!(event["level"].is_string() && event["timestamp"].is_string(), "{line}");
+        }
+        for secret in [key.as_str(), alice_token.as_str(), testkit::JWT_SECRET] {
+            assert!(!log.contains(secret), "{service} logged a secret");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&logs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configuration_stops_a_service_naming_the_key() {
+    let env = TestEnv::new().await;
+    let mut vars = env.vars().clone();
+    vars.insert("HERALD__HTTP__PORT".into(), "not-a-port".into());
+    let output = run_binary("ingest-api", &vars, &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("http.port"));
+
+    let mut vars = env.vars().clone();
+    vars.insert("HERALD__AUTH__JWT_SECRET".into(), "short".into());
+    let output = run_binary("ws-gateway", &vars, &[]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("HERALD__AUTH__JWT_SECRET"));
+}
