@@ -1,0 +1,45 @@
+# Herald: `make run` starts everything locally, `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# The PostgreSQL and Redis that `run` uses; dev-deps.sh starts local ones when nothing answers.
+export HERALD__DATABASE__URL ?= postgres://postgres@127.0.0.1:5432/herald
+export HERALD__REDIS__URL ?= redis://127.0.0.1:6379
+# The servers tests create their databases on (each test gets its own database and key prefix).
+export HERALD_TEST_PG ?= postgres://postgres@127.0.0.1:5432
+export HERALD_TEST_REDIS ?= redis://127.0.0.1:6379
+
+.PHONY: help build run test deps-test lint fmt clippy clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+build: ## Build the three services (debug)
+	cargo build --bins
+
+run: build ## Start PostgreSQL/Redis if needed, migrate, create a dev key, run all three services
+	scripts/dev-deps.sh up
+	scripts/run-dev.sh
+
+deps-test:
+	HERALD__DATABASE__URL=$(HERALD_TEST_PG)/postgres HERALD__REDIS__URL=$(HERALD_TEST_REDIS) scripts/dev-deps.sh up
+
+test: deps-test ## Run the whole test suite against real PostgreSQL and Redis
+	cargo build --bins
+	@if cargo nextest --version >/dev/null 2>&1; then \
+		cargo nextest run --workspace --no-fail-fast; \
+	else \
+		cargo test --workspace --no-fail-fast; \
+	fi
+
+lint: fmt clippy ## Formatting and clippy, as CI expects them
+
+fmt:
+	cargo fmt --all -- --check
+
+clippy:
+	cargo clippy --all-targets -- -D warnings
+
+clean: ## Stop local servers started by dev-deps.sh and remove build output
+	scripts/dev-deps.sh down
+	cargo clean
