@@ -87,12 +87,19 @@ mod tests {
 
     #[test]
     fn hello_and_error_frames() {
-        let hello = ServerFrame::Hello { user_id: "u".into(), unread: 2, last_seq: 7 };
+        let hello = ServerFrame::Hello {
+            user_id: "u".into(),
+            unread: 2,
+            last_seq: 7,
+        };
         assert_eq!(
             serde_json::to_value(&hello).unwrap(),
             json!({"type":"hello","user_id":"u","unread":2,"last_seq":7})
         );
-        let error = ServerFrame::Error { code: ErrorCode::BadFrame, message: "x".into() };
+        let error = ServerFrame::Error {
+            code: ErrorCode::BadFrame,
+            message: "x".into(),
+        };
         assert_eq!(
             serde_json::to_value(&error).unwrap(),
             json!({"type":"error","code":"bad_frame","message":"x"})

@@ -111,7 +111,9 @@ impl NotificationRequest {
             errors.push(FieldError::new("category", message));
         }
         if let Some(data) = &self.data {
-            let size = serde_json::to_vec(data).map(|v| v.len()).unwrap_or(usize::MAX);
+            let size = serde_json::to_vec(data)
+                .map(|v| v.len())
+                .unwrap_or(usize::MAX);
             if size > DATA_MAX_BYTES {
                 errors.push(FieldError::new(
                     "data",
@@ -258,7 +260,8 @@ mod tests {
 
     #[test]
     fn unknown_priority_names_the_field() {
-        let err = body(r#"{"user_id":"u","title":"t","body":"b","priority":"urgent"}"#).unwrap_err();
+        let err =
+            body(r#"{"user_id":"u","title":"t","body":"b","priority":"urgent"}"#).unwrap_err();
         assert_eq!(fields(err), ["priority"]);
     }
 
@@ -302,8 +305,14 @@ mod tests {
 
     #[test]
     fn wrong_types_and_missing_fields_are_named() {
-        assert_eq!(fields(body(r#"{"user_id":7,"title":"t","body":"b"}"#).unwrap_err()), ["user_id"]);
-        assert_eq!(fields(body(r#"{"user_id":"u","body":"b"}"#).unwrap_err()), ["title"]);
+        assert_eq!(
+            fields(body(r#"{"user_id":7,"title":"t","body":"b"}"#).unwrap_err()),
+            ["user_id"]
+        );
+        assert_eq!(
+            fields(body(r#"{"user_id":"u","body":"b"}"#).unwrap_err()),
+            ["title"]
+        );
         assert_eq!(
             fields(body(r#"{"user_id":"u","title":"t","body":"b","colour":"red"}"#).unwrap_err()),
             ["colour"]

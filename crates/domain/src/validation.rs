@@ -55,15 +55,15 @@ pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> 
     Ok(value)
 }
 
-/// serde reports a missing or unknown field at the parent's path; pull the
-/// field's own name out of the message so the client sees which one.
+/// serde reports a missing field at its parent's path; pull the field's own
+/// name out of the message so the client sees which one. (An unknown field
+/// is already in the path.)
 fn field_error_from_serde(path: &str, err: &serde_json::Error) -> FieldError {
     let message = strip_position(&err.to_string());
-    let named = ["missing field `", "unknown field `"]
-        .iter()
-        .find_map(|prefix| message.strip_prefix(prefix))
+    let missing = message
+        .strip_prefix("missing field `")
         .and_then(|rest| rest.split('`').next());
-    let field = match (named, path) {
+    let field = match (missing, path) {
         (Some(name), "." | "") => name.to_owned(),
         (Some(name), parent) => format!("{parent}.{name}"),
         (None, "." | "") => "$".to_owned(),
@@ -110,7 +110,8 @@ mod tests {
             missing,
             RequestError::InvalidFields(vec![FieldError::new("count", "missing field `count`")])
         );
-        let unknown = decode_json::<Sample>(br#"{"name": "a", "count": 1, "extra": 2}"#).unwrap_err();
+        let unknown =
+            decode_json::<Sample>(br#"{"name": "a", "count": 1, "extra": 2}"#).unwrap_err();
         let RequestError::InvalidFields(errors) = unknown else {
             panic!("expected field errors");
         };

@@ -4,6 +4,8 @@
 //!
 //! Needs the binaries built (`cargo build --bins`; `make test` does it).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -25,7 +27,10 @@ async fn start(name: &str, vars: &HashMap<String, String>, logs: &Path) -> Servi
     let port = free_port();
     let mut vars = vars.clone();
     vars.insert("HERALD__HTTP__PORT".into(), port.to_string());
-    vars.insert("HERALD__WORKER__CONSUMER_NAME".into(), format!("{name}-e2e"));
+    vars.insert(
+        "HERALD__WORKER__CONSUMER_NAME".into(),
+        format!("{name}-e2e"),
+    );
     vars.insert("HERALD__LOG__FORMAT".into(), "json".into());
     vars.insert("RUST_LOG".into(), "debug".into());
     let process = ChildGuard::spawn_logging_to(name, &vars, &[], &logs.join(format!("{name}.log")));
@@ -38,7 +43,10 @@ async fn start(name: &str, vars: &HashMap<String, String>, logs: &Path) -> Servi
         }
     })
     .await;
-    Service { port, _process: process }
+    Service {
+        port,
+        _process: process,
+    }
 }
 
 fn stdout_line(output: &std::process::Output, what: &str) -> String {
@@ -49,7 +57,11 @@ fn stdout_line(output: &std::process::Output, what: &str) -> String {
     );
     let stdout = String::from_utf8(output.stdout.clone()).expect("utf-8 stdout");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 1, "{what} prints exactly one line on stdout: {stdout:?}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "{what} prints exactly one line on stdout: {stdout:?}"
+    );
     lines[0].to_owned()
 }
 
@@ -61,9 +73,16 @@ async fn notification_travels_from_producer_to_the_users_websocket() {
     // Migrations through the CLI, twice: the second run is a no-op.
     for _ in 0..2 {
         let output = run_binary("stream-worker", &vars, &["migrate"]);
-        assert!(output.status.success(), "migrate: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "migrate: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
-    let key = stdout_line(&run_binary("ingest-api", &vars, &["keys", "create", "--name", "e2e"]), "keys create");
+    let key = stdout_line(
+        &run_binary("ingest-api", &vars, &["keys", "create", "--name", "e2e"]),
+        "keys create",
+    );
     assert!(key.starts_with("hrld_"), "key: {key}");
 
     let logs = std::env::temp_dir().join(format!("herald-e2e-{}", env.prefix));
@@ -72,9 +91,15 @@ async fn notification_travels_from_producer_to_the_users_websocket() {
     let worker = start("stream-worker", &vars, &logs).await;
     let gateway = start("ws-gateway", &vars, &logs).await;
 
-    let alice_token = stdout_line(&run_binary("ws-gateway", &vars, &["token", "--user", "alice"]), "token");
+    let alice_token = stdout_line(
+        &run_binary("ws-gateway", &vars, &["token", "--user", "alice"]),
+        "token",
+    );
     let (mut alice, hello) = WsClient::connect_user(gateway.port, &alice_token).await;
-    assert_eq!(hello, json!({"type": "hello", "user_id": "alice", "unread": 0, "last_seq": 0}));
+    assert_eq!(
+        hello,
+        json!({"type": "hello", "user_id": "alice", "unread": 0, "last_seq": 0})
+    );
     let (mut bob, _) = WsClient::connect_user(gateway.port, &env.token("bob", 300)).await;
 
     let http = reqwest::Client::new();
@@ -95,7 +120,10 @@ async fn notification_travels_from_producer_to_the_users_websocket() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::ACCEPTED);
         let accepted: Value = response.json().await.unwrap();
-        let frame = alice.next_json(Duration::from_secs(10)).await.expect("frame for alice");
+        let frame = alice
+            .next_json(Duration::from_secs(10))
+            .await
+            .expect("frame for alice");
         latencies.push(sent_at.elapsed());
         assert_eq!(frame["id"], accepted["id"]);
         ids.push(accepted["id"].as_str().unwrap().to_owned());
@@ -138,7 +166,13 @@ async fn notification_travels_from_producer_to_the_users_websocket() {
     let output = run_binary("ingest-api", &vars, &["keys", "revoke", "e2e"]);
     assert!(output.status.success());
     assert!(output.stdout.is_empty(), "revoke prints nothing on stdout");
-    let response = http.post(&notifications_url).header("x-api-key", &key).json(&body).send().await.unwrap();
+    let response = http
+        .post(&notifications_url)
+        .header("x-api-key", &key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 
     // A reconnecting client sees the stored state in hello.
@@ -154,7 +188,10 @@ async fn notification_travels_from_producer_to_the_users_websocket() {
         for line in log.lines() {
             let event: Value = serde_json::from_str(line)
                 .unwrap_or_else(|_| panic!("{service}: not a JSON log line: {line}"));
-            assert!(event["level"].is_string() && event["timestamp"].is_string(), "{line}");
+            assert!(
+                event["level"].is_string() && event["timestamp"].is_string(),
+                "{line}"
+            );
         }
         for secret in [key.as_str(), alice_token.as_str(), testkit::JWT_SECRET] {
             assert!(!log.contains(secret), "{service} logged a secret");

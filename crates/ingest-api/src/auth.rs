@@ -42,7 +42,11 @@ impl FromRequest for Producer {
                 cause,
                 retry_after_secs: state.retry_after_secs,
             };
-            let mut conn = state.db.get().await.map_err(|e| unavailable(e.to_string()))?;
+            let mut conn = state
+                .db
+                .get()
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
             match api_keys::authenticate(&mut conn, &key).await {
                 Ok(Some(key_id)) => Ok(Producer { key_id }),
                 Ok(None) => Err(ApiError::Unauthorized),

@@ -31,8 +31,10 @@ pub enum ApiError {
 impl ApiError {
     fn problem(&self) -> Problem {
         match self {
-            ApiError::Unauthorized => Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
-                .detail("send a valid API key in the x-api-key header"),
+            ApiError::Unauthorized => {
+                Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
+                    .detail("send a valid API key in the x-api-key header")
+            }
             ApiError::UnsupportedMediaType => Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
@@ -55,18 +57,28 @@ impl ApiError {
             }
             ApiError::InvalidRequest(RequestError::InvalidFields(errors)) => {
                 let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-                Problem::new(StatusCode::BAD_REQUEST, "invalid-request", "Invalid request")
-                    .detail(format!("invalid field(s): {}", fields.join(", ")))
-                    .errors(errors.clone())
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-request",
+                    "Invalid request",
+                )
+                .detail(format!("invalid field(s): {}", fields.join(", ")))
+                .errors(errors.clone())
             }
             ApiError::NotFound => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found")
                 .detail("no such endpoint; see /openapi.json"),
-            ApiError::Unavailable { dependency, retry_after_secs, .. } => Problem::new(
+            ApiError::Unavailable {
+                dependency,
+                retry_after_secs,
+                ..
+            } => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Service unavailable",
             )
-            .detail(format!("{dependency} is unavailable; nothing was accepted, retry later"))
+            .detail(format!(
+                "{dependency} is unavailable; nothing was accepted, retry later"
+            ))
             .retry_after(*retry_after_secs),
         }
     }

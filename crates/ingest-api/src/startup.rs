@@ -54,7 +54,9 @@ impl Application {
                 .configure(health::configure)
                 .configure(routes::configure)
                 .route("/openapi.json", web::get().to(openapi::openapi_json))
-                .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::NotFound) }))
+                .default_service(web::to(|| async {
+                    Err::<actix_web::HttpResponse, _>(ApiError::NotFound)
+                }))
         })
         .disable_signals()
         .listen(listener)?;
@@ -62,7 +64,10 @@ impl Application {
             server = server.workers(settings.http.workers);
         }
         tracing::info!(port, "ingest-api listening");
-        Ok(Self { port, server: server.run() })
+        Ok(Self {
+            port,
+            server: server.run(),
+        })
     }
 
     pub fn port(&self) -> u16 {

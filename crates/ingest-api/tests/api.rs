@@ -1,6 +1,8 @@
 //! ingest-api against real PostgreSQL and Redis: what is answered 202 is in
 //! the stream, and every refusal is problem+json with nothing written.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -29,11 +31,15 @@ impl TestApp {
     }
 
     async fn spawn_in(env: TestEnv) -> Self {
-        let app = Application::build(&env.settings()).await.expect("app builds");
+        let app = Application::build(&env.settings())
+            .await
+            .expect("app builds");
         let base = format!("http://127.0.0.1:{}", app.port());
         let token = CancellationToken::new();
         tokio::spawn(app.run_until_stopped(token.clone()));
-        let key = api_keys::create(&mut env.db().await, "tests").await.expect("key");
+        let key = api_keys::create(&mut env.db().await, "tests")
+            .await
+            .expect("key");
         let redis = env.redis().await;
         Self {
             env,
@@ -55,8 +61,16 @@ impl TestApp {
             .expect("request sent")
     }
 
-    async fn post_raw(&self, key: Option<&str>, content_type: Option<&str>, body: Vec<u8>) -> reqwest::Response {
-        let mut request = self.http.post(format!("{}/v1/notifications", self.base)).body(body);
+    async fn post_raw(
+        &self,
+        key: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}/v1/notifications", self.base))
+            .body(body);
         if let Some(key) = key {
             request = request.header("x-api-key", key);
         }
@@ -80,7 +94,8 @@ impl TestApp {
                 return found;
             }
             for entry in entries {
-                let payload: Value = serde_json::from_str(entry.payload.as_deref().unwrap()).unwrap();
+                let payload: Value =
+                    serde_json::from_str(entry.payload.as_deref().unwrap()).unwrap();
                 found.push((entry.priority, payload["id"].as_str().unwrap().to_owned()));
             }
         }
@@ -99,7 +114,12 @@ async fn problem(response: reqwest::Response, status: StatusCode) -> Value {
     );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], status.as_u16());
-    assert!(body["type"].as_str().unwrap().starts_with("https://herald.dev/problems/"));
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://herald.dev/problems/")
+    );
     assert!(body["title"].is_string());
     body
 }
@@ -108,7 +128,12 @@ async fn problem(response: reqwest::Response, status: StatusCode) -> Value {
 async fn every_202_id_is_in_its_priority_stream() {
     let app = TestApp::spawn().await;
     let mut accepted = HashSet::new();
-    for (i, priority) in ["high", "normal", "low"].iter().cycle().take(30).enumerate() {
+    for (i, priority) in ["high", "normal", "low"]
+        .iter()
+        .cycle()
+        .take(30)
+        .enumerate()
+    {
         let mut body = valid(&format!("user-{}", i % 4));
         body["priority"] = json!(priority);
         body["category"] = json!("orders");
@@ -132,15 +157,28 @@ async fn bad_input_is_refused_with_problem_json_and_nothing_written() {
     let key = Some(app.key.as_str());
 
     // Malformed JSON.
-    let body = problem(app.post_raw(key, json_ct, b"{\"user_id\": ".to_vec()).await, StatusCode::BAD_REQUEST).await;
+    let body = problem(
+        app.post_raw(key, json_ct, b"{\"user_id\": ".to_vec()).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
     assert_eq!(body["type"], "https://herald.dev/problems/malformed-json");
 
     // Wrong type names the field.
-    let body = problem(app.post(&json!({"user_id": 42, "title": "t", "body": "b"})).await, StatusCode::BAD_REQUEST).await;
+    let body = problem(
+        app.post(&json!({"user_id": 42, "title": "t", "body": "b"}))
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
     assert_eq!(body["errors"][0]["field"], "user_id");
 
     // Missing field names the field.
-    let body = problem(app.post(&json!({"user_id": "u", "body": "b"})).await, StatusCode::BAD_REQUEST).await;
+    let body = problem(
+        app.post(&json!({"user_id": "u", "body": "b"})).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
     assert_eq!(body["errors"][0]["field"], "title");
 
     // Unknown priority.
@@ -151,46 +189,91 @@ async fn bad_input_is_refused_with_problem_json_and_nothing_written() {
 
     // Invalid user id and oversized data, reported together.
     let body = problem(
-        app.post(&json!({"user_id": "no spaces allowed", "title": "t", "body": "b",
-                          "data": {"blob": "x".repeat(5_000)}}))
-            .await,
+        app.post(
+            &json!({"user_id": "no spaces allowed", "title": "t", "body": "b",
+                          "data": {"blob": "x".repeat(5_000)}}),
+        )
+        .await,
         StatusCode::BAD_REQUEST,
     )
     .await;
-    let fields: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
     assert_eq!(fields, ["user_id", "data"]);
 
     // data must be an object.
     let body = problem(
-        app.post(&json!({"user_id": "u", "title": "t", "body": "b", "data": [1]})).await,
+        app.post(&json!({"user_id": "u", "title": "t", "body": "b", "data": [1]}))
+            .await,
         StatusCode::BAD_REQUEST,
     )
     .await;
     assert_eq!(body["errors"][0]["field"], "data");
 
     // Over 64 KiB.
-    let huge = serde_json::to_vec(&json!({"user_id": "u", "title": "t", "body": "x".repeat(70_000)})).unwrap();
-    problem(app.post_raw(key, json_ct, huge).await, StatusCode::PAYLOAD_TOO_LARGE).await;
+    let huge =
+        serde_json::to_vec(&json!({"user_id": "u", "title": "t", "body": "x".repeat(70_000)}))
+            .unwrap();
+    problem(
+        app.post_raw(key, json_ct, huge).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
 
     // Missing and wrong content type.
     let ok_body = serde_json::to_vec(&valid("u")).unwrap();
-    problem(app.post_raw(key, None, ok_body.clone()).await, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
-    problem(app.post_raw(key, Some("text/plain"), ok_body.clone()).await, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    problem(
+        app.post_raw(key, None, ok_body.clone()).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await;
+    problem(
+        app.post_raw(key, Some("text/plain"), ok_body.clone()).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await;
 
     // Missing, unknown and revoked API keys.
-    problem(app.post_raw(None, json_ct, ok_body.clone()).await, StatusCode::UNAUTHORIZED).await;
-    problem(app.post_raw(Some("hrld_nope"), json_ct, ok_body.clone()).await, StatusCode::UNAUTHORIZED).await;
+    problem(
+        app.post_raw(None, json_ct, ok_body.clone()).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    problem(
+        app.post_raw(Some("hrld_nope"), json_ct, ok_body.clone())
+            .await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
     let mut conn = app.env.db().await;
     let revoked = api_keys::create(&mut conn, "soon-revoked").await.unwrap();
-    assert_eq!(app.post_raw(Some(&revoked), json_ct, ok_body.clone()).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        app.post_raw(Some(&revoked), json_ct, ok_body.clone())
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
     api_keys::revoke(&mut conn, "soon-revoked").await.unwrap();
-    problem(app.post_raw(Some(&revoked), json_ct, ok_body.clone()).await, StatusCode::UNAUTHORIZED).await;
+    problem(
+        app.post_raw(Some(&revoked), json_ct, ok_body.clone()).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
 
     // Only the one request with a valid key and body was appended.
     assert_eq!(app.appended().await.len(), 1);
 
     // Unknown routes are problem+json too.
-    let response = app.http.get(format!("{}/v1/nothing", app.base)).send().await.unwrap();
+    let response = app
+        .http
+        .get(format!("{}/v1/nothing", app.base))
+        .send()
+        .await
+        .unwrap();
     problem(response, StatusCode::NOT_FOUND).await;
 }
 
@@ -220,16 +303,28 @@ async fn redis_down_answers_503_with_retry_after_never_202() {
     let response = app.post(&valid("u")).await;
     assert!(response.headers().contains_key("retry-after"));
     let body = problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
-    assert!(!body["detail"].as_str().unwrap().contains("127.0.0.1"), "no internals leak: {body}");
-    let ready = app.http.get(format!("{}/readyz", app.base)).send().await.unwrap();
+    assert!(
+        !body["detail"].as_str().unwrap().contains("127.0.0.1"),
+        "no internals leak: {body}"
+    );
+    let ready = app
+        .http
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
 
     // Redis comes back (empty: it keeps nothing); the service recovers by itself.
     redis.restart().await;
-    let status = testkit::eventually("ingest to recover after Redis returns", Duration::from_secs(15), || async {
-        let status = app.post(&valid("u")).await.status();
-        (status == StatusCode::ACCEPTED).then_some(status)
-    })
+    let status = testkit::eventually(
+        "ingest to recover after Redis returns",
+        Duration::from_secs(15),
+        || async {
+            let status = app.post(&valid("u")).await.status();
+            (status == StatusCode::ACCEPTED).then_some(status)
+        },
+    )
     .await;
     assert_eq!(status, StatusCode::ACCEPTED);
 }
@@ -237,18 +332,55 @@ async fn redis_down_answers_503_with_retry_after_never_202() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_and_openapi() {
     let app = TestApp::spawn().await;
-    let health: Value = app.http.get(format!("{}/healthz", app.base)).send().await.unwrap().json().await.unwrap();
+    let health: Value = app
+        .http
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["status"], "ok");
-    let ready = app.http.get(format!("{}/readyz", app.base)).send().await.unwrap();
+    let ready = app
+        .http
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(ready["checks"]["postgres"]["status"], "ok");
     assert_eq!(ready["checks"]["redis"]["status"], "ok");
 
-    let spec: Value = app.http.get(format!("{}/openapi.json", app.base)).send().await.unwrap().json().await.unwrap();
+    let spec: Value = app
+        .http
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
     let post = &spec["paths"]["/v1/notifications"]["post"];
     assert!(post["responses"]["202"].is_object());
     assert!(post["responses"]["415"].is_object());
     assert!(spec["components"]["securitySchemes"]["api_key"].is_object());
+
+    // docs/api.md documents every operation of the generated spec, and every answer code.
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api.md")).unwrap();
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let heading = format!("`{} {path}`", method.to_uppercase());
+            assert!(docs.contains(&heading), "docs/api.md lacks {heading}");
+            for status in operation["responses"].as_object().unwrap().keys() {
+                assert!(
+                    docs.contains(&format!("`{status}`")),
+                    "docs/api.md lacks status {status} of {heading}"
+                );
+            }
+        }
+    }
 }

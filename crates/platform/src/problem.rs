@@ -87,12 +87,19 @@ mod tests {
 
     #[test]
     fn renders_rfc9457_fields() {
-        let response = Problem::new(StatusCode::BAD_REQUEST, "invalid-request", "Invalid request")
-            .detail("1 invalid field")
-            .errors(vec![FieldError::new("user_id", "must not be empty")])
-            .to_response();
+        let response = Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-request",
+            "Invalid request",
+        )
+        .detail("1 invalid field")
+        .errors(vec![FieldError::new("user_id", "must not be empty")])
+        .to_response();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(response.headers().get(header::CONTENT_TYPE).unwrap(), PROBLEM_JSON);
+        assert_eq!(
+            response.headers().get(header::CONTENT_TYPE).unwrap(),
+            PROBLEM_JSON
+        );
         let bytes = response.into_body().try_into_bytes().unwrap();
         let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(body["type"], "https://herald.dev/problems/invalid-request");
@@ -104,9 +111,13 @@ mod tests {
 
     #[test]
     fn retry_after_header() {
-        let response = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Unavailable")
-            .retry_after(3)
-            .to_response();
+        let response = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Unavailable",
+        )
+        .retry_after(3)
+        .to_response();
         assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "3");
     }
 }

@@ -203,9 +203,10 @@ impl RedisStore {
         if reply.is_null() {
             return Ok(Vec::new());
         }
-        let by_stream: XReadResponse<String, String, String, Value> = reply
-            .into_xread_response()
-            .map_err(RedisError::on("XREADGROUP"))?;
+        let by_stream: XReadResponse<String, String, String, Value> =
+            reply
+                .into_xread_response()
+                .map_err(RedisError::on("XREADGROUP"))?;
         let mut entries = Vec::new();
         for priority in Priority::ALL {
             let Some(stream_entries) = by_stream.get(&self.keys.stream(priority)) else {
@@ -251,7 +252,13 @@ impl RedisStore {
             (ENTRY_FIELD, entry.payload.clone().unwrap_or_default()),
         ];
         self.client
-            .xadd::<String, _, _, _, _>(self.keys.dead_letter_stream(), false, None::<()>, "*", fields)
+            .xadd::<String, _, _, _, _>(
+                self.keys.dead_letter_stream(),
+                false,
+                None::<()>,
+                "*",
+                fields,
+            )
             .await
             .map(|_| ())
             .map_err(RedisError::on("XADD dead-letter"))

@@ -99,7 +99,9 @@ pub struct SettingsError(String);
 impl Settings {
     /// Reads defaults, the optional `HERALD_CONFIG` file and `HERALD__*` variables.
     pub fn load() -> Result<Self, SettingsError> {
-        let overlay = std::env::var("HERALD_CONFIG").ok().filter(|p| !p.is_empty());
+        let overlay = std::env::var("HERALD_CONFIG")
+            .ok()
+            .filter(|p| !p.is_empty());
         Self::load_from(overlay.as_deref(), Environment::with_prefix("HERALD"))
     }
 
@@ -115,11 +117,7 @@ impl Settings {
             builder = builder.add_source(File::with_name(path).required(true));
         }
         let settings: Settings = builder
-            .add_source(
-                env.prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true),
-            )
+            .add_source(env.prefix_separator("__").separator("__").try_parsing(true))
             .build()
             .and_then(Config::try_deserialize)
             .map_err(|err| SettingsError(err.to_string()))?;
@@ -132,7 +130,10 @@ impl Settings {
         let fail = |key: &str, why: &str| Err(SettingsError(format!("{key}: {why}")));
         let url = self.database.url.expose_secret();
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return fail("database.url", "must start with postgres:// or postgresql://");
+            return fail(
+                "database.url",
+                "must start with postgres:// or postgresql://",
+            );
         }
         if self.database.pool_size == 0 {
             return fail("database.pool_size", "must be at least 1");
@@ -142,7 +143,10 @@ impl Settings {
             return fail("redis.url", "must start with redis:// or rediss://");
         }
         if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(['{', '}', ' ']) {
-            return fail("redis.key_prefix", "must be non-empty, without braces or spaces");
+            return fail(
+                "redis.key_prefix",
+                "must be non-empty, without braces or spaces",
+            );
         }
         if self.worker.batch_size == 0 || self.worker.batch_size > 5_000 {
             return fail("worker.batch_size", "must be 1..=5000");
@@ -193,7 +197,9 @@ mod tests {
 
     fn load(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
         Settings::load_with_vars(
-            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            vars.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         )
     }
 
@@ -211,7 +217,10 @@ mod tests {
             ("HERALD__HTTP__PORT", "9999"),
             ("HERALD__DATABASE__URL", "postgres://x@h:1/db"),
             ("HERALD__WORKER__CONSUMER_NAME", "pod-7"),
-            ("HERALD__AUTH__JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            (
+                "HERALD__AUTH__JWT_SECRET",
+                "0123456789abcdef0123456789abcdef",
+            ),
             ("HERALD__LOG__FORMAT", "json"),
         ])
         .unwrap();
@@ -224,18 +233,27 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key() {
-        let err = load(&[("HERALD__HTTP__PORT", "eighty")]).unwrap_err().to_string();
+        let err = load(&[("HERALD__HTTP__PORT", "eighty")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("http.port"), "{err}");
-        let err = load(&[("HERALD__REDIS__URL", "http://x")]).unwrap_err().to_string();
+        let err = load(&[("HERALD__REDIS__URL", "http://x")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("redis.url"), "{err}");
-        let err = load(&[("HERALD__WORKER__BATCH_SIZE", "0")]).unwrap_err().to_string();
+        let err = load(&[("HERALD__WORKER__BATCH_SIZE", "0")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("worker.batch_size"), "{err}");
     }
 
     #[test]
     fn secrets_do_not_print() {
-        let settings = load(&[("HERALD__AUTH__JWT_SECRET", "super-secret-value-that-is-long-enough")])
-            .unwrap();
+        let settings = load(&[(
+            "HERALD__AUTH__JWT_SECRET",
+            "super-secret-value-that-is-long-enough",
+        )])
+        .unwrap();
         assert!(!format!("{settings:?}").contains("super-secret"));
     }
 }

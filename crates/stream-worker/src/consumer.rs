@@ -78,7 +78,10 @@ impl Consumer {
         entries: Vec<StreamEntry>,
         shutdown: &CancellationToken,
     ) -> Result<(), platform::redis::RedisError> {
-        let Decoded { notifications, poison } = decode(&entries);
+        let Decoded {
+            notifications,
+            poison,
+        } = decode(&entries);
         for (entry, error) in &poison {
             tracing::error!(entry = %entry.id, priority = %entry.priority, %error, "undecodable entry moved to the dead-letter stream");
             self.redis.dead_letter(entry, error).await?;
@@ -89,7 +92,12 @@ impl Consumer {
         };
         let frames: Vec<(&str, String)> = stored
             .iter()
-            .map(|n| (n.user_id.as_str(), ServerFrame::Notification(n.clone()).to_json()))
+            .map(|n| {
+                (
+                    n.user_id.as_str(),
+                    ServerFrame::Notification(n.clone()).to_json(),
+                )
+            })
             .collect();
         self.redis.publish_to_users(&frames).await?;
         self.redis.ack(&entries).await?;

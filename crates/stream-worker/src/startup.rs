@@ -54,7 +54,11 @@ impl Worker {
             block: Duration::from_millis(settings.worker.block_ms),
         };
         tracing::info!(port, consumer = %consumer.name, "stream-worker ready");
-        Ok(Self { port, server, consumer })
+        Ok(Self {
+            port,
+            server,
+            consumer,
+        })
     }
 
     pub fn port(&self) -> u16 {

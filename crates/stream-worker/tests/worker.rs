@@ -2,6 +2,8 @@
 //! once with a gapless per-user `seq`, published to its user's channel, and
 //! acknowledged only after it committed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -43,7 +45,9 @@ async fn start_worker(env: &TestEnv) -> tokio_util::sync::DropGuard {
 }
 
 async fn stored_count(env: &TestEnv, user: &str) -> i64 {
-    notifications::count_for_user(&mut env.db().await, user).await.unwrap()
+    notifications::count_for_user(&mut env.db().await, user)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,7 +56,9 @@ async fn stores_publishes_and_acks_with_gapless_seq() {
     env.set("HERALD__WORKER__CONSUMER_NAME", "w1");
     env.set("HERALD__WORKER__BATCH_SIZE", "64");
     let redis = env.redis().await;
-    let subscriber = RedisSubscriber::connect(&env.settings().redis).await.unwrap();
+    let subscriber = RedisSubscriber::connect(&env.settings().redis)
+        .await
+        .unwrap();
     let mut frames = subscriber.frames();
     subscriber.subscribe_user("alice").await.unwrap();
     let _worker = start_worker(&env).await;
@@ -65,7 +71,11 @@ async fn stores_publishes_and_acks_with_gapless_seq() {
         append(&redis, &n).await;
         sent.push(n);
     }
-    let alice_sent: HashSet<Uuid> = sent.iter().filter(|n| n.user_id == "alice").map(|n| n.id).collect();
+    let alice_sent: HashSet<Uuid> = sent
+        .iter()
+        .filter(|n| n.user_id == "alice")
+        .map(|n| n.id)
+        .collect();
 
     eventually("all 300 stored", Duration::from_secs(20), || async {
         (stored_count(&env, "alice").await + stored_count(&env, "bob").await == 300).then_some(())
@@ -76,9 +86,17 @@ async fn stores_publishes_and_acks_with_gapless_seq() {
     for user in ["alice", "bob"] {
         let rows = notifications::list_for_user(&mut conn, user).await.unwrap();
         let seqs: Vec<i64> = rows.iter().map(|n| n.seq).collect();
-        assert_eq!(seqs, (1..=rows.len() as i64).collect::<Vec<_>>(), "{user}: seq gapless from 1");
+        assert_eq!(
+            seqs,
+            (1..=rows.len() as i64).collect::<Vec<_>>(),
+            "{user}: seq gapless from 1"
+        );
         let state = inbox::state(&mut conn, user).await.unwrap();
-        assert_eq!(state.unread, rows.len() as i64, "{user}: unread == unread rows");
+        assert_eq!(
+            state.unread,
+            rows.len() as i64,
+            "{user}: unread == unread rows"
+        );
         assert_eq!(state.last_seq, rows.len() as i64);
     }
     let stored_ids: HashSet<Uuid> = notifications::list_for_user(&mut conn, "alice")
@@ -106,7 +124,11 @@ async fn stores_publishes_and_acks_with_gapless_seq() {
 
     // Everything is acknowledged: nothing pending in any lane.
     for priority in Priority::ALL {
-        assert_eq!(redis.pending_count(priority).await.unwrap(), 0, "{priority} pending");
+        assert_eq!(
+            redis.pending_count(priority).await.unwrap(),
+            0,
+            "{priority} pending"
+        );
     }
 }
 
@@ -131,21 +153,36 @@ async fn redelivered_and_repeated_entries_are_stored_once() {
         .unwrap();
     assert_eq!(delivered.len(), 3);
     // ...and even stored one of them before dying.
-    notifications::store_batch(&mut env.db().await, std::slice::from_ref(&first)).await.unwrap();
+    notifications::store_batch(&mut env.db().await, std::slice::from_ref(&first))
+        .await
+        .unwrap();
 
     // Restarted under the same name, it finishes its own pending entries.
     let _worker = start_worker(&env).await;
-    eventually("pending entries processed", Duration::from_secs(10), || async {
-        let pending: u64 = redis.pending_count(Priority::Normal).await.unwrap()
-            + redis.pending_count(Priority::High).await.unwrap();
-        (pending == 0).then_some(())
-    })
+    eventually(
+        "pending entries processed",
+        Duration::from_secs(10),
+        || async {
+            let pending: u64 = redis.pending_count(Priority::Normal).await.unwrap()
+                + redis.pending_count(Priority::High).await.unwrap();
+            (pending == 0).then_some(())
+        },
+    )
     .await;
     let mut conn = env.db().await;
-    let rows = notifications::list_for_user(&mut conn, "carol").await.unwrap();
-    assert_eq!(rows.iter().map(|n| n.id).collect::<Vec<_>>(), vec![first.id, second.id]);
+    let rows = notifications::list_for_user(&mut conn, "carol")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|n| n.id).collect::<Vec<_>>(),
+        vec![first.id, second.id]
+    );
     assert_eq!(rows.iter().map(|n| n.seq).collect::<Vec<_>>(), vec![1, 2]);
-    assert_eq!(inbox::state(&mut conn, "carol").await.unwrap().unread, 2, "no second unread increment");
+    assert_eq!(
+        inbox::state(&mut conn, "carol").await.unwrap().unread,
+        2,
+        "no second unread increment"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,7 +197,10 @@ async fn undecodable_entries_go_to_the_dead_letter_stream_and_do_not_block() {
     append(&redis, &good_before).await;
     redis.append(Priority::Normal, "{not json").await.unwrap();
     redis
-        .append(Priority::Normal, r#"{"id":"00000000-0000-7000-8000-000000000000","user_id":"bad user"}"#)
+        .append(
+            Priority::Normal,
+            r#"{"id":"00000000-0000-7000-8000-000000000000","user_id":"bad user"}"#,
+        )
         .await
         .unwrap();
     append(&redis, &good_after).await;
@@ -169,11 +209,15 @@ async fn undecodable_entries_go_to_the_dead_letter_stream_and_do_not_block() {
         (stored_count(&env, "dave").await == 2).then_some(())
     })
     .await;
-    eventually("poison entries dead-lettered and acked", Duration::from_secs(10), || async {
-        let dead = redis.dead_letter_len().await.unwrap();
-        let pending = redis.pending_count(Priority::Normal).await.unwrap();
-        (dead == 2 && pending == 0).then_some(())
-    })
+    eventually(
+        "poison entries dead-lettered and acked",
+        Duration::from_secs(10),
+        || async {
+            let dead = redis.dead_letter_len().await.unwrap();
+            let pending = redis.pending_count(Priority::Normal).await.unwrap();
+            (dead == 2 && pending == 0).then_some(())
+        },
+    )
     .await;
 }
 
@@ -191,9 +235,13 @@ async fn health_endpoints_and_prompt_shutdown() {
         (stored_count(&env, "erin").await == 1).then_some(())
     })
     .await;
-    let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.unwrap();
+    let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
-    let health = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.unwrap();
+    let health = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
 
     // Shutdown ends the loop and the HTTP server promptly.
@@ -209,7 +257,10 @@ async fn health_endpoints_and_prompt_shutdown() {
 async fn migrations_are_idempotent_and_safe_concurrently() {
     let env = TestEnv::without_schema().await;
     let url = secrecy::SecretString::from(env.database_url());
-    let (a, b) = tokio::join!(platform::db::run_migrations(&url), platform::db::run_migrations(&url));
+    let (a, b) = tokio::join!(
+        platform::db::run_migrations(&url),
+        platform::db::run_migrations(&url)
+    );
     let (a, b) = (a.unwrap(), b.unwrap());
     // One of the two applied every migration; the other, waiting on the lock, found nothing to do.
     assert!(a.is_empty() != b.is_empty(), "applied: {a:?} {b:?}");
@@ -226,7 +277,10 @@ async fn worker_waits_for_redis_at_start_and_recovers_after_an_outage() {
     // Nothing answers yet: the worker keeps retrying instead of exiting.
     let building = tokio::spawn(async move { Worker::build(&settings).await });
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(!building.is_finished(), "worker must wait for Redis, not give up");
+    assert!(
+        !building.is_finished(),
+        "worker must wait for Redis, not give up"
+    );
     redis_server.restart().await;
     let worker = tokio::time::timeout(Duration::from_secs(15), building)
         .await
@@ -250,13 +304,17 @@ async fn worker_waits_for_redis_at_start_and_recovers_after_an_outage() {
     redis_server.restart().await;
     // The group is gone with the data: the worker must recreate it by itself.
     let producer = env.redis().await;
-    eventually("worker recreated its consumer group", Duration::from_secs(20), || async {
-        producer.pending_count(Priority::Normal).await.ok()
-    })
+    eventually(
+        "worker recreated its consumer group",
+        Duration::from_secs(20),
+        || async { producer.pending_count(Priority::Normal).await.ok() },
+    )
     .await;
     append(&producer, &notification("frank", 2, Priority::Normal)).await;
-    eventually("second stored after the outage", Duration::from_secs(20), || async {
-        (stored_count(&env, "frank").await == 2).then_some(())
-    })
+    eventually(
+        "second stored after the outage",
+        Duration::from_secs(20),
+        || async { (stored_count(&env, "frank").await == 2).then_some(()) },
+    )
     .await;
 }

@@ -40,7 +40,9 @@ pub fn redis_url() -> String {
 pub fn init_test_log() {
     if std::env::var_os("TEST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
-            .with_env_filter("info,platform=debug,stream_worker=debug,ws_gateway=debug,ingest_api=debug")
+            .with_env_filter(
+                "info,platform=debug,stream_worker=debug,ws_gateway=debug,ingest_api=debug",
+            )
             .with_test_writer()
             .try_init();
     }
@@ -120,7 +122,9 @@ impl TestEnv {
     }
 
     pub async fn redis(&self) -> RedisStore {
-        RedisStore::connect(&self.settings().redis).await.expect("redis")
+        RedisStore::connect(&self.settings().redis)
+            .await
+            .expect("redis")
     }
 
     pub fn token(&self, user_id: &str, ttl_secs: u64) -> String {
@@ -133,15 +137,21 @@ impl Drop for TestEnv {
         let db_name = self.db_name.clone();
         // Drop runs outside any async context guarantee: use a private runtime on a thread.
         let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async {
-                let mut admin = AsyncPgConnection::establish(&format!("{}/postgres", pg_server_url()))
-                    .await
-                    .ok()?;
-                diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"))
-                    .execute(&mut admin)
-                    .await
-                    .ok()
+                let mut admin =
+                    AsyncPgConnection::establish(&format!("{}/postgres", pg_server_url()))
+                        .await
+                        .ok()?;
+                diesel::sql_query(format!(
+                    "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
+                ))
+                .execute(&mut admin)
+                .await
+                .ok()
             })
         })
         .join();
@@ -199,7 +209,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

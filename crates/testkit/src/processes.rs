@@ -29,7 +29,11 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 /// Runs a binary to completion with the given environment.
-pub fn run_binary(name: &str, vars: &std::collections::HashMap<String, String>, args: &[&str]) -> Output {
+pub fn run_binary(
+    name: &str,
+    vars: &std::collections::HashMap<String, String>,
+    args: &[&str],
+) -> Output {
     Command::new(binary(name))
         .args(args)
         .envs(vars)
@@ -47,9 +51,19 @@ pub struct ChildGuard {
 
 impl ChildGuard {
     /// Starts a binary; its logs go to the test's output when `TEST_LOG` is set.
-    pub fn spawn(name: &str, vars: &std::collections::HashMap<String, String>, args: &[&str]) -> Self {
+    pub fn spawn(
+        name: &str,
+        vars: &std::collections::HashMap<String, String>,
+        args: &[&str],
+    ) -> Self {
         let show_logs = std::env::var_os("TEST_LOG").is_some();
-        let output = || if show_logs { Stdio::inherit() } else { Stdio::null() };
+        let output = || {
+            if show_logs {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            }
+        };
         Self::spawn_with(name, vars, args, output(), output())
     }
 
@@ -91,7 +105,9 @@ impl ChildGuard {
 
     /// Sends SIGTERM and waits for the exit status (up to `timeout`).
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = std::time::Instant::now() + timeout;
         while std::time::Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -148,7 +164,16 @@ impl RedisServer {
     /// (Re)starts the server on the same port and waits until it accepts connections.
     pub async fn restart(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -157,9 +182,16 @@ impl RedisServer {
             .expect("redis-server on PATH");
         self.process = Some(child);
         let port = self.port;
-        eventually("private redis-server to accept connections", Duration::from_secs(10), || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
-        })
+        eventually(
+            "private redis-server to accept connections",
+            Duration::from_secs(10),
+            || async move {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()
+                    .map(|_| ())
+            },
+        )
         .await;
     }
 

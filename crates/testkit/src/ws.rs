@@ -30,7 +30,11 @@ pub enum Ended {
 
 impl WsClient {
     /// Connects to `ws://127.0.0.1:{port}{path_and_query}` with an optional bearer token.
-    pub async fn connect(port: u16, path_and_query: &str, bearer: Option<&str>) -> Result<Self, Refused> {
+    pub async fn connect(
+        port: u16,
+        path_and_query: &str,
+        bearer: Option<&str>,
+    ) -> Result<Self, Refused> {
         let mut request = format!("ws://127.0.0.1:{port}{path_and_query}")
             .into_client_request()
             .expect("valid ws url");
@@ -59,7 +63,10 @@ impl WsClient {
         let mut client = Self::connect(port, "/v1/ws", Some(token))
             .await
             .unwrap_or_else(|refused| panic!("connection refused: {refused:?}"));
-        let hello = client.next_json(Duration::from_secs(5)).await.expect("hello frame");
+        let hello = client
+            .next_json(Duration::from_secs(5))
+            .await
+            .expect("hello frame");
         assert_eq!(hello["type"], "hello", "first frame is hello: {hello}");
         (client, hello)
     }
@@ -68,7 +75,9 @@ impl WsClient {
     pub async fn next_json(&mut self, timeout: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let message = tokio::time::timeout_at(deadline, self.stream.next()).await.ok()??;
+            let message = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .ok()??;
             match message {
                 Ok(Message::Text(text)) => {
                     return Some(serde_json::from_str(&text).expect("server frames are JSON"));
@@ -103,7 +112,10 @@ impl WsClient {
                 Err(_) => panic!("connection still open after {timeout:?} ({frames} frames read)"),
                 Ok(None) | Ok(Some(Err(_))) => return (frames, Ended::Dropped),
                 Ok(Some(Ok(Message::Close(frame)))) => {
-                    return (frames, Ended::Closed(frame.map(|f: CloseFrame| u16::from(f.code))));
+                    return (
+                        frames,
+                        Ended::Closed(frame.map(|f: CloseFrame| u16::from(f.code))),
+                    );
                 }
                 Ok(Some(Ok(Message::Text(_)))) => frames += 1,
                 Ok(Some(Ok(_))) => continue,
@@ -112,16 +124,24 @@ impl WsClient {
     }
 
     pub async fn send_text(&mut self, text: &str) {
-        self.stream.send(Message::text(text)).await.expect("send text frame");
+        self.stream
+            .send(Message::text(text))
+            .await
+            .expect("send text frame");
     }
 
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {
-        self.stream.send(Message::binary(bytes)).await.expect("send binary frame");
+        self.stream
+            .send(Message::binary(bytes))
+            .await
+            .expect("send binary frame");
     }
 
     pub async fn close(mut self) {
         let _ = self.stream.close(None).await;
         // Drain until the server's close arrives so the server sees a clean close.
-        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(2), self.stream.next()).await {}
+        while let Ok(Some(_)) =
+            tokio::time::timeout(Duration::from_secs(2), self.stream.next()).await
+        {}
     }
 }

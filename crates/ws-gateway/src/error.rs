@@ -16,7 +16,10 @@ pub enum GatewayError {
     #[error("no route for this method and path")]
     NotFound,
     #[error("{dependency} unavailable: {cause}")]
-    Unavailable { dependency: &'static str, cause: String },
+    Unavailable {
+        dependency: &'static str,
+        cause: String,
+    },
 }
 
 impl GatewayError {

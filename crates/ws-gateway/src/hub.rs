@@ -121,11 +121,7 @@ struct HubTask {
 }
 
 impl HubTask {
-    async fn run(
-        mut self,
-        mut commands: mpsc::Receiver<Command>,
-        mut frames: UserFrames,
-    ) {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>, mut frames: UserFrames) {
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -146,13 +142,21 @@ impl HubTask {
 
     async fn handle(&mut self, command: Command) {
         match command {
-            Command::Join { user_id, conn_id, handle, done } => {
+            Command::Join {
+                user_id,
+                conn_id,
+                handle,
+                done,
+            } => {
                 let first = !self.users.contains_key(&user_id);
                 if first && let Err(err) = self.subscriber.subscribe_user(&user_id).await {
                     let _ = done.send(Err(err));
                     return;
                 }
-                self.users.entry(user_id).or_default().insert(conn_id, handle);
+                self.users
+                    .entry(user_id)
+                    .or_default()
+                    .insert(conn_id, handle);
                 let _ = done.send(Ok(()));
             }
             Command::Leave { user_id, conn_id } => self.remove(&user_id, conn_id).await,
@@ -184,8 +188,8 @@ impl HubTask {
         let Some(connections) = self.users.get_mut(&frame.user_id) else {
             return;
         };
-        connections.retain(|conn_id, handle| {
-            match handle.frames.try_send(frame.frame.clone()) {
+        connections.retain(
+            |conn_id, handle| match handle.frames.try_send(frame.frame.clone()) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     tracing::warn!(conn_id, "send queue full; disconnecting slow client");
@@ -193,7 +197,7 @@ impl HubTask {
                     false
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
-            }
-        });
+            },
+        );
     }
 }

@@ -88,7 +88,11 @@ async fn read_inbox(
         dependency: "database",
         cause,
     };
-    let mut conn = state.db.get().await.map_err(|e| unavailable(e.to_string()))?;
+    let mut conn = state
+        .db
+        .get()
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
     inbox::state(&mut conn, user_id)
         .await
         .map_err(|e| unavailable(e.to_string()))

@@ -1,5 +1,7 @@
 //! ws-gateway with real Redis, PostgreSQL and WebSocket clients.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
 use std::time::Duration;
 
 use platform::redis::RedisStore;
@@ -23,11 +25,18 @@ impl TestGateway {
 
     async fn spawn_in(env: TestEnv) -> Self {
         let shutdown = CancellationToken::new();
-        let app = Application::build(&env.settings(), shutdown.clone()).await.expect("gateway builds");
+        let app = Application::build(&env.settings(), shutdown.clone())
+            .await
+            .expect("gateway builds");
         let port = app.port();
         tokio::spawn(app.run_until_stopped());
         let redis = env.redis().await;
-        Self { env, port, redis, shutdown }
+        Self {
+            env,
+            port,
+            redis,
+            shutdown,
+        }
     }
 
     async fn connect(&self, user: &str) -> (WsClient, Value) {
@@ -61,7 +70,10 @@ const WAIT: Duration = Duration::from_secs(5);
 async fn hello_then_live_frames_to_every_connection_of_the_user_only() {
     let gw = TestGateway::spawn().await;
     let (mut alice_phone, hello) = gw.connect("alice").await;
-    assert_eq!(hello, json!({"type": "hello", "user_id": "alice", "unread": 0, "last_seq": 0}));
+    assert_eq!(
+        hello,
+        json!({"type": "hello", "user_id": "alice", "unread": 0, "last_seq": 0})
+    );
     let (mut alice_laptop, _) = gw.connect("alice").await;
     let (mut bob, _) = gw.connect("bob").await;
 
@@ -92,7 +104,9 @@ async fn hello_reports_stored_unread_state() {
             created_at: chrono::Utc::now(),
         })
         .collect();
-    platform::storage::notifications::store_batch(&mut conn, &batch).await.unwrap();
+    platform::storage::notifications::store_batch(&mut conn, &batch)
+        .await
+        .unwrap();
     let (_client, hello) = gw.connect("carol").await;
     assert_eq!(hello["unread"], 3);
     assert_eq!(hello["last_seq"], 3);
@@ -107,11 +121,17 @@ async fn subscription_follows_the_users_connections() {
     assert_eq!(gw.redis.user_subscribers("dave").await.unwrap(), 1);
     first.close().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(gw.redis.user_subscribers("dave").await.unwrap(), 1, "still one connection open");
+    assert_eq!(
+        gw.redis.user_subscribers("dave").await.unwrap(),
+        1,
+        "still one connection open"
+    );
     second.close().await;
-    eventually("unsubscribed after the last connection closed", WAIT, || async {
-        (gw.redis.user_subscribers("dave").await.unwrap() == 0).then_some(())
-    })
+    eventually(
+        "unsubscribed after the last connection closed",
+        WAIT,
+        || async { (gw.redis.user_subscribers("dave").await.unwrap() == 0).then_some(()) },
+    )
     .await;
 }
 
@@ -123,12 +143,36 @@ async fn bad_tokens_are_refused_with_401_before_the_upgrade() {
     let cases: Vec<(&str, Option<String>)> = vec![
         ("missing", None),
         ("malformed", Some("not-a-jwt".into())),
-        ("expired", Some(sign_claims(&json!({"sub": "u", "exp": now - 120}), secret))),
-        ("not yet valid", Some(sign_claims(&json!({"sub": "u", "exp": now + 600, "nbf": now + 300}), secret))),
+        (
+            "expired",
+            Some(sign_claims(&json!({"sub": "u", "exp": now - 120}), secret)),
+        ),
+        (
+            "not yet valid",
+            Some(sign_claims(
+                &json!({"sub": "u", "exp": now + 600, "nbf": now + 300}),
+                secret,
+            )),
+        ),
         ("no exp", Some(sign_claims(&json!({"sub": "u"}), secret))),
-        ("wrong signature", Some(sign_claims(&json!({"sub": "u", "exp": now + 600}), "another-secret-another-secret-xxxx"))),
-        ("alg none", Some(unsigned_token(&json!({"sub": "u", "exp": now + 600})))),
-        ("invalid user id", Some(sign_claims(&json!({"sub": "a b", "exp": now + 600}), secret))),
+        (
+            "wrong signature",
+            Some(sign_claims(
+                &json!({"sub": "u", "exp": now + 600}),
+                "another-secret-another-secret-xxxx",
+            )),
+        ),
+        (
+            "alg none",
+            Some(unsigned_token(&json!({"sub": "u", "exp": now + 600}))),
+        ),
+        (
+            "invalid user id",
+            Some(sign_claims(
+                &json!({"sub": "a b", "exp": now + 600}),
+                secret,
+            )),
+        ),
     ];
     for (case, token) in cases {
         let refused = WsClient::connect(gw.port, "/v1/ws", token.as_deref())
@@ -136,29 +180,41 @@ async fn bad_tokens_are_refused_with_401_before_the_upgrade() {
             .err()
             .unwrap_or_else(|| panic!("{case}: connection must be refused"));
         assert_eq!(refused.status, 401, "{case}");
-        let body: Value = serde_json::from_str(&refused.body).unwrap_or_else(|_| panic!("{case}: body {}", refused.body));
+        let body: Value = serde_json::from_str(&refused.body)
+            .unwrap_or_else(|_| panic!("{case}: body {}", refused.body));
         assert_eq!(body["status"], 401, "{case}");
     }
     // A good token in the query string (browsers) is accepted.
     let token = gw.env.token("erin", 60);
-    let mut client = WsClient::connect(gw.port, &format!("/v1/ws?token={token}"), None).await.unwrap();
+    let mut client = WsClient::connect(gw.port, &format!("/v1/ws?token={token}"), None)
+        .await
+        .unwrap();
     assert_eq!(client.next_json(WAIT).await.unwrap()["type"], "hello");
 }
 
 /// A JWT with `"alg": "none"` and no signature.
 fn unsigned_token(claims: &Value) -> String {
     use base64_url as b64;
-    format!("{}.{}.", b64::encode(r#"{"alg":"none","typ":"JWT"}"#), b64::encode(&claims.to_string()))
+    format!(
+        "{}.{}.",
+        b64::encode(r#"{"alg":"none","typ":"JWT"}"#),
+        b64::encode(&claims.to_string())
+    )
 }
 
 mod base64_url {
     /// Unpadded base64url, enough to forge a test token.
     pub fn encode(input: &str) -> String {
-        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let bytes = input.as_bytes();
         let mut out = String::new();
         for chunk in bytes.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..=chunk.len() {
                 out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -173,7 +229,10 @@ async fn client_frames_ping_errors_and_abuse() {
     let gw = TestGateway::spawn().await;
     let (mut client, _) = gw.connect("frank").await;
     client.send_text(r#"{"type":"ping"}"#).await;
-    assert_eq!(client.next_json(WAIT).await.unwrap(), json!({"type": "pong"}));
+    assert_eq!(
+        client.next_json(WAIT).await.unwrap(),
+        json!({"type": "pong"})
+    );
 
     client.send_text("not json").await;
     let error = client.next_json(WAIT).await.unwrap();
@@ -184,7 +243,10 @@ async fn client_frames_ping_errors_and_abuse() {
     assert_eq!(client.next_json(WAIT).await.unwrap()["code"], "bad_frame");
 
     client.send_binary(vec![1, 2, 3]).await;
-    assert_eq!(client.next_json(WAIT).await.unwrap()["code"], "unsupported_data");
+    assert_eq!(
+        client.next_json(WAIT).await.unwrap()["code"],
+        "unsupported_data"
+    );
 
     // Still serving after bad input.
     let sent = frame("frank", 1);
@@ -202,7 +264,12 @@ async fn client_frames_ping_errors_and_abuse() {
 async fn oversized_frames_get_an_error_and_close_1009() {
     let gw = TestGateway::spawn().await;
     let (mut client, _) = gw.connect("gina").await;
-    client.send_text(&format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(20_000))).await;
+    client
+        .send_text(&format!(
+            r#"{{"type":"ping","pad":"{}"}}"#,
+            "x".repeat(20_000)
+        ))
+        .await;
     let error = client.next_json(WAIT).await.unwrap();
     assert_eq!(error["code"], "frame_too_large");
     assert_eq!(client.closed(WAIT).await, Ended::Closed(Some(1009)));
@@ -211,7 +278,9 @@ async fn oversized_frames_get_an_error_and_close_1009() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiring_token_closes_4001_and_shutdown_closes_1012() {
     let gw = TestGateway::spawn().await;
-    let mut short = WsClient::connect_user(gw.port, &gw.env.token("hana", 1)).await.0;
+    let mut short = WsClient::connect_user(gw.port, &gw.env.token("hana", 1))
+        .await
+        .0;
     assert_eq!(short.closed(WAIT).await, Ended::Closed(Some(4001)));
 
     let (mut client, _) = gw.connect("ivan").await;
@@ -231,8 +300,15 @@ async fn slow_reader_is_disconnected_with_1008() {
     gw.redis.publish_to_users(&frames).await.unwrap();
     // Reading now: whatever was buffered, then the close.
     let (read, ended) = client.drain_until_closed(Duration::from_secs(20)).await;
-    assert!(read < frames.len(), "the gateway did not buffer everything: read {read}");
-    assert_eq!(ended, Ended::Closed(Some(1008)), "slow client cut off with 1008");
+    assert!(
+        read < frames.len(),
+        "the gateway did not buffer everything: read {read}"
+    );
+    assert_eq!(
+        ended,
+        Ended::Closed(Some(1008)),
+        "slow client cut off with 1008"
+    );
     // The gateway is still serving others.
     let (_other, hello) = gw.connect("kate").await;
     assert_eq!(hello["type"], "hello");
@@ -241,12 +317,16 @@ async fn slow_reader_is_disconnected_with_1008() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_readiness() {
     let gw = TestGateway::spawn().await;
-    let ready = reqwest::get(format!("http://127.0.0.1:{}/readyz", gw.port)).await.unwrap();
+    let ready = reqwest::get(format!("http://127.0.0.1:{}/readyz", gw.port))
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["checks"]["postgres"]["status"], "ok");
     assert_eq!(body["checks"]["redis_subscriber"]["status"], "ok");
-    let health = reqwest::get(format!("http://127.0.0.1:{}/healthz", gw.port)).await.unwrap();
+    let health = reqwest::get(format!("http://127.0.0.1:{}/healthz", gw.port))
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
     // A plain HTTP GET on the WebSocket path, with a good token, is refused clearly.
     let response = reqwest::Client::new()

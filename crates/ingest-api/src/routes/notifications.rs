@@ -53,8 +53,8 @@ pub async fn create_notification(
         .map_err(|err| ApiError::BadBody(err.to_string()))?;
     let request = NotificationRequest::parse(&body)?;
     let notification = request.into_notification(Uuid::now_v7(), Utc::now());
-    let entry = serde_json::to_string(&notification)
-        .map_err(|err| ApiError::BadBody(err.to_string()))?;
+    let entry =
+        serde_json::to_string(&notification).map_err(|err| ApiError::BadBody(err.to_string()))?;
     state
         .redis
         .append(notification.priority, &entry)

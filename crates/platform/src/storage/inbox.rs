@@ -17,7 +17,11 @@ pub struct InboxState {
 pub async fn state(conn: &mut AsyncPgConnection, user_id: &str) -> Result<InboxState, DbError> {
     Ok(user_inbox::table
         .filter(user_inbox::user_id.eq(user_id))
-        .select((user_inbox::last_seq, user_inbox::unread_count, user_inbox::version))
+        .select((
+            user_inbox::last_seq,
+            user_inbox::unread_count,
+            user_inbox::version,
+        ))
         .first::<InboxState>(conn)
         .await
         .optional()?
