@@ -99,29 +99,13 @@ impl NotificationRequest {
     }
 
     pub fn field_errors(&self) -> Vec<FieldError> {
-        let mut errors = Vec::new();
-        if let Err(message) = validate_user_id(&self.user_id) {
-            errors.push(FieldError::new("user_id", message));
-        }
-        check_text(&mut errors, "title", &self.title, TITLE_MAX_CHARS);
-        check_text(&mut errors, "body", &self.body, BODY_MAX_CHARS);
-        if let Some(category) = &self.category
-            && let Err(message) = validate_category(category)
-        {
-            errors.push(FieldError::new("category", message));
-        }
-        if let Some(data) = &self.data {
-            let size = serde_json::to_vec(data)
-                .map(|v| v.len())
-                .unwrap_or(usize::MAX);
-            if size > DATA_MAX_BYTES {
-                errors.push(FieldError::new(
-                    "data",
-                    format!("must be at most {DATA_MAX_BYTES} bytes serialized, got {size}"),
-                ));
-            }
-        }
-        errors
+        content_errors(Content {
+            user_id: &self.user_id,
+            title: &self.title,
+            body: &self.body,
+            category: self.category.as_deref(),
+            data: self.data.as_ref(),
+        })
     }
 
     /// Stamps a validated request with its id and creation time.
@@ -139,6 +123,49 @@ impl NotificationRequest {
     }
 }
 
+/// The fields every notification is checked on, at ingest and again when
+/// the worker reads it back from the stream.
+struct Content<'a> {
+    user_id: &'a str,
+    title: &'a str,
+    body: &'a str,
+    category: Option<&'a str>,
+    data: Option<&'a Map<String, Value>>,
+}
+
+fn content_errors(content: Content<'_>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if let Err(message) = validate_user_id(content.user_id) {
+        errors.push(FieldError::new("user_id", message));
+    }
+    check_text(&mut errors, "title", content.title, TITLE_MAX_CHARS);
+    check_text(&mut errors, "body", content.body, BODY_MAX_CHARS);
+    if let Some(category) = content.category
+        && let Err(message) = validate_category(category)
+    {
+        errors.push(FieldError::new("category", message));
+    }
+    if let Some(data) = content.data {
+        let serialized = serde_json::to_string(data).unwrap_or_default();
+        if serialized.len() > DATA_MAX_BYTES {
+            errors.push(FieldError::new(
+                "data",
+                format!(
+                    "must be at most {DATA_MAX_BYTES} bytes serialized, got {}",
+                    serialized.len()
+                ),
+            ));
+        } else if serialized.contains("\\u0000") {
+            errors.push(FieldError::new("data", NUL_MESSAGE));
+        }
+    }
+    errors
+}
+
+/// PostgreSQL text and jsonb cannot hold U+0000; refusing it at the door
+/// keeps it from becoming an entry the worker can never store.
+const NUL_MESSAGE: &str = "must not contain the NUL character (U+0000)";
+
 fn check_text(errors: &mut Vec<FieldError>, field: &str, value: &str, max_chars: usize) {
     if value.trim().is_empty() {
         errors.push(FieldError::new(field, "must not be empty"));
@@ -147,6 +174,8 @@ fn check_text(errors: &mut Vec<FieldError>, field: &str, value: &str, max_chars:
             field,
             format!("must be at most {max_chars} characters"),
         ));
+    } else if value.contains('\0') {
+        errors.push(FieldError::new(field, NUL_MESSAGE));
     }
 }
 
@@ -195,10 +224,13 @@ impl NewNotification {
     /// boundary too (anyone with Redis access can XADD).
     pub fn decode_entry(payload: &[u8]) -> Result<Self, RequestError> {
         let notification: Self = decode_json(payload)?;
-        let mut errors = Vec::new();
-        if let Err(message) = validate_user_id(&notification.user_id) {
-            errors.push(FieldError::new("user_id", message));
-        }
+        let errors = content_errors(Content {
+            user_id: &notification.user_id,
+            title: &notification.title,
+            body: &notification.body,
+            category: notification.category.as_deref(),
+            data: notification.data.as_ref(),
+        });
         if errors.is_empty() {
             Ok(notification)
         } else {
@@ -317,6 +349,22 @@ mod tests {
             fields(body(r#"{"user_id":"u","title":"t","body":"b","colour":"red"}"#).unwrap_err()),
             ["colour"]
         );
+    }
+
+    #[test]
+    fn nul_characters_are_refused_everywhere() {
+        let err = body(r#"{"user_id":"u","title":"a\u0000b","body":"b\u0000","category":"c","data":{"k\u0000":1}}"#)
+            .unwrap_err();
+        assert_eq!(fields(err), ["title", "body", "data"]);
+    }
+
+    #[test]
+    fn stream_entries_are_validated_like_requests() {
+        let request = body(r#"{"user_id":"u","title":"t","body":"b"}"#).unwrap();
+        let mut new = request.into_notification(Uuid::now_v7(), Utc::now());
+        new.title = String::new();
+        let payload = serde_json::to_vec(&new).unwrap();
+        assert!(NewNotification::decode_entry(&payload).is_err());
     }
 
     #[test]

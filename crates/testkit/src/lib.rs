@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod processes;
+pub mod proxy;
 pub mod ws;
 
 use std::collections::HashMap;
