@@ -384,3 +384,35 @@ async fn health_readiness_and_openapi() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_down_answers_503_not_401() {
+    let proxy = testkit::proxy::Proxy::start(5432).await;
+    let mut env = TestEnv::new().await;
+    let through_proxy = env
+        .database_url()
+        .replace(":5432/", &format!(":{}/", proxy.port));
+    env.set("HERALD__DATABASE__URL", through_proxy);
+    env.set("HERALD__DATABASE__CONNECT_TIMEOUT_MS", "500");
+    env.set("HERALD__DATABASE__ACQUIRE_TIMEOUT_MS", "500");
+    let app = TestApp::spawn_in(env).await;
+    assert_eq!(app.post(&valid("u")).await.status(), StatusCode::ACCEPTED);
+
+    proxy.cut();
+    let response = app.post(&valid("u")).await;
+    assert!(response.headers().contains_key("retry-after"));
+    problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+
+    proxy.restore();
+    testkit::eventually(
+        "ingest recovers after the database returns",
+        Duration::from_secs(15),
+        || async { (app.post(&valid("u")).await.status() == StatusCode::ACCEPTED).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        app.appended().await.len(),
+        2,
+        "only the two accepted requests were appended"
+    );
+}

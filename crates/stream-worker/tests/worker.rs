@@ -318,3 +318,70 @@ async fn worker_waits_for_redis_at_start_and_recovers_after_an_outage() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_is_retried_without_acking_and_then_drains() {
+    let proxy = testkit::proxy::Proxy::start(5432).await;
+    let mut env = TestEnv::new().await;
+    let through_proxy = env
+        .database_url()
+        .replace(":5432/", &format!(":{}/", proxy.port));
+    env.set("HERALD__DATABASE__URL", through_proxy);
+    env.set("HERALD__DATABASE__CONNECT_TIMEOUT_MS", "500");
+    env.set("HERALD__DATABASE__ACQUIRE_TIMEOUT_MS", "500");
+    let _worker = start_worker(&env).await;
+    let redis = env.redis().await;
+
+    append(&redis, &notification("gus", 0, Priority::Normal)).await;
+    eventually(
+        "stored before the outage",
+        Duration::from_secs(10),
+        || async { (stored_count(&env, "gus").await == 1).then_some(()) },
+    )
+    .await;
+
+    proxy.cut();
+    for i in 1..=50 {
+        append(&redis, &notification("gus", i, Priority::ALL[i % 3])).await;
+    }
+    // While the database is away, the batch stays pending: nothing acked, nothing lost.
+    eventually(
+        "batch delivered and held pending",
+        Duration::from_secs(10),
+        || async {
+            let mut pending = 0;
+            for priority in Priority::ALL {
+                pending += redis.pending_count(priority).await.unwrap();
+            }
+            (pending > 0).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        stored_count(&env, "gus").await,
+        1,
+        "nothing stored while the database is cut off"
+    );
+
+    proxy.restore();
+    eventually(
+        "backlog drained after the database returned",
+        Duration::from_secs(30),
+        || async { (stored_count(&env, "gus").await == 51).then_some(()) },
+    )
+    .await;
+    let rows = notifications::list_for_user(&mut env.db().await, "gus")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|n| n.seq).collect::<Vec<_>>(),
+        (1..=51).collect::<Vec<_>>()
+    );
+    for priority in Priority::ALL {
+        eventually("all acked", Duration::from_secs(10), || async {
+            (redis.pending_count(priority).await.unwrap() == 0).then_some(())
+        })
+        .await;
+    }
+}

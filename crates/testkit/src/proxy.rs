@@ -35,7 +35,8 @@ impl Proxy {
                 }
                 let mut outage = state.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut upstream) = TcpStream::connect(("127.0.0.1", upstream_port)).await else {
+                    let Ok(mut upstream) = TcpStream::connect(("127.0.0.1", upstream_port)).await
+                    else {
                         return;
                     };
                     let mut client = client;
