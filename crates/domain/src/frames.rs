@@ -75,12 +75,14 @@ mod tests {
             category: None,
             data: None,
             created_at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
+            expires_at: None,
         });
         let value: serde_json::Value = serde_json::from_str(&frame.to_json()).unwrap();
         assert_eq!(
             value,
             json!({"type":"notification","id":id,"user_id":"u1","seq":3,"title":"t","body":"b",
-                   "priority":"high","category":null,"data":null,"created_at":"2026-01-02T03:04:05Z"})
+                   "priority":"high","category":null,"data":null,"created_at":"2026-01-02T03:04:05Z",
+                   "expires_at":null})
         );
         assert_eq!(serde_json::from_value::<ServerFrame>(value).unwrap(), frame);
     }

@@ -38,6 +38,12 @@ impl KeySpace {
         format!("{}:{{notifications}}:dead", self.prefix)
     }
 
+    /// Where a producer's idempotency key remembers its first answer. Same
+    /// hash tag as the streams: the append and the record are one atomic script.
+    pub fn idempotency_record(&self, scoped_key: &str) -> String {
+        format!("{}:{{notifications}}:idem:{}", self.prefix, scoped_key)
+    }
+
     /// Pub/Sub channel on which a user's notification frames are published.
     pub fn user_channel(&self, user_id: &str) -> String {
         format!("{}:user:{}", self.prefix, user_id)

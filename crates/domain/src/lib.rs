@@ -4,11 +4,13 @@
 //! Everything here is pure (no I/O) so that every service, the tests and the
 //! benchmarks agree on one definition of each message and of each Redis key.
 
+pub mod dead_letter;
 pub mod frames;
 pub mod keys;
 pub mod notification;
 pub mod validation;
 
+pub use dead_letter::DeadLetter;
 pub use frames::{ClientFrame, ServerFrame};
 pub use keys::KeySpace;
 pub use notification::{NewNotification, Notification, NotificationRequest, Priority};

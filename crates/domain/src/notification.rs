@@ -17,6 +17,8 @@ pub const TITLE_MAX_CHARS: usize = 256;
 pub const BODY_MAX_CHARS: usize = 8_192;
 pub const CATEGORY_MAX_CHARS: usize = 64;
 pub const DATA_MAX_BYTES: usize = 4_096;
+/// Longest `ttl_seconds` accepted: 30 days.
+pub const TTL_MAX_SECONDS: u32 = 30 * 24 * 3600;
 
 /// Delivery lane. Each priority has its own stream so a backlog of `low`
 /// never sits in front of `high`.
@@ -83,6 +85,11 @@ pub struct NotificationRequest {
     /// Free-form JSON object for the client app, at most 4 KiB serialized.
     #[schema(value_type = Option<Object>)]
     pub data: Option<Map<String, Value>>,
+    /// Seconds after which the notification is no longer worth showing
+    /// (1..=2592000). One that has expired before it is processed is stored
+    /// as expired and never delivered.
+    #[schema(minimum = 1, maximum = 2592000)]
+    pub ttl_seconds: Option<u32>,
 }
 
 impl NotificationRequest {
@@ -99,13 +106,22 @@ impl NotificationRequest {
     }
 
     pub fn field_errors(&self) -> Vec<FieldError> {
-        content_errors(Content {
+        let mut errors = content_errors(Content {
             user_id: &self.user_id,
             title: &self.title,
             body: &self.body,
             category: self.category.as_deref(),
             data: self.data.as_ref(),
-        })
+        });
+        if let Some(ttl) = self.ttl_seconds
+            && !(1..=TTL_MAX_SECONDS).contains(&ttl)
+        {
+            errors.push(FieldError::new(
+                "ttl_seconds",
+                format!("must be 1..={TTL_MAX_SECONDS}"),
+            ));
+        }
+        errors
     }
 
     /// Stamps a validated request with its id and creation time.
@@ -119,6 +135,9 @@ impl NotificationRequest {
             category: self.category,
             data: self.data,
             created_at,
+            expires_at: self
+                .ttl_seconds
+                .map(|ttl| created_at + chrono::Duration::seconds(i64::from(ttl))),
         }
     }
 }
@@ -217,9 +236,16 @@ pub struct NewNotification {
     pub category: Option<String>,
     pub data: Option<Map<String, Value>>,
     pub created_at: DateTime<Utc>,
+    /// When it stops being worth delivering; `None` never expires.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl NewNotification {
+    pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
     /// Re-checks an entry read back from the stream: the stream is a trust
     /// boundary too (anyone with Redis access can XADD).
     pub fn decode_entry(payload: &[u8]) -> Result<Self, RequestError> {
@@ -253,6 +279,9 @@ pub struct Notification {
     #[schema(value_type = Option<Object>)]
     pub data: Option<Map<String, Value>>,
     pub created_at: DateTime<Utc>,
+    /// When it stops being worth showing; `null` never expires.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]
@@ -349,6 +378,26 @@ mod tests {
             fields(body(r#"{"user_id":"u","title":"t","body":"b","colour":"red"}"#).unwrap_err()),
             ["colour"]
         );
+    }
+
+    #[test]
+    fn ttl_sets_expiry_and_is_bounded() {
+        let request = body(r#"{"user_id":"u","title":"t","body":"b","ttl_seconds":60}"#).unwrap();
+        let created = Utc::now();
+        let new = request.into_notification(Uuid::now_v7(), created);
+        assert_eq!(
+            new.expires_at,
+            Some(created + chrono::Duration::seconds(60))
+        );
+        assert!(!new.is_expired_at(created));
+        assert!(new.is_expired_at(created + chrono::Duration::seconds(60)));
+        let err = body(r#"{"user_id":"u","title":"t","body":"b","ttl_seconds":0}"#).unwrap_err();
+        assert_eq!(fields(err), ["ttl_seconds"]);
+        let err =
+            body(r#"{"user_id":"u","title":"t","body":"b","ttl_seconds":2592001}"#).unwrap_err();
+        assert_eq!(fields(err), ["ttl_seconds"]);
+        let err = body(r#"{"user_id":"u","title":"t","body":"b","ttl_seconds":-1}"#).unwrap_err();
+        assert_eq!(fields(err), ["ttl_seconds"]);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
-use platform::storage::api_keys;
+use platform::storage::api_keys::{self, Scope};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -17,6 +17,31 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 #[derive(Debug, Clone, Copy)]
 pub struct Producer {
     pub key_id: Uuid,
+    pub scope: Scope,
+}
+
+/// An API key with the `admin` scope: operators' endpoints.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin {
+    pub key_id: Uuid,
+}
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let producer = Producer::from_request(req, payload);
+        Box::pin(async move {
+            let producer = producer.await?;
+            match producer.scope {
+                Scope::Admin => Ok(Admin {
+                    key_id: producer.key_id,
+                }),
+                Scope::Producer => Err(ApiError::Forbidden),
+            }
+        })
+    }
 }
 
 impl FromRequest for Producer {
@@ -48,7 +73,10 @@ impl FromRequest for Producer {
                 .await
                 .map_err(|e| unavailable(e.to_string()))?;
             match api_keys::authenticate(&mut conn, &key).await {
-                Ok(Some(key_id)) => Ok(Producer { key_id }),
+                Ok(Some(identity)) => Ok(Producer {
+                    key_id: identity.id,
+                    scope: identity.scope,
+                }),
                 Ok(None) => Err(ApiError::Unauthorized),
                 Err(err) => Err(unavailable(err.to_string())),
             }

@@ -26,6 +26,9 @@ pub enum KeysCommand {
     Create {
         #[arg(long)]
         name: String,
+        /// Also allow the admin endpoints (dead letters).
+        #[arg(long)]
+        admin: bool,
     },
     /// Revoke the active key with this name; it stops working at once.
     Revoke { name: String },

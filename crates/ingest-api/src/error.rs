@@ -10,6 +10,16 @@ use platform::problem::Problem;
 pub enum ApiError {
     #[error("missing or unknown API key")]
     Unauthorized,
+    #[error("this API key may not use admin endpoints")]
+    Forbidden,
+    #[error("invalid Idempotency-Key header: {0}")]
+    BadIdempotencyKey(&'static str),
+    #[error("Idempotency-Key reused with a different body")]
+    IdempotencyKeyReused,
+    #[error("{0}")]
+    NotFoundDetail(&'static str),
+    #[error("{0}")]
+    Conflict(&'static str),
     #[error("content type must be application/json")]
     UnsupportedMediaType,
     #[error("request body larger than {0} bytes")]
@@ -34,6 +44,27 @@ impl ApiError {
             ApiError::Unauthorized => {
                 Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
                     .detail("send a valid API key in the x-api-key header")
+            }
+            ApiError::Forbidden => Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden")
+                .detail("this endpoint needs an API key with the admin scope"),
+            ApiError::BadIdempotencyKey(why) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-request",
+                "Invalid request",
+            )
+            .detail(format!("Idempotency-Key {why}"))
+            .errors(vec![domain::FieldError::new("Idempotency-Key", *why)]),
+            ApiError::IdempotencyKeyReused => Problem::new(
+                StatusCode::CONFLICT,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+            )
+            .detail("this Idempotency-Key was first used with a different request body"),
+            ApiError::NotFoundDetail(what) => {
+                Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail(*what)
+            }
+            ApiError::Conflict(what) => {
+                Problem::new(StatusCode::CONFLICT, "conflict", "Conflict").detail(*what)
             }
             ApiError::UnsupportedMediaType => Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -80,6 +111,29 @@ impl ApiError {
                 "{dependency} is unavailable; nothing was accepted, retry later"
             ))
             .retry_after(*retry_after_secs),
+        }
+    }
+}
+
+impl From<platform::dlq::ReplayError> for ApiError {
+    fn from(err: platform::dlq::ReplayError) -> Self {
+        use platform::dlq::ReplayError;
+        match err {
+            ReplayError::NotFound => ApiError::NotFoundDetail("no dead letter with this id"),
+            ReplayError::AlreadyReplayed => {
+                ApiError::Conflict("this dead letter was already replayed")
+            }
+            ReplayError::InvalidPayload(invalid) => ApiError::InvalidRequest(invalid),
+            ReplayError::Db(err) => ApiError::Unavailable {
+                dependency: "database",
+                cause: err.to_string(),
+                retry_after_secs: 1,
+            },
+            ReplayError::Redis(err) => ApiError::Unavailable {
+                dependency: "redis",
+                cause: err.to_string(),
+                retry_after_secs: 1,
+            },
         }
     }
 }

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use ingest_api::Application;
 use ingest_api::cli::{Cli, Command, KeysCommand};
-use platform::storage::api_keys;
+use platform::storage::api_keys::{self, Scope};
 use platform::{Settings, db, shutdown, telemetry};
 use tokio_util::sync::CancellationToken;
 
@@ -44,8 +44,9 @@ async fn keys(settings: &Settings, action: KeysCommand) -> anyhow::Result<()> {
     let pool = db::pool(&settings.database)?;
     let mut conn = pool.get().await?;
     match action {
-        KeysCommand::Create { name } => {
-            let key = api_keys::create(&mut conn, &name).await?;
+        KeysCommand::Create { name, admin } => {
+            let scope = if admin { Scope::Admin } else { Scope::Producer };
+            let key = api_keys::create(&mut conn, &name, scope).await?;
             // The key is the only thing on stdout, so scripts can capture it.
             println!("{key}");
         }

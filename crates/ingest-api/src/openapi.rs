@@ -5,15 +5,33 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::notifications;
+use crate::routes::{admin, notifications};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Herald ingest API", description = "Producers send notifications to users."),
-    paths(notifications::create_notification),
-    components(schemas(domain::NotificationRequest, domain::Priority, domain::FieldError, notifications::Accepted)),
+    paths(
+        notifications::create_notification,
+        admin::list_dead_letters,
+        admin::replay_dead_letter,
+        admin::replay_all_dead_letters,
+    ),
+    components(schemas(
+        domain::NotificationRequest,
+        domain::Priority,
+        domain::FieldError,
+        domain::DeadLetter,
+        notifications::Accepted,
+        admin::ReplayRequest,
+        admin::Replayed,
+        platform::dlq::ReplayReport,
+        platform::dlq::ReplayFailure,
+    )),
     modifiers(&ApiKeyScheme),
-    tags((name = "notifications", description = "Send notifications"))
+    tags(
+        (name = "notifications", description = "Send notifications"),
+        (name = "admin", description = "Operators: dead letters (API key with the admin scope)")
+    )
 )]
 pub struct ApiDoc;
 

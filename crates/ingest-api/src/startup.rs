@@ -21,6 +21,17 @@ pub struct AppState {
     pub redis: RedisStore,
     pub max_body_bytes: usize,
     pub retry_after_secs: u32,
+    pub idempotency_ttl: std::time::Duration,
+}
+
+impl AppState {
+    pub fn db_unavailable(&self, cause: String) -> ApiError {
+        ApiError::Unavailable {
+            dependency: "database",
+            cause,
+            retry_after_secs: self.retry_after_secs,
+        }
+    }
 }
 
 pub struct Application {
@@ -41,6 +52,7 @@ impl Application {
             redis: redis.clone(),
             max_body_bytes: settings.http.max_body_bytes,
             retry_after_secs: settings.http.retry_after_secs,
+            idempotency_ttl: std::time::Duration::from_secs(settings.ingest.idempotency_ttl_secs),
         });
         let deps = web::Data::new(Dependencies {
             database: Some(db),

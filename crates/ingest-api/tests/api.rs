@@ -9,7 +9,7 @@ use std::time::Duration;
 use domain::Priority;
 use ingest_api::Application;
 use platform::redis::{ReadFrom, RedisStore};
-use platform::storage::api_keys;
+use platform::storage::api_keys::{self, Scope};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use testkit::TestEnv;
@@ -37,7 +37,7 @@ impl TestApp {
         let base = format!("http://127.0.0.1:{}", app.port());
         let token = CancellationToken::new();
         tokio::spawn(app.run_until_stopped(token.clone()));
-        let key = api_keys::create(&mut env.db().await, "tests")
+        let key = api_keys::create(&mut env.db().await, "tests", Scope::Producer)
             .await
             .expect("key");
         let redis = env.redis().await;
@@ -250,7 +250,9 @@ async fn bad_input_is_refused_with_problem_json_and_nothing_written() {
     )
     .await;
     let mut conn = app.env.db().await;
-    let revoked = api_keys::create(&mut conn, "soon-revoked").await.unwrap();
+    let revoked = api_keys::create(&mut conn, "soon-revoked", Scope::Producer)
+        .await
+        .unwrap();
     assert_eq!(
         app.post_raw(Some(&revoked), json_ct, ok_body.clone())
             .await

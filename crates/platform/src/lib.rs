@@ -5,7 +5,10 @@
 //! once.
 
 pub mod db;
+pub mod dlq;
+pub mod hashing;
 pub mod health;
+pub mod metrics;
 pub mod problem;
 pub mod redis;
 pub mod settings;

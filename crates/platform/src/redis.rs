@@ -8,6 +8,7 @@
 //! client from [`RedisStore::stream_reader`]. The gateway's one subscriber
 //! connection per process is [`RedisSubscriber`].
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use backon::Retryable;
@@ -34,6 +35,12 @@ pub struct RedisError {
 }
 
 impl RedisError {
+    /// The consumer group (or its stream) does not exist: a Redis without
+    /// persistence restarted, or an operator deleted it.
+    pub fn is_missing_group(&self) -> bool {
+        self.source.details().starts_with("NOGROUP")
+    }
+
     fn on(command: &'static str) -> impl FnOnce(fred::error::Error) -> Self {
         move |source| RedisError { command, source }
     }
@@ -46,7 +53,40 @@ pub struct StreamEntry {
     pub priority: Priority,
     pub id: String,
     pub payload: Option<String>,
+    /// Times this entry has been delivered to a consumer, this time included.
+    pub deliveries: u64,
 }
+
+/// The consumer group's view of one stream (XINFO GROUPS).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// Delivered to a consumer and not acknowledged.
+    pub pending: u64,
+    /// The last entry delivered to any consumer of the group.
+    pub last_delivered_id: String,
+    /// Entries not yet delivered to the group (Redis 7; `None` when Redis cannot tell).
+    pub lag: Option<u64>,
+}
+
+/// How an idempotent append went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotentAppend {
+    /// Appended now.
+    Appended,
+    /// The key was used before: the fingerprint and id recorded then.
+    Replayed { fingerprint: String, id: String },
+}
+
+/// Appends the entry and records the idempotency key in one atomic step, or
+/// returns what the key recorded before. KEYS: record, stream. ARGV:
+/// fingerprint, id, ttl seconds, entry field, payload.
+const APPEND_IDEMPOTENT: &str = r#"
+local existing = redis.call('GET', KEYS[1])
+if existing then return existing end
+redis.call('XADD', KEYS[2], '*', ARGV[4], ARGV[5])
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'EX', tonumber(ARGV[3]))
+return false
+"#;
 
 /// Where a consumer-group read starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +181,46 @@ impl RedisStore {
             .map_err(RedisError::on("XADD"))
     }
 
+    /// Like [`append`](Self::append), keyed by a producer's idempotency key:
+    /// the first call appends and remembers `fingerprint` and `id` for
+    /// `ttl`; later calls append nothing and return what was remembered.
+    pub async fn append_idempotent(
+        &self,
+        priority: Priority,
+        payload: &str,
+        idempotency_key: &str,
+        fingerprint: &str,
+        id: &str,
+        ttl: Duration,
+    ) -> Result<IdempotentAppend, RedisError> {
+        let keys = vec![
+            self.keys.idempotency_record(idempotency_key),
+            self.keys.stream(priority),
+        ];
+        let args = vec![
+            fingerprint.to_owned(),
+            id.to_owned(),
+            ttl.as_secs().max(1).to_string(),
+            ENTRY_FIELD.to_owned(),
+            payload.to_owned(),
+        ];
+        let existing: Option<String> = self
+            .client
+            .eval(APPEND_IDEMPOTENT, keys, args)
+            .await
+            .map_err(RedisError::on("EVAL append_idempotent"))?;
+        Ok(match existing {
+            None => IdempotentAppend::Appended,
+            Some(record) => {
+                let (fingerprint, id) = record.split_once(' ').unwrap_or((record.as_str(), ""));
+                IdempotentAppend::Replayed {
+                    fingerprint: fingerprint.to_owned(),
+                    id: id.to_owned(),
+                }
+            }
+        })
+    }
+
     /// Creates the consumer group on every priority stream (and the streams).
     /// An existing group (BUSYGROUP) is success.
     pub async fn ensure_consumer_group(&self) -> Result<(), RedisError> {
@@ -176,7 +256,7 @@ impl RedisStore {
             ReadFrom::OwnPending => ("0", None),
         };
         let ids = vec![id; streams.len()];
-        let reply: Value = match self
+        let reply: Value = self
             .client
             .xreadgroup(
                 CONSUMER_GROUP,
@@ -188,17 +268,7 @@ impl RedisStore {
                 ids,
             )
             .await
-        {
-            Ok(reply) => reply,
-            // The streams or the group vanished (a Redis without persistence
-            // restarted, or an operator deleted them): recreate and read again.
-            Err(err) if err.details().starts_with("NOGROUP") => {
-                tracing::warn!("consumer group missing; recreating it");
-                self.ensure_consumer_group().await?;
-                return Ok(Vec::new());
-            }
-            Err(err) => return Err(RedisError::on("XREADGROUP")(err)),
-        };
+            .map_err(RedisError::on("XREADGROUP"))?;
         // A blocking read that timed out answers nil.
         if reply.is_null() {
             return Ok(Vec::new());
@@ -217,10 +287,209 @@ impl RedisStore {
                     priority,
                     id: id.clone(),
                     payload: fields.get(ENTRY_FIELD).and_then(|v| v.as_string()),
+                    deliveries: 1,
                 });
             }
         }
+        if from == ReadFrom::OwnPending {
+            self.fill_delivery_counts(&mut entries).await?;
+        }
         Ok(entries)
+    }
+
+    /// XREADGROUP `>` from one lane, without blocking.
+    pub async fn read_lane(
+        &self,
+        consumer: &str,
+        priority: Priority,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>, RedisError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let stream = self.keys.stream(priority);
+        let reply: Value = self
+            .client
+            .xreadgroup(
+                CONSUMER_GROUP,
+                consumer,
+                Some(count as u64),
+                None,
+                false,
+                stream.clone(),
+                ">",
+            )
+            .await
+            .map_err(RedisError::on("XREADGROUP"))?;
+        if reply.is_null() {
+            return Ok(Vec::new());
+        }
+        let mut by_stream: XReadResponse<String, String, String, Value> = reply
+            .into_xread_response()
+            .map_err(RedisError::on("XREADGROUP"))?;
+        Ok(by_stream
+            .remove(&stream)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, fields)| StreamEntry {
+                priority,
+                id,
+                payload: fields.get(ENTRY_FIELD).and_then(|v| v.as_string()),
+                deliveries: 1,
+            })
+            .collect())
+    }
+
+    /// XAUTOCLAIM: takes over entries that other consumers of the group have
+    /// held unacknowledged for at least `min_idle` (their consumer died or
+    /// hangs), up to `count`, with their delivery counts.
+    pub async fn claim_stale(
+        &self,
+        consumer: &str,
+        priority: Priority,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>, RedisError> {
+        let stream = self.keys.stream(priority);
+        let mut cursor = "0-0".to_owned();
+        let mut entries = Vec::new();
+        loop {
+            let reply: Value = self
+                .client
+                .xautoclaim(
+                    &stream,
+                    CONSUMER_GROUP,
+                    consumer,
+                    min_idle.as_millis() as u64,
+                    cursor.as_str(),
+                    Some((count - entries.len()) as u64),
+                    false,
+                )
+                .await
+                .map_err(RedisError::on("XAUTOCLAIM"))?;
+            // [next cursor, [[id, [field, value, ...]], ...], [deleted ids]]
+            let Value::Array(mut parts) = reply else {
+                break;
+            };
+            if parts.len() < 2 {
+                break;
+            }
+            let claimed = parts.remove(1);
+            cursor = parts[0].as_string().unwrap_or_else(|| "0-0".to_owned());
+            let claimed: Vec<(String, HashMap<String, Value>)> = claimed
+                .into_xread_value()
+                .map_err(RedisError::on("XAUTOCLAIM"))?;
+            entries.extend(claimed.into_iter().map(|(id, fields)| StreamEntry {
+                priority,
+                id,
+                payload: fields.get(ENTRY_FIELD).and_then(|v| v.as_string()),
+                deliveries: 1,
+            }));
+            if cursor == "0-0" || entries.len() >= count {
+                break;
+            }
+        }
+        self.fill_delivery_counts(&mut entries).await?;
+        Ok(entries)
+    }
+
+    /// Reads each entry's delivery counter from the group's pending list.
+    async fn fill_delivery_counts(&self, entries: &mut [StreamEntry]) -> Result<(), RedisError> {
+        for priority in Priority::ALL {
+            let ids: Vec<&str> = entries
+                .iter()
+                .filter(|e| e.priority == priority)
+                .map(|e| e.id.as_str())
+                .collect();
+            let (Some(first), Some(last)) = (
+                ids.iter().min_by(|a, b| cmp_ids(a, b)),
+                ids.iter().max_by(|a, b| cmp_ids(a, b)),
+            ) else {
+                continue;
+            };
+            let reply: Value = self
+                .client
+                .xpending(
+                    self.keys.stream(priority),
+                    CONSUMER_GROUP,
+                    (*first, *last, (ids.len() as u64).max(1) * 4),
+                )
+                .await
+                .map_err(RedisError::on("XPENDING"))?;
+            let mut counts = HashMap::new();
+            if let Value::Array(rows) = reply {
+                for row in rows {
+                    if let Value::Array(fields) = row
+                        && let (Some(id), Some(count)) = (
+                            fields.first().and_then(Value::as_string),
+                            fields.get(3).and_then(Value::as_u64),
+                        )
+                    {
+                        counts.insert(id, count);
+                    }
+                }
+            }
+            for entry in entries.iter_mut().filter(|e| e.priority == priority) {
+                if let Some(count) = counts.get(&entry.id) {
+                    entry.deliveries = *count;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The group's state on one stream; `None` when the stream or group is missing.
+    pub async fn group_info(&self, priority: Priority) -> Result<Option<GroupInfo>, RedisError> {
+        let reply: Value = match self.client.xinfo_groups(self.keys.stream(priority)).await {
+            Ok(reply) => reply,
+            Err(err) if err.details().contains("no such key") => return Ok(None),
+            Err(err) => return Err(RedisError::on("XINFO GROUPS")(err)),
+        };
+        let Value::Array(groups) = reply else {
+            return Ok(None);
+        };
+        for group in groups {
+            let fields = value_pairs(group);
+            if fields.get("name").and_then(Value::as_string).as_deref() != Some(CONSUMER_GROUP) {
+                continue;
+            }
+            return Ok(Some(GroupInfo {
+                pending: fields.get("pending").and_then(Value::as_u64).unwrap_or(0),
+                last_delivered_id: fields
+                    .get("last-delivered-id")
+                    .and_then(Value::as_string)
+                    .unwrap_or_else(|| "0-0".to_owned()),
+                lag: fields.get("lag").and_then(Value::as_u64),
+            }));
+        }
+        Ok(None)
+    }
+
+    /// The smallest id still pending in the group, if any.
+    pub async fn oldest_pending_id(
+        &self,
+        priority: Priority,
+    ) -> Result<Option<String>, RedisError> {
+        let reply: Value = self
+            .client
+            .xpending(self.keys.stream(priority), CONSUMER_GROUP, ())
+            .await
+            .map_err(RedisError::on("XPENDING"))?;
+        Ok(match reply {
+            Value::Array(summary) if summary.first().and_then(Value::as_u64).unwrap_or(0) > 0 => {
+                summary.get(1).and_then(Value::as_string)
+            }
+            _ => None,
+        })
+    }
+
+    /// XTRIM MINID: deletes the entries with ids below `min_id`. Callers
+    /// must only pass an id below which every entry is acknowledged.
+    pub async fn trim_below(&self, priority: Priority, min_id: &str) -> Result<u64, RedisError> {
+        self.client
+            .xtrim(self.keys.stream(priority), ("MINID", "=", min_id))
+            .await
+            .map_err(RedisError::on("XTRIM"))
     }
 
     /// XACK entries, one command per priority stream present.
@@ -243,12 +512,13 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Moves an entry that can never be processed to the dead-letter stream.
+    /// Copies an entry that can never be processed to the dead-letter stream.
     pub async fn dead_letter(&self, entry: &StreamEntry, error: &str) -> Result<(), RedisError> {
         let fields = vec![
             ("stream", self.keys.stream(entry.priority)),
             ("entry_id", entry.id.clone()),
             ("error", error.to_owned()),
+            ("deliveries", entry.deliveries.to_string()),
             (ENTRY_FIELD, entry.payload.clone().unwrap_or_default()),
         ];
         self.client
@@ -331,6 +601,38 @@ impl RedisStore {
             .await
             .map(|_| ())
             .map_err(RedisError::on("DEL"))
+    }
+}
+
+/// Orders stream ids (`<ms>-<seq>`) numerically.
+pub fn cmp_ids(a: &str, b: &str) -> std::cmp::Ordering {
+    parse_id(a).cmp(&parse_id(b))
+}
+
+fn parse_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+/// A RESP2 flat `[k, v, k, v]` array or a RESP3 map, as a map.
+fn value_pairs(value: Value) -> HashMap<String, Value> {
+    match value {
+        Value::Array(items) => {
+            let mut map = HashMap::new();
+            let mut items = items.into_iter();
+            while let (Some(k), Some(v)) = (items.next(), items.next()) {
+                if let Some(k) = k.as_string() {
+                    map.insert(k, v);
+                }
+            }
+            map
+        }
+        Value::Map(map) => map
+            .inner()
+            .into_iter()
+            .filter_map(|(k, v)| k.as_str().map(|k| (k.to_string(), v)))
+            .collect(),
+        _ => HashMap::new(),
     }
 }
 

@@ -19,6 +19,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub auth: AuthSettings,
     pub worker: WorkerSettings,
+    pub ingest: IngestSettings,
     pub gateway: GatewaySettings,
     pub log: LogSettings,
 }
@@ -67,6 +68,31 @@ pub struct WorkerSettings {
     pub consumer_name: String,
     pub batch_size: usize,
     pub block_ms: u64,
+    /// Share of each round reserved for `normal` and `low` when they have entries.
+    pub normal_share: f64,
+    pub low_share: f64,
+    /// Entries another consumer has held unacknowledged this long are claimed.
+    pub claim_min_idle_ms: u64,
+    pub claim_interval_ms: u64,
+    /// An entry delivered more often than this goes to the dead letters.
+    pub max_deliveries: u64,
+    /// Acknowledged entries are trimmed when a stream is longer than this.
+    pub trim_target_len: u64,
+    pub trim_interval_ms: u64,
+    /// After SIGTERM, the batch in hand may take this long before the process exits anyway.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl WorkerSettings {
+    pub fn min_count(&self, share: f64) -> usize {
+        ((self.batch_size as f64) * share).ceil() as usize
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct IngestSettings {
+    /// How long an `Idempotency-Key` remembers its first answer.
+    pub idempotency_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,6 +176,23 @@ impl Settings {
         }
         if self.worker.batch_size == 0 || self.worker.batch_size > 5_000 {
             return fail("worker.batch_size", "must be 1..=5000");
+        }
+        for (key, share) in [
+            ("worker.normal_share", self.worker.normal_share),
+            ("worker.low_share", self.worker.low_share),
+        ] {
+            if !(0.0..=0.5).contains(&share) {
+                return fail(key, "must be between 0.0 and 0.5");
+            }
+        }
+        if self.worker.max_deliveries == 0 {
+            return fail("worker.max_deliveries", "must be at least 1");
+        }
+        if self.ingest.idempotency_ttl_secs < 86_400 {
+            return fail(
+                "ingest.idempotency_ttl_secs",
+                "must be at least 86400 (24 hours)",
+            );
         }
         if self.gateway.send_queue_frames == 0 {
             return fail("gateway.send_queue_frames", "must be at least 1");

@@ -1,53 +1,100 @@
-//! The consume loop: read a batch, store it, publish it, acknowledge it.
+//! The consume loop: read a round, store it, publish it, acknowledge it.
 //!
-//! Promise: an entry is acknowledged only after its notification committed
-//! in PostgreSQL (or, for an entry that can never be processed, after it was
-//! copied to the dead-letter stream). Storing is idempotent by id, so an
-//! entry delivered twice (crash between commit and ack) is stored once and
-//! published again; clients drop a frame whose `seq` they already have.
+//! Promises:
+//! - An entry is acknowledged only after its notification committed in
+//!   PostgreSQL, or after it was recorded as a dead letter (PostgreSQL table
+//!   and dead-letter stream).
+//! - Storing is idempotent by id, so an entry delivered twice is stored once
+//!   and counted unread once; it may be published again, and clients drop a
+//!   frame whose `seq` they already have.
+//! - A transient failure (database unreachable, timeout) is retried with
+//!   exponential backoff and jitter, without acking and without re-reading,
+//!   until it succeeds or shutdown is requested.
+//! - An entry that can never succeed (undecodable, invalid, refused by the
+//!   database while it is healthy, or delivered more than `max_deliveries`
+//!   times) becomes a dead letter and stops blocking the stream.
 //!
-//! After any failure the loop re-reads this consumer's own pending entries
-//! before taking new ones, so nothing delivered to it is left behind.
+//! Each round reads, in order: this consumer's own pending entries (at start
+//! and after a failure), entries other consumers left idle for
+//! `claim_min_idle` (every `claim_interval`), then new entries by lane
+//! priority (see [`crate::lanes`]).
 
-use std::time::Duration;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use domain::{NewNotification, Notification, ServerFrame};
-use platform::db::DbPool;
-use platform::redis::{ReadFrom, RedisStore, StreamEntry};
-use platform::storage::notifications;
+use chrono::Utc;
+use domain::{NewNotification, Priority, ServerFrame};
+use platform::db::{DbError, DbPool};
+use platform::redis::{ReadFrom, RedisError, RedisStore, StreamEntry};
+use platform::storage::dead_letters::{self, NewDeadLetter};
+use platform::storage::notifications::{self, StoredBatch};
 use tokio_util::sync::CancellationToken;
+
+use crate::lanes::LanePolicy;
+use crate::metrics::{Outcome, WorkerMetrics, lane};
 
 pub struct Consumer {
     pub name: String,
     pub db: DbPool,
-    /// Serves acks, publishes and dead letters.
+    /// Serves acks, publishes, claims and dead letters.
     pub redis: RedisStore,
     /// Its own connection: the blocking read must not stall `redis`.
     pub reader: RedisStore,
-    pub batch_size: usize,
+    pub lanes: LanePolicy,
     pub block: Duration,
+    pub claim_min_idle: Duration,
+    pub claim_interval: Duration,
+    pub max_deliveries: u64,
+    pub metrics: Arc<WorkerMetrics>,
 }
 
-/// A batch after decoding: what can be stored, and what never can.
-struct Decoded {
-    notifications: Vec<NewNotification>,
-    poison: Vec<(StreamEntry, String)>,
+/// A round after decoding: what can be stored, and what never can.
+struct Sorted {
+    notifications: Vec<(StreamEntry, NewNotification)>,
+    dead: Vec<(StreamEntry, String)>,
+}
+
+/// Why a round was not acknowledged.
+#[derive(Debug, thiserror::Error)]
+enum RoundError {
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    #[error("shutdown requested before the round committed")]
+    Cancelled,
+}
+
+/// Where the next round's entries come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    OwnPending,
+    Claim,
+    New,
 }
 
 impl Consumer {
-    /// Runs until `shutdown` is cancelled; the batch in hand is finished first.
+    /// Runs until `shutdown` is cancelled; the round in hand is finished first.
     pub async fn run(&self, shutdown: CancellationToken) {
         tracing::info!(consumer = %self.name, "consuming");
-        let mut from = ReadFrom::OwnPending;
+        let mut source = Source::OwnPending;
+        let mut next_claim = Instant::now();
         let mut read_backoff = backoff();
         while !shutdown.is_cancelled() {
-            let entries = match self
-                .reader
-                .read_group(&self.name, from, self.batch_size, self.block)
-                .await
-            {
+            if source == Source::New && Instant::now() >= next_claim {
+                source = Source::Claim;
+                next_claim = Instant::now() + self.claim_interval;
+            }
+            let entries = match self.fetch(source).await {
                 Ok(entries) => entries,
+                Err(err) if err.is_missing_group() => {
+                    tracing::warn!("consumer group missing; recreating it");
+                    if let Err(err) = self.redis.ensure_consumer_group().await {
+                        tracing::warn!(%err, "cannot recreate the consumer group");
+                        sleep_or_cancel(Duration::from_secs(1), &shutdown).await;
+                    }
+                    continue;
+                }
                 Err(err) => {
                     let delay = read_backoff.next().unwrap_or(Duration::from_secs(5));
                     tracing::warn!(%err, retry_in = ?delay, "cannot read the streams");
@@ -57,40 +104,82 @@ impl Consumer {
             };
             read_backoff = backoff();
             if entries.is_empty() {
-                from = ReadFrom::New;
+                source = Source::New;
                 continue;
             }
-            from = match self.process(entries, &shutdown).await {
-                Ok(()) if from == ReadFrom::OwnPending => ReadFrom::OwnPending,
-                Ok(()) => ReadFrom::New,
+            match self.process(entries, &shutdown).await {
+                // Keep draining the same source until it is empty.
+                Ok(()) => {}
+                Err(RoundError::Cancelled) => break,
                 Err(err) => {
-                    tracing::warn!(%err, "batch not acknowledged; it will be re-read");
-                    ReadFrom::OwnPending
+                    tracing::warn!(%err, "round not acknowledged; it will be re-read");
+                    source = Source::OwnPending;
                 }
-            };
+            }
         }
         tracing::info!(consumer = %self.name, "stopped consuming");
     }
 
-    /// Stores, publishes and acknowledges one batch.
+    async fn fetch(&self, source: Source) -> Result<Vec<StreamEntry>, RedisError> {
+        let batch = self.lanes.batch_size;
+        match source {
+            Source::OwnPending => {
+                self.reader
+                    .read_group(&self.name, ReadFrom::OwnPending, batch, self.block)
+                    .await
+            }
+            Source::Claim => {
+                let mut claimed = Vec::new();
+                for priority in Priority::ALL {
+                    let entries = self
+                        .redis
+                        .claim_stale(&self.name, priority, self.claim_min_idle, batch)
+                        .await?;
+                    if !entries.is_empty() {
+                        tracing::info!(%priority, count = entries.len(), "claimed entries of a dead or stuck consumer");
+                        self.metrics
+                            .claimed
+                            .get_or_create(&lane(priority))
+                            .inc_by(entries.len() as u64);
+                    }
+                    claimed.extend(entries);
+                }
+                Ok(claimed)
+            }
+            Source::New => {
+                let mut round = Vec::new();
+                for priority in Priority::ALL {
+                    let want = self.lanes.want(priority, round.len());
+                    round.extend(self.redis.read_lane(&self.name, priority, want).await?);
+                }
+                if round.is_empty() {
+                    round = self
+                        .reader
+                        .read_group(&self.name, ReadFrom::New, batch, self.block)
+                        .await?;
+                }
+                Ok(round)
+            }
+        }
+    }
+
+    /// Stores, publishes and acknowledges one round.
     async fn process(
         &self,
         entries: Vec<StreamEntry>,
         shutdown: &CancellationToken,
-    ) -> Result<(), platform::redis::RedisError> {
-        let Decoded {
+    ) -> Result<(), RoundError> {
+        let started = Instant::now();
+        let Sorted {
             notifications,
-            poison,
-        } = decode(&entries);
-        for (entry, error) in &poison {
-            tracing::error!(entry = %entry.id, priority = %entry.priority, %error, "undecodable entry moved to the dead-letter stream");
-            self.redis.dead_letter(entry, error).await?;
-        }
-        let Some(stored) = self.store(&notifications, shutdown).await else {
-            // Cancelled while the database was unavailable: leave the batch pending.
-            return Ok(());
-        };
+            mut dead,
+        } = self.sort(&entries);
+        let (stored, refused) = self.store(&notifications, shutdown).await?;
+        dead.extend(refused);
+        self.dead_letter(&dead, shutdown).await?;
+
         let frames: Vec<(&str, String)> = stored
+            .visible
             .iter()
             .map(|n| {
                 (
@@ -101,62 +190,206 @@ impl Consumer {
             .collect();
         self.redis.publish_to_users(&frames).await?;
         self.redis.ack(&entries).await?;
-        tracing::debug!(stored = stored.len(), dead = poison.len(), "batch done");
+
+        let now = Utc::now();
+        for (_, n) in &notifications {
+            let age = (now - n.created_at).to_std().unwrap_or_default();
+            self.metrics.delivery_seconds.observe(age.as_secs_f64());
+        }
+        self.count_outcomes(&notifications, &stored, &dead);
+        self.metrics.batches.inc();
+        self.metrics.batch_size.observe(entries.len() as f64);
+        self.metrics
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
+        tracing::debug!(
+            entries = entries.len(),
+            stored = stored.inserted,
+            duplicates = stored.duplicates.len(),
+            expired = stored.expired.len(),
+            dead = dead.len(),
+            "round done"
+        );
         Ok(())
     }
 
-    /// Stores the batch, retrying transient failures with backoff until it
-    /// commits; `None` if shutdown came first.
+    fn count_outcomes(
+        &self,
+        notifications: &[(StreamEntry, NewNotification)],
+        stored: &StoredBatch,
+        dead: &[(StreamEntry, String)],
+    ) {
+        let dead_entries: HashSet<&str> = dead.iter().map(|(e, _)| e.id.as_str()).collect();
+        let mut counted = HashSet::new();
+        for (entry, n) in notifications {
+            if dead_entries.contains(entry.id.as_str()) {
+                continue;
+            }
+            let outcome = if stored.expired.contains(&n.id) {
+                Outcome::Expired
+            } else if stored.duplicates.contains(&n.id) || !counted.insert(n.id) {
+                Outcome::Duplicate
+            } else {
+                Outcome::Stored
+            };
+            self.metrics.count(entry.priority, outcome, 1);
+        }
+        for (entry, _) in dead {
+            self.metrics.count(entry.priority, Outcome::DeadLettered, 1);
+        }
+    }
+
+    /// Splits a round into notifications to store and entries that can never be.
+    fn sort(&self, entries: &[StreamEntry]) -> Sorted {
+        let mut sorted = Sorted {
+            notifications: Vec::with_capacity(entries.len()),
+            dead: Vec::new(),
+        };
+        for entry in entries {
+            if entry.deliveries > self.max_deliveries {
+                sorted.dead.push((
+                    entry.clone(),
+                    format!(
+                        "delivered {} times, more than max_deliveries ({})",
+                        entry.deliveries, self.max_deliveries
+                    ),
+                ));
+                continue;
+            }
+            let decoded = match &entry.payload {
+                Some(payload) => {
+                    NewNotification::decode_entry(payload.as_bytes()).map_err(|e| match e {
+                        domain::RequestError::InvalidFields(errors) => errors
+                            .iter()
+                            .map(|f| format!("{}: {}", f.field, f.message))
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                        other => other.to_string(),
+                    })
+                }
+                None => Err("entry has no notification field".to_owned()),
+            };
+            match decoded {
+                Ok(notification) => sorted.notifications.push((entry.clone(), notification)),
+                Err(error) => sorted.dead.push((entry.clone(), error)),
+            }
+        }
+        sorted
+    }
+
+    /// Stores the notifications in one transaction, retrying transient
+    /// failures. If the database refuses the batch while healthy, the entries
+    /// are stored one by one and the ones it refuses are returned as dead.
     async fn store(
+        &self,
+        batch: &[(StreamEntry, NewNotification)],
+        shutdown: &CancellationToken,
+    ) -> Result<(StoredBatch, Vec<(StreamEntry, String)>), RoundError> {
+        let notifications: Vec<NewNotification> = batch.iter().map(|(_, n)| n.clone()).collect();
+        match self.store_retrying(&notifications, shutdown).await? {
+            Ok(stored) => Ok((stored, Vec::new())),
+            Err(refusal) => {
+                tracing::warn!(%refusal, "the database refused a batch; storing its entries one by one");
+                let mut total = StoredBatch::default();
+                let mut refused = Vec::new();
+                for (entry, notification) in batch {
+                    match self
+                        .store_retrying(std::slice::from_ref(notification), shutdown)
+                        .await?
+                    {
+                        Ok(one) => total.merge(one),
+                        Err(err) => {
+                            refused.push((entry.clone(), format!("refused by the database: {err}")))
+                        }
+                    }
+                }
+                Ok((total, refused))
+            }
+        }
+    }
+
+    /// `Ok(Ok)` stored; `Ok(Err)` refused by a healthy database (a data
+    /// error: retrying will not help); `Err` cancelled during retries.
+    async fn store_retrying(
         &self,
         batch: &[NewNotification],
         shutdown: &CancellationToken,
-    ) -> Option<Vec<Notification>> {
+    ) -> Result<Result<StoredBatch, DbError>, RoundError> {
+        let mut retry = backoff();
+        let mut refusals = 0;
+        loop {
+            let attempt = async {
+                let mut conn = self.db.get().await?;
+                notifications::store_batch(&mut conn, batch, Utc::now()).await
+            };
+            let err = match attempt.await {
+                Ok(stored) => return Ok(Ok(stored)),
+                Err(err) => err,
+            };
+            // A query error from a database that answers a ping is the data's
+            // fault; twice in a row, it is not going away.
+            if matches!(err, DbError::Query(_)) && platform::db::ping(&self.db).await.is_ok() {
+                refusals += 1;
+                if refusals >= 2 {
+                    return Ok(Err(err));
+                }
+            }
+            self.metrics.retries.inc();
+            let delay = retry.next().unwrap_or(Duration::from_secs(5));
+            tracing::warn!(%err, retry_in = ?delay, batch = batch.len(), "cannot store batch");
+            if sleep_or_cancel(delay, shutdown).await {
+                return Err(RoundError::Cancelled);
+            }
+        }
+    }
+
+    /// Records dead letters in PostgreSQL (retrying transient failures) and
+    /// copies them to the dead-letter stream.
+    async fn dead_letter(
+        &self,
+        dead: &[(StreamEntry, String)],
+        shutdown: &CancellationToken,
+    ) -> Result<(), RoundError> {
+        if dead.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<NewDeadLetter> = dead
+            .iter()
+            .map(|(entry, error)| {
+                NewDeadLetter::new(
+                    entry.priority,
+                    &entry.id,
+                    entry.payload.as_deref().unwrap_or_default(),
+                    error,
+                    entry.deliveries,
+                )
+            })
+            .collect();
         let mut retry = backoff();
         loop {
             let attempt = async {
                 let mut conn = self.db.get().await?;
-                notifications::store_batch(&mut conn, batch).await
+                dead_letters::record(&mut conn, &records).await
             };
             match attempt.await {
-                Ok(stored) => return Some(stored),
+                Ok(()) => break,
                 Err(err) => {
+                    self.metrics.retries.inc();
                     let delay = retry.next().unwrap_or(Duration::from_secs(5));
-                    tracing::warn!(%err, retry_in = ?delay, batch = batch.len(), "cannot store batch");
+                    tracing::warn!(%err, retry_in = ?delay, "cannot record dead letters");
                     if sleep_or_cancel(delay, shutdown).await {
-                        return None;
+                        return Err(RoundError::Cancelled);
                     }
                 }
             }
         }
-    }
-}
-
-fn decode(entries: &[StreamEntry]) -> Decoded {
-    let mut decoded = Decoded {
-        notifications: Vec::with_capacity(entries.len()),
-        poison: Vec::new(),
-    };
-    for entry in entries {
-        let result = match &entry.payload {
-            Some(payload) => {
-                NewNotification::decode_entry(payload.as_bytes()).map_err(|e| match e {
-                    domain::RequestError::InvalidFields(errors) => errors
-                        .iter()
-                        .map(|f| format!("{}: {}", f.field, f.message))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                    other => other.to_string(),
-                })
-            }
-            None => Err("entry has no notification field".to_owned()),
-        };
-        match result {
-            Ok(notification) => decoded.notifications.push(notification),
-            Err(error) => decoded.poison.push((entry.clone(), error)),
+        for (entry, error) in dead {
+            tracing::error!(entry = %entry.id, priority = %entry.priority, deliveries = entry.deliveries, %error, "entry moved to the dead letters");
+            self.redis.dead_letter(entry, error).await?;
+            self.metrics.dead_letters.inc();
         }
+        Ok(())
     }
-    decoded
 }
 
 fn backoff() -> impl Iterator<Item = Duration> {

@@ -1,11 +1,16 @@
 //! stream-worker: reads notifications from the priority streams in a
-//! consumer group, stores each batch in PostgreSQL in one transaction,
+//! consumer group, stores each round in PostgreSQL in one transaction,
 //! publishes the stored notifications to their users' channels, and only
-//! then acknowledges the entries.
+//! then acknowledges the entries. Also: claims entries of dead consumers,
+//! dead-letters what can never be processed, trims acknowledged entries,
+//! and serves `/metrics`, `/healthz`, `/readyz`.
 
 pub mod cli;
 pub mod consumer;
+pub mod lanes;
+pub mod metrics;
 pub mod startup;
+pub mod trimmer;
 
 pub use consumer::Consumer;
 pub use startup::Worker;

@@ -1,9 +1,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use platform::{Settings, db, shutdown, telemetry};
+use platform::redis::RedisStore;
+use platform::storage::dead_letters;
+use platform::{Settings, db, dlq, shutdown, telemetry};
 use stream_worker::Worker;
-use stream_worker::cli::{Cli, Command};
+use stream_worker::cli::{Cli, Command, DlqCommand};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -20,6 +22,7 @@ async fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&settings).await,
         Command::Migrate => migrate(&settings).await,
+        Command::Dlq { action } => dead_letter_command(&settings, action).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -46,6 +49,42 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
         tracing::info!("database schema is up to date");
     } else {
         tracing::info!(?applied, "migrations applied");
+    }
+    Ok(())
+}
+
+/// `dlq list` prints JSON lines on stdout; `dlq replay` prints the new entry
+/// id (or the report of `--all`) on stdout.
+async fn dead_letter_command(settings: &Settings, action: DlqCommand) -> anyhow::Result<()> {
+    let pool = db::pool(&settings.database)?;
+    match action {
+        DlqCommand::List { all, limit } => {
+            let letters = dead_letters::list(&mut *pool.get().await?, all, limit).await?;
+            for letter in letters {
+                println!("{}", serde_json::to_string(&letter)?);
+            }
+        }
+        DlqCommand::Replay {
+            id,
+            all,
+            payload_file,
+        } => {
+            let redis = RedisStore::connect(&settings.redis).await?;
+            if all {
+                let report = dlq::replay_all(&pool, &redis).await?;
+                println!("{}", serde_json::to_string(&report)?);
+                if !report.failed.is_empty() {
+                    anyhow::bail!(
+                        "{} dead letter(s) could not be replayed",
+                        report.failed.len()
+                    );
+                }
+            } else if let Some(id) = id {
+                let replacement = payload_file.map(std::fs::read_to_string).transpose()?;
+                let entry = dlq::replay(&pool, &redis, id, replacement.as_deref()).await?;
+                println!("{entry}");
+            }
+        }
     }
     Ok(())
 }

@@ -1,7 +1,9 @@
-//! Builds the worker: database pool, Redis connections, consumer group, and
-//! the HTTP server for `/healthz` and `/readyz` on `http.port`.
+//! Builds the worker: database pool, Redis connections, consumer group,
+//! metrics, the trimmer, and the HTTP server for `/metrics`, `/healthz` and
+//! `/readyz` on `http.port`.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
@@ -10,14 +12,20 @@ use platform::Settings;
 use platform::db;
 use platform::health::{self, Dependencies};
 use platform::redis::RedisStore;
+use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer::Consumer;
+use crate::lanes::LanePolicy;
+use crate::metrics::WorkerMetrics;
+use crate::trimmer::Trimmer;
 
 pub struct Worker {
     port: u16,
     server: Server,
     consumer: Consumer,
+    trimmer: Trimmer,
+    shutdown_timeout: Duration,
 }
 
 impl Worker {
@@ -27,6 +35,10 @@ impl Worker {
         let redis = RedisStore::connect(&settings.redis).await?;
         redis.ensure_consumer_group().await?;
         let reader = redis.stream_reader().await?;
+
+        let mut registry = Registry::default();
+        let metrics = Arc::new(WorkerMetrics::register(&mut registry));
+        let registry = web::Data::new(Arc::new(registry));
 
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))?;
         let port = listener.local_addr()?.port();
@@ -38,26 +50,45 @@ impl Worker {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(deps.clone())
+                .app_data(registry.clone())
                 .configure(health::configure)
+                .configure(platform::metrics::configure)
         })
         .workers(1)
         .disable_signals()
         .listen(listener)?
         .run();
 
+        let worker = &settings.worker;
         let consumer = Consumer {
             name: settings.consumer_name(),
             db: pool,
-            redis,
+            redis: redis.clone(),
             reader,
-            batch_size: settings.worker.batch_size,
-            block: Duration::from_millis(settings.worker.block_ms),
+            lanes: LanePolicy {
+                batch_size: worker.batch_size,
+                normal_min: worker.min_count(worker.normal_share),
+                low_min: worker.min_count(worker.low_share),
+            },
+            block: Duration::from_millis(worker.block_ms),
+            claim_min_idle: Duration::from_millis(worker.claim_min_idle_ms),
+            claim_interval: Duration::from_millis(worker.claim_interval_ms),
+            max_deliveries: worker.max_deliveries,
+            metrics: metrics.clone(),
+        };
+        let trimmer = Trimmer {
+            redis,
+            target_len: worker.trim_target_len,
+            interval: Duration::from_millis(worker.trim_interval_ms),
+            metrics,
         };
         tracing::info!(port, consumer = %consumer.name, "stream-worker ready");
         Ok(Self {
             port,
             server,
             consumer,
+            trimmer,
+            shutdown_timeout: Duration::from_millis(worker.shutdown_timeout_ms),
         })
     }
 
@@ -65,11 +96,23 @@ impl Worker {
         self.port
     }
 
-    /// Consumes until `shutdown` is cancelled, then stops the HTTP server.
+    /// Consumes until `shutdown` is cancelled, finishes the round in hand
+    /// (bounded by the shutdown timeout), then stops the HTTP server.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let server = tokio::spawn(self.server);
-        self.consumer.run(shutdown).await;
+        let trimmer = tokio::spawn(self.trimmer.run(shutdown.clone()));
+        let deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(self.shutdown_timeout).await;
+        };
+        tokio::select! {
+            () = self.consumer.run(shutdown.clone()) => {}
+            () = deadline => {
+                tracing::warn!("shutdown timeout reached; unfinished entries stay pending for other workers");
+            }
+        }
+        trimmer.abort();
         handle.stop(true).await;
         server.await??;
         Ok(())

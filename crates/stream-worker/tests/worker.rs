@@ -8,33 +8,15 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::Utc;
-use domain::{NewNotification, Priority};
-use platform::redis::{ReadFrom, RedisStore, RedisSubscriber};
+use domain::Priority;
+use platform::redis::{ReadFrom, RedisSubscriber};
 use platform::storage::{inbox, notifications};
 use stream_worker::Worker;
 use testkit::{TestEnv, eventually};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-fn notification(user: &str, n: usize, priority: Priority) -> NewNotification {
-    NewNotification {
-        id: Uuid::now_v7(),
-        user_id: user.to_owned(),
-        title: format!("title {n}"),
-        body: format!("body {n}"),
-        priority,
-        category: Some("tests".into()),
-        data: None,
-        created_at: Utc::now(),
-    }
-}
-
-async fn append(redis: &RedisStore, n: &NewNotification) {
-    redis
-        .append(n.priority, &serde_json::to_string(n).unwrap())
-        .await
-        .expect("append");
-}
+use testkit::{append, new_notification as notification};
 
 /// Starts a worker in this process; it stops when the guard drops.
 async fn start_worker(env: &TestEnv) -> tokio_util::sync::DropGuard {
@@ -153,9 +135,13 @@ async fn redelivered_and_repeated_entries_are_stored_once() {
         .unwrap();
     assert_eq!(delivered.len(), 3);
     // ...and even stored one of them before dying.
-    notifications::store_batch(&mut env.db().await, std::slice::from_ref(&first))
-        .await
-        .unwrap();
+    notifications::store_batch(
+        &mut env.db().await,
+        std::slice::from_ref(&first),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
 
     // Restarted under the same name, it finishes its own pending entries.
     let _worker = start_worker(&env).await;

@@ -217,3 +217,33 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A valid notification as ingest-api would append it.
+pub fn new_notification(
+    user_id: &str,
+    n: usize,
+    priority: domain::Priority,
+) -> domain::NewNotification {
+    domain::NewNotification {
+        id: Uuid::now_v7(),
+        user_id: user_id.to_owned(),
+        title: format!("title {n}"),
+        body: format!("body {n}"),
+        priority,
+        category: Some("tests".into()),
+        data: None,
+        created_at: chrono::Utc::now(),
+        expires_at: None,
+    }
+}
+
+/// Appends a notification the way ingest-api does.
+pub async fn append(redis: &RedisStore, notification: &domain::NewNotification) {
+    redis
+        .append(
+            notification.priority,
+            &serde_json::to_string(notification).expect("encode"),
+        )
+        .await
+        .expect("append");
+}

@@ -93,18 +93,9 @@ async fn hello_reports_stored_unread_state() {
     let gw = TestGateway::spawn().await;
     let mut conn = gw.env.db().await;
     let batch: Vec<_> = (0..3)
-        .map(|i| domain::NewNotification {
-            id: uuid::Uuid::now_v7(),
-            user_id: "carol".into(),
-            title: format!("t{i}"),
-            body: "b".into(),
-            priority: domain::Priority::Normal,
-            category: None,
-            data: None,
-            created_at: chrono::Utc::now(),
-        })
+        .map(|i| testkit::new_notification("carol", i, domain::Priority::Normal))
         .collect();
-    platform::storage::notifications::store_batch(&mut conn, &batch)
+    platform::storage::notifications::store_batch(&mut conn, &batch, chrono::Utc::now())
         .await
         .unwrap();
     let (_client, hello) = gw.connect("carol").await;

@@ -7,6 +7,9 @@ use domain::NotificationRequest;
 use serde::Serialize;
 use uuid::Uuid;
 
+use platform::hashing::sha256_hex;
+use platform::redis::IdempotentAppend;
+
 use crate::auth::Producer;
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -21,18 +24,29 @@ pub struct Accepted {
     pub status: &'static str,
 }
 
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
 /// Queue one notification for a user.
 ///
 /// Answers 202 only after the notification was appended to its Redis stream.
+/// With an `Idempotency-Key` header, a retry of the same request (same key,
+/// same body, within 24 hours) appends nothing and answers the first `id`
+/// again with `Idempotent-Replayed: true`; the same key with another body is
+/// refused with 409.
 #[utoipa::path(
     post,
     path = "/v1/notifications",
     tag = "notifications",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "1..=255 visible ASCII characters; makes retries safe for 24 hours"),
+    ),
     request_body(content = NotificationRequest, content_type = "application/json"),
     responses(
-        (status = 202, description = "Appended to the stream", body = Accepted),
-        (status = 400, description = "Malformed JSON or invalid fields", content_type = "application/problem+json"),
+        (status = 202, description = "Appended to the stream (or replayed: header Idempotent-Replayed: true)", body = Accepted),
+        (status = 400, description = "Malformed JSON, invalid fields or Idempotency-Key", content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency-Key reused with a different body", content_type = "application/problem+json"),
         (status = 413, description = "Body over the size limit", content_type = "application/problem+json"),
         (status = 415, description = "Content type is not JSON", content_type = "application/problem+json"),
         (status = 503, description = "Redis or PostgreSQL unavailable; see Retry-After", content_type = "application/problem+json"),
@@ -40,12 +54,13 @@ pub struct Accepted {
     security(("api_key" = []))
 )]
 pub async fn create_notification(
-    _producer: Producer,
+    producer: Producer,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_json(&req)?;
+    let idempotency_key = idempotency_key(&req)?;
     let body = payload
         .to_bytes_limited(state.max_body_bytes)
         .await
@@ -55,20 +70,77 @@ pub async fn create_notification(
     let notification = request.into_notification(Uuid::now_v7(), Utc::now());
     let entry =
         serde_json::to_string(&notification).map_err(|err| ApiError::BadBody(err.to_string()))?;
-    state
+    let unavailable = |err: platform::redis::RedisError| ApiError::Unavailable {
+        dependency: "redis",
+        cause: err.to_string(),
+        retry_after_secs: state.retry_after_secs,
+    };
+
+    let Some(key) = idempotency_key else {
+        state
+            .redis
+            .append(notification.priority, &entry)
+            .await
+            .map_err(unavailable)?;
+        return Ok(accepted(notification.id, false));
+    };
+    // Scoped to the producer's key, so two producers cannot collide.
+    let scoped = format!("{}:{}", producer.key_id, sha256_hex(key.as_bytes()));
+    let fingerprint = sha256_hex(&body);
+    let appended = state
         .redis
-        .append(notification.priority, &entry)
+        .append_idempotent(
+            notification.priority,
+            &entry,
+            &scoped,
+            &fingerprint,
+            &notification.id.to_string(),
+            state.idempotency_ttl,
+        )
         .await
-        .map_err(|err| ApiError::Unavailable {
-            dependency: "redis",
-            cause: err.to_string(),
-            retry_after_secs: state.retry_after_secs,
-        })?;
-    tracing::debug!(id = %notification.id, priority = %notification.priority, "notification accepted");
-    Ok(HttpResponse::Accepted().json(Accepted {
-        id: notification.id,
+        .map_err(unavailable)?;
+    match appended {
+        IdempotentAppend::Appended => Ok(accepted(notification.id, false)),
+        IdempotentAppend::Replayed {
+            fingerprint: first,
+            id,
+        } if first == fingerprint => {
+            let id = Uuid::parse_str(&id).map_err(|err| ApiError::BadBody(err.to_string()))?;
+            Ok(accepted(id, true))
+        }
+        IdempotentAppend::Replayed { .. } => Err(ApiError::IdempotencyKeyReused),
+    }
+}
+
+fn accepted(id: Uuid, replayed: bool) -> HttpResponse {
+    tracing::debug!(%id, replayed, "notification accepted");
+    let mut response = HttpResponse::Accepted();
+    if replayed {
+        response.insert_header((IDEMPOTENT_REPLAYED, "true"));
+    }
+    response.json(Accepted {
+        id,
         status: "accepted",
-    }))
+    })
+}
+
+/// The optional `Idempotency-Key`: 1..=255 visible ASCII characters.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::BadIdempotencyKey("must be visible ASCII"))?;
+    if key.is_empty() || key.len() > 255 {
+        return Err(ApiError::BadIdempotencyKey("must be 1..=255 characters"));
+    }
+    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::BadIdempotencyKey(
+            "must be visible ASCII without spaces",
+        ));
+    }
+    Ok(Some(key.to_owned()))
 }
 
 /// `application/json`, with or without parameters such as `charset`.

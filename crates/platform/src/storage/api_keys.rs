@@ -15,6 +15,31 @@ use crate::db::DbError;
 /// Prefix that makes Herald keys recognisable to secret scanners.
 const KEY_PREFIX: &str = "hrld_";
 
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Send notifications and set user preferences.
+    Producer,
+    /// Everything a producer may, plus the admin endpoints (dead letters, templates).
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Producer => "producer",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+/// An authenticated key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyIdentity {
+    pub id: Uuid,
+    pub scope: Scope,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiKeyError {
     #[error("an active API key named `{0}` already exists")]
@@ -40,12 +65,8 @@ pub fn hash_key(key: &str) -> Vec<u8> {
 fn generate_key() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    let mut key = String::with_capacity(KEY_PREFIX.len() + 64);
-    key.push_str(KEY_PREFIX);
-    for byte in bytes {
-        key.push_str(&format!("{byte:02x}"));
-    }
-    key
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{KEY_PREFIX}{hex}")
 }
 
 fn valid_name(name: &str) -> bool {
@@ -57,7 +78,11 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// Creates a key and returns it in clear: the only time it exists in clear.
-pub async fn create(conn: &mut AsyncPgConnection, name: &str) -> Result<String, ApiKeyError> {
+pub async fn create(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+    scope: Scope,
+) -> Result<String, ApiKeyError> {
     if !valid_name(name) {
         return Err(ApiKeyError::InvalidName);
     }
@@ -68,6 +93,7 @@ pub async fn create(conn: &mut AsyncPgConnection, name: &str) -> Result<String, 
             id: Uuid::now_v7(),
             name,
             key_hash: &hash,
+            scope: scope.as_str(),
         })
         .execute(conn)
         .await;
@@ -97,18 +123,26 @@ pub async fn revoke(conn: &mut AsyncPgConnection, name: &str) -> Result<(), ApiK
     Ok(())
 }
 
-/// The id of the active key matching `key`, if any.
+/// The active key matching `key`, if any.
 pub async fn authenticate(
     conn: &mut AsyncPgConnection,
     key: &str,
-) -> Result<Option<Uuid>, DbError> {
-    Ok(api_keys::table
+) -> Result<Option<KeyIdentity>, DbError> {
+    let found = api_keys::table
         .filter(api_keys::key_hash.eq(hash_key(key)))
         .filter(api_keys::revoked_at.is_null())
-        .select(api_keys::id)
-        .first::<Uuid>(conn)
+        .select((api_keys::id, api_keys::scope))
+        .first::<(Uuid, String)>(conn)
         .await
-        .optional()?)
+        .optional()?;
+    Ok(found.map(|(id, scope)| KeyIdentity {
+        id,
+        scope: if scope == "admin" {
+            Scope::Admin
+        } else {
+            Scope::Producer
+        },
+    }))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! aggregate.
 
 pub mod api_keys;
+pub mod dead_letters;
 pub mod inbox;
 mod models;
 pub mod notifications;

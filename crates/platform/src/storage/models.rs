@@ -12,17 +12,20 @@ use super::schema::{api_keys, notifications};
 pub(super) struct NotificationInsert<'a> {
     pub id: Uuid,
     pub user_id: &'a str,
-    pub seq: i64,
+    pub seq: Option<i64>,
     pub title: &'a str,
     pub body: &'a str,
     pub priority: &'static str,
     pub category: Option<&'a str>,
     pub data: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub expired: bool,
 }
 
 impl<'a> NotificationInsert<'a> {
-    pub fn new(notification: &'a NewNotification, seq: i64) -> Self {
+    /// `seq` is `None` for a notification stored as expired.
+    pub fn new(notification: &'a NewNotification, seq: Option<i64>) -> Self {
         Self {
             id: notification.id,
             user_id: &notification.user_id,
@@ -33,6 +36,8 @@ impl<'a> NotificationInsert<'a> {
             category: notification.category.as_deref(),
             data: notification.data.clone().map(serde_json::Value::Object),
             created_at: notification.created_at,
+            expires_at: notification.expires_at,
+            expired: seq.is_none(),
         }
     }
 }
@@ -43,32 +48,36 @@ impl<'a> NotificationInsert<'a> {
 pub(super) struct NotificationRow {
     pub id: Uuid,
     pub user_id: String,
-    pub seq: i64,
+    pub seq: Option<i64>,
     pub title: String,
     pub body: String,
     pub priority: String,
     pub category: Option<String>,
     pub data: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
-impl From<NotificationRow> for Notification {
-    fn from(row: NotificationRow) -> Self {
-        Notification {
-            id: row.id,
-            user_id: row.user_id,
-            seq: row.seq,
-            title: row.title,
-            body: row.body,
+impl NotificationRow {
+    /// The visible notification; `None` for one stored as expired (no `seq`).
+    pub fn into_visible(self) -> Option<Notification> {
+        let seq = self.seq?;
+        Some(Notification {
+            id: self.id,
+            user_id: self.user_id,
+            seq,
+            title: self.title,
+            body: self.body,
             // The column has a CHECK constraint; `normal` is only a fallback.
-            priority: row.priority.parse().unwrap_or(Priority::Normal),
-            category: row.category,
-            data: match row.data {
+            priority: self.priority.parse().unwrap_or(Priority::Normal),
+            category: self.category,
+            data: match self.data {
                 Some(serde_json::Value::Object(map)) => Some(map),
                 _ => None,
             },
-            created_at: row.created_at,
-        }
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+        })
     }
 }
 
@@ -78,4 +87,5 @@ pub(super) struct ApiKeyInsert<'a> {
     pub id: Uuid,
     pub name: &'a str,
     pub key_hash: &'a [u8],
+    pub scope: &'a str,
 }

@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -25,19 +26,45 @@ use crate::db::DbError;
 /// PostgreSQL accepts 65,535 bind parameters per statement; 9 per row.
 const ROWS_PER_INSERT: usize = 5_000;
 
-/// Stores a batch and returns every notification of the batch as stored, in
-/// batch order: new ones with their fresh `seq`, ones stored earlier (a
-/// redelivery) as they were stored then. Duplicate ids inside the batch
-/// appear once.
+/// What storing a batch did.
+#[derive(Debug, Default)]
+pub struct StoredBatch {
+    /// Every visible notification of the batch as stored, in batch order:
+    /// new ones with their fresh `seq`, ones stored earlier (a redelivery)
+    /// as they were stored then. These are the ones to publish.
+    pub visible: Vec<Notification>,
+    /// Newly stored in this call (visible or expired).
+    pub inserted: usize,
+    /// Ids already stored before this call (redeliveries).
+    pub duplicates: HashSet<Uuid>,
+    /// Ids newly stored as expired: no `seq`, not unread, not published.
+    pub expired: HashSet<Uuid>,
+}
+
+impl StoredBatch {
+    /// Adds another batch's outcome to this one.
+    pub fn merge(&mut self, other: StoredBatch) {
+        self.visible.extend(other.visible);
+        self.inserted += other.inserted;
+        self.duplicates.extend(other.duplicates);
+        self.expired.extend(other.expired);
+    }
+}
+
+/// Stores a batch in one transaction. Duplicate ids inside the batch, and
+/// ids stored earlier, are stored once.
 pub async fn store_batch(
     conn: &mut AsyncPgConnection,
     batch: &[NewNotification],
-) -> Result<Vec<Notification>, DbError> {
+    now: DateTime<Utc>,
+) -> Result<StoredBatch, DbError> {
     if batch.is_empty() {
-        return Ok(Vec::new());
+        return Ok(StoredBatch::default());
     }
     let stored = conn
-        .transaction::<_, diesel::result::Error, _>(async |conn| store_in_tx(conn, batch).await)
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            store_in_tx(conn, batch, now).await
+        })
         .await?;
     Ok(stored)
 }
@@ -45,7 +72,8 @@ pub async fn store_batch(
 async fn store_in_tx(
     conn: &mut AsyncPgConnection,
     batch: &[NewNotification],
-) -> Result<Vec<Notification>, diesel::result::Error> {
+    now: DateTime<Utc>,
+) -> Result<StoredBatch, diesel::result::Error> {
     let mut users: Vec<&str> = batch.iter().map(|n| n.user_id.as_str()).collect();
     users.sort_unstable();
     users.dedup();
@@ -77,11 +105,21 @@ async fn store_in_tx(
         .into_iter()
         .collect();
 
+    let mut outcome = StoredBatch::default();
     let mut seen = HashSet::with_capacity(batch.len());
     let mut inserts = Vec::with_capacity(batch.len());
     let mut added: HashMap<&str, i64> = HashMap::new();
     for notification in batch {
-        if already_stored.contains(&notification.id) || !seen.insert(notification.id) {
+        if !seen.insert(notification.id) {
+            continue;
+        }
+        if already_stored.contains(&notification.id) {
+            outcome.duplicates.insert(notification.id);
+            continue;
+        }
+        if notification.is_expired_at(now) {
+            outcome.expired.insert(notification.id);
+            inserts.push(NotificationInsert::new(notification, None));
             continue;
         }
         let Some(seq) = last_seq.get_mut(notification.user_id.as_str()) else {
@@ -89,8 +127,9 @@ async fn store_in_tx(
         };
         *seq += 1;
         *added.entry(notification.user_id.as_str()).or_default() += 1;
-        inserts.push(NotificationInsert::new(notification, *seq));
+        inserts.push(NotificationInsert::new(notification, Some(*seq)));
     }
+    outcome.inserted = inserts.len();
     for chunk in inserts.chunks(ROWS_PER_INSERT) {
         diesel::insert_into(notifications::table)
             .values(chunk)
@@ -121,12 +160,36 @@ async fn store_in_tx(
         .load::<NotificationRow>(conn)
         .await?
         .into_iter()
-        .map(|row| (row.id, Notification::from(row)))
+        .filter_map(NotificationRow::into_visible)
+        .map(|n| (n.id, n))
         .collect();
-    Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+    outcome.visible = ids.iter().filter_map(|id| by_id.remove(id)).collect();
+    Ok(outcome)
 }
 
-/// How many notifications a user has stored, by id; used by tests and tools.
+/// Ids of every notification stored for a user, expired ones included.
+pub async fn ids_for_user(
+    conn: &mut AsyncPgConnection,
+    user_id: &str,
+) -> Result<Vec<Uuid>, DbError> {
+    Ok(notifications::table
+        .filter(notifications::user_id.eq(user_id))
+        .order(notifications::id.asc())
+        .select(notifications::id)
+        .load(conn)
+        .await?)
+}
+
+/// Every stored notification id, for tests that compare what was accepted
+/// with what was stored.
+pub async fn all_ids(conn: &mut AsyncPgConnection) -> Result<Vec<Uuid>, DbError> {
+    Ok(notifications::table
+        .select(notifications::id)
+        .load(conn)
+        .await?)
+}
+
+/// How many notifications a user has stored (expired ones included).
 pub async fn count_for_user(conn: &mut AsyncPgConnection, user_id: &str) -> Result<i64, DbError> {
     Ok(notifications::table
         .filter(notifications::user_id.eq(user_id))
@@ -135,18 +198,19 @@ pub async fn count_for_user(conn: &mut AsyncPgConnection, user_id: &str) -> Resu
         .await?)
 }
 
-/// Every stored notification of a user in `seq` order.
+/// Every visible notification of a user in `seq` order.
 pub async fn list_for_user(
     conn: &mut AsyncPgConnection,
     user_id: &str,
 ) -> Result<Vec<Notification>, DbError> {
     Ok(notifications::table
         .filter(notifications::user_id.eq(user_id))
+        .filter(notifications::seq.is_not_null())
         .order(notifications::seq.asc())
         .select(NotificationRow::as_select())
         .load::<NotificationRow>(conn)
         .await?
         .into_iter()
-        .map(Notification::from)
+        .filter_map(NotificationRow::into_visible)
         .collect())
 }

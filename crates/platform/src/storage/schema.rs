@@ -7,6 +7,21 @@ diesel::table! {
         key_hash -> Bytea,
         created_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
+        scope -> Text,
+    }
+}
+
+diesel::table! {
+    dead_letters (id) {
+        id -> Uuid,
+        priority -> Text,
+        entry_id -> Text,
+        payload -> Text,
+        error -> Text,
+        deliveries -> Int8,
+        created_at -> Timestamptz,
+        replayed_at -> Nullable<Timestamptz>,
+        replay_entry_id -> Nullable<Text>,
     }
 }
 
@@ -14,7 +29,7 @@ diesel::table! {
     notifications (id) {
         id -> Uuid,
         user_id -> Text,
-        seq -> Int8,
+        seq -> Nullable<Int8>,
         title -> Text,
         body -> Text,
         priority -> Text,
@@ -23,6 +38,8 @@ diesel::table! {
         created_at -> Timestamptz,
         stored_at -> Timestamptz,
         read_at -> Nullable<Timestamptz>,
+        expires_at -> Nullable<Timestamptz>,
+        expired -> Bool,
     }
 }
 
@@ -35,4 +52,4 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(api_keys, notifications, user_inbox,);
+diesel::allow_tables_to_appear_in_same_query!(api_keys, dead_letters, notifications, user_inbox,);

@@ -1,0 +1,97 @@
+//! Replaying dead letters: an operator's way back from "could not process".
+//! Shared by `stream-worker dlq` and ingest-api's admin endpoints.
+//!
+//! A replay appends the dead letter's payload (or a corrected one) to its
+//! priority stream again and marks the record replayed. The payload is
+//! validated first, so garbage is never put back. The notification keeps its
+//! id, so a replay of something already stored is stored once.
+
+use domain::{NewNotification, RequestError};
+use uuid::Uuid;
+
+use crate::db::{DbError, DbPool};
+use crate::redis::{RedisError, RedisStore};
+use crate::storage::dead_letters;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("no dead letter with this id")]
+    NotFound,
+    #[error("this dead letter was already replayed")]
+    AlreadyReplayed,
+    #[error("the payload is not a valid notification: {0}")]
+    InvalidPayload(RequestError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+}
+
+impl From<deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>>
+    for ReplayError
+{
+    fn from(err: deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>) -> Self {
+        ReplayError::Db(DbError::Pool(err))
+    }
+}
+
+/// Replays one dead letter, with `replacement` as its payload when given;
+/// returns the new stream entry id.
+pub async fn replay(
+    db: &DbPool,
+    redis: &RedisStore,
+    id: Uuid,
+    replacement: Option<&str>,
+) -> Result<String, ReplayError> {
+    let mut conn = db.get().await?;
+    let letter = dead_letters::get(&mut conn, id)
+        .await?
+        .ok_or(ReplayError::NotFound)?;
+    if letter.replayed_at.is_some() {
+        return Err(ReplayError::AlreadyReplayed);
+    }
+    let payload = replacement.unwrap_or(&letter.payload);
+    let notification =
+        NewNotification::decode_entry(payload.as_bytes()).map_err(ReplayError::InvalidPayload)?;
+    // Re-encode: the stream only ever holds what Herald itself writes.
+    let entry = serde_json::to_string(&notification)
+        .map_err(|err| ReplayError::InvalidPayload(RequestError::MalformedJson(err.to_string())))?;
+    let entry_id = redis.append(notification.priority, &entry).await?;
+    dead_letters::mark_replayed(&mut conn, id, &entry_id).await?;
+    tracing::info!(dead_letter = %id, entry = %entry_id, "dead letter replayed");
+    Ok(entry_id)
+}
+
+/// What `replay --all` did.
+#[derive(Debug, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct ReplayReport {
+    pub replayed: Vec<Uuid>,
+    /// Dead letters that could not be replayed as they are, with the reason.
+    pub failed: Vec<ReplayFailure>,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ReplayFailure {
+    pub id: Uuid,
+    pub error: String,
+}
+
+/// Replays every dead letter not replayed yet. Ones whose payload is still
+/// invalid are reported and left for a corrected replay.
+pub async fn replay_all(db: &DbPool, redis: &RedisStore) -> Result<ReplayReport, ReplayError> {
+    let ids = dead_letters::not_replayed_ids(&mut *db.get().await?).await?;
+    let mut report = ReplayReport::default();
+    for id in ids {
+        match replay(db, redis, id, None).await {
+            Ok(_) => report.replayed.push(id),
+            Err(err @ (ReplayError::InvalidPayload(_) | ReplayError::AlreadyReplayed)) => {
+                report.failed.push(ReplayFailure {
+                    id,
+                    error: err.to_string(),
+                });
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(report)
+}
