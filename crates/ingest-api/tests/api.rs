@@ -418,3 +418,250 @@ async fn database_down_answers_503_not_401() {
         "only the two accepted requests were appended"
     );
 }
+
+impl TestApp {
+    async fn post_with_key(&self, idempotency_key: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/notifications", self.base))
+            .header("x-api-key", &self.key)
+            .header("idempotency-key", idempotency_key)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_key_replays_the_first_answer_and_refuses_another_body() {
+    let app = TestApp::spawn().await;
+    let body = valid("olga");
+    let first = app.post_with_key("order-1-shipped", &body).await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+
+    for _ in 0..3 {
+        let retry = app.post_with_key("order-1-shipped", &body).await;
+        assert_eq!(retry.status(), StatusCode::ACCEPTED);
+        assert_eq!(retry.headers()["idempotent-replayed"], "true");
+        let retry: Value = retry.json().await.unwrap();
+        assert_eq!(retry["id"], first["id"]);
+    }
+
+    let mut other = body.clone();
+    other["title"] = json!("Something else");
+    let body_409 = problem(
+        app.post_with_key("order-1-shipped", &other).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert_eq!(
+        body_409["type"],
+        "https://herald.dev/problems/idempotency-key-reused"
+    );
+
+    // Another key is another notification; no key is always a new one.
+    assert_eq!(
+        app.post_with_key("order-2-shipped", &body).await.status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(app.post(&body).await.status(), StatusCode::ACCEPTED);
+
+    // Exactly three appended: the first, order-2 and the keyless one.
+    let appended = app.appended().await;
+    assert_eq!(appended.len(), 3);
+    assert!(appended.iter().any(|(_, id)| *id == first["id"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_retries_with_one_key_append_once() {
+    let app = TestApp::spawn().await;
+    let body = valid("pam");
+    let attempts = (0..16).map(|_| app.post_with_key("same-key", &body));
+    let responses = futures_util::future::join_all(attempts).await;
+    let mut ids = HashSet::new();
+    for response in responses {
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let answer: Value = response.json().await.unwrap();
+        ids.insert(answer["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1, "every retry got the same id");
+    assert_eq!(app.appended().await.len(), 1, "appended once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_are_per_producer_and_validated() {
+    let app = TestApp::spawn().await;
+    let other_key = api_keys::create(&mut app.env.db().await, "other", Scope::Producer)
+        .await
+        .unwrap();
+    let body = valid("quinn");
+    let mine: Value = app.post_with_key("k1", &body).await.json().await.unwrap();
+    let theirs = app
+        .http
+        .post(format!("{}/v1/notifications", app.base))
+        .header("x-api-key", &other_key)
+        .header("idempotency-key", "k1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theirs.status(), StatusCode::ACCEPTED);
+    assert!(theirs.headers().get("idempotent-replayed").is_none());
+    let theirs: Value = theirs.json().await.unwrap();
+    assert_ne!(mine["id"], theirs["id"]);
+
+    for bad in ["", "has space", &"x".repeat(256)] {
+        let body = problem(
+            app.post_with_key(bad, &valid("quinn")).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert_eq!(body["errors"][0]["field"], "Idempotency-Key");
+    }
+    assert_eq!(app.appended().await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_seconds_travels_as_expires_at() {
+    let app = TestApp::spawn().await;
+    let mut body = valid("rita");
+    body["ttl_seconds"] = json!(60);
+    assert_eq!(app.post(&body).await.status(), StatusCode::ACCEPTED);
+    app.redis.ensure_consumer_group().await.unwrap();
+    let entries = app
+        .redis
+        .read_group("inspector", ReadFrom::New, 10, Duration::from_millis(1))
+        .await
+        .unwrap();
+    let entry: Value = serde_json::from_str(entries[0].payload.as_deref().unwrap()).unwrap();
+    let created =
+        chrono::DateTime::parse_from_rfc3339(entry["created_at"].as_str().unwrap()).unwrap();
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(entry["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!((expires - created).num_seconds(), 60);
+    body["ttl_seconds"] = json!(0);
+    problem(app.post(&body).await, StatusCode::BAD_REQUEST).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_dead_letter_endpoints() {
+    let app = TestApp::spawn().await;
+    let admin_key = api_keys::create(&mut app.env.db().await, "ops", Scope::Admin)
+        .await
+        .unwrap();
+    let url = |path: &str| format!("{}{path}", app.base);
+
+    // A producer key may not use them.
+    let response = app
+        .http
+        .get(url("/v1/admin/dead-letters"))
+        .header("x-api-key", &app.key)
+        .send()
+        .await
+        .unwrap();
+    problem(response, StatusCode::FORBIDDEN).await;
+    let response = app
+        .http
+        .get(url("/v1/admin/dead-letters"))
+        .send()
+        .await
+        .unwrap();
+    problem(response, StatusCode::UNAUTHORIZED).await;
+
+    // Two dead letters, as the worker records them.
+    let fixable = testkit::new_notification("sam", 1, Priority::Low);
+    let mut broken = serde_json::to_value(&fixable).unwrap();
+    broken["user_id"] = json!("not valid");
+    let records = vec![
+        platform::storage::dead_letters::NewDeadLetter::new(
+            Priority::Low,
+            "1-0",
+            &broken.to_string(),
+            "user_id: invalid",
+            1,
+        ),
+        platform::storage::dead_letters::NewDeadLetter::new(
+            Priority::Normal,
+            "2-0",
+            "{garbage",
+            "malformed",
+            1,
+        ),
+    ];
+    platform::storage::dead_letters::record(&mut app.env.db().await, &records)
+        .await
+        .unwrap();
+
+    let listed: Value = app
+        .http
+        .get(url("/v1/admin/dead-letters"))
+        .header("x-api-key", &admin_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+
+    // Replay as is: invalid -> 400, nothing appended.
+    let id = records[0].id;
+    let response = app
+        .http
+        .post(url(&format!("/v1/admin/dead-letters/{id}/replay")))
+        .header("x-api-key", &admin_key)
+        .send()
+        .await
+        .unwrap();
+    problem(response, StatusCode::BAD_REQUEST).await;
+    // Replay corrected: 200 with the new entry id.
+    let response = app
+        .http
+        .post(url(&format!("/v1/admin/dead-letters/{id}/replay")))
+        .header("x-api-key", &admin_key)
+        .json(&json!({"payload": fixable}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let replayed: Value = response.json().await.unwrap();
+    assert!(replayed["entry_id"].is_string());
+    let appended = app.appended().await;
+    assert_eq!(appended, vec![(Priority::Low, fixable.id.to_string())]);
+    // Twice: 409. Unknown: 404.
+    let again = app
+        .http
+        .post(url(&format!("/v1/admin/dead-letters/{id}/replay")))
+        .header("x-api-key", &admin_key)
+        .send()
+        .await
+        .unwrap();
+    problem(again, StatusCode::CONFLICT).await;
+    let unknown = app
+        .http
+        .post(url(&format!(
+            "/v1/admin/dead-letters/{}/replay",
+            uuid::Uuid::now_v7()
+        )))
+        .header("x-api-key", &admin_key)
+        .send()
+        .await
+        .unwrap();
+    problem(unknown, StatusCode::NOT_FOUND).await;
+
+    // Replay all: the garbage one cannot be replayed as it is and is reported.
+    let report: Value = app
+        .http
+        .post(url("/v1/admin/dead-letters/replay"))
+        .header("x-api-key", &admin_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["replayed"], json!([]));
+    assert_eq!(report["failed"][0]["id"], records[1].id.to_string());
+}

@@ -181,6 +181,34 @@ impl RedisStore {
             .map_err(RedisError::on("XADD"))
     }
 
+    /// Appends many entries in one pipeline (one round trip); returns their
+    /// entry ids in order. All were appended if this returns Ok.
+    pub async fn append_many(
+        &self,
+        entries: &[(Priority, String)],
+    ) -> Result<Vec<String>, RedisError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pipeline = self.client.pipeline();
+        for (priority, payload) in entries {
+            let () = pipeline
+                .xadd(
+                    self.keys.stream(*priority),
+                    false,
+                    None::<()>,
+                    "*",
+                    vec![(ENTRY_FIELD, payload.as_str())],
+                )
+                .await
+                .map_err(RedisError::on("XADD"))?;
+        }
+        pipeline
+            .all::<Vec<String>>()
+            .await
+            .map_err(RedisError::on("XADD"))
+    }
+
     /// Like [`append`](Self::append), keyed by a producer's idempotency key:
     /// the first call appends and remembers `fingerprint` and `id` for
     /// `ttl`; later calls append nothing and return what was remembered.

@@ -1,6 +1,6 @@
 //! The worker's Prometheus metrics (names documented in docs/operations.md).
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -9,7 +9,7 @@ use prometheus_client::registry::Registry;
 
 use domain::Priority;
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Outcome {
     /// Stored now (visible).
     Stored,
@@ -21,10 +21,21 @@ pub enum Outcome {
     DeadLettered,
 }
 
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Stored => "stored",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Expired => "expired",
+            Outcome::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EntryLabels {
     pub priority: String,
-    pub outcome: Outcome,
+    pub outcome: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -134,7 +145,7 @@ impl WorkerMetrics {
         self.entries
             .get_or_create(&EntryLabels {
                 priority: priority.as_str().to_owned(),
-                outcome,
+                outcome: outcome.as_str().to_owned(),
             })
             .inc_by(n as u64);
     }

@@ -371,3 +371,373 @@ async fn database_outage_is_retried_without_acking_and_then_drains() {
         .await;
     }
 }
+
+async fn stored_ids(env: &TestEnv) -> HashSet<Uuid> {
+    notifications::all_ids(&mut env.db().await)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn high_is_served_before_a_low_backlog_drains() {
+    let mut env = TestEnv::new().await;
+    env.set("HERALD__WORKER__CONSUMER_NAME", "lanes");
+    env.set("HERALD__WORKER__BATCH_SIZE", "256");
+    let redis = env.redis().await;
+    redis.ensure_consumer_group().await.unwrap();
+    let backlog: Vec<_> = (0..10_000)
+        .map(|i| notification(&format!("low-{}", i % 50), i, Priority::Low))
+        .collect();
+    testkit::append_all(&redis, &backlog).await;
+
+    let _worker = start_worker(&env).await;
+    // Posted after the whole low backlog.
+    let urgent = notification("vip", 0, Priority::High);
+    append(&redis, &urgent).await;
+    eventually("high stored", Duration::from_secs(60), || async {
+        (stored_count(&env, "vip").await == 1).then_some(())
+    })
+    .await;
+    let low_stored_when_high_landed = stored_ids(&env).await.len() - 1;
+    assert!(
+        low_stored_when_high_landed < backlog.len(),
+        "high was stored after the whole low backlog ({low_stored_when_high_landed} low stored)"
+    );
+    eprintln!(
+        "low stored before the high one: {low_stored_when_high_landed} of {}",
+        backlog.len()
+    );
+    // And the backlog still drains completely.
+    eventually("low backlog drained", Duration::from_secs(120), || async {
+        (stored_ids(&env).await.len() == backlog.len() + 1).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn low_is_not_starved_by_a_high_backlog() {
+    let mut env = TestEnv::new().await;
+    env.set("HERALD__WORKER__CONSUMER_NAME", "lanes");
+    env.set("HERALD__WORKER__BATCH_SIZE", "100");
+    let redis = env.redis().await;
+    redis.ensure_consumer_group().await.unwrap();
+    let highs: Vec<_> = (0..5_000)
+        .map(|i| notification("busy", i, Priority::High))
+        .collect();
+    testkit::append_all(&redis, &highs).await;
+    let low = notification("patient", 0, Priority::Low);
+    append(&redis, &low).await;
+
+    let _worker = start_worker(&env).await;
+    eventually("low stored", Duration::from_secs(60), || async {
+        (stored_count(&env, "patient").await == 1).then_some(())
+    })
+    .await;
+    let highs_before = stored_count(&env, "busy").await;
+    assert!(
+        highs_before < 5_000,
+        "low waited for the whole high backlog"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_of_a_dead_consumer_are_claimed() {
+    let mut env = TestEnv::new().await;
+    env.set("HERALD__WORKER__CONSUMER_NAME", "alive");
+    env.set("HERALD__WORKER__CLAIM_MIN_IDLE_MS", "300");
+    env.set("HERALD__WORKER__CLAIM_INTERVAL_MS", "100");
+    let redis = env.redis().await;
+    redis.ensure_consumer_group().await.unwrap();
+    let sent: Vec<_> = (0..40)
+        .map(|i| notification("hank", i, Priority::ALL[i % 3]))
+        .collect();
+    testkit::append_all(&redis, &sent).await;
+    // "dead" took everything and died without acking.
+    let reader = redis.stream_reader().await.unwrap();
+    let taken = reader
+        .read_group("dead", ReadFrom::New, 100, Duration::from_millis(10))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 40);
+
+    let _worker = start_worker(&env).await;
+    eventually("claimed and stored", Duration::from_secs(20), || async {
+        (stored_count(&env, "hank").await == 40).then_some(())
+    })
+    .await;
+    for priority in Priority::ALL {
+        eventually("all acked", Duration::from_secs(10), || async {
+            (redis.pending_count(priority).await.unwrap() == 0).then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_delivered_too_often_are_dead_lettered() {
+    let mut env = TestEnv::new().await;
+    env.set("HERALD__WORKER__CONSUMER_NAME", "alive");
+    env.set("HERALD__WORKER__MAX_DELIVERIES", "3");
+    env.set("HERALD__WORKER__CLAIM_MIN_IDLE_MS", "1");
+    env.set("HERALD__WORKER__CLAIM_INTERVAL_MS", "100");
+    let redis = env.redis().await;
+    redis.ensure_consumer_group().await.unwrap();
+    let cursed = notification("ivy", 0, Priority::Normal);
+    append(&redis, &cursed).await;
+    // A consumer that crashes on it every time: delivered 3 times, never acked.
+    let reader = redis.stream_reader().await.unwrap();
+    reader
+        .read_group("crasher", ReadFrom::New, 10, Duration::from_millis(10))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let again = reader
+            .read_group("crasher", ReadFrom::OwnPending, 10, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+    }
+    let fine = notification("ivy", 1, Priority::Normal);
+    append(&redis, &fine).await;
+
+    let _worker = start_worker(&env).await;
+    eventually("the fine one stored", Duration::from_secs(10), || async {
+        (stored_count(&env, "ivy").await == 1).then_some(())
+    })
+    .await;
+    let letters = eventually(
+        "the cursed one dead-lettered",
+        Duration::from_secs(10),
+        || async {
+            let letters = platform::storage::dead_letters::list(&mut env.db().await, false, 10)
+                .await
+                .unwrap();
+            (!letters.is_empty()).then_some(letters)
+        },
+    )
+    .await;
+    assert_eq!(letters.len(), 1);
+    assert!(
+        letters[0].error.contains("max_deliveries"),
+        "{}",
+        letters[0].error
+    );
+    assert_eq!(letters[0].deliveries, 4);
+    assert_eq!(redis.dead_letter_len().await.unwrap(), 1);
+    assert_eq!(redis.pending_count(Priority::Normal).await.unwrap(), 0);
+    assert_eq!(stored_ids(&env).await, HashSet::from([fine.id]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_is_dead_lettered_and_a_fixed_replay_is_stored() {
+    let mut env = TestEnv::new().await;
+    env.set("HERALD__WORKER__CONSUMER_NAME", "w1");
+    let redis = env.redis().await;
+    let _worker = start_worker(&env).await;
+    let good: Vec<_> = (0..10)
+        .map(|i| notification("jill", i, Priority::Normal))
+        .collect();
+    testkit::append_all(&redis, &good[..5]).await;
+    redis
+        .append(Priority::Normal, "{\"id\": broken")
+        .await
+        .unwrap();
+    testkit::append_all(&redis, &good[5..]).await;
+
+    let letters = eventually("poison dead-lettered", Duration::from_secs(10), || async {
+        let letters = platform::storage::dead_letters::list(&mut env.db().await, false, 10)
+            .await
+            .unwrap();
+        (letters.len() == 1).then_some(letters)
+    })
+    .await;
+    eventually("good ones stored", Duration::from_secs(10), || async {
+        (stored_count(&env, "jill").await == 10).then_some(())
+    })
+    .await;
+    let pool = env.pool();
+    // Replaying it as it is fails validation and appends nothing.
+    let as_is = platform::dlq::replay(&pool, &redis, letters[0].id, None).await;
+    assert!(
+        matches!(as_is, Err(platform::dlq::ReplayError::InvalidPayload(_))),
+        "{as_is:?}"
+    );
+    // The operator fixes it and replays.
+    let fixed = notification("jill", 99, Priority::High);
+    let entry = platform::dlq::replay(
+        &pool,
+        &redis,
+        letters[0].id,
+        Some(&serde_json::to_string(&fixed).unwrap()),
+    )
+    .await
+    .unwrap();
+    assert!(!entry.is_empty());
+    eventually("fixed entry stored", Duration::from_secs(10), || async {
+        (stored_count(&env, "jill").await == 11).then_some(())
+    })
+    .await;
+    let again = platform::dlq::replay(&pool, &redis, letters[0].id, None).await;
+    assert!(matches!(
+        again,
+        Err(platform::dlq::ReplayError::AlreadyReplayed)
+    ));
+    let record = platform::storage::dead_letters::get(&mut env.db().await, letters[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.replay_entry_id.as_deref(), Some(entry.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_notifications_are_stored_but_not_published_or_counted() {
+    let mut env = TestEnv::new().await;
+    env.set("HERALD__WORKER__CONSUMER_NAME", "w1");
+    let redis = env.redis().await;
+    let subscriber = RedisSubscriber::connect(&env.settings().redis)
+        .await
+        .unwrap();
+    let mut frames = subscriber.frames();
+    subscriber.subscribe_user("kim").await.unwrap();
+    let _worker = start_worker(&env).await;
+
+    let mut stale = notification("kim", 0, Priority::Normal);
+    stale.created_at -= chrono::Duration::seconds(120);
+    stale.expires_at = Some(stale.created_at + chrono::Duration::seconds(60));
+    let mut fresh = notification("kim", 1, Priority::Normal);
+    fresh.expires_at = Some(fresh.created_at + chrono::Duration::seconds(3600));
+    append(&redis, &stale).await;
+    append(&redis, &fresh).await;
+
+    eventually("both stored", Duration::from_secs(10), || async {
+        (stored_count(&env, "kim").await == 2).then_some(())
+    })
+    .await;
+    let frame = tokio::time::timeout(Duration::from_secs(5), frames.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_str(&frame.frame).unwrap();
+    assert_eq!(
+        value["id"],
+        fresh.id.to_string(),
+        "only the fresh one is published"
+    );
+    assert_eq!(value["seq"], 1, "the expired one took no seq");
+    let mut conn = env.db().await;
+    assert_eq!(inbox::state(&mut conn, "kim").await.unwrap().unread, 1);
+    let visible = notifications::list_for_user(&mut conn, "kim")
+        .await
+        .unwrap();
+    assert_eq!(
+        visible.iter().map(|n| n.id).collect::<Vec<_>>(),
+        vec![fresh.id]
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), frames.recv())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trimming_never_deletes_what_the_group_still_needs() {
+    let mut env = TestEnv::new().await;
+    env.set("HERALD__WORKER__CONSUMER_NAME", "w1");
+    env.set("HERALD__WORKER__CLAIM_MIN_IDLE_MS", "200");
+    env.set("HERALD__WORKER__CLAIM_INTERVAL_MS", "100");
+    let redis = env.redis().await;
+    redis.ensure_consumer_group().await.unwrap();
+    let trimmer = stream_worker::trimmer::Trimmer {
+        redis: redis.clone(),
+        target_len: 100,
+        interval: Duration::from_millis(50),
+        metrics: std::sync::Arc::new(stream_worker::metrics::WorkerMetrics::register(
+            &mut prometheus_client::registry::Registry::default(),
+        )),
+    };
+    // A backlog ten times the bound: 500 delivered to a consumer that died, 500 never delivered.
+    let backlog: Vec<_> = (0..1_000)
+        .map(|i| notification(&format!("t{}", i % 7), i, Priority::Normal))
+        .collect();
+    testkit::append_all(&redis, &backlog).await;
+    let reader = redis.stream_reader().await.unwrap();
+    let taken = reader
+        .read_group("dead", ReadFrom::New, 500, Duration::from_millis(10))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 500);
+
+    assert_eq!(
+        trimmer.pass(Priority::Normal).await.unwrap(),
+        0,
+        "nothing acked yet: nothing trimmed"
+    );
+    assert_eq!(redis.stream_len(Priority::Normal).await.unwrap(), 1_000);
+
+    // The trimmer keeps running while the worker claims and drains the backlog.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let trimming = tokio::spawn(trimmer.run(stop.clone()));
+    let _worker = start_worker(&env).await;
+    eventually("backlog stored", Duration::from_secs(60), || async {
+        (stored_ids(&env).await.len() == backlog.len()).then_some(())
+    })
+    .await;
+    let expected: HashSet<Uuid> = backlog.iter().map(|n| n.id).collect();
+    assert_eq!(
+        stored_ids(&env).await,
+        expected,
+        "no entry lost to trimming"
+    );
+    eventually(
+        "stream trimmed to the bound",
+        Duration::from_secs(10),
+        || async { (redis.stream_len(Priority::Normal).await.unwrap() <= 100).then_some(()) },
+    )
+    .await;
+    stop.cancel();
+    trimming.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_exposed() {
+    let env = TestEnv::new().await;
+    let redis = env.redis().await;
+    append(&redis, &notification("lou", 0, Priority::High)).await;
+    let worker = Worker::build(&env.settings()).await.unwrap();
+    let port = worker.port();
+    let token = CancellationToken::new();
+    tokio::spawn(worker.run_until_stopped(token.clone()));
+    let _stop = token.drop_guard();
+    eventually("stored", Duration::from_secs(10), || async {
+        (stored_count(&env, "lou").await == 1).then_some(())
+    })
+    .await;
+    let text = eventually(
+        "metrics show the stored entry",
+        Duration::from_secs(10),
+        || async {
+            let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.contains(r#"herald_worker_entries_total{priority="high",outcome="stored"} 1"#)
+                .then_some(text)
+        },
+    )
+    .await;
+    for name in [
+        "herald_worker_batches_total",
+        "herald_worker_batch_size_entries",
+        "herald_worker_batch_duration_seconds",
+        "herald_worker_ingest_to_store_seconds",
+        "herald_worker_retries_total",
+        "herald_worker_dead_letters_total",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics");
+    }
+}

@@ -247,3 +247,14 @@ pub async fn append(redis: &RedisStore, notification: &domain::NewNotification) 
         .await
         .expect("append");
 }
+
+/// Appends many notifications in one pipeline.
+pub async fn append_all(redis: &RedisStore, notifications: &[domain::NewNotification]) {
+    let entries: Vec<(domain::Priority, String)> = notifications
+        .iter()
+        .map(|n| (n.priority, serde_json::to_string(n).expect("encode")))
+        .collect();
+    for chunk in entries.chunks(1_000) {
+        redis.append_many(chunk).await.expect("append");
+    }
+}
