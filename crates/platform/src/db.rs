@@ -81,7 +81,7 @@ pub(crate) fn startup_backoff() -> ExponentialBuilder {
 /// separate connection for the duration, and returns the versions applied.
 ///
 /// Must run on a multi-thread tokio runtime: diesel-async's harness uses
-/// `block_in_place`.
+/// `block_in_place` (here on a blocking thread of its own).
 pub async fn run_migrations(url: &SecretString) -> Result<Vec<String>, DbError> {
     let mut lock_conn = AsyncPgConnection::establish(url.expose_secret()).await?;
     diesel::sql_query("SELECT pg_advisory_lock($1)")
@@ -89,11 +89,18 @@ pub async fn run_migrations(url: &SecretString) -> Result<Vec<String>, DbError> 
         .execute(&mut lock_conn)
         .await?;
     let conn = AsyncPgConnection::establish(url.expose_secret()).await?;
-    let mut harness = AsyncMigrationHarness::new(conn);
-    let applied = harness
-        .run_pending_migrations(MIGRATIONS)
-        .map(|versions| versions.iter().map(ToString::to_string).collect())
-        .map_err(|err| DbError::Migration(err.to_string()));
+    // The harness drives the async connection with `block_in_place`; on a
+    // blocking thread of its own it cannot stall the caller's task (and
+    // whatever else that task is joined with).
+    let applied = tokio::task::spawn_blocking(move || {
+        let mut harness = AsyncMigrationHarness::new(conn);
+        harness
+            .run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .map_err(|err| DbError::Migration(err.to_string()))
+    })
+    .await
+    .unwrap_or_else(|err| Err(DbError::Migration(format!("migration task failed: {err}"))));
     diesel::sql_query("SELECT pg_advisory_unlock($1)")
         .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
         .execute(&mut lock_conn)

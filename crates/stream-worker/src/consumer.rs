@@ -88,7 +88,7 @@ impl Consumer {
             let entries = match self.fetch(source).await {
                 Ok(entries) => entries,
                 Err(err) if err.is_missing_group() => {
-                    tracing::warn!("consumer group missing; recreating it");
+                    tracing::warn!(%err, "consumer group missing; recreating it");
                     if let Err(err) = self.redis.ensure_consumer_group().await {
                         tracing::warn!(%err, "cannot recreate the consumer group");
                         sleep_or_cancel(Duration::from_secs(1), &shutdown).await;

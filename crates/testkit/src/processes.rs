@@ -118,6 +118,12 @@ impl ChildGuard {
         None
     }
 
+    /// kill -9.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
@@ -135,11 +141,32 @@ pub struct RedisServer {
     pub port: u16,
     process: Option<Child>,
     dir: PathBuf,
+    persistence: &'static [&'static str],
 }
+
+const NO_PERSISTENCE: &[&str] = &["--save", "", "--appendonly", "no"];
+/// Every write is fsynced to the append-only file before Redis answers.
+const AOF_ALWAYS: &[&str] = &[
+    "--save",
+    "",
+    "--appendonly",
+    "yes",
+    "--appendfsync",
+    "always",
+];
 
 impl RedisServer {
     pub async fn start() -> Self {
         let mut server = Self::reserve();
+        server.restart().await;
+        server
+    }
+
+    /// A server with `appendonly yes` and `appendfsync always`; its data
+    /// survives `kill` + `restart`.
+    pub async fn start_with_aof() -> Self {
+        let mut server = Self::reserve();
+        server.persistence = AOF_ALWAYS;
         server.restart().await;
         server
     }
@@ -154,6 +181,7 @@ impl RedisServer {
             port,
             process: None,
             dir,
+            persistence: NO_PERSISTENCE,
         }
     }
 
@@ -164,16 +192,8 @@ impl RedisServer {
     /// (Re)starts the server on the same port and waits until it accepts connections.
     pub async fn restart(&mut self) {
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(self.persistence)
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())

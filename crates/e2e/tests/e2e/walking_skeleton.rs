@@ -1,84 +1,46 @@
-//! The walking skeleton end to end, with the real binaries as processes:
-//! `stream-worker migrate`, `ingest-api keys create`, the three services on
-//! free ports, a real WebSocket client, PostgreSQL checked directly.
-//!
-//! Needs the binaries built (`cargo build --bins`; `make test` does it).
+//! The walking skeleton end to end: `stream-worker migrate`, `ingest-api
+//! keys create`, the three services on free ports, a real WebSocket client,
+//! PostgreSQL checked directly.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
-
-use std::collections::HashMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use platform::storage::notifications;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use testkit::processes::{ChildGuard, run_binary};
+use testkit::TestEnv;
+use testkit::processes::run_binary;
 use testkit::ws::WsClient;
-use testkit::{TestEnv, eventually, free_port};
 
-struct Service {
-    port: u16,
-    _process: ChildGuard,
-}
-
-/// Starts a service with JSON debug logs written to `logs/<name>.log`.
-async fn start(name: &str, vars: &HashMap<String, String>, logs: &Path) -> Service {
-    let port = free_port();
-    let mut vars = vars.clone();
-    vars.insert("HERALD__HTTP__PORT".into(), port.to_string());
-    vars.insert(
-        "HERALD__WORKER__CONSUMER_NAME".into(),
-        format!("{name}-e2e"),
-    );
-    vars.insert("HERALD__LOG__FORMAT".into(), "json".into());
-    vars.insert("RUST_LOG".into(), "debug".into());
-    let process = ChildGuard::spawn_logging_to(name, &vars, &[], &logs.join(format!("{name}.log")));
-    let url = format!("http://127.0.0.1:{port}/readyz");
-    eventually(&format!("{name} ready"), Duration::from_secs(30), || {
-        let url = url.clone();
-        async move {
-            let response = reqwest::get(&url).await.ok()?;
-            (response.status() == StatusCode::OK).then_some(())
-        }
-    })
-    .await;
-    Service {
-        port,
-        _process: process,
-    }
-}
-
-fn stdout_line(output: &std::process::Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8(output.stdout.clone()).expect("utf-8 stdout");
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{what} prints exactly one line on stdout: {stdout:?}"
-    );
-    lines[0].to_owned()
-}
+use crate::support::{start, stdout_line};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notification_travels_from_producer_to_the_users_websocket() {
     let env = TestEnv::without_schema().await;
     let vars = env.vars().clone();
 
-    // Migrations through the CLI, twice: the second run is a no-op.
-    for _ in 0..2 {
-        let output = run_binary("stream-worker", &vars, &["migrate"]);
+    // Migrations through the CLI: two processes at once, then once more (a no-op).
+    let racing: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(testkit::processes::binary("stream-worker"))
+                .arg("migrate")
+                .envs(&vars)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in racing {
+        let output = child.wait_with_output().unwrap();
         assert!(
             output.status.success(),
             "migrate: {}",
             String::from_utf8_lossy(&output.stderr)
         );
     }
+    let output = run_binary("stream-worker", &vars, &["migrate"]);
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("up to date"));
     let key = stdout_line(
         &run_binary("ingest-api", &vars, &["keys", "create", "--name", "e2e"]),
         "keys create",
@@ -183,7 +145,7 @@ async fn notification_travels_from_producer_to_the_users_websocket() {
     // Logs: one JSON object per line, at debug level, and no secret anywhere.
     drop((ingest, worker, gateway));
     for service in ["ingest-api", "stream-worker", "ws-gateway"] {
-        let log = std::fs::read_to_string(logs.join(format!("{service}.log"))).unwrap();
+        let log = std::fs::read_to_string(logs.join(format!("{service}-e2e.log"))).unwrap();
         assert!(log.lines().count() > 1, "{service} logged: {log}");
         for line in log.lines() {
             let event: Value = serde_json::from_str(line)

@@ -1,0 +1,11 @@
+//! End-to-end tests with the real binaries as processes, real PostgreSQL,
+//! real Redis and real WebSocket clients. One test binary; the modules are
+//! the scenarios.
+//!
+//! Needs the binaries built (`cargo build --bins`; `make test` does it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
+mod faults;
+mod support;
+mod walking_skeleton;
