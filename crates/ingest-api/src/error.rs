@@ -144,10 +144,6 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        match self {
-            ApiError::Unavailable { .. } => tracing::error!(error = %self, "request failed"),
-            _ => tracing::debug!(error = %self, "request refused"),
-        }
-        self.problem().to_response()
+        self.problem().respond(self)
     }
 }

@@ -4,32 +4,19 @@ use clap::Parser;
 use ingest_api::Application;
 use ingest_api::cli::{Cli, Command, KeysCommand};
 use platform::storage::api_keys::{self, Scope};
-use platform::{Settings, db, shutdown, telemetry};
+use platform::{Settings, db, service, shutdown};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::load() {
-        Ok(settings) => settings,
-        Err(err) => {
-            eprintln!("ingest-api: {err}");
-            return ExitCode::from(2);
+    service::run("ingest-api", async |settings| {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(&settings).await,
+            Command::Keys { action } => keys(&settings, action).await,
         }
-    };
-    telemetry::init("ingest-api", &settings.log);
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(&settings).await,
-        Command::Keys { action } => keys(&settings, action).await,
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(error = %format!("{err:#}"), "ingest-api failed");
-            eprintln!("ingest-api: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
+    .await
 }
 
 async fn serve(settings: &Settings) -> anyhow::Result<()> {

@@ -391,12 +391,7 @@ async fn health_readiness_and_openapi() {
 async fn database_down_answers_503_not_401() {
     let proxy = testkit::proxy::Proxy::start(5432).await;
     let mut env = TestEnv::new().await;
-    let through_proxy = env
-        .database_url()
-        .replace(":5432/", &format!(":{}/", proxy.port));
-    env.set("HERALD__DATABASE__URL", through_proxy);
-    env.set("HERALD__DATABASE__CONNECT_TIMEOUT_MS", "500");
-    env.set("HERALD__DATABASE__ACQUIRE_TIMEOUT_MS", "500");
+    env.database_through(&proxy);
     let app = TestApp::spawn_in(env).await;
     assert_eq!(app.post(&valid("u")).await.status(), StatusCode::ACCEPTED);
 

@@ -11,6 +11,7 @@ pub mod health;
 pub mod metrics;
 pub mod problem;
 pub mod redis;
+pub mod service;
 pub mod settings;
 pub mod shutdown;
 pub mod storage;

@@ -58,6 +58,17 @@ impl Problem {
         format!("https://herald.dev/problems/{}", self.slug)
     }
 
+    /// Logs `cause` (an error for 5xx, debug otherwise: refusals are the
+    /// client's business) and renders the problem.
+    pub fn respond(&self, cause: &dyn std::fmt::Display) -> HttpResponse {
+        if self.status.is_server_error() {
+            tracing::error!(error = %cause, status = self.status.as_u16(), "request failed");
+        } else {
+            tracing::debug!(error = %cause, status = self.status.as_u16(), "request refused");
+        }
+        self.to_response()
+    }
+
     pub fn to_response(&self) -> HttpResponse {
         // http-api-problem speaks `http` 1.x, actix-web 4 `http` 0.2: bridge by number.
         let status = http_api_problem::StatusCode::from_u16(self.status.as_u16())

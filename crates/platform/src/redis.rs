@@ -278,47 +278,13 @@ impl RedisStore {
         count: usize,
         block: Duration,
     ) -> Result<Vec<StreamEntry>, RedisError> {
-        let streams: Vec<String> = Priority::ALL.iter().map(|p| self.keys.stream(*p)).collect();
         let (id, block) = match from {
             ReadFrom::New => (">", Some(block.as_millis() as u64)),
             ReadFrom::OwnPending => ("0", None),
         };
-        let ids = vec![id; streams.len()];
-        let reply: Value = self
-            .client
-            .xreadgroup(
-                CONSUMER_GROUP,
-                consumer,
-                Some(count as u64),
-                block,
-                false,
-                streams,
-                ids,
-            )
-            .await
-            .map_err(RedisError::on("XREADGROUP"))?;
-        // A blocking read that timed out answers nil.
-        if reply.is_null() {
-            return Ok(Vec::new());
-        }
-        let by_stream: XReadResponse<String, String, String, Value> =
-            reply
-                .into_xread_response()
-                .map_err(RedisError::on("XREADGROUP"))?;
-        let mut entries = Vec::new();
-        for priority in Priority::ALL {
-            let Some(stream_entries) = by_stream.get(&self.keys.stream(priority)) else {
-                continue;
-            };
-            for (id, fields) in stream_entries {
-                entries.push(StreamEntry {
-                    priority,
-                    id: id.clone(),
-                    payload: fields.get(ENTRY_FIELD).and_then(|v| v.as_string()),
-                    deliveries: 1,
-                });
-            }
-        }
+        let mut entries = self
+            .xreadgroup(consumer, &Priority::ALL, id, count, block)
+            .await?;
         if from == ReadFrom::OwnPending {
             self.fill_delivery_counts(&mut entries).await?;
         }
@@ -335,35 +301,47 @@ impl RedisStore {
         if count == 0 {
             return Ok(Vec::new());
         }
-        let stream = self.keys.stream(priority);
+        self.xreadgroup(consumer, &[priority], ">", count, None)
+            .await
+    }
+
+    async fn xreadgroup(
+        &self,
+        consumer: &str,
+        lanes: &[Priority],
+        id: &str,
+        count: usize,
+        block_ms: Option<u64>,
+    ) -> Result<Vec<StreamEntry>, RedisError> {
+        let streams: Vec<String> = lanes.iter().map(|p| self.keys.stream(*p)).collect();
+        let ids = vec![id; streams.len()];
         let reply: Value = self
             .client
             .xreadgroup(
                 CONSUMER_GROUP,
                 consumer,
                 Some(count as u64),
-                None,
+                block_ms,
                 false,
-                stream.clone(),
-                ">",
+                streams,
+                ids,
             )
             .await
             .map_err(RedisError::on("XREADGROUP"))?;
+        // A blocking read that timed out answers nil.
         if reply.is_null() {
             return Ok(Vec::new());
         }
         let mut by_stream: XReadResponse<String, String, String, Value> = reply
             .into_xread_response()
             .map_err(RedisError::on("XREADGROUP"))?;
-        Ok(by_stream
-            .remove(&stream)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(id, fields)| StreamEntry {
-                priority,
-                id,
-                payload: fields.get(ENTRY_FIELD).and_then(|v| v.as_string()),
-                deliveries: 1,
+        Ok(lanes
+            .iter()
+            .flat_map(|priority| {
+                let read = by_stream
+                    .remove(&self.keys.stream(*priority))
+                    .unwrap_or_default();
+                stream_entries(*priority, read)
             })
             .collect())
     }
@@ -407,12 +385,7 @@ impl RedisStore {
             let claimed: Vec<(String, HashMap<String, Value>)> = claimed
                 .into_xread_value()
                 .map_err(RedisError::on("XAUTOCLAIM"))?;
-            entries.extend(claimed.into_iter().map(|(id, fields)| StreamEntry {
-                priority,
-                id,
-                payload: fields.get(ENTRY_FIELD).and_then(|v| v.as_string()),
-                deliveries: 1,
-            }));
+            entries.extend(stream_entries(priority, claimed));
             if cursor == "0-0" || entries.len() >= count {
                 break;
             }
@@ -630,6 +603,19 @@ impl RedisStore {
             .map(|_| ())
             .map_err(RedisError::on("DEL"))
     }
+}
+
+/// Entries as read from one lane (delivery count 1 until known better).
+fn stream_entries(
+    priority: Priority,
+    read: Vec<(String, HashMap<String, Value>)>,
+) -> impl Iterator<Item = StreamEntry> {
+    read.into_iter().map(move |(id, fields)| StreamEntry {
+        priority,
+        id,
+        payload: fields.get(ENTRY_FIELD).and_then(|v| v.as_string()),
+        deliveries: 1,
+    })
 }
 
 /// Orders stream ids (`<ms>-<seq>`) numerically.

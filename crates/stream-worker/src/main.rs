@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use platform::redis::RedisStore;
 use platform::storage::dead_letters;
-use platform::{Settings, db, dlq, shutdown, telemetry};
+use platform::{Settings, db, dlq, service, shutdown};
 use stream_worker::Worker;
 use stream_worker::cli::{Cli, Command, DlqCommand};
 use tokio_util::sync::CancellationToken;
@@ -11,27 +11,14 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::load() {
-        Ok(settings) => settings,
-        Err(err) => {
-            eprintln!("stream-worker: {err}");
-            return ExitCode::from(2);
+    service::run("stream-worker", async |settings| {
+        match cli.command.unwrap_or(Command::Run) {
+            Command::Run => run(&settings).await,
+            Command::Migrate => migrate(&settings).await,
+            Command::Dlq { action } => dead_letter_command(&settings, action).await,
         }
-    };
-    telemetry::init("stream-worker", &settings.log);
-    let result = match cli.command.unwrap_or(Command::Run) {
-        Command::Run => run(&settings).await,
-        Command::Migrate => migrate(&settings).await,
-        Command::Dlq { action } => dead_letter_command(&settings, action).await,
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(error = %format!("{err:#}"), "stream-worker failed");
-            eprintln!("stream-worker: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
+    .await
 }
 
 async fn run(settings: &Settings) -> anyhow::Result<()> {

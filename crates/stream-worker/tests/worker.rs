@@ -309,12 +309,7 @@ async fn worker_waits_for_redis_at_start_and_recovers_after_an_outage() {
 async fn database_outage_is_retried_without_acking_and_then_drains() {
     let proxy = testkit::proxy::Proxy::start(5432).await;
     let mut env = TestEnv::new().await;
-    let through_proxy = env
-        .database_url()
-        .replace(":5432/", &format!(":{}/", proxy.port));
-    env.set("HERALD__DATABASE__URL", through_proxy);
-    env.set("HERALD__DATABASE__CONNECT_TIMEOUT_MS", "500");
-    env.set("HERALD__DATABASE__ACQUIRE_TIMEOUT_MS", "500");
+    env.database_through(&proxy);
     let _worker = start_worker(&env).await;
     let redis = env.redis().await;
 

@@ -103,6 +103,17 @@ impl TestEnv {
         self.vars.insert(key.to_owned(), value.into());
     }
 
+    /// Points this test's services at its database through `proxy` (so the
+    /// test can cut PostgreSQL off), with short timeouts so an outage shows fast.
+    pub fn database_through(&mut self, proxy: &proxy::Proxy) {
+        let url = self
+            .database_url()
+            .replace(":5432/", &format!(":{}/", proxy.port));
+        self.set("HERALD__DATABASE__URL", url);
+        self.set("HERALD__DATABASE__CONNECT_TIMEOUT_MS", "1000");
+        self.set("HERALD__DATABASE__ACQUIRE_TIMEOUT_MS", "1000");
+    }
+
     /// The variables a service process of this test gets.
     pub fn vars(&self) -> &HashMap<String, String> {
         &self.vars

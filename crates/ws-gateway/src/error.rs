@@ -57,11 +57,7 @@ impl ResponseError for GatewayError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        match self {
-            GatewayError::Unavailable { .. } => tracing::error!(error = %self, "request failed"),
-            _ => tracing::debug!(error = %self, "request refused"),
-        }
-        let mut response = self.problem().to_response();
+        let mut response = self.problem().respond(self);
         if matches!(self, GatewayError::Unauthorized(_)) {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

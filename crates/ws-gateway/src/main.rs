@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use platform::{Settings, shutdown, telemetry};
+use platform::{Settings, service, shutdown};
 use tokio_util::sync::CancellationToken;
 use ws_gateway::Application;
 use ws_gateway::auth::TokenVerifier;
@@ -10,26 +10,13 @@ use ws_gateway::cli::{Cli, Command};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::load() {
-        Ok(settings) => settings,
-        Err(err) => {
-            eprintln!("ws-gateway: {err}");
-            return ExitCode::from(2);
+    service::run("ws-gateway", async |settings| {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(&settings).await,
+            Command::Token { user, ttl } => print_token(&settings, &user, ttl),
         }
-    };
-    telemetry::init("ws-gateway", &settings.log);
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(&settings).await,
-        Command::Token { user, ttl } => print_token(&settings, &user, ttl),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(error = %format!("{err:#}"), "ws-gateway failed");
-            eprintln!("ws-gateway: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
+    .await
 }
 
 async fn serve(settings: &Settings) -> anyhow::Result<()> {

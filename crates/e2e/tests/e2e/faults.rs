@@ -51,21 +51,12 @@ async fn kill_9_one_of_two_workers_during_a_burst() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_unreachable_for_10_seconds_during_a_burst() {
-    let stack = Stack::new().await;
+    let mut stack = Stack::new().await;
     let proxy = Proxy::start(5432).await;
-    let vars = stack.vars();
-    let ingest = start("ingest-api", &vars, &stack.logs).await;
-    let mut worker_vars = vars.clone();
-    worker_vars.insert(
-        "HERALD__DATABASE__URL".into(),
-        stack
-            .env
-            .database_url()
-            .replace(":5432/", &format!(":{}/", proxy.port)),
-    );
-    worker_vars.insert("HERALD__DATABASE__CONNECT_TIMEOUT_MS".into(), "1000".into());
-    worker_vars.insert("HERALD__DATABASE__ACQUIRE_TIMEOUT_MS".into(), "1000".into());
-    let _worker = start("stream-worker", &worker_vars, &stack.logs).await;
+    // ingest-api reaches PostgreSQL directly; only the worker goes through the proxy.
+    let ingest = start("ingest-api", &stack.vars(), &stack.logs).await;
+    stack.env.database_through(&proxy);
+    let _worker = start("stream-worker", &stack.vars(), &stack.logs).await;
 
     let started = Instant::now();
     let progress = Progress::default();
