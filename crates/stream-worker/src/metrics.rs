@@ -138,6 +138,24 @@ impl WorkerMetrics {
             "Acknowledged entries deleted by the trimmer",
             metrics.trimmed.clone(),
         );
+        // Every series exists from the start (at 0), so dashboards and
+        // alerts see a lane before anything happened in it.
+        for priority in Priority::ALL {
+            for outcome in [
+                Outcome::Stored,
+                Outcome::Duplicate,
+                Outcome::Expired,
+                Outcome::DeadLettered,
+            ] {
+                metrics.count(priority, outcome, 0);
+            }
+            let labels = lane(priority);
+            let _ = metrics.claimed.get_or_create(&labels);
+            let _ = metrics.trimmed.get_or_create(&labels);
+            let _ = metrics.pending.get_or_create(&labels);
+            let _ = metrics.lag.get_or_create(&labels);
+            let _ = metrics.length.get_or_create(&labels);
+        }
         metrics
     }
 

@@ -698,7 +698,8 @@ async fn trimming_never_deletes_what_the_group_still_needs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_exposed() {
-    let env = TestEnv::new().await;
+    let mut env = TestEnv::new().await;
+    env.set("HERALD__WORKER__TRIM_INTERVAL_MS", "100");
     let redis = env.redis().await;
     append(&redis, &notification("lou", 0, Priority::High)).await;
     let worker = Worker::build(&env.settings()).await.unwrap();
@@ -732,7 +733,30 @@ async fn metrics_are_exposed() {
         "herald_worker_ingest_to_store_seconds",
         "herald_worker_retries_total",
         "herald_worker_dead_letters_total",
+        "herald_worker_claimed_entries_total",
     ] {
         assert!(text.contains(name), "{name} missing from /metrics");
+    }
+    // Per-lane stream gauges, refreshed by the trimmer's pass.
+    let text = eventually("stream gauges", Duration::from_secs(10), || async {
+        let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.contains(r#"herald_stream_pending_entries{priority="high"} 0"#)
+            .then_some(text)
+    })
+    .await;
+    for lane in ["high", "normal", "low"] {
+        for gauge in [
+            "herald_stream_pending_entries",
+            "herald_stream_lag_entries",
+            "herald_stream_length_entries",
+        ] {
+            let series = format!(r#"{gauge}{{priority="{lane}"}}"#);
+            assert!(text.contains(&series), "{series} missing from /metrics");
+        }
     }
 }

@@ -219,19 +219,33 @@ async fn poison_entry_is_dead_lettered_and_replayed_fixed_with_the_cli() {
         .await
         .unwrap();
     testkit::append_all(&redis, &good[10..]).await;
+    redis
+        .append(domain::Priority::Low, r#"{"still":"broken"}"#)
+        .await
+        .unwrap();
 
     let accepted = good.iter().map(|n| n.id).collect();
     stack
         .assert_all_stored_once(&accepted, Duration::from_secs(30))
         .await;
-    let listed = testkit::eventually("dead letter listed", Duration::from_secs(10), || async {
+    let listed = testkit::eventually("dead letters listed", Duration::from_secs(10), || async {
         let output = run_binary("stream-worker", &vars, &["dlq", "list"]);
         let stdout = String::from_utf8(output.stdout).unwrap();
-        (!stdout.trim().is_empty()).then_some(stdout)
+        (stdout.lines().count() == 2).then_some(stdout)
     })
     .await;
-    let letter: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
-    assert_eq!(letter["payload"], "not json at all");
+    let letters: Vec<serde_json::Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let letter = letters
+        .iter()
+        .find(|l| l["payload"] == "not json at all")
+        .unwrap();
+    let other = letters
+        .iter()
+        .find(|l| l["payload"] != "not json at all")
+        .unwrap();
     let id = letter["id"].as_str().unwrap();
 
     // As it is, it cannot be replayed; fixed, it is stored.
@@ -263,6 +277,20 @@ async fn poison_entry_is_dead_lettered_and_replayed_fixed_with_the_cli() {
     stack
         .assert_all_stored_once(&all, Duration::from_secs(30))
         .await;
+    // `replay --all` reports the one still broken and fails, appending nothing.
+    let output = run_binary("stream-worker", &vars, &["dlq", "replay", "--all"]);
+    assert!(!output.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["replayed"], serde_json::json!([]));
+    assert_eq!(report["failed"][0]["id"], other["id"]);
     let output = run_binary("stream-worker", &vars, &["dlq", "list"]);
-    assert!(output.stdout.is_empty(), "nothing left to replay");
+    let left = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        left.lines().count(),
+        1,
+        "only the broken one is left to replay"
+    );
+    stack
+        .assert_all_stored_once(&all, Duration::from_secs(5))
+        .await;
 }
