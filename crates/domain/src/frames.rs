@@ -16,9 +16,24 @@ pub enum ServerFrame {
         unread: i64,
         /// Highest `seq` stored for this user (0 when none).
         last_seq: i64,
+        /// The user's state counter: bumped with every change of unread state.
+        version: i64,
     },
     /// One notification, live or replayed.
     Notification(Notification),
+    /// Notifications were marked read (on any device of the user); `unread`
+    /// and `version` are the state after the change: keep the highest version.
+    Read {
+        ids: Vec<uuid::Uuid>,
+        unread: i64,
+        version: i64,
+    },
+    /// Notifications were archived (they leave the inbox and the unread count).
+    Archived {
+        ids: Vec<uuid::Uuid>,
+        unread: i64,
+        version: i64,
+    },
     /// Answer to a client `ping` frame (WebSocket-level pings are answered too).
     Pong,
     /// The client sent something the gateway could not act on.
@@ -35,6 +50,12 @@ pub enum ErrorCode {
     UnsupportedData,
     /// A frame larger than the gateway accepts.
     FrameTooLarge,
+    /// A `refresh` token that is invalid, expired or for another user.
+    BadToken,
+    /// A `read` frame with more ids than allowed (100).
+    TooManyIds,
+    /// The database is unavailable; the request was not applied.
+    Unavailable,
 }
 
 /// Frames a client sends to the gateway.
@@ -43,7 +64,18 @@ pub enum ErrorCode {
 pub enum ClientFrame {
     /// Application-level keep-alive for clients that cannot send WebSocket pings.
     Ping,
+    /// Send every notification with `seq > since`, in order, then continue live.
+    Resume { since: i64 },
+    /// Mark these notifications read (ids of other users are ignored).
+    Read { ids: Vec<uuid::Uuid> },
+    /// Mark every notification read.
+    ReadAll,
+    /// Replace the connection's token before it expires (same `sub`).
+    Refresh { token: String },
 }
+
+/// Most ids one `read` frame may carry.
+pub const MAX_READ_IDS: usize = 100;
 
 impl ServerFrame {
     /// Encodes once; the gateway forwards the bytes to every connection as-is.
@@ -76,6 +108,8 @@ mod tests {
             data: None,
             created_at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
             expires_at: None,
+            read_at: None,
+            archived_at: None,
         });
         let value: serde_json::Value = serde_json::from_str(&frame.to_json()).unwrap();
         assert_eq!(
@@ -93,10 +127,21 @@ mod tests {
             user_id: "u".into(),
             unread: 2,
             last_seq: 7,
+            version: 9,
         };
         assert_eq!(
             serde_json::to_value(&hello).unwrap(),
-            json!({"type":"hello","user_id":"u","unread":2,"last_seq":7})
+            json!({"type":"hello","user_id":"u","unread":2,"last_seq":7,"version":9})
+        );
+        let id = Uuid::now_v7();
+        let read = ServerFrame::Read {
+            ids: vec![id],
+            unread: 1,
+            version: 10,
+        };
+        assert_eq!(
+            serde_json::to_value(&read).unwrap(),
+            json!({"type":"read","ids":[id],"unread":1,"version":10})
         );
         let error = ServerFrame::Error {
             code: ErrorCode::BadFrame,
@@ -115,6 +160,16 @@ mod tests {
             ClientFrame::Ping
         );
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"launch"}"#).is_err());
+        assert_eq!(
+            serde_json::from_str::<ClientFrame>(r#"{"type":"resume","since":42}"#).unwrap(),
+            ClientFrame::Resume { since: 42 }
+        );
+        assert_eq!(
+            serde_json::from_str::<ClientFrame>(r#"{"type":"read_all"}"#).unwrap(),
+            ClientFrame::ReadAll
+        );
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"read","ids":["nope"]}"#).is_err());
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"resume"}"#).is_err());
         assert!(serde_json::from_str::<ClientFrame>(r#"{"kind":"ping"}"#).is_err());
     }
 }

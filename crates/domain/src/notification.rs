@@ -282,6 +282,12 @@ pub struct Notification {
     /// When it stops being worth showing; `null` never expires.
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
+    /// When the user read it; absent while unread (live frames never carry it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<DateTime<Utc>>,
+    /// When the user archived it; absent unless archived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

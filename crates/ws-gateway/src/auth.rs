@@ -126,3 +126,25 @@ mod tests {
         assert!(v.verify(&token).is_err());
     }
 }
+
+/// The authenticated user of a REST request (`Authorization: Bearer <jwt>`).
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+}
+
+impl actix_web::FromRequest for User {
+    type Error = crate::error::GatewayError;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let verified = (|| {
+            let state = req
+                .app_data::<actix_web::web::Data<crate::startup::GatewayState>>()
+                .ok_or(AuthError::Missing)?;
+            let claims = state.verifier.verify(&token_from_request(req)?)?;
+            Ok(User { id: claims.sub })
+        })();
+        std::future::ready(verified.map_err(|err: AuthError| err.into()))
+    }
+}

@@ -15,6 +15,10 @@ pub enum GatewayError {
     NotWebSocket(String),
     #[error("no route for this method and path")]
     NotFound,
+    #[error("no such notification")]
+    NoSuchNotification,
+    #[error("invalid query: {0}")]
+    BadQuery(String),
     #[error("{dependency} unavailable: {cause}")]
     Unavailable {
         dependency: &'static str,
@@ -40,6 +44,16 @@ impl GatewayError {
             )
             .detail("connect with a WebSocket client"),
             GatewayError::NotFound => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found"),
+            GatewayError::NoSuchNotification => {
+                Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found")
+                    .detail("you have no notification with this id")
+            }
+            GatewayError::BadQuery(why) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-request",
+                "Invalid request",
+            )
+            .detail(why.clone()),
             GatewayError::Unavailable { dependency, .. } => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -47,6 +61,15 @@ impl GatewayError {
             )
             .detail(format!("{dependency} is unavailable; retry later"))
             .retry_after(1),
+        }
+    }
+}
+
+impl GatewayError {
+    pub fn database(err: impl std::fmt::Display) -> Self {
+        GatewayError::Unavailable {
+            dependency: "database",
+            cause: err.to_string(),
         }
     }
 }

@@ -13,15 +13,51 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use bytestring::ByteString;
+use chrono::{DateTime, Utc};
 use platform::redis::{FramesError, RedisError, RedisSubscriber, UserFrame, UserFrames};
+use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+
+use crate::metrics::GatewayMetrics;
+
+/// A frame published for a user, as every connection of the user gets it:
+/// the bytes to write (shared, not copied) and what the session needs to
+/// keep the sequence gapless, read once per message.
+#[derive(Debug, Clone)]
+pub struct LiveFrame {
+    /// The notification's `seq`; `None` for frames that are not notifications (read events).
+    pub seq: Option<i64>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub bytes: ByteString,
+}
+
+impl LiveFrame {
+    fn parse(bytes: ByteString) -> Self {
+        #[derive(Deserialize)]
+        struct Head {
+            seq: Option<i64>,
+            created_at: Option<DateTime<Utc>>,
+        }
+        let head = serde_json::from_str::<Head>(&bytes).unwrap_or(Head {
+            seq: None,
+            created_at: None,
+        });
+        Self {
+            seq: head.seq,
+            created_at: head.created_at,
+            bytes,
+        }
+    }
+}
 
 /// How a connection receives frames and is told it fell behind.
 #[derive(Debug, Clone)]
 pub struct ConnectionHandle {
-    pub frames: mpsc::Sender<ByteString>,
+    pub frames: mpsc::Sender<LiveFrame>,
     pub kicked: CancellationToken,
 }
 
@@ -63,12 +99,13 @@ pub struct Hub {
 impl Hub {
     /// Starts the hub task; it ends when the last handle is dropped (after
     /// the connections have closed, so a drain can still say 1012 to each).
-    pub fn start(subscriber: RedisSubscriber) -> Self {
+    pub fn start(subscriber: RedisSubscriber, metrics: Arc<GatewayMetrics>) -> Self {
         let (commands, rx) = mpsc::channel(1024);
         let frames = subscriber.frames();
         let task = HubTask {
             users: HashMap::new(),
             subscriber,
+            metrics,
         };
         tokio::spawn(task.run(rx, frames));
         Self { commands }
@@ -118,6 +155,7 @@ impl Hub {
 struct HubTask {
     users: HashMap<String, HashMap<u64, ConnectionHandle>>,
     subscriber: RedisSubscriber,
+    metrics: Arc<GatewayMetrics>,
 }
 
 impl HubTask {
@@ -176,6 +214,7 @@ impl HubTask {
         connections.remove(&conn_id);
         if connections.is_empty() {
             self.users.remove(user_id);
+            self.metrics.users_online.set(self.users.len() as i64);
             if let Err(err) = self.subscriber.unsubscribe_user(user_id).await {
                 tracing::warn!(%err, "cannot unsubscribe a user's channel");
             }
@@ -183,16 +222,19 @@ impl HubTask {
     }
 
     /// Hands the frame to every connection of the user; the bytes are shared,
-    /// not copied per connection.
+    /// not copied per connection, and parsed once.
     fn deliver(&mut self, frame: UserFrame) {
         let Some(connections) = self.users.get_mut(&frame.user_id) else {
             return;
         };
+        let live = LiveFrame::parse(frame.frame);
+        let metrics = &self.metrics;
         connections.retain(
-            |conn_id, handle| match handle.frames.try_send(frame.frame.clone()) {
+            |conn_id, handle| match handle.frames.try_send(live.clone()) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     tracing::warn!(conn_id, "send queue full; disconnecting slow client");
+                    metrics.send_queue_drops.inc();
                     handle.kicked.cancel();
                     false
                 }

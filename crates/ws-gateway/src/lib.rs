@@ -1,11 +1,16 @@
 //! ws-gateway: authenticates users with a JWT, keeps their WebSocket
-//! connections, and pushes each notification frame published on a user's
-//! channel to every connection of that user on this instance.
+//! connections, delivers each user's notifications gapless and in order
+//! (live, and from storage on resume), syncs read state across devices and
+//! instances, and serves the user's inbox over REST.
 
 pub mod auth;
 pub mod cli;
 pub mod error;
 pub mod hub;
+pub mod inbox;
+pub mod metrics;
+pub mod openapi;
+pub mod read_state;
 pub mod routes;
 pub mod session;
 pub mod startup;

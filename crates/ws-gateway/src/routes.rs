@@ -1,11 +1,13 @@
 //! `GET /v1/ws`: authenticate, register with the hub, upgrade.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use domain::ServerFrame;
 use platform::storage::inbox;
+use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -13,22 +15,31 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::token_from_request;
 use crate::error::GatewayError;
 use crate::hub::ConnectionHandle;
-use crate::session::{Connection, SessionConfig};
+use crate::session::{Connection, SessionContext};
 use crate::startup::GatewayState;
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/ws", web::get().to(connect));
+#[derive(Debug, Deserialize)]
+struct ConnectQuery {
+    /// Resume: send every notification with `seq > since` first.
+    since: Option<i64>,
 }
 
-async fn connect(
+pub async fn connect(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<GatewayState>,
+    ctx: web::Data<Arc<SessionContext>>,
 ) -> Result<HttpResponse, GatewayError> {
     // Authenticate before upgrading, so a bad token is a plain HTTP 401.
     let claims = state.verifier.verify(&token_from_request(&req)?)?;
+    let since = web::Query::<ConnectQuery>::from_query(req.query_string())
+        .map_err(|err| GatewayError::BadQuery(err.to_string()))?
+        .since;
+    if since.is_some_and(|s| s < 0) {
+        return Err(GatewayError::BadQuery("since must be 0 or more".into()));
+    }
     let (response, session, stream) =
         actix_ws::handle(&req, body).map_err(|err| GatewayError::NotWebSocket(err.to_string()))?;
 
@@ -40,10 +51,10 @@ async fn connect(
         frames: frames_tx,
         kicked: kicked.clone(),
     };
-    // Subscribed before the inbox state is read: a notification stored after
-    // the read is published after the subscription, so it reaches this socket.
-    state
-        .hub
+    // Subscribed before the inbox state is read: a notification committed
+    // after the read is published after the subscription, so it reaches this
+    // socket; one committed before it is in storage for a resume.
+    ctx.hub
         .join(&user_id, conn_id, handle)
         .await
         .map_err(|err| GatewayError::Unavailable {
@@ -53,7 +64,7 @@ async fn connect(
     let inbox = match read_inbox(&state, &user_id).await {
         Ok(inbox) => inbox,
         Err(err) => {
-            state.hub.leave(&user_id, conn_id).await;
+            ctx.hub.leave(&user_id, conn_id).await;
             return Err(err);
         }
     };
@@ -62,7 +73,10 @@ async fn connect(
         user_id: user_id.clone(),
         unread: inbox.unread,
         last_seq: inbox.last_seq,
+        version: inbox.version,
     };
+    // A client claiming more than exists (its storage was reset) starts from what exists.
+    let since = since.map(|s| s.min(inbox.last_seq));
     let connection = Connection {
         user_id,
         conn_id,
@@ -71,12 +85,9 @@ async fn connect(
         frames,
         kicked,
         token_expires_at: instant_of(claims.exp),
+        last_sent: since.unwrap_or(inbox.last_seq),
     };
-    let config = SessionConfig {
-        ping_interval: state.ping_interval,
-        client_timeout: state.client_timeout,
-    };
-    actix_web::rt::spawn(connection.run(hello, state.hub.clone(), config, state.shutdown.clone()));
+    actix_web::rt::spawn(connection.run(hello, since, ctx.get_ref().clone()));
     Ok(response)
 }
 
@@ -84,22 +95,14 @@ async fn read_inbox(
     state: &GatewayState,
     user_id: &str,
 ) -> Result<inbox::InboxState, GatewayError> {
-    let unavailable = |cause: String| GatewayError::Unavailable {
-        dependency: "database",
-        cause,
-    };
-    let mut conn = state
-        .db
-        .get()
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
+    let mut conn = state.db.get().await.map_err(GatewayError::database)?;
     inbox::state(&mut conn, user_id)
         .await
-        .map_err(|e| unavailable(e.to_string()))
+        .map_err(GatewayError::database)
 }
 
 /// The monotonic instant at which a Unix timestamp (`exp`) is reached.
-fn instant_of(unix_secs: u64) -> Instant {
+pub fn instant_of(unix_secs: u64) -> Instant {
     let now_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()

@@ -1,34 +1,61 @@
-//! One WebSocket connection: forwards the user's frames, answers pings,
-//! checks liveness, and closes with a documented code when it must:
+//! One WebSocket connection: delivers the user's notifications gapless and
+//! in `seq` order, answers client frames, checks liveness, and closes with a
+//! documented code when it must:
 //!
 //! | code | when |
 //! |------|------|
 //! | 1000 | the client closed |
 //! | 1008 | the client fell too far behind (send queue full) or kept sending bad frames |
 //! | 1009 | a frame over the size limit |
-//! | 1011 | the hub stopped unexpectedly |
-//! | 1012 | the gateway is restarting (drain); reconnect elsewhere |
-//! | 4001 | the token expired |
+//! | 1011 | internal error (the hub stopped, or storage was unreachable during a catch-up) |
+//! | 1012 | the gateway is restarting (drain); reconnect elsewhere with `since` |
+//! | 4001 | the token expired (send `refresh` before it does) |
 //! | 4408 | no sign of life (not even a pong) within the client timeout |
+//!
+//! Gapless delivery: the session remembers the last `seq` it wrote. A live
+//! frame with that `seq + 1` is written as is; one at or below it is a
+//! duplicate and dropped; one further ahead means frames are missing (they
+//! were published before this connection subscribed, or arrived out of
+//! order from two workers), so the session first writes the missing ones
+//! from storage. A notification is published only after it committed, so
+//! storage always has what a live frame implies. `resume` (or `?since=`) is
+//! the same catch-up, from the client's own last `seq`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, ProtocolError, Session};
-use bytestring::ByteString;
-use domain::frames::ErrorCode;
+use chrono::Utc;
+use domain::frames::{ErrorCode, MAX_READ_IDS};
 use domain::{ClientFrame, ServerFrame};
+use platform::db::DbPool;
+use platform::redis::RedisStore;
+use platform::storage::inbox;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, interval, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::Hub;
+use crate::auth::TokenVerifier;
+use crate::hub::{Hub, LiveFrame};
+use crate::metrics::GatewayMetrics;
+use crate::read_state::{self, Action};
+use crate::routes::instant_of;
 
 /// Bad frames tolerated on one connection before it is closed.
 const MAX_BAD_FRAMES: u32 = 10;
+/// Notifications read from storage per query during a catch-up.
+const CATCH_UP_PAGE: i64 = 200;
 
-pub struct SessionConfig {
+/// What every session shares.
+pub struct SessionContext {
+    pub hub: Hub,
+    pub db: DbPool,
+    pub redis: RedisStore,
+    pub verifier: TokenVerifier,
+    pub metrics: Arc<GatewayMetrics>,
     pub ping_interval: Duration,
     pub client_timeout: Duration,
+    pub shutdown: CancellationToken,
 }
 
 pub struct Connection {
@@ -36,75 +63,92 @@ pub struct Connection {
     pub conn_id: u64,
     pub session: Session,
     pub stream: MessageStream,
-    pub frames: mpsc::Receiver<ByteString>,
+    pub frames: mpsc::Receiver<LiveFrame>,
     pub kicked: CancellationToken,
     pub token_expires_at: Instant,
+    /// The last `seq` written to this client (or known to it).
+    pub last_sent: i64,
 }
 
-fn close_reason(code: CloseCode, description: &str) -> Option<CloseReason> {
+/// Why serving stopped: the close frame to send, if the peer is still there.
+type Closing = Option<CloseReason>;
+
+fn close_reason(code: CloseCode, description: &str) -> Closing {
     Some(CloseReason {
         code,
         description: Some(description.to_owned()),
     })
 }
 
-fn slow_consumer() -> Option<CloseReason> {
+fn slow_consumer() -> Closing {
     close_reason(
         CloseCode::Policy,
         "too slow: send queue full, resume from your last seq",
     )
 }
 
+/// A send failed: the client is gone.
+struct Gone;
+
 impl Connection {
-    /// Sends `hello`, then serves the connection until it closes.
-    pub async fn run(
-        mut self,
-        hello: ServerFrame,
-        hub: Hub,
-        config: SessionConfig,
-        shutdown: CancellationToken,
-    ) {
-        let reason = self.serve(hello, &config, &shutdown).await;
-        hub.leave(&self.user_id, self.conn_id).await;
+    /// Sends `hello`, the backlog after `since` if asked, then serves the
+    /// connection until it closes.
+    pub async fn run(mut self, hello: ServerFrame, since: Option<i64>, ctx: Arc<SessionContext>) {
+        ctx.metrics.connections.inc();
+        let reason = self.serve(hello, since, &ctx).await;
+        ctx.hub.leave(&self.user_id, self.conn_id).await;
+        ctx.metrics.connections.dec();
         tracing::debug!(user_id = %self.user_id, conn_id = self.conn_id, ?reason, "connection closed");
         let _ = self.session.close(reason).await;
     }
 
-    /// Returns the close reason to send (None when the peer is already gone).
     async fn serve(
         &mut self,
         hello: ServerFrame,
-        config: &SessionConfig,
-        shutdown: &CancellationToken,
-    ) -> Option<CloseReason> {
-        if self.session.text(hello.to_json()).await.is_err() {
+        since: Option<i64>,
+        ctx: &SessionContext,
+    ) -> Closing {
+        if self.send(hello).await.is_err() {
             return None;
         }
-        let mut ping = interval(config.ping_interval);
+        if let Some(since) = since {
+            match self.catch_up(since, i64::MAX, ctx).await {
+                Ok(closing) => {
+                    if closing.is_some() {
+                        return closing;
+                    }
+                }
+                Err(Gone) => return None,
+            }
+        }
+        let mut ping = interval(ctx.ping_interval);
         ping.tick().await;
         let mut last_heard = Instant::now();
         let mut bad_frames = 0u32;
         loop {
             tokio::select! {
                 frame = self.frames.recv() => match frame {
-                    Some(frame) => {
-                        if self.session.text(frame).await.is_err() {
-                            return None;
-                        }
-                    }
+                    Some(frame) => match self.deliver(frame, ctx).await {
+                        Ok(None) => {}
+                        Ok(closing) => return closing,
+                        Err(Gone) => return None,
+                    },
                     // The hub drops a kicked connection's queue: say why.
                     None if self.kicked.is_cancelled() => return slow_consumer(),
                     None => return close_reason(CloseCode::Error, "hub stopped"),
                 },
-                () = self.kicked.cancelled() => return slow_consumer(),
-                () = shutdown.cancelled() => {
-                    return close_reason(CloseCode::Restart, "gateway restarting, reconnect");
+                () = self.kicked.cancelled() => {
+                    ctx.metrics.send_queue_drops.inc();
+                    return slow_consumer();
+                }
+                () = ctx.shutdown.cancelled() => {
+                    return close_reason(CloseCode::Restart, "gateway restarting, reconnect with since");
                 }
                 () = sleep_until(self.token_expires_at) => {
                     return close_reason(CloseCode::Other(4001), "token expired");
                 }
                 _ = ping.tick() => {
-                    if last_heard.elapsed() > config.client_timeout {
+                    if last_heard.elapsed() > ctx.client_timeout {
                         return close_reason(CloseCode::Other(4408), "no pong within the client timeout");
                     }
                     if self.session.ping(b"").await.is_err() {
@@ -113,65 +157,193 @@ impl Connection {
                 }
                 message = self.stream.recv() => {
                     last_heard = Instant::now();
-                    match message {
+                    let outcome = match message {
                         None => return None,
-                        Some(Ok(Message::Close(_))) => {
-                            return close_reason(CloseCode::Normal, "bye");
-                        }
+                        Some(Ok(Message::Close(_))) => return close_reason(CloseCode::Normal, "bye"),
                         Some(Ok(Message::Ping(bytes))) => {
-                            if self.session.pong(&bytes).await.is_err() {
-                                return None;
-                            }
+                            self.session.pong(&bytes).await.map(|()| None).map_err(|_| Gone)
                         }
                         Some(Ok(Message::Text(text))) => {
-                            let reply = self.client_frame(&text, &mut bad_frames);
-                            if self.session.text(reply.to_json()).await.is_err() {
-                                return None;
-                            }
-                            if bad_frames > MAX_BAD_FRAMES {
-                                return close_reason(CloseCode::Policy, "too many bad frames");
-                            }
+                            self.client_frame(&text, &mut bad_frames, ctx).await
                         }
                         Some(Ok(Message::Binary(_))) => {
                             bad_frames += 1;
-                            let reply = ServerFrame::Error {
-                                code: ErrorCode::UnsupportedData,
-                                message: "binary frames are not supported; send JSON text".into(),
-                            };
-                            if self.session.text(reply.to_json()).await.is_err() {
-                                return None;
-                            }
+                            self.error(ErrorCode::UnsupportedData, "binary frames are not supported; send JSON text").await
                         }
-                        Some(Ok(_)) => {}
+                        Some(Ok(_)) => Ok(None),
                         Some(Err(ProtocolError::Overflow)) => {
-                            let reply = ServerFrame::Error {
-                                code: ErrorCode::FrameTooLarge,
-                                message: "frame larger than the gateway accepts".into(),
-                            };
-                            let _ = self.session.text(reply.to_json()).await;
+                            let _ = self.error(ErrorCode::FrameTooLarge, "frame larger than the gateway accepts").await;
                             return close_reason(CloseCode::Size, "frame too large");
                         }
                         Some(Err(err)) => {
                             tracing::debug!(%err, "WebSocket protocol error");
                             return close_reason(CloseCode::Protocol, "protocol error");
                         }
+                    };
+                    match outcome {
+                        Ok(None) => {}
+                        Ok(closing) => return closing,
+                        Err(Gone) => return None,
+                    }
+                    if bad_frames > MAX_BAD_FRAMES {
+                        return close_reason(CloseCode::Policy, "too many bad frames");
                     }
                 }
             }
         }
     }
 
-    /// The answer to a client text frame.
-    fn client_frame(&self, text: &str, bad_frames: &mut u32) -> ServerFrame {
-        match serde_json::from_str::<ClientFrame>(text) {
-            Ok(ClientFrame::Ping) => ServerFrame::Pong,
-            Err(err) => {
-                *bad_frames += 1;
-                ServerFrame::Error {
-                    code: ErrorCode::BadFrame,
-                    message: format!("not a known frame: {err}"),
+    /// Writes a live frame in order, filling a gap from storage first.
+    async fn deliver(&mut self, frame: LiveFrame, ctx: &SessionContext) -> Result<Closing, Gone> {
+        let Some(seq) = frame.seq else {
+            // Not a notification (read state): order does not matter, `version` does.
+            return self.write(frame, ctx).await.map(|()| None);
+        };
+        if seq <= self.last_sent {
+            return Ok(None);
+        }
+        if seq > self.last_sent + 1 {
+            return self.catch_up(self.last_sent, seq, ctx).await;
+        }
+        self.write(frame, ctx).await?;
+        self.last_sent = seq;
+        Ok(None)
+    }
+
+    /// Writes the stored notifications with `since < seq <= until` in order
+    /// (`until = i64::MAX`: everything stored), then updates `last_sent`.
+    /// Live frames that arrive meanwhile are drained so the queue cannot
+    /// overflow; the highest `seq` among them extends the catch-up.
+    async fn catch_up(
+        &mut self,
+        since: i64,
+        until: i64,
+        ctx: &SessionContext,
+    ) -> Result<Closing, Gone> {
+        let mut cursor = since.max(0);
+        let mut until = until;
+        let mut sent = 0u64;
+        loop {
+            let page = match ctx.db.get().await {
+                Ok(mut conn) => inbox::after(&mut conn, &self.user_id, cursor, CATCH_UP_PAGE).await,
+                Err(err) => Err(err.into()),
+            };
+            let page = match page {
+                Ok(page) => page,
+                Err(err) => {
+                    tracing::warn!(%err, "catch-up failed; closing so the client resumes");
+                    return Ok(close_reason(
+                        CloseCode::Error,
+                        "storage unavailable, resume later",
+                    ));
+                }
+            };
+            let exhausted = (page.len() as i64) < CATCH_UP_PAGE;
+            for notification in page {
+                if notification.seq > until {
+                    break;
+                }
+                cursor = notification.seq;
+                self.send(ServerFrame::Notification(notification)).await?;
+                sent += 1;
+            }
+            self.last_sent = self.last_sent.max(cursor);
+            // Live frames that queued up while we read: notifications among
+            // them are in storage already; extend the catch-up to cover them.
+            while let Ok(frame) = self.frames.try_recv() {
+                match frame.seq {
+                    Some(seq) => until = until.max(seq),
+                    None => self.write(frame, ctx).await?,
                 }
             }
+            if exhausted || cursor >= until {
+                break;
+            }
         }
+        ctx.metrics.resume_backlog.observe(sent as f64);
+        ctx.metrics.frames_sent.inc_by(sent);
+        Ok(None)
+    }
+
+    async fn client_frame(
+        &mut self,
+        text: &str,
+        bad_frames: &mut u32,
+        ctx: &SessionContext,
+    ) -> Result<Closing, Gone> {
+        let frame = match serde_json::from_str::<ClientFrame>(text) {
+            Ok(frame) => frame,
+            Err(err) => {
+                *bad_frames += 1;
+                return self
+                    .error(ErrorCode::BadFrame, &format!("not a known frame: {err}"))
+                    .await;
+            }
+        };
+        match frame {
+            ClientFrame::Ping => self.send(ServerFrame::Pong).await.map(|()| None),
+            ClientFrame::Resume { since } => self.catch_up(since, i64::MAX, ctx).await,
+            ClientFrame::Read { ids } if ids.len() > MAX_READ_IDS => {
+                *bad_frames += 1;
+                self.error(
+                    ErrorCode::TooManyIds,
+                    &format!("at most {MAX_READ_IDS} ids per read frame"),
+                )
+                .await
+            }
+            ClientFrame::Read { ids } => self.change(Action::Read(&ids), ctx).await,
+            ClientFrame::ReadAll => self.change(Action::ReadAll, ctx).await,
+            ClientFrame::Refresh { token } => match ctx.verifier.verify(&token) {
+                Ok(claims) if claims.sub == self.user_id => {
+                    self.token_expires_at = instant_of(claims.exp);
+                    Ok(None)
+                }
+                Ok(_) => {
+                    self.error(ErrorCode::BadToken, "the token is for another user")
+                        .await
+                }
+                Err(err) => self.error(ErrorCode::BadToken, &err.to_string()).await,
+            },
+        }
+    }
+
+    /// Applies a read-state change; the resulting `read` frame comes back to
+    /// this connection (and every other one of the user) through the channel.
+    async fn change(&mut self, action: Action<'_>, ctx: &SessionContext) -> Result<Closing, Gone> {
+        match read_state::apply(&ctx.db, &ctx.redis, &self.user_id, action).await {
+            Ok(_) => Ok(None),
+            Err(err) => {
+                tracing::warn!(%err, "read state change failed");
+                self.error(
+                    ErrorCode::Unavailable,
+                    "storage unavailable; nothing changed, try again",
+                )
+                .await
+            }
+        }
+    }
+
+    async fn error(&mut self, code: ErrorCode, message: &str) -> Result<Closing, Gone> {
+        self.send(ServerFrame::Error {
+            code,
+            message: message.to_owned(),
+        })
+        .await
+        .map(|()| None)
+    }
+
+    async fn send(&mut self, frame: ServerFrame) -> Result<(), Gone> {
+        self.session.text(frame.to_json()).await.map_err(|_| Gone)
+    }
+
+    /// Writes a live frame's shared bytes, recording delivery latency.
+    async fn write(&mut self, frame: LiveFrame, ctx: &SessionContext) -> Result<(), Gone> {
+        self.session.text(frame.bytes).await.map_err(|_| Gone)?;
+        ctx.metrics.frames_sent.inc();
+        if let Some(created_at) = frame.created_at {
+            let age = (Utc::now() - created_at).to_std().unwrap_or_default();
+            ctx.metrics.delivery_seconds.observe(age.as_secs_f64());
+        }
+        Ok(())
     }
 }

@@ -1,7 +1,9 @@
-//! Builds ws-gateway from settings: database pool, the process's one Redis
-//! subscriber and the hub, the HTTP server (port 0 picks a free one).
+//! Builds ws-gateway from settings: database pool, a Redis connection for
+//! publishing read events, the process's one Redis subscriber and the hub,
+//! metrics, and the HTTP server (port 0 picks a free one).
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
@@ -9,24 +11,24 @@ use actix_web::{App, HttpServer, web};
 use platform::Settings;
 use platform::db::{self, DbPool};
 use platform::health::{self, Dependencies};
-use platform::redis::RedisSubscriber;
+use platform::redis::{RedisStore, RedisSubscriber};
+use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenVerifier;
 use crate::error::GatewayError;
 use crate::hub::Hub;
-use crate::routes;
+use crate::metrics::GatewayMetrics;
+use crate::session::SessionContext;
+use crate::{inbox, openapi, routes};
 
+/// What the HTTP handlers need.
 pub struct GatewayState {
     pub db: DbPool,
-    pub hub: Hub,
+    pub redis: RedisStore,
     pub verifier: TokenVerifier,
     pub send_queue_frames: usize,
     pub max_frame_bytes: usize,
-    pub ping_interval: Duration,
-    pub client_timeout: Duration,
-    /// Cancelled on SIGTERM: every connection closes with 1012.
-    pub shutdown: CancellationToken,
 }
 
 pub struct Application {
@@ -40,32 +42,50 @@ impl Application {
         settings.require_jwt_secret()?;
         let db = db::pool(&settings.database)?;
         db::wait_until_reachable(&db).await;
+        let redis = RedisStore::connect(&settings.redis).await?;
         let subscriber = RedisSubscriber::connect(&settings.redis).await?;
-        let hub = Hub::start(subscriber.clone());
+
+        let mut registry = Registry::default();
+        let metrics = Arc::new(GatewayMetrics::register(&mut registry));
+        let registry = web::Data::new(Arc::new(registry));
+        let hub = Hub::start(subscriber.clone(), metrics.clone());
+        let verifier = TokenVerifier::new(&settings.auth.jwt_secret, settings.auth.jwt_leeway_secs);
 
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(GatewayState {
             db: db.clone(),
-            hub,
-            verifier: TokenVerifier::new(&settings.auth.jwt_secret, settings.auth.jwt_leeway_secs),
+            redis: redis.clone(),
+            verifier: verifier.clone(),
             send_queue_frames: settings.gateway.send_queue_frames,
             max_frame_bytes: settings.gateway.max_frame_bytes,
+        });
+        let sessions = web::Data::new(Arc::new(SessionContext {
+            hub,
+            db: db.clone(),
+            redis: redis.clone(),
+            verifier,
+            metrics,
             ping_interval: Duration::from_secs(settings.gateway.ping_interval_secs),
             client_timeout: Duration::from_secs(settings.gateway.client_timeout_secs),
             shutdown: shutdown.clone(),
-        });
+        }));
         let deps = web::Data::new(Dependencies {
             database: Some(db),
-            redis: None,
+            redis: Some(redis),
             subscriber: Some(subscriber),
         });
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(sessions.clone())
                 .app_data(deps.clone())
+                .app_data(registry.clone())
                 .configure(health::configure)
-                .configure(routes::configure)
+                .configure(platform::metrics::configure)
+                .configure(inbox::configure)
+                .route("/v1/ws", web::get().to(routes::connect))
+                .route("/openapi.json", web::get().to(openapi::openapi_json))
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(GatewayError::NotFound)
                 }))

@@ -9,7 +9,7 @@ use super::schema::{api_keys, notifications};
 
 #[derive(Debug, Insertable)]
 #[diesel(table_name = notifications)]
-pub(super) struct NotificationInsert<'a> {
+pub(crate) struct NotificationInsert<'a> {
     pub id: Uuid,
     pub user_id: &'a str,
     pub seq: Option<i64>,
@@ -45,7 +45,7 @@ impl<'a> NotificationInsert<'a> {
 #[derive(Debug, Queryable, Selectable)]
 #[diesel(table_name = notifications)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
-pub(super) struct NotificationRow {
+pub(crate) struct NotificationRow {
     pub id: Uuid,
     pub user_id: String,
     pub seq: Option<i64>,
@@ -56,6 +56,8 @@ pub(super) struct NotificationRow {
     pub data: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
+    pub read_at: Option<DateTime<Utc>>,
+    pub archived_at: Option<DateTime<Utc>>,
 }
 
 impl NotificationRow {
@@ -77,6 +79,8 @@ impl NotificationRow {
             },
             created_at: self.created_at,
             expires_at: self.expires_at,
+            read_at: self.read_at,
+            archived_at: self.archived_at,
         })
     }
 }

@@ -40,6 +40,7 @@ diesel::table! {
         read_at -> Nullable<Timestamptz>,
         expires_at -> Nullable<Timestamptz>,
         expired -> Bool,
+        archived_at -> Nullable<Timestamptz>,
     }
 }
 

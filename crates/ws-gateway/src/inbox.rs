@@ -1,0 +1,228 @@
+//! The user's inbox over REST, with the same JWT as the socket. Every query
+//! is scoped to the token's user: another user's notification id answers
+//! 404, exactly like an unknown one.
+
+use actix_web::{HttpResponse, web};
+use domain::Notification;
+use platform::storage::inbox::{self, InboxChange, PageQuery};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::auth::User;
+use crate::error::GatewayError;
+use crate::read_state::{self, Action};
+use crate::startup::GatewayState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/me/notifications", web::get().to(list))
+        .route("/v1/me/unread-count", web::get().to(unread_count))
+        // Before `{id}/read` so that `read-all` is not taken for an id.
+        .route("/v1/me/notifications/read-all", web::post().to(read_all))
+        .route("/v1/me/notifications/{id}/read", web::post().to(read_one))
+        .route("/v1/me/notifications/{id}/archive", web::post().to(archive));
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Cursor: only notifications with `seq` below this (`next_before` of the previous page).
+    pub before: Option<i64>,
+    /// Page size, 1..=100 (default 20).
+    pub limit: Option<i64>,
+    /// Only unread ones.
+    #[serde(default)]
+    pub unread: bool,
+    pub category: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InboxPage {
+    /// Newest first. Archived ones are left out.
+    pub items: Vec<Notification>,
+    /// Pass as `before` for the next page; `null` on the last page.
+    pub next_before: Option<i64>,
+}
+
+/// The user's read state after a change (or now).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UnreadState {
+    pub unread: i64,
+    /// Bumped with every change of unread state: keep the highest.
+    pub version: i64,
+    pub last_seq: i64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChangeResult {
+    /// The notifications this request changed (empty if none did).
+    pub ids: Vec<Uuid>,
+    pub unread: i64,
+    pub version: i64,
+}
+
+impl From<InboxChange> for ChangeResult {
+    fn from(change: InboxChange) -> Self {
+        Self {
+            ids: change.ids,
+            unread: change.unread,
+            version: change.version,
+        }
+    }
+}
+
+/// List the inbox, newest first, by pages.
+#[utoipa::path(
+    get,
+    path = "/v1/me/notifications",
+    tag = "inbox",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page", body = InboxPage),
+        (status = 400, description = "Invalid query", content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    user: User,
+    query: web::Query<ListQuery>,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, GatewayError> {
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(GatewayError::BadQuery("limit must be 1..=100".into()));
+    }
+    if let Some(category) = &query.category {
+        domain::notification::validate_category(category)
+            .map_err(|why| GatewayError::BadQuery(format!("category {why}")))?;
+    }
+    let page_query = PageQuery {
+        before: query.before,
+        limit,
+        unread_only: query.unread,
+        category: query.category.clone(),
+    };
+    let mut conn = state.db.get().await.map_err(GatewayError::database)?;
+    let (items, next_before) = inbox::page(&mut conn, &user.id, &page_query)
+        .await
+        .map_err(GatewayError::database)?;
+    Ok(HttpResponse::Ok().json(InboxPage { items, next_before }))
+}
+
+/// The unread count (the badge) and the state version.
+#[utoipa::path(
+    get,
+    path = "/v1/me/unread-count",
+    tag = "inbox",
+    responses(
+        (status = 200, description = "Current state", body = UnreadState),
+        (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn unread_count(
+    user: User,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, GatewayError> {
+    let mut conn = state.db.get().await.map_err(GatewayError::database)?;
+    let current = inbox::state(&mut conn, &user.id)
+        .await
+        .map_err(GatewayError::database)?;
+    Ok(HttpResponse::Ok().json(UnreadState {
+        unread: current.unread,
+        version: current.version,
+        last_seq: current.last_seq,
+    }))
+}
+
+/// Mark one notification read (again: no change).
+#[utoipa::path(
+    post,
+    path = "/v1/me/notifications/{id}/read",
+    tag = "inbox",
+    params(("id" = Uuid, Path, description = "Notification id")),
+    responses(
+        (status = 200, description = "State after the change", body = ChangeResult),
+        (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
+        (status = 404, description = "No such notification of yours", content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn read_one(
+    user: User,
+    id: web::Path<String>,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, GatewayError> {
+    let id = parse_id(&id)?;
+    let mut conn = state.db.get().await.map_err(GatewayError::database)?;
+    if !inbox::owns(&mut conn, &user.id, id)
+        .await
+        .map_err(GatewayError::database)?
+    {
+        return Err(GatewayError::NoSuchNotification);
+    }
+    drop(conn);
+    change(&state, &user, Action::Read(&[id])).await
+}
+
+/// Mark every notification read.
+#[utoipa::path(
+    post,
+    path = "/v1/me/notifications/read-all",
+    tag = "inbox",
+    responses(
+        (status = 200, description = "State after the change", body = ChangeResult),
+        (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn read_all(
+    user: User,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, GatewayError> {
+    change(&state, &user, Action::ReadAll).await
+}
+
+/// Archive one notification: it leaves the default list and the unread count.
+#[utoipa::path(
+    post,
+    path = "/v1/me/notifications/{id}/archive",
+    tag = "inbox",
+    params(("id" = Uuid, Path, description = "Notification id")),
+    responses(
+        (status = 200, description = "State after the change", body = ChangeResult),
+        (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
+        (status = 404, description = "No such notification of yours", content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn archive(
+    user: User,
+    id: web::Path<String>,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, GatewayError> {
+    let id = parse_id(&id)?;
+    change(&state, &user, Action::Archive(id)).await
+}
+
+/// An id that is not a UUID cannot be the user's: 404 like any other.
+fn parse_id(raw: &str) -> Result<Uuid, GatewayError> {
+    Uuid::parse_str(raw).map_err(|_| GatewayError::NoSuchNotification)
+}
+
+async fn change(
+    state: &GatewayState,
+    user: &User,
+    action: Action<'_>,
+) -> Result<HttpResponse, GatewayError> {
+    let change = read_state::apply(&state.db, &state.redis, &user.id, action)
+        .await
+        .map_err(GatewayError::database)?
+        .ok_or(GatewayError::NoSuchNotification)?;
+    Ok(HttpResponse::Ok().json(ChangeResult::from(change)))
+}
