@@ -88,6 +88,28 @@ impl WsClient {
         }
     }
 
+    /// The next text frame, or how the connection ended; `None` after `timeout`.
+    pub async fn next_or_end(&mut self, timeout: Duration) -> Option<Result<Value, Ended>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return None,
+                Ok(None) | Ok(Some(Err(_))) => return Some(Err(Ended::Dropped)),
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return Some(Err(Ended::Closed(
+                        frame.map(|f: CloseFrame| u16::from(f.code)),
+                    )));
+                }
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    return Some(Ok(
+                        serde_json::from_str(&text).expect("server frames are JSON")
+                    ));
+                }
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
     /// Waits for the server to end the connection and reports the close code.
     pub async fn closed(&mut self, timeout: Duration) -> Ended {
         let deadline = tokio::time::Instant::now() + timeout;

@@ -195,6 +195,7 @@ impl HubTask {
                     .entry(user_id)
                     .or_default()
                     .insert(conn_id, handle);
+                self.metrics.users_online.set(self.users.len() as i64);
                 let _ = done.send(Ok(()));
             }
             Command::Leave { user_id, conn_id } => self.remove(&user_id, conn_id).await,

@@ -86,6 +86,7 @@ pub async fn connect(
         kicked,
         token_expires_at: instant_of(claims.exp),
         last_sent: since.unwrap_or(inbox.last_seq),
+        change_in_flight: None,
     };
     actix_web::rt::spawn(connection.run(hello, since, ctx.get_ref().clone()));
     Ok(response)

@@ -68,6 +68,14 @@ pub struct Connection {
     pub token_expires_at: Instant,
     /// The last `seq` written to this client (or known to it).
     pub last_sent: i64,
+    /// The read-state change being applied, if any.
+    pub change_in_flight: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A read-state change requested over the socket.
+enum OwnedAction {
+    Read(Vec<uuid::Uuid>),
+    ReadAll,
 }
 
 /// Why serving stopped: the close frame to send, if the peer is still there.
@@ -96,6 +104,9 @@ impl Connection {
     pub async fn run(mut self, hello: ServerFrame, since: Option<i64>, ctx: Arc<SessionContext>) {
         ctx.metrics.connections.inc();
         let reason = self.serve(hello, since, &ctx).await;
+        if let Some(change) = self.change_in_flight.take() {
+            let _ = change.await;
+        }
         ctx.hub.leave(&self.user_id, self.conn_id).await;
         ctx.metrics.connections.dec();
         tracing::debug!(user_id = %self.user_id, conn_id = self.conn_id, ?reason, "connection closed");
@@ -106,7 +117,7 @@ impl Connection {
         &mut self,
         hello: ServerFrame,
         since: Option<i64>,
-        ctx: &SessionContext,
+        ctx: &Arc<SessionContext>,
     ) -> Closing {
         if self.send(hello).await.is_err() {
             return None;
@@ -269,7 +280,7 @@ impl Connection {
         &mut self,
         text: &str,
         bad_frames: &mut u32,
-        ctx: &SessionContext,
+        ctx: &Arc<SessionContext>,
     ) -> Result<Closing, Gone> {
         let frame = match serde_json::from_str::<ClientFrame>(text) {
             Ok(frame) => frame,
@@ -291,8 +302,8 @@ impl Connection {
                 )
                 .await
             }
-            ClientFrame::Read { ids } => self.change(Action::Read(&ids), ctx).await,
-            ClientFrame::ReadAll => self.change(Action::ReadAll, ctx).await,
+            ClientFrame::Read { ids } => self.change(OwnedAction::Read(ids), ctx).await,
+            ClientFrame::ReadAll => self.change(OwnedAction::ReadAll, ctx).await,
             ClientFrame::Refresh { token } => match ctx.verifier.verify(&token) {
                 Ok(claims) if claims.sub == self.user_id => {
                     self.token_expires_at = instant_of(claims.exp);
@@ -307,20 +318,36 @@ impl Connection {
         }
     }
 
-    /// Applies a read-state change; the resulting `read` frame comes back to
-    /// this connection (and every other one of the user) through the channel.
-    async fn change(&mut self, action: Action<'_>, ctx: &SessionContext) -> Result<Closing, Gone> {
-        match read_state::apply(&ctx.db, &ctx.redis, &self.user_id, action).await {
-            Ok(_) => Ok(None),
-            Err(err) => {
-                tracing::warn!(%err, "read state change failed");
-                self.error(
-                    ErrorCode::Unavailable,
-                    "storage unavailable; nothing changed, try again",
-                )
-                .await
-            }
+    /// Applies a read-state change off the delivery loop (a slow database
+    /// must not stall frames); the resulting `read` frame comes back to this
+    /// connection, and every other one of the user, through the channel.
+    /// One change at a time per connection, so they apply in the order sent.
+    async fn change(
+        &mut self,
+        action: OwnedAction,
+        ctx: &Arc<SessionContext>,
+    ) -> Result<Closing, Gone> {
+        if let Some(previous) = self.change_in_flight.take() {
+            let _ = previous.await;
         }
+        let ctx = ctx.clone();
+        let user_id = self.user_id.clone();
+        let mut session = self.session.clone();
+        self.change_in_flight = Some(actix_web::rt::spawn(async move {
+            let action = match &action {
+                OwnedAction::Read(ids) => Action::Read(ids),
+                OwnedAction::ReadAll => Action::ReadAll,
+            };
+            if let Err(err) = read_state::apply(&ctx.db, &ctx.redis, &user_id, action).await {
+                tracing::warn!(%err, "read state change failed");
+                let frame = ServerFrame::Error {
+                    code: ErrorCode::Unavailable,
+                    message: "storage unavailable; nothing changed, try again".into(),
+                };
+                let _ = session.text(frame.to_json()).await;
+            }
+        }));
+        Ok(None)
     }
 
     async fn error(&mut self, code: ErrorCode, message: &str) -> Result<Closing, Gone> {

@@ -1,70 +1,18 @@
-//! ws-gateway with real Redis, PostgreSQL and WebSocket clients.
-
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+//! Connections: authentication, hello, fan-out, frames, limits, closing.
 
 use std::time::Duration;
 
-use platform::redis::RedisStore;
 use serde_json::{Value, json};
 use testkit::ws::{Ended, WsClient};
 use testkit::{TestEnv, eventually, sign_claims};
-use tokio_util::sync::CancellationToken;
-use ws_gateway::Application;
 
-struct TestGateway {
-    env: TestEnv,
-    port: u16,
-    redis: RedisStore,
-    shutdown: CancellationToken,
-}
-
-impl TestGateway {
-    async fn spawn() -> Self {
-        Self::spawn_in(TestEnv::new().await).await
-    }
-
-    async fn spawn_in(env: TestEnv) -> Self {
-        let shutdown = CancellationToken::new();
-        let app = Application::build(&env.settings(), shutdown.clone())
-            .await
-            .expect("gateway builds");
-        let port = app.port();
-        tokio::spawn(app.run_until_stopped());
-        let redis = env.redis().await;
-        Self {
-            env,
-            port,
-            redis,
-            shutdown,
-        }
-    }
-
-    async fn connect(&self, user: &str) -> (WsClient, Value) {
-        WsClient::connect_user(self.port, &self.env.token(user, 300)).await
-    }
-
-    /// What stream-worker does after storing: publish the frame to the user's channel.
-    async fn publish(&self, user: &str, frame: &Value) {
-        self.redis
-            .publish_to_users(&[(user, frame.to_string())])
-            .await
-            .expect("publish");
-    }
-}
-
-impl Drop for TestGateway {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
+use crate::support::{TestGateway, WAIT};
 
 fn frame(user: &str, seq: i64) -> Value {
     json!({"type": "notification", "id": uuid::Uuid::now_v7(), "user_id": user, "seq": seq,
            "title": "t", "body": "b", "priority": "normal", "category": null, "data": null,
            "created_at": "2026-11-27T00:00:00Z"})
 }
-
-const WAIT: Duration = Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_then_live_frames_to_every_connection_of_the_user_only() {

@@ -1,0 +1,327 @@
+//! The inbox REST API and read-state sync between socket and REST.
+
+use std::time::Duration;
+
+use domain::Priority;
+use platform::storage::{inbox, notifications};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use testkit::new_notification;
+
+use crate::support::{TestGateway, WAIT};
+
+struct Api<'a> {
+    gw: &'a TestGateway,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl<'a> Api<'a> {
+    fn new(gw: &'a TestGateway, user: &str) -> Self {
+        Self {
+            gw,
+            token: gw.env.token(user, 300),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("http://127.0.0.1:{}{path}", self.gw.port))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn post(&self, path: &str) -> reqwest::Response {
+        self.http
+            .post(format!("http://127.0.0.1:{}{path}", self.gw.port))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        response.json().await.unwrap()
+    }
+}
+
+/// Stores `n` notifications for `user` (categories alternate) and returns them.
+async fn seed(gw: &TestGateway, user: &str, n: usize) -> Vec<domain::Notification> {
+    let batch: Vec<_> = (0..n)
+        .map(|i| {
+            let mut n = new_notification(user, i, Priority::Normal);
+            n.category = Some(if i % 2 == 0 { "orders" } else { "social" }.into());
+            n
+        })
+        .collect();
+    notifications::store_batch(&mut gw.env.db().await, &batch, chrono::Utc::now())
+        .await
+        .unwrap()
+        .visible
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_filters_and_archive() {
+    let gw = TestGateway::spawn().await;
+    let stored = seed(&gw, "wes", 25).await;
+    let api = Api::new(&gw, "wes");
+
+    let mut seen = Vec::new();
+    let mut path = "/v1/me/notifications?limit=10".to_owned();
+    loop {
+        let page = api.json(&path).await;
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["seq"].as_i64().unwrap()),
+        );
+        match page["next_before"].as_i64() {
+            Some(before) => path = format!("/v1/me/notifications?limit=10&before={before}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        (1..=25).rev().collect::<Vec<_>>(),
+        "newest first, every one once"
+    );
+
+    let orders = api
+        .json("/v1/me/notifications?category=orders&limit=100")
+        .await;
+    assert!(
+        orders["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["category"] == "orders")
+    );
+    assert_eq!(orders["items"].as_array().unwrap().len(), 13);
+
+    // Read two, archive one unread and one read.
+    for n in &stored[..2] {
+        assert_eq!(
+            api.post(&format!("/v1/me/notifications/{}/read", n.id))
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+    let archived: Value = api
+        .post(&format!("/v1/me/notifications/{}/archive", stored[5].id))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(archived["unread"], 22);
+    let archived: Value = api
+        .post(&format!("/v1/me/notifications/{}/archive", stored[0].id))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        archived["unread"], 22,
+        "archiving a read one leaves the count"
+    );
+    let unread = api.json("/v1/me/notifications?unread=true&limit=100").await;
+    assert_eq!(unread["items"].as_array().unwrap().len(), 22);
+    let all = api.json("/v1/me/notifications?limit=100").await;
+    assert_eq!(
+        all["items"].as_array().unwrap().len(),
+        23,
+        "archived ones leave the default list"
+    );
+    let read_one = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == stored[1].id.to_string())
+        .unwrap();
+    assert!(read_one["read_at"].is_string());
+
+    let badge = api.json("/v1/me/unread-count").await;
+    assert_eq!(badge["unread"], 22);
+    assert_eq!(badge["last_seq"], 25);
+    assert_eq!(
+        badge["unread"],
+        inbox::count_unread_rows(&mut gw.env.db().await, "wes")
+            .await
+            .unwrap()
+    );
+
+    for bad in ["limit=0", "limit=101", "category=no%20spaces", "colour=red"] {
+        let response = api.get(&format!("/v1/me/notifications?{bad}")).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_users_notification_is_404_like_an_unknown_one() {
+    let gw = TestGateway::spawn().await;
+    let theirs = seed(&gw, "xena", 1).await;
+    let api = Api::new(&gw, "yuri");
+    for path in [
+        format!("/v1/me/notifications/{}/read", theirs[0].id),
+        format!("/v1/me/notifications/{}/archive", theirs[0].id),
+        format!("/v1/me/notifications/{}/read", uuid::Uuid::now_v7()),
+        "/v1/me/notifications/not-a-uuid/read".to_owned(),
+    ] {
+        let response = api.post(&path).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+    }
+    let list = api.json("/v1/me/notifications").await;
+    assert_eq!(list["items"], json!([]), "yuri sees nothing of xena's");
+    let state = inbox::state(&mut gw.env.db().await, "xena").await.unwrap();
+    assert_eq!(state.unread, 1, "xena's state untouched");
+
+    // No token, or a bad one: 401.
+    let bare = reqwest::get(format!("http://127.0.0.1:{}/v1/me/unread-count", gw.port))
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), StatusCode::UNAUTHORIZED);
+    let forged = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/v1/me/unread-count", gw.port))
+        .bearer_auth(testkit::sign_claims(
+            &json!({"sub": "xena", "exp": jsonwebtoken::get_current_timestamp() + 60}),
+            "not-the-secret-not-the-secret-xx",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_state_syncs_between_socket_and_rest_and_devices() {
+    let gw = TestGateway::spawn().await;
+    let stored = seed(&gw, "zoe", 5).await;
+    let api = Api::new(&gw, "zoe");
+    let (mut phone, hello) = gw.connect("zoe").await;
+    assert_eq!(hello["unread"], 5);
+    let (mut laptop, _) = gw.connect("zoe").await;
+
+    // Over the socket.
+    phone
+        .send_text(&json!({"type": "read", "ids": [stored[0].id, stored[1].id]}).to_string())
+        .await;
+    let on_phone = phone.next_json(WAIT).await.unwrap();
+    let on_laptop = laptop.next_json(WAIT).await.unwrap();
+    assert_eq!(on_phone, on_laptop);
+    assert_eq!(on_phone["type"], "read");
+    assert_eq!(on_phone["unread"], 3);
+    let first_version = on_phone["version"].as_i64().unwrap();
+
+    // Reading the same ones again changes nothing and says nothing.
+    phone
+        .send_text(&json!({"type": "read", "ids": [stored[0].id]}).to_string())
+        .await;
+    assert_eq!(laptop.next_json(Duration::from_millis(300)).await, None);
+    assert_eq!(api.json("/v1/me/unread-count").await["unread"], 3);
+
+    // Over REST: the sockets hear it too.
+    let answer: Value = api
+        .post(&format!("/v1/me/notifications/{}/read", stored[2].id))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["unread"], 2);
+    let on_laptop = laptop.next_json(WAIT).await.unwrap();
+    assert_eq!(on_laptop["ids"], json!([stored[2].id]));
+    assert!(
+        on_laptop["version"].as_i64().unwrap() > first_version,
+        "version only grows"
+    );
+    assert_eq!(phone.next_json(WAIT).await.unwrap(), on_laptop);
+
+    // read_all over the socket.
+    laptop.send_text(r#"{"type":"read_all"}"#).await;
+    let done = phone.next_json(WAIT).await.unwrap();
+    assert_eq!(done["unread"], 0);
+    assert_eq!(done["ids"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        inbox::count_unread_rows(&mut gw.env.db().await, "zoe")
+            .await
+            .unwrap(),
+        0
+    );
+
+    // Too many ids: an error frame, nothing changed.
+    let many: Vec<String> = (0..101).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    phone
+        .send_text(&json!({"type": "read", "ids": many}).to_string())
+        .await;
+    assert_eq!(phone.next_json(WAIT).await.unwrap()["code"], "too_many_ids");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_keeps_a_connection_past_its_first_token() {
+    let gw = TestGateway::spawn().await;
+    let (mut client, _) =
+        testkit::ws::WsClient::connect_user(gw.port, &gw.env.token("abe", 2)).await;
+    client
+        .send_text(
+            &json!({"type": "refresh", "token": gw.env.token("someone-else", 300)}).to_string(),
+        )
+        .await;
+    assert_eq!(client.next_json(WAIT).await.unwrap()["code"], "bad_token");
+    client
+        .send_text(&json!({"type": "refresh", "token": gw.env.token("abe", 300)}).to_string())
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    client.send_text(r#"{"type":"ping"}"#).await;
+    assert_eq!(
+        client.next_json(WAIT).await.unwrap(),
+        json!({"type": "pong"}),
+        "still open after the first token expired"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_and_metrics() {
+    let gw = TestGateway::spawn().await;
+    let (_client, _) = gw.connect("bea").await;
+    let spec: Value = reqwest::get(format!("http://127.0.0.1:{}/openapi.json", gw.port))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api.md")).unwrap();
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        for method in operations.as_object().unwrap().keys() {
+            let heading = format!("`{} {path}`", method.to_uppercase());
+            assert!(docs.contains(&heading), "docs/api.md lacks {heading}");
+        }
+    }
+    let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", gw.port))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "herald_gateway_connections 1",
+        "herald_gateway_users_online 1",
+        "herald_gateway_frames_sent_total",
+        "herald_gateway_send_queue_drops_total",
+        "herald_gateway_resume_backlog_frames",
+        "herald_gateway_delivery_seconds",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
+    }
+}

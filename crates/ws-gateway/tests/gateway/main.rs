@@ -1,0 +1,9 @@
+//! ws-gateway with real Redis, PostgreSQL, a real stream-worker and real
+//! WebSocket clients. One test binary; the modules are the themes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
+mod connections;
+mod delivery;
+mod inbox;
+mod support;
