@@ -103,6 +103,20 @@ impl ChildGuard {
         self.child.id()
     }
 
+    /// Resident memory of the process, in KiB (Linux).
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kib| kib.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
     /// Sends SIGTERM and waits for the exit status (up to `timeout`).
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let _ = Command::new("kill")

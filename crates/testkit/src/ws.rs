@@ -58,6 +58,28 @@ impl WsClient {
         }
     }
 
+    /// Like [`connect`](Self::connect), but a refused TCP connection (a
+    /// server that is going away) is an error instead of a panic.
+    pub async fn try_connect(
+        port: u16,
+        path_and_query: &str,
+        bearer: &str,
+    ) -> Result<Self, String> {
+        let mut request = format!("ws://127.0.0.1:{port}{path_and_query}")
+            .into_client_request()
+            .map_err(|e| e.to_string())?;
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {bearer}")
+                .parse()
+                .map_err(|_| "bad token".to_owned())?,
+        );
+        tokio_tungstenite::connect_async(request)
+            .await
+            .map(|(stream, _)| Self { stream })
+            .map_err(|e| e.to_string())
+    }
+
     /// Connects as a user with a token and returns the client with its `hello` frame.
     pub async fn connect_user(port: u16, token: &str) -> (Self, Value) {
         let mut client = Self::connect(port, "/v1/ws", Some(token))

@@ -7,5 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
 mod faults;
+mod gateway;
 mod support;
 mod walking_skeleton;
