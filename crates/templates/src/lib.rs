@@ -303,7 +303,7 @@ impl Template {
             };
             args.set(name.as_str(), value);
         }
-        let mut text = |message: &str| -> Result<String, String> {
+        let text = |message: &str| -> Result<String, String> {
             let pattern = bundle
                 .get_message(message)
                 .and_then(|m| m.value())
