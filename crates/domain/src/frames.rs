@@ -110,6 +110,8 @@ mod tests {
             expires_at: None,
             read_at: None,
             archived_at: None,
+            locale: None,
+            muted: false,
         });
         let value: serde_json::Value = serde_json::from_str(&frame.to_json()).unwrap();
         assert_eq!(

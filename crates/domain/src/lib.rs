@@ -8,10 +8,12 @@ pub mod dead_letter;
 pub mod frames;
 pub mod keys;
 pub mod notification;
+pub mod preferences;
 pub mod validation;
 
 pub use dead_letter::DeadLetter;
 pub use frames::{ClientFrame, ServerFrame};
 pub use keys::KeySpace;
-pub use notification::{NewNotification, Notification, NotificationRequest, Priority};
+pub use notification::{NewNotification, Notification, NotificationRequest, Priority, TemplateRef};
+pub use preferences::Preferences;
 pub use validation::{FieldError, RequestError};

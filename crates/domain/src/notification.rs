@@ -71,12 +71,20 @@ pub struct NotificationRequest {
     /// Recipient: 1..=128 characters of `[A-Za-z0-9._:@-]`.
     #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:@-]+$")]
     pub user_id: String,
-    /// Short headline, 1..=256 characters.
+    /// Short headline, 1..=256 characters. With `body`; or send `template` instead.
     #[schema(min_length = 1, max_length = 256)]
-    pub title: String,
-    /// Text of the notification, 1..=8192 characters.
+    pub title: Option<String>,
+    /// Text of the notification, 1..=8192 characters. With `title`; or send `template` instead.
     #[schema(min_length = 1, max_length = 8192)]
-    pub body: String,
+    pub body: Option<String>,
+    /// A template key: Herald renders title and body in the user's language.
+    /// Exclusive with `title` / `body`.
+    pub template: Option<String>,
+    /// The template's parameters (strings and numbers).
+    #[schema(value_type = Option<Object>)]
+    pub params: Option<Map<String, Value>>,
+    /// BCP 47 locale to render in, overriding the user's preference.
+    pub locale: Option<String>,
     #[serde(default)]
     pub priority: Priority,
     /// Optional grouping such as `billing`: 1..=64 characters of `[A-Za-z0-9._:-]`.
@@ -106,13 +114,42 @@ impl NotificationRequest {
     }
 
     pub fn field_errors(&self) -> Vec<FieldError> {
+        let text = match (&self.title, &self.body, &self.template) {
+            (Some(title), Some(body), None) => Some((title.as_str(), body.as_str())),
+            _ => None,
+        };
         let mut errors = content_errors(Content {
             user_id: &self.user_id,
-            title: &self.title,
-            body: &self.body,
+            text,
             category: self.category.as_deref(),
             data: self.data.as_ref(),
         });
+        match (&self.title, &self.body, &self.template) {
+            (Some(_), Some(_), None) => {
+                if self.params.is_some() || self.locale.is_some() {
+                    errors.push(FieldError::new(
+                        "params",
+                        "params and locale go with template",
+                    ));
+                }
+            }
+            (None, None, Some(key)) => template_errors(
+                &mut errors,
+                key,
+                self.params.as_ref(),
+                self.locale.as_deref(),
+            ),
+            (None, None, None) => errors.push(FieldError::new(
+                "template",
+                "send either title and body, or template (with params)",
+            )),
+            (_, _, Some(_)) => errors.push(FieldError::new(
+                "template",
+                "send either title and body, or template, not both",
+            )),
+            (None, Some(_), None) => errors.push(FieldError::new("title", "missing field `title`")),
+            (Some(_), None, None) => errors.push(FieldError::new("body", "missing field `body`")),
+        }
         if let Some(ttl) = self.ttl_seconds
             && !(1..=TTL_MAX_SECONDS).contains(&ttl)
         {
@@ -129,8 +166,16 @@ impl NotificationRequest {
         NewNotification {
             id,
             user_id: self.user_id,
-            title: self.title,
-            body: self.body,
+            // Empty for a template: the worker renders them.
+            title: self.title.unwrap_or_default(),
+            body: self.body.unwrap_or_default(),
+            template: self.template.map(|key| TemplateRef {
+                key,
+                // Pinned by ingest-api to the version it checked the params against.
+                version: 0,
+                params: self.params.unwrap_or_default(),
+                locale: self.locale,
+            }),
             priority: self.priority,
             category: self.category,
             data: self.data,
@@ -146,8 +191,8 @@ impl NotificationRequest {
 /// the worker reads it back from the stream.
 struct Content<'a> {
     user_id: &'a str,
-    title: &'a str,
-    body: &'a str,
+    /// Title and body; `None` for a templated notification (rendered later).
+    text: Option<(&'a str, &'a str)>,
     category: Option<&'a str>,
     data: Option<&'a Map<String, Value>>,
 }
@@ -157,8 +202,10 @@ fn content_errors(content: Content<'_>) -> Vec<FieldError> {
     if let Err(message) = validate_user_id(content.user_id) {
         errors.push(FieldError::new("user_id", message));
     }
-    check_text(&mut errors, "title", content.title, TITLE_MAX_CHARS);
-    check_text(&mut errors, "body", content.body, BODY_MAX_CHARS);
+    if let Some((title, body)) = content.text {
+        check_text(&mut errors, "title", title, TITLE_MAX_CHARS);
+        check_text(&mut errors, "body", body, BODY_MAX_CHARS);
+    }
     if let Some(category) = content.category
         && let Err(message) = validate_category(category)
     {
@@ -179,6 +226,49 @@ fn content_errors(content: Content<'_>) -> Vec<FieldError> {
         }
     }
     errors
+}
+
+/// Most parameters one notification may carry.
+pub const MAX_PARAMS: usize = 20;
+
+fn template_errors(
+    errors: &mut Vec<FieldError>,
+    key: &str,
+    params: Option<&Map<String, Value>>,
+    locale: Option<&str>,
+) {
+    if let Err(message) = templates::validate_key(key) {
+        errors.push(FieldError::new("template", message));
+    }
+    if let Some(params) = params {
+        if params.len() > MAX_PARAMS {
+            errors.push(FieldError::new(
+                "params",
+                format!("at most {MAX_PARAMS} parameters"),
+            ));
+        }
+        for (name, value) in params {
+            if !(value.is_string() || value.is_number()) {
+                errors.push(FieldError::new(
+                    format!("params.{name}"),
+                    "must be a string or a number",
+                ));
+            } else if value
+                .as_str()
+                .is_some_and(|s| s.contains('\0') || s.len() > 1_024)
+            {
+                errors.push(FieldError::new(
+                    format!("params.{name}"),
+                    "must be at most 1024 bytes, without U+0000",
+                ));
+            }
+        }
+    }
+    if let Some(locale) = locale
+        && let Err(message) = templates::parse_locale(locale)
+    {
+        errors.push(FieldError::new("locale", message));
+    }
 }
 
 /// PostgreSQL text and jsonb cannot hold U+0000; refusing it at the door
@@ -239,6 +329,22 @@ pub struct NewNotification {
     /// When it stops being worth delivering; `None` never expires.
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
+    /// Set when the notification is rendered from a template by the worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateRef>,
+}
+
+/// What a templated notification is rendered from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TemplateRef {
+    pub key: String,
+    /// The template version the parameters were checked against.
+    pub version: i32,
+    #[serde(default)]
+    pub params: Map<String, Value>,
+    /// The producer's locale override, if any.
+    #[serde(default)]
+    pub locale: Option<String>,
 }
 
 impl NewNotification {
@@ -250,13 +356,23 @@ impl NewNotification {
     /// boundary too (anyone with Redis access can XADD).
     pub fn decode_entry(payload: &[u8]) -> Result<Self, RequestError> {
         let notification: Self = decode_json(payload)?;
-        let errors = content_errors(Content {
+        let mut errors = content_errors(Content {
             user_id: &notification.user_id,
-            title: &notification.title,
-            body: &notification.body,
+            text: match &notification.template {
+                None => Some((notification.title.as_str(), notification.body.as_str())),
+                Some(_) => None,
+            },
             category: notification.category.as_deref(),
             data: notification.data.as_ref(),
         });
+        if let Some(template) = &notification.template {
+            template_errors(
+                &mut errors,
+                &template.key,
+                Some(&template.params),
+                template.locale.as_deref(),
+            );
+        }
         if errors.is_empty() {
             Ok(notification)
         } else {
@@ -288,6 +404,12 @@ pub struct Notification {
     /// When the user archived it; absent unless archived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archived_at: Option<DateTime<Utc>>,
+    /// The locale a template was rendered in; absent for plain notifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    /// Stored while its category was muted: history only, never pushed or counted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub muted: bool,
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, notifications};
+use crate::routes::{admin, notifications, templates};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,6 +15,11 @@ use crate::routes::{admin, notifications};
         admin::list_dead_letters,
         admin::replay_dead_letter,
         admin::replay_all_dead_letters,
+        templates::create_version,
+        templates::list,
+        templates::get,
+        templates::delete,
+        templates::set_user_locale,
     ),
     components(schemas(
         domain::NotificationRequest,
@@ -26,6 +31,13 @@ use crate::routes::{admin, notifications};
         admin::Replayed,
         platform::dlq::ReplayReport,
         platform::dlq::ReplayFailure,
+        ::templates::TemplateSource,
+        ::templates::ParamKind,
+        ::templates::TemplateIssue,
+        platform::storage::templates::StoredTemplate,
+        templates::CreatedVersion,
+        templates::UserLocale,
+        domain::Preferences,
     )),
     modifiers(&ApiKeyScheme),
     tags(

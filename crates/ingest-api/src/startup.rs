@@ -22,6 +22,7 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub retry_after_secs: u32,
     pub idempotency_ttl: std::time::Duration,
+    pub templates: platform::template_cache::TemplateCache,
 }
 
 impl AppState {
@@ -53,6 +54,7 @@ impl Application {
             max_body_bytes: settings.http.max_body_bytes,
             retry_after_secs: settings.http.retry_after_secs,
             idempotency_ttl: std::time::Duration::from_secs(settings.ingest.idempotency_ttl_secs),
+            templates: platform::template_cache::TemplateCache::default(),
         });
         let deps = web::Data::new(Dependencies {
             database: Some(db),

@@ -16,5 +16,6 @@ pub mod settings;
 pub mod shutdown;
 pub mod storage;
 pub mod telemetry;
+pub mod template_cache;
 
 pub use settings::Settings;

@@ -18,6 +18,7 @@ pub struct Problem {
     title: &'static str,
     detail: String,
     errors: Vec<FieldError>,
+    extensions: Vec<(&'static str, serde_json::Value)>,
     retry_after_secs: Option<u32>,
 }
 
@@ -31,6 +32,7 @@ impl Problem {
             title,
             detail: String::new(),
             errors: Vec::new(),
+            extensions: Vec::new(),
             retry_after_secs: None,
         }
     }
@@ -42,6 +44,12 @@ impl Problem {
 
     pub fn errors(mut self, errors: Vec<FieldError>) -> Self {
         self.errors = errors;
+        self
+    }
+
+    /// An extension member (RFC 9457 section 3.2), e.g. `issues` with positions.
+    pub fn extension(mut self, name: &'static str, value: serde_json::Value) -> Self {
+        self.extensions.push((name, value));
         self
     }
 
@@ -81,6 +89,9 @@ impl Problem {
         }
         if !self.errors.is_empty() {
             problem.set_value("errors", &self.errors);
+        }
+        for (name, value) in &self.extensions {
+            problem.set_value(*name, value);
         }
         let mut builder = HttpResponseBuilder::new(self.status);
         builder.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));

@@ -20,6 +20,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub worker: WorkerSettings,
     pub ingest: IngestSettings,
+    pub templates: TemplateSettings,
     pub gateway: GatewaySettings,
     pub log: LogSettings,
 }
@@ -87,6 +88,15 @@ impl WorkerSettings {
     pub fn min_count(&self, share: f64) -> usize {
         ((self.batch_size as f64) * share).ceil() as usize
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TemplateSettings {
+    /// Locale used when neither the request nor the user names one the template has.
+    pub default_locale: String,
+    /// Folder of templates loaded by ingest-api at start (`<dir>/<key>/<locale>.ftl`
+    /// plus `<dir>/<key>/params.json`); empty: none.
+    pub dir: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -193,6 +203,9 @@ impl Settings {
                 "ingest.idempotency_ttl_secs",
                 "must be at least 86400 (24 hours)",
             );
+        }
+        if templates::parse_locale(&self.templates.default_locale).is_err() {
+            return fail("templates.default_locale", "must be a BCP 47 language tag");
         }
         if self.gateway.send_queue_frames == 0 {
             return fail("gateway.send_queue_frames", "must be at least 1");

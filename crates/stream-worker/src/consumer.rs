@@ -19,7 +19,7 @@
 //! `claim_min_idle` (every `claim_interval`), then new entries by lane
 //! priority (see [`crate::lanes`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,9 @@ use domain::{NewNotification, Priority, ServerFrame};
 use platform::db::{DbError, DbPool};
 use platform::redis::{ReadFrom, RedisError, RedisStore, StreamEntry};
 use platform::storage::dead_letters::{self, NewDeadLetter};
-use platform::storage::notifications::{self, StoredBatch};
+use platform::storage::notifications::{self, Prepared, StoredBatch};
+use platform::storage::preferences;
+use platform::template_cache::{TemplateCache, TemplateLookupError};
 use tokio_util::sync::CancellationToken;
 
 use crate::lanes::LanePolicy;
@@ -48,6 +50,16 @@ pub struct Consumer {
     pub claim_interval: Duration,
     pub max_deliveries: u64,
     pub metrics: Arc<WorkerMetrics>,
+    pub templates: TemplateCache,
+    /// Locale used when neither the notification nor the user names one the template has.
+    pub default_locale: String,
+}
+
+/// What preparing a round needs from PostgreSQL.
+struct Lookups {
+    preferences: HashMap<String, domain::Preferences>,
+    /// Compiled templates by (key, version), or why one cannot be used.
+    templates: HashMap<(String, i32), Result<Arc<templates::Template>, String>>,
 }
 
 /// A round after decoding: what can be stored, and what never can.
@@ -174,6 +186,8 @@ impl Consumer {
             notifications,
             mut dead,
         } = self.sort(&entries);
+        let (notifications, unrenderable) = self.prepare(notifications, shutdown).await?;
+        dead.extend(unrenderable);
         let (stored, refused) = self.store(&notifications, shutdown).await?;
         dead.extend(refused);
         self.dead_letter(&dead, shutdown).await?;
@@ -192,8 +206,10 @@ impl Consumer {
         self.redis.ack(&entries).await?;
 
         let now = Utc::now();
-        for (_, n) in &notifications {
-            let age = (now - n.created_at).to_std().unwrap_or_default();
+        for (_, p) in &notifications {
+            let age = (now - p.notification.created_at)
+                .to_std()
+                .unwrap_or_default();
             self.metrics.delivery_seconds.observe(age.as_secs_f64());
         }
         self.count_outcomes(&notifications, &stored, &dead);
@@ -215,13 +231,14 @@ impl Consumer {
 
     fn count_outcomes(
         &self,
-        notifications: &[(StreamEntry, NewNotification)],
+        notifications: &[(StreamEntry, Prepared)],
         stored: &StoredBatch,
         dead: &[(StreamEntry, String)],
     ) {
         let dead_entries: HashSet<&str> = dead.iter().map(|(e, _)| e.id.as_str()).collect();
         let mut counted = HashSet::new();
-        for (entry, n) in notifications {
+        for (entry, prepared) in notifications {
+            let n = &prepared.notification;
             if dead_entries.contains(entry.id.as_str()) {
                 continue;
             }
@@ -277,15 +294,133 @@ impl Consumer {
         sorted
     }
 
+    /// Renders templated notifications in each user's language and marks the
+    /// ones whose category the user muted. A notification whose template
+    /// cannot be found or rendered can never succeed: it is returned as dead.
+    async fn prepare(
+        &self,
+        notifications: Vec<(StreamEntry, NewNotification)>,
+        shutdown: &CancellationToken,
+    ) -> Result<(Vec<(StreamEntry, Prepared)>, Vec<(StreamEntry, String)>), RoundError> {
+        if notifications.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let lookups = self.lookups(&notifications, shutdown).await?;
+        let mut prepared = Vec::with_capacity(notifications.len());
+        let mut dead = Vec::new();
+        for (entry, mut notification) in notifications {
+            let preferences = lookups.preferences.get(&notification.user_id);
+            let muted = match (&notification.category, preferences) {
+                (Some(category), Some(p)) => p.muted_categories.contains(category),
+                _ => false,
+            };
+            let mut locale = None;
+            if let Some(template_ref) = &notification.template {
+                let compiled = lookups
+                    .templates
+                    .get(&(template_ref.key.clone(), template_ref.version))
+                    .cloned()
+                    .unwrap_or_else(|| Err("template not loaded".into()));
+                // The request's locale, then the user's, then the default.
+                let wanted: Vec<&str> = [
+                    template_ref.locale.as_deref(),
+                    preferences.and_then(|p| p.locale.as_deref()),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                let rendered = compiled
+                    .and_then(|t| t.render(&wanted, &self.default_locale, &template_ref.params));
+                match rendered {
+                    Ok(rendered) => {
+                        notification.title = rendered.title;
+                        notification.body = rendered.body;
+                        locale = Some(rendered.locale);
+                    }
+                    Err(error) => {
+                        dead.push((
+                            entry,
+                            format!(
+                                "template `{}` v{}: {error}",
+                                template_ref.key, template_ref.version
+                            ),
+                        ));
+                        continue;
+                    }
+                }
+            }
+            prepared.push((
+                entry,
+                Prepared {
+                    notification,
+                    locale,
+                    muted,
+                },
+            ));
+        }
+        Ok((prepared, dead))
+    }
+
+    /// Preferences of the round's users and its templates, retrying transient failures.
+    async fn lookups(
+        &self,
+        notifications: &[(StreamEntry, NewNotification)],
+        shutdown: &CancellationToken,
+    ) -> Result<Lookups, RoundError> {
+        let mut users: Vec<&str> = notifications
+            .iter()
+            .map(|(_, n)| n.user_id.as_str())
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        let mut wanted: Vec<(String, i32)> = notifications
+            .iter()
+            .filter_map(|(_, n)| n.template.as_ref().map(|t| (t.key.clone(), t.version)))
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        let mut retry = backoff();
+        loop {
+            let attempt = async {
+                let mut conn = self.db.get().await?;
+                let preferences = preferences::get_many(&mut conn, &users).await?;
+                let mut templates = HashMap::new();
+                for (key, version) in &wanted {
+                    let compiled = match self.templates.version(&mut conn, key, *version).await {
+                        Ok(compiled) => Ok(compiled),
+                        Err(TemplateLookupError::Db(err)) => return Err(err),
+                        Err(err) => Err(err.to_string()),
+                    };
+                    templates.insert((key.clone(), *version), compiled);
+                }
+                Ok::<_, DbError>(Lookups {
+                    preferences,
+                    templates,
+                })
+            };
+            match attempt.await {
+                Ok(lookups) => return Ok(lookups),
+                Err(err) => {
+                    self.metrics.retries.inc();
+                    let delay = retry.next().unwrap_or(Duration::from_secs(5));
+                    tracing::warn!(%err, retry_in = ?delay, "cannot load preferences and templates");
+                    if sleep_or_cancel(delay, shutdown).await {
+                        return Err(RoundError::Cancelled);
+                    }
+                }
+            }
+        }
+    }
+
     /// Stores the notifications in one transaction, retrying transient
     /// failures. If the database refuses the batch while healthy, the entries
     /// are stored one by one and the ones it refuses are returned as dead.
     async fn store(
         &self,
-        batch: &[(StreamEntry, NewNotification)],
+        batch: &[(StreamEntry, Prepared)],
         shutdown: &CancellationToken,
     ) -> Result<(StoredBatch, Vec<(StreamEntry, String)>), RoundError> {
-        let notifications: Vec<NewNotification> = batch.iter().map(|(_, n)| n.clone()).collect();
+        let notifications: Vec<Prepared> = batch.iter().map(|(_, p)| p.clone()).collect();
         match self.store_retrying(&notifications, shutdown).await? {
             Ok(stored) => Ok((stored, Vec::new())),
             Err(refusal) => {
@@ -312,7 +447,7 @@ impl Consumer {
     /// error: retrying will not help); `Err` cancelled during retries.
     async fn store_retrying(
         &self,
-        batch: &[NewNotification],
+        batch: &[Prepared],
         shutdown: &CancellationToken,
     ) -> Result<Result<StoredBatch, DbError>, RoundError> {
         let mut retry = backoff();
@@ -320,7 +455,7 @@ impl Consumer {
         loop {
             let attempt = async {
                 let mut conn = self.db.get().await?;
-                notifications::store_batch(&mut conn, batch, Utc::now()).await
+                notifications::store_prepared(&mut conn, batch, Utc::now()).await
             };
             let err = match attempt.await {
                 Ok(stored) => return Ok(Ok(stored)),

@@ -75,6 +75,8 @@ impl Worker {
             claim_interval: Duration::from_millis(worker.claim_interval_ms),
             max_deliveries: worker.max_deliveries,
             metrics: metrics.clone(),
+            templates: platform::template_cache::TemplateCache::default(),
+            default_locale: settings.templates.default_locale.clone(),
         };
         let trimmer = Trimmer {
             redis,

@@ -245,6 +245,7 @@ pub fn new_notification(
         data: None,
         created_at: chrono::Utc::now(),
         expires_at: None,
+        template: None,
     }
 }
 

@@ -4,7 +4,9 @@
 
 use actix_web::{HttpResponse, web};
 use domain::Notification;
+use domain::Preferences;
 use platform::storage::inbox::{self, InboxChange, PageQuery};
+use platform::storage::preferences;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -19,7 +21,67 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         // Before `{id}/read` so that `read-all` is not taken for an id.
         .route("/v1/me/notifications/read-all", web::post().to(read_all))
         .route("/v1/me/notifications/{id}/read", web::post().to(read_one))
-        .route("/v1/me/notifications/{id}/archive", web::post().to(archive));
+        .route("/v1/me/notifications/{id}/archive", web::post().to(archive))
+        .route("/v1/me/preferences", web::get().to(get_preferences))
+        .route("/v1/me/preferences", web::put().to(put_preferences));
+}
+
+/// The user's preferences (defaults when never set).
+#[utoipa::path(
+    get,
+    path = "/v1/me/preferences",
+    tag = "preferences",
+    responses(
+        (status = 200, description = "Preferences", body = Preferences),
+        (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_preferences(
+    user: User,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, GatewayError> {
+    let mut conn = state.db.get().await.map_err(GatewayError::database)?;
+    let current = preferences::get(&mut conn, &user.id)
+        .await
+        .map_err(GatewayError::database)?;
+    Ok(HttpResponse::Ok().json(current))
+}
+
+/// Replace the user's preferences: locale (BCP 47), timezone (IANA), muted categories.
+#[utoipa::path(
+    put,
+    path = "/v1/me/preferences",
+    tag = "preferences",
+    request_body(content = Preferences, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Stored (normalized)", body = Preferences),
+        (status = 400, description = "Invalid locale, time zone or category", content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn put_preferences(
+    user: User,
+    body: web::Bytes,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, GatewayError> {
+    let wanted: Preferences =
+        domain::validation::decode_json(&body).map_err(GatewayError::Invalid)?;
+    let errors = wanted.field_errors();
+    if !errors.is_empty() {
+        return Err(GatewayError::Invalid(domain::RequestError::InvalidFields(
+            errors,
+        )));
+    }
+    let wanted = wanted.normalized();
+    let mut conn = state.db.get().await.map_err(GatewayError::database)?;
+    preferences::put(&mut conn, &user.id, &wanted)
+        .await
+        .map_err(GatewayError::database)?;
+    Ok(HttpResponse::Ok().json(wanted))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -11,10 +11,28 @@ use crate::inbox;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Herald inbox API", description = "A user's notifications, read state and badge."),
-    paths(inbox::list, inbox::unread_count, inbox::read_one, inbox::read_all, inbox::archive),
-    components(schemas(domain::Notification, domain::Priority, inbox::InboxPage, inbox::UnreadState, inbox::ChangeResult)),
+    paths(
+        inbox::list,
+        inbox::unread_count,
+        inbox::read_one,
+        inbox::read_all,
+        inbox::archive,
+        inbox::get_preferences,
+        inbox::put_preferences,
+    ),
+    components(schemas(
+        domain::Notification,
+        domain::Priority,
+        domain::Preferences,
+        inbox::InboxPage,
+        inbox::UnreadState,
+        inbox::ChangeResult,
+    )),
     modifiers(&BearerScheme),
-    tags((name = "inbox", description = "The user's notifications (JWT)"))
+    tags(
+        (name = "inbox", description = "The user's notifications (JWT)"),
+        (name = "preferences", description = "The user's language, time zone and muted categories (JWT)")
+    )
 )]
 pub struct ApiDoc;
 

@@ -255,6 +255,10 @@ impl Connection {
                     break;
                 }
                 cursor = notification.seq;
+                // Muted: in the history, never pushed.
+                if notification.muted {
+                    continue;
+                }
                 self.send(ServerFrame::Notification(notification)).await?;
                 sent += 1;
             }

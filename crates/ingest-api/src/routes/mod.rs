@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod notifications;
+pub mod templates;
 
 use actix_web::web;
 
@@ -22,5 +23,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route(
         "/v1/admin/dead-letters/{id}/replay",
         web::post().to(admin::replay_dead_letter),
+    )
+    .route("/v1/admin/templates", web::get().to(templates::list))
+    .route(
+        "/v1/admin/templates/{key}",
+        web::post().to(templates::create_version),
+    )
+    .route("/v1/admin/templates/{key}", web::get().to(templates::get))
+    .route(
+        "/v1/admin/templates/{key}",
+        web::delete().to(templates::delete),
+    )
+    .route(
+        "/v1/users/{user_id}/preferences",
+        web::put().to(templates::set_user_locale),
     );
 }

@@ -7,8 +7,10 @@ use domain::NotificationRequest;
 use serde::Serialize;
 use uuid::Uuid;
 
+use domain::{FieldError, RequestError};
 use platform::hashing::sha256_hex;
 use platform::redis::IdempotentAppend;
+use platform::template_cache::TemplateLookupError;
 
 use crate::auth::Producer;
 use crate::error::ApiError;
@@ -67,7 +69,10 @@ pub async fn create_notification(
         .map_err(|_| ApiError::PayloadTooLarge(state.max_body_bytes))?
         .map_err(|err| ApiError::BadBody(err.to_string()))?;
     let request = NotificationRequest::parse(&body)?;
-    let notification = request.into_notification(Uuid::now_v7(), Utc::now());
+    let mut notification = request.into_notification(Uuid::now_v7(), Utc::now());
+    if let Some(template) = &mut notification.template {
+        template.version = check_template(&state, template).await?;
+    }
     let entry =
         serde_json::to_string(&notification).map_err(|err| ApiError::BadBody(err.to_string()))?;
     let unavailable = |err: platform::redis::RedisError| ApiError::Unavailable {
@@ -110,6 +115,38 @@ pub async fn create_notification(
         }
         IdempotentAppend::Replayed { .. } => Err(ApiError::IdempotencyKeyReused),
     }
+}
+
+/// The current version of the template, if the params fit every locale of it.
+/// An unknown template or a missing or mistyped parameter is the producer's
+/// to fix now: nothing is queued.
+async fn check_template(state: &AppState, template: &domain::TemplateRef) -> Result<i32, ApiError> {
+    let mut conn = state
+        .db
+        .get()
+        .await
+        .map_err(|e| state.db_unavailable(e.to_string()))?;
+    let compiled = match state.templates.latest(&mut conn, &template.key).await {
+        Ok(compiled) => compiled,
+        Err(TemplateLookupError::Db(err)) => return Err(state.db_unavailable(err.to_string())),
+        Err(err) => {
+            return Err(RequestError::InvalidFields(vec![FieldError::new(
+                "template",
+                err.to_string(),
+            )])
+            .into());
+        }
+    };
+    compiled.check_params(&template.params).map_err(|err| {
+        RequestError::InvalidFields(vec![FieldError::new(
+            format!("params.{}", err.param),
+            format!(
+                "template `{}`: parameter `{}` {}",
+                template.key, err.param, err.problem
+            ),
+        )])
+    })?;
+    Ok(compiled.version)
 }
 
 fn accepted(id: Uuid, replayed: bool) -> HttpResponse {

@@ -90,7 +90,9 @@ pub async fn page(
         select = select.filter(notifications::seq.lt(before));
     }
     if query.unread_only {
-        select = select.filter(notifications::read_at.is_null());
+        select = select
+            .filter(notifications::read_at.is_null())
+            .filter(notifications::muted.eq(false));
     }
     if let Some(category) = &query.category {
         select = select.filter(notifications::category.eq(category));
@@ -223,18 +225,22 @@ async fn change(
                         .returning(notifications::id)
                         .get_results(conn)
                         .await?;
-                    // Archived ones already left the count when they were archived.
-                    let archived: i64 = notifications::table
+                    // Archived and muted ones were never (or no longer) in the count.
+                    let uncounted: i64 = notifications::table
                         .filter(notifications::id.eq_any(&ids))
-                        .filter(notifications::archived_at.is_not_null())
+                        .filter(
+                            notifications::archived_at
+                                .is_not_null()
+                                .or(notifications::muted.eq(true)),
+                        )
                         .count()
                         .get_result(conn)
                         .await?;
-                    let lowered = ids.len() as i64 - archived;
+                    let lowered = ids.len() as i64 - uncounted;
                     (ids, lowered)
                 }
                 Change::Archive => {
-                    let rows: Vec<(Uuid, Option<DateTime<Utc>>)> =
+                    let rows: Vec<(Uuid, Option<DateTime<Utc>>, bool)> =
                         diesel::update(notifications::table)
                             .filter(
                                 notifications::id.eq_any(
@@ -243,11 +249,19 @@ async fn change(
                                 ),
                             )
                             .set(notifications::archived_at.eq(now))
-                            .returning((notifications::id, notifications::read_at))
+                            .returning((
+                                notifications::id,
+                                notifications::read_at,
+                                notifications::muted,
+                            ))
                             .get_results(conn)
                             .await?;
-                    let lowered = rows.iter().filter(|(_, read)| read.is_none()).count() as i64;
-                    (rows.into_iter().map(|(id, _)| id).collect(), lowered)
+                    // Read and muted ones were not in the count.
+                    let lowered = rows
+                        .iter()
+                        .filter(|(_, read, muted)| read.is_none() && !muted)
+                        .count() as i64;
+                    (rows.into_iter().map(|(id, _, _)| id).collect(), lowered)
                 }
             };
             if changed.is_empty() {
@@ -285,6 +299,7 @@ pub async fn count_unread_rows(
         .filter(notifications::seq.is_not_null())
         .filter(notifications::read_at.is_null())
         .filter(notifications::archived_at.is_null())
+        .filter(notifications::muted.eq(false))
         .count()
         .get_result(conn)
         .await?)

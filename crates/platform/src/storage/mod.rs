@@ -7,6 +7,8 @@ pub mod dead_letters;
 pub mod inbox;
 mod models;
 pub mod notifications;
+pub mod preferences;
 pub mod schema;
+pub mod templates;
 
 pub use crate::db::DbError as StorageError;

@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use domain::{NewNotification, Notification, Priority};
+use domain::{Notification, Priority};
+
+use super::notifications::Prepared;
 use uuid::Uuid;
 
 use super::schema::{api_keys, notifications};
@@ -21,11 +23,18 @@ pub(crate) struct NotificationInsert<'a> {
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub expired: bool,
+    pub locale: Option<&'a str>,
+    pub template_key: Option<&'a str>,
+    pub template_version: Option<i32>,
+    pub params: Option<serde_json::Value>,
+    pub muted: bool,
 }
 
 impl<'a> NotificationInsert<'a> {
     /// `seq` is `None` for a notification stored as expired.
-    pub fn new(notification: &'a NewNotification, seq: Option<i64>) -> Self {
+    pub fn new(prepared: &'a Prepared, seq: Option<i64>) -> Self {
+        let notification = &prepared.notification;
+        let template = notification.template.as_ref();
         Self {
             id: notification.id,
             user_id: &notification.user_id,
@@ -38,6 +47,11 @@ impl<'a> NotificationInsert<'a> {
             created_at: notification.created_at,
             expires_at: notification.expires_at,
             expired: seq.is_none(),
+            locale: prepared.locale.as_deref(),
+            template_key: template.map(|t| t.key.as_str()),
+            template_version: template.map(|t| t.version),
+            params: template.map(|t| serde_json::Value::Object(t.params.clone())),
+            muted: prepared.muted,
         }
     }
 }
@@ -58,6 +72,8 @@ pub(crate) struct NotificationRow {
     pub expires_at: Option<DateTime<Utc>>,
     pub read_at: Option<DateTime<Utc>>,
     pub archived_at: Option<DateTime<Utc>>,
+    pub locale: Option<String>,
+    pub muted: bool,
 }
 
 impl NotificationRow {
@@ -81,6 +97,8 @@ impl NotificationRow {
             expires_at: self.expires_at,
             read_at: self.read_at,
             archived_at: self.archived_at,
+            locale: self.locale,
+            muted: self.muted,
         })
     }
 }

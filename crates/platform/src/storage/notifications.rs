@@ -51,11 +51,41 @@ impl StoredBatch {
     }
 }
 
-/// Stores a batch in one transaction. Duplicate ids inside the batch, and
-/// ids stored earlier, are stored once.
+/// A notification ready to store: rendered (title and body filled in), with
+/// the locale it was rendered in and whether the user muted its category.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub notification: NewNotification,
+    pub locale: Option<String>,
+    pub muted: bool,
+}
+
+impl From<NewNotification> for Prepared {
+    fn from(notification: NewNotification) -> Self {
+        Self {
+            notification,
+            locale: None,
+            muted: false,
+        }
+    }
+}
+
+/// Stores plain notifications (see [`store_prepared`]).
 pub async fn store_batch(
     conn: &mut AsyncPgConnection,
     batch: &[NewNotification],
+    now: DateTime<Utc>,
+) -> Result<StoredBatch, DbError> {
+    let prepared: Vec<Prepared> = batch.iter().cloned().map(Prepared::from).collect();
+    store_prepared(conn, &prepared, now).await
+}
+
+/// Stores a batch in one transaction. Duplicate ids inside the batch, and
+/// ids stored earlier, are stored once. Muted ones take their `seq` but are
+/// not counted unread (and are not among `visible`).
+pub async fn store_prepared(
+    conn: &mut AsyncPgConnection,
+    batch: &[Prepared],
     now: DateTime<Utc>,
 ) -> Result<StoredBatch, DbError> {
     if batch.is_empty() {
@@ -71,10 +101,13 @@ pub async fn store_batch(
 
 async fn store_in_tx(
     conn: &mut AsyncPgConnection,
-    batch: &[NewNotification],
+    batch: &[Prepared],
     now: DateTime<Utc>,
 ) -> Result<StoredBatch, diesel::result::Error> {
-    let mut users: Vec<&str> = batch.iter().map(|n| n.user_id.as_str()).collect();
+    let mut users: Vec<&str> = batch
+        .iter()
+        .map(|p| p.notification.user_id.as_str())
+        .collect();
     users.sort_unstable();
     users.dedup();
 
@@ -96,7 +129,7 @@ async fn store_in_tx(
 
     // With the users locked, no other transaction can be storing these ids
     // (an id belongs to one user), so this check is exact.
-    let ids: Vec<Uuid> = batch.iter().map(|n| n.id).collect();
+    let ids: Vec<Uuid> = batch.iter().map(|p| p.notification.id).collect();
     let already_stored: HashSet<Uuid> = notifications::table
         .filter(notifications::id.eq_any(&ids))
         .select(notifications::id)
@@ -109,7 +142,8 @@ async fn store_in_tx(
     let mut seen = HashSet::with_capacity(batch.len());
     let mut inserts = Vec::with_capacity(batch.len());
     let mut added: HashMap<&str, i64> = HashMap::new();
-    for notification in batch {
+    for prepared in batch {
+        let notification = &prepared.notification;
         if !seen.insert(notification.id) {
             continue;
         }
@@ -119,15 +153,18 @@ async fn store_in_tx(
         }
         if notification.is_expired_at(now) {
             outcome.expired.insert(notification.id);
-            inserts.push(NotificationInsert::new(notification, None));
+            inserts.push(NotificationInsert::new(prepared, None));
             continue;
         }
         let Some(seq) = last_seq.get_mut(notification.user_id.as_str()) else {
             return Err(diesel::result::Error::NotFound);
         };
         *seq += 1;
-        *added.entry(notification.user_id.as_str()).or_default() += 1;
-        inserts.push(NotificationInsert::new(notification, Some(*seq)));
+        let unread = added.entry(notification.user_id.as_str()).or_default();
+        if !prepared.muted {
+            *unread += 1;
+        }
+        inserts.push(NotificationInsert::new(prepared, Some(*seq)));
     }
     outcome.inserted = inserts.len();
     for chunk in inserts.chunks(ROWS_PER_INSERT) {
@@ -161,6 +198,7 @@ async fn store_in_tx(
         .await?
         .into_iter()
         .filter_map(NotificationRow::into_visible)
+        .filter(|n| !n.muted)
         .map(|n| (n.id, n))
         .collect();
     outcome.visible = ids.iter().filter_map(|id| by_id.remove(id)).collect();

@@ -41,6 +41,31 @@ diesel::table! {
         expires_at -> Nullable<Timestamptz>,
         expired -> Bool,
         archived_at -> Nullable<Timestamptz>,
+        locale -> Nullable<Text>,
+        template_key -> Nullable<Text>,
+        template_version -> Nullable<Int4>,
+        params -> Nullable<Jsonb>,
+        muted -> Bool,
+    }
+}
+
+diesel::table! {
+    templates (key, version) {
+        key -> Text,
+        version -> Int4,
+        source -> Jsonb,
+        created_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    user_preferences (user_id) {
+        user_id -> Text,
+        locale -> Nullable<Text>,
+        timezone -> Nullable<Text>,
+        muted_categories -> Array<Text>,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -53,4 +78,11 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(api_keys, dead_letters, notifications, user_inbox,);
+diesel::allow_tables_to_appear_in_same_query!(
+    api_keys,
+    dead_letters,
+    notifications,
+    templates,
+    user_inbox,
+    user_preferences,
+);

@@ -1,0 +1,257 @@
+//! Admin endpoints for templates (API key with the admin scope), and the
+//! producers' endpoint for a user's locale.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use domain::{FieldError, Preferences, RequestError};
+use platform::problem::Problem;
+use platform::storage::{preferences, templates as stored};
+use serde::{Deserialize, Serialize};
+use templates::{Template, TemplateIssue, TemplateSource};
+
+use crate::auth::{Admin, Producer};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedVersion {
+    pub key: String,
+    pub version: i32,
+}
+
+/// Invalid template: every issue with its locale, line and column.
+fn invalid_template(issues: Vec<TemplateIssue>) -> HttpResponse {
+    let errors = issues
+        .iter()
+        .map(|issue| {
+            let field = match &issue.locale {
+                Some(locale) => format!("locales.{locale}"),
+                None => "template".to_owned(),
+            };
+            let message = match (issue.line, issue.column) {
+                (Some(line), Some(column)) => {
+                    format!("line {line}, column {column}: {}", issue.message)
+                }
+                _ => issue.message.clone(),
+            };
+            FieldError::new(field, message)
+        })
+        .collect();
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "invalid-template",
+        "Invalid template",
+    )
+    .detail("the template was not stored; see errors and issues")
+    .errors(errors)
+    .extension("issues", serde_json::to_value(&issues).unwrap_or_default())
+    .to_response()
+}
+
+/// Create a new version of a template (the first one creates the template).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/templates/{key}",
+    tag = "admin",
+    params(("key" = String, Path, description = "Template key: 1..=64 of a-z 0-9 _ . -")),
+    request_body(content = TemplateSource, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Stored as a new version (or equal to the current one)", body = CreatedVersion),
+        (status = 400, description = "Invalid template: `errors` and `issues` give locale, line and column", content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn create_version(
+    _admin: Admin,
+    key: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let source: TemplateSource = domain::validation::decode_json(&body)?;
+    if let Err(issues) = Template::compile(&key, 0, &source) {
+        return Ok(invalid_template(issues));
+    }
+    let mut conn = state
+        .db
+        .get()
+        .await
+        .map_err(|e| state.db_unavailable(e.to_string()))?;
+    let version = stored::create_version(&mut conn, &key, &source)
+        .await
+        .map_err(|e| state.db_unavailable(e.to_string()))?;
+    Ok(HttpResponse::Created().json(CreatedVersion {
+        key: key.into_inner(),
+        version,
+    }))
+}
+
+/// The current version of every template.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/templates",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Templates", body = [stored::StoredTemplate]),
+        (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let mut conn = state
+        .db
+        .get()
+        .await
+        .map_err(|e| state.db_unavailable(e.to_string()))?;
+    let all = stored::list(&mut conn)
+        .await
+        .map_err(|e| state.db_unavailable(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(all))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct VersionQuery {
+    /// A specific version (default: the current one).
+    pub version: Option<i32>,
+}
+
+/// One template: its current version, or `?version=N`.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/templates/{key}",
+    tag = "admin",
+    params(("key" = String, Path, description = "Template key"), VersionQuery),
+    responses(
+        (status = 200, description = "The template", body = stored::StoredTemplate),
+        (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json"),
+        (status = 404, description = "No such template (or version)", content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn get(
+    _admin: Admin,
+    key: web::Path<String>,
+    query: web::Query<VersionQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = state
+        .db
+        .get()
+        .await
+        .map_err(|e| state.db_unavailable(e.to_string()))?;
+    let found = match query.version {
+        Some(version) => stored::version(&mut conn, &key, version).await,
+        None => stored::latest(&mut conn, &key).await,
+    }
+    .map_err(|e| state.db_unavailable(e.to_string()))?;
+    match found {
+        Some(template) => Ok(HttpResponse::Ok().json(template)),
+        None => Err(ApiError::NotFoundDetail("no such template")),
+    }
+}
+
+/// Delete a template: new notifications can no longer use it; queued ones still render.
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/templates/{key}",
+    tag = "admin",
+    params(("key" = String, Path, description = "Template key")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json"),
+        (status = 404, description = "No such template", content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn delete(
+    _admin: Admin,
+    key: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = state
+        .db
+        .get()
+        .await
+        .map_err(|e| state.db_unavailable(e.to_string()))?;
+    if stored::delete(&mut conn, &key)
+        .await
+        .map_err(|e| state.db_unavailable(e.to_string()))?
+    {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFoundDetail("no such template"))
+    }
+}
+
+/// What a producer may set for a user: language and time zone.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserLocale {
+    /// BCP 47 locale (`pt-BR`); `null` clears it.
+    pub locale: Option<String>,
+    /// IANA time zone (`Europe/Warsaw`); `null` clears it.
+    pub timezone: Option<String>,
+}
+
+/// Set a user's locale (and time zone): producers often know it first.
+#[utoipa::path(
+    put,
+    path = "/v1/users/{user_id}/preferences",
+    tag = "notifications",
+    params(("user_id" = String, Path, description = "The user")),
+    request_body(content = UserLocale, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The user's preferences now", body = Preferences),
+        (status = 400, description = "Invalid locale, time zone or user id", content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn set_user_locale(
+    _producer: Producer,
+    user_id: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let request: UserLocale = domain::validation::decode_json(&body)?;
+    let mut errors = Vec::new();
+    if let Err(why) = domain::notification::validate_user_id(&user_id) {
+        errors.push(FieldError::new("user_id", why));
+    }
+    let wanted = Preferences {
+        locale: request.locale,
+        timezone: request.timezone,
+        muted_categories: Vec::new(),
+    };
+    errors.extend(wanted.field_errors());
+    if !errors.is_empty() {
+        return Err(RequestError::InvalidFields(errors).into());
+    }
+    let wanted = wanted.normalized();
+    let mut conn = state
+        .db
+        .get()
+        .await
+        .map_err(|e| state.db_unavailable(e.to_string()))?;
+    preferences::set_locale(
+        &mut conn,
+        &user_id,
+        wanted.locale.as_deref(),
+        wanted.timezone.as_deref(),
+    )
+    .await
+    .map_err(|e| state.db_unavailable(e.to_string()))?;
+    let now = preferences::get(&mut conn, &user_id)
+        .await
+        .map_err(|e| state.db_unavailable(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(now))
+}
