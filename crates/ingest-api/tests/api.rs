@@ -670,9 +670,13 @@ fn order_template() -> Value {
 
 impl TestApp {
     async fn admin_key(&self) -> String {
-        api_keys::create(&mut self.env.db().await, &format!("ops-{}", uuid::Uuid::now_v7().simple()), Scope::Admin)
-            .await
-            .unwrap()
+        api_keys::create(
+            &mut self.env.db().await,
+            &format!("ops-{}", uuid::Uuid::now_v7().simple()),
+            Scope::Admin,
+        )
+        .await
+        .unwrap()
     }
 
     async fn upload(&self, key: &str, admin: &str, template: &Value) -> reqwest::Response {
@@ -692,43 +696,97 @@ async fn template_upload_is_validated_versioned_listed_and_deleted() {
     let admin = app.admin_key().await;
 
     // A producer key may not manage templates.
-    problem(app.upload("order_shipped", &app.key, &order_template()).await, StatusCode::FORBIDDEN).await;
+    problem(
+        app.upload("order_shipped", &app.key, &order_template())
+            .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
 
     // Invalid: a syntax error and an undeclared parameter, with positions; nothing stored.
     let broken = json!({"params": {"count": "number"}, "locales": {
         "en": "title = Hi { $name }\nbody = x\n",
         "de": "title = Hallo\nbody = { $count ->\n    [one] eins\n}\n"}});
-    let body = problem(app.upload("order_shipped", &admin, &broken).await, StatusCode::BAD_REQUEST).await;
+    let body = problem(
+        app.upload("order_shipped", &admin, &broken).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
     assert_eq!(body["type"], "https://herald.dev/problems/invalid-template");
     let issues = body["issues"].as_array().unwrap();
     let en = issues.iter().find(|i| i["locale"] == "en").unwrap();
-    assert_eq!((en["line"].as_u64(), en["column"].as_u64()), (Some(1), Some(14)));
+    assert_eq!(
+        (en["line"].as_u64(), en["column"].as_u64()),
+        (Some(1), Some(14))
+    );
     assert!(en["message"].as_str().unwrap().contains("$name"));
     let de = issues.iter().find(|i| i["locale"] == "de").unwrap();
     assert!(de["line"].as_u64().unwrap() >= 2);
-    assert!(body["errors"].as_array().unwrap().iter().any(|e| e["field"] == "locales.de"));
-    let missing = app.http.get(format!("{}/v1/admin/templates/order_shipped", app.base)).header("x-api-key", &admin).send().await.unwrap();
-    assert_eq!(missing.status(), StatusCode::NOT_FOUND, "nothing invalid is stored");
+    assert!(
+        body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["field"] == "locales.de")
+    );
+    let missing = app
+        .http
+        .get(format!("{}/v1/admin/templates/order_shipped", app.base))
+        .header("x-api-key", &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        missing.status(),
+        StatusCode::NOT_FOUND,
+        "nothing invalid is stored"
+    );
     let huge = json!({"locales": {"en": format!("title = a\nbody = {}\n", "x".repeat(17_000))}});
-    problem(app.upload("huge", &admin, &huge).await, StatusCode::BAD_REQUEST).await;
+    problem(
+        app.upload("huge", &admin, &huge).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
 
     // Valid: version 1; the same again stays 1; a change makes 2.
     let created = app.upload("order_shipped", &admin, &order_template()).await;
     assert_eq!(created.status(), StatusCode::CREATED);
     assert_eq!(created.json::<Value>().await.unwrap()["version"], 1);
-    let same: Value = app.upload("order_shipped", &admin, &order_template()).await.json().await.unwrap();
+    let same: Value = app
+        .upload("order_shipped", &admin, &order_template())
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(same["version"], 1);
     let mut changed = order_template();
     changed["locales"]["de"] = json!("title = Versandt\nbody = { $count } Artikel für { $name }\n");
-    let v2: Value = app.upload("order_shipped", &admin, &changed).await.json().await.unwrap();
+    let v2: Value = app
+        .upload("order_shipped", &admin, &changed)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v2["version"], 2);
 
-    let list: Value = app.http.get(format!("{}/v1/admin/templates", app.base)).header("x-api-key", &admin).send().await.unwrap().json().await.unwrap();
+    let list: Value = app
+        .http
+        .get(format!("{}/v1/admin/templates", app.base))
+        .header("x-api-key", &admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["version"], 2);
     let v1: Value = app
         .http
-        .get(format!("{}/v1/admin/templates/order_shipped?version=1", app.base))
+        .get(format!(
+            "{}/v1/admin/templates/order_shipped?version=1",
+            app.base
+        ))
         .header("x-api-key", &admin)
         .send()
         .await
@@ -738,9 +796,21 @@ async fn template_upload_is_validated_versioned_listed_and_deleted() {
         .unwrap();
     assert!(v1["source"]["locales"]["de"].is_null());
 
-    let deleted = app.http.delete(format!("{}/v1/admin/templates/order_shipped", app.base)).header("x-api-key", &admin).send().await.unwrap();
+    let deleted = app
+        .http
+        .delete(format!("{}/v1/admin/templates/order_shipped", app.base))
+        .header("x-api-key", &admin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
-    let again = app.http.delete(format!("{}/v1/admin/templates/order_shipped", app.base)).header("x-api-key", &admin).send().await.unwrap();
+    let again = app
+        .http
+        .delete(format!("{}/v1/admin/templates/order_shipped", app.base))
+        .header("x-api-key", &admin)
+        .send()
+        .await
+        .unwrap();
     problem(again, StatusCode::NOT_FOUND).await;
     let body = problem(
         app.post(&json!({"user_id": "u", "template": "order_shipped", "params": {"count": 1, "name": "a"}})).await,
@@ -754,7 +824,12 @@ async fn template_upload_is_validated_versioned_listed_and_deleted() {
 async fn templated_notifications_are_checked_at_ingest() {
     let app = TestApp::spawn().await;
     let admin = app.admin_key().await;
-    assert_eq!(app.upload("order_shipped", &admin, &order_template()).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        app.upload("order_shipped", &admin, &order_template())
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
 
     let ok = app
         .post(&json!({"user_id": "u1", "template": "order_shipped", "params": {"count": 3, "name": "Ada"}, "locale": "pl"}))
@@ -764,22 +839,57 @@ async fn templated_notifications_are_checked_at_ingest() {
     assert_eq!(appended.len(), 1);
 
     let cases = [
-        (json!({"user_id": "u", "template": "nope", "params": {}}), "template", "nope"),
-        (json!({"user_id": "u", "template": "order_shipped", "params": {"name": "Ada"}}), "params.count", "order_shipped"),
-        (json!({"user_id": "u", "template": "order_shipped", "params": {"count": "three", "name": "Ada"}}), "params.count", "number"),
-        (json!({"user_id": "u", "template": "order_shipped", "params": {"count": 1, "name": "Ada", "x": 1}}), "params.x", "not declared"),
-        (json!({"user_id": "u", "template": "order_shipped", "title": "t", "body": "b", "params": {"count": 1, "name": "Ada"}}), "template", "not both"),
+        (
+            json!({"user_id": "u", "template": "nope", "params": {}}),
+            "template",
+            "nope",
+        ),
+        (
+            json!({"user_id": "u", "template": "order_shipped", "params": {"name": "Ada"}}),
+            "params.count",
+            "order_shipped",
+        ),
+        (
+            json!({"user_id": "u", "template": "order_shipped", "params": {"count": "three", "name": "Ada"}}),
+            "params.count",
+            "number",
+        ),
+        (
+            json!({"user_id": "u", "template": "order_shipped", "params": {"count": 1, "name": "Ada", "x": 1}}),
+            "params.x",
+            "not declared",
+        ),
+        (
+            json!({"user_id": "u", "template": "order_shipped", "title": "t", "body": "b", "params": {"count": 1, "name": "Ada"}}),
+            "template",
+            "not both",
+        ),
         (json!({"user_id": "u"}), "template", "either"),
-        (json!({"user_id": "u", "template": "order_shipped", "params": {"count": 1, "name": "Ada"}, "locale": "not a tag"}), "locale", "BCP 47"),
-        (json!({"user_id": "u", "template": "order_shipped", "params": {"count": [1], "name": "Ada"}}), "params.count", "string or a number"),
+        (
+            json!({"user_id": "u", "template": "order_shipped", "params": {"count": 1, "name": "Ada"}, "locale": "not a tag"}),
+            "locale",
+            "BCP 47",
+        ),
+        (
+            json!({"user_id": "u", "template": "order_shipped", "params": {"count": [1], "name": "Ada"}}),
+            "params.count",
+            "string or a number",
+        ),
     ];
     for (request, field, says) in cases {
         let body = problem(app.post(&request).await, StatusCode::BAD_REQUEST).await;
         let error = &body["errors"][0];
         assert_eq!(error["field"], field, "{request}: {body}");
-        assert!(error["message"].as_str().unwrap().contains(says), "{request}: {body}");
+        assert!(
+            error["message"].as_str().unwrap().contains(says),
+            "{request}: {body}"
+        );
     }
-    assert_eq!(app.appended().await.len(), 0, "nothing queued for refused requests");
+    assert_eq!(
+        app.appended().await.len(),
+        0,
+        "nothing queued for refused requests"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -792,10 +902,39 @@ async fn producers_can_set_a_users_locale() {
             .json(&body)
             .send()
     };
-    let ok: Value = put("ana", json!({"locale": "pt-br", "timezone": "America/Sao_Paulo"})).await.unwrap().json().await.unwrap();
-    assert_eq!(ok, json!({"locale": "pt-BR", "timezone": "America/Sao_Paulo", "muted_categories": []}));
-    let body = problem(put("ana", json!({"locale": "xx yy", "timezone": "Nowhere/Land"})).await.unwrap(), StatusCode::BAD_REQUEST).await;
-    let fields: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    let ok: Value = put(
+        "ana",
+        json!({"locale": "pt-br", "timezone": "America/Sao_Paulo"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        ok,
+        json!({"locale": "pt-BR", "timezone": "America/Sao_Paulo", "muted_categories": []})
+    );
+    let body = problem(
+        put(
+            "ana",
+            json!({"locale": "xx yy", "timezone": "Nowhere/Land"}),
+        )
+        .await
+        .unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
     assert_eq!(fields, ["locale", "timezone"]);
-    problem(put("bad user", json!({"locale": "en"})).await.unwrap(), StatusCode::BAD_REQUEST).await;
+    problem(
+        put("bad user", json!({"locale": "en"})).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
 }
