@@ -325,3 +325,54 @@ async fn openapi_and_metrics() {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preferences_are_validated_and_muted_ones_are_skipped_on_resume() {
+    let gw = TestGateway::spawn().await;
+    let api = Api::new(&gw, "cleo");
+    let put = |body: Value| {
+        api.http
+            .put(format!("http://127.0.0.1:{}/v1/me/preferences", gw.port))
+            .bearer_auth(&api.token)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(
+        api.json("/v1/me/preferences").await,
+        json!({"locale": null, "timezone": null, "muted_categories": []})
+    );
+    let stored: Value = put(json!({"locale": "zh-hant-tw", "timezone": "Asia/Taipei", "muted_categories": ["social"]}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["locale"], "zh-Hant-TW");
+    assert_eq!(api.json("/v1/me/preferences").await, stored);
+    let refused = put(json!({"locale": "??", "timezone": "Moon/Base", "muted_categories": ["a b"]})).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let refused: Value = refused.json().await.unwrap();
+    let fields: Vec<&str> = refused["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["locale", "timezone", "muted_categories[0]"]);
+    assert_eq!(api.json("/v1/me/preferences").await, stored, "nothing half-stored");
+
+    // A muted notification is in the history but skipped by a resume.
+    let mut batch: Vec<_> = (0..3).map(|i| new_notification("cleo", i, Priority::Normal)).collect();
+    batch[1].category = Some("social".into());
+    let prepared: Vec<notifications::Prepared> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, n)| notifications::Prepared { notification: n.clone(), locale: None, muted: i == 1 })
+        .collect();
+    notifications::store_prepared(&mut gw.env.db().await, &prepared, chrono::Utc::now()).await.unwrap();
+    let token = gw.env.token("cleo", 300);
+    let mut client = testkit::ws::WsClient::connect(gw.port, "/v1/ws?since=0", Some(&token)).await.unwrap();
+    let hello = client.next_json(WAIT).await.unwrap();
+    assert_eq!(hello["unread"], 2);
+    let (frames, _) = crate::support::notifications(&mut client, 2, WAIT).await;
+    assert_eq!(crate::support::seqs(&frames), vec![1, 3], "seq 2 is muted");
+    assert_eq!(client.next_json(Duration::from_millis(300)).await, None);
+    let history = api.json("/v1/me/notifications").await;
+    assert_eq!(history["items"].as_array().unwrap().len(), 3);
+    assert_eq!(history["items"][1]["muted"], true);
+}
