@@ -9,4 +9,5 @@
 mod faults;
 mod gateway;
 mod support;
+mod templates;
 mod walking_skeleton;
