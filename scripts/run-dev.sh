@@ -24,6 +24,8 @@ if [[ -z ${HERALD__AUTH__JWT_SECRET:-} ]]; then
 fi
 export HERALD__AUTH__JWT_SECRET
 export HERALD__HTTP__HOST="${HERALD__HTTP__HOST:-127.0.0.1}"
+# Seed templates from the repository (loaded by ingest-api at start).
+export HERALD__TEMPLATES__DIR="${HERALD__TEMPLATES__DIR:-$ROOT/templates}"
 
 "$BIN/stream-worker" migrate
 
@@ -72,6 +74,14 @@ Send $SAMPLE_USER a notification:
   curl -i -X POST http://127.0.0.1:$INGEST_PORT/v1/notifications \\
     -H 'content-type: application/json' -H 'x-api-key: $API_KEY' \\
     -d '{"user_id":"$SAMPLE_USER","title":"Hello","body":"Your first Herald notification"}'
+
+Templates seeded from templates/ (order_shipped: en, de, pl; new_messages: en, ru, ar).
+Make $SAMPLE_USER Polish, then send a template:
+  curl -X PUT http://127.0.0.1:$INGEST_PORT/v1/users/$SAMPLE_USER/preferences \\
+    -H 'content-type: application/json' -H 'x-api-key: $API_KEY' -d '{"locale":"pl"}'
+  curl -i -X POST http://127.0.0.1:$INGEST_PORT/v1/notifications \\
+    -H 'content-type: application/json' -H 'x-api-key: $API_KEY' \\
+    -d '{"user_id":"$SAMPLE_USER","template":"order_shipped","params":{"count":3,"name":"Ada"}}'
 
 MSG
 

@@ -44,6 +44,14 @@ impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let db = db::pool(&settings.database)?;
         db::wait_until_reachable(&db).await;
+        if !settings.templates.dir.is_empty() {
+            let loaded = platform::template_dir::load(
+                &mut *db.get().await?,
+                std::path::Path::new(&settings.templates.dir),
+            )
+            .await?;
+            tracing::info!(?loaded, dir = %settings.templates.dir, "templates loaded from folder");
+        }
         let redis = RedisStore::connect(&settings.redis).await?;
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))?;
         let port = listener.local_addr()?.port();

@@ -17,5 +17,6 @@ pub mod shutdown;
 pub mod storage;
 pub mod telemetry;
 pub mod template_cache;
+pub mod template_dir;
 
 pub use settings::Settings;
