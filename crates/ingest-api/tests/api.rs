@@ -875,6 +875,12 @@ async fn templated_notifications_are_checked_at_ingest() {
             "params.count",
             "string or a number",
         ),
+        (
+            json!({"user_id": "u", "template": "order_shipped",
+                   "params": (0..21).map(|i| (format!("p{i}"), json!(i))).collect::<serde_json::Map<_, _>>()}),
+            "params",
+            "at most 20",
+        ),
     ];
     for (request, field, says) in cases {
         let body = problem(app.post(&request).await, StatusCode::BAD_REQUEST).await;
@@ -942,14 +948,36 @@ async fn producers_can_set_a_users_locale() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn templates_load_from_a_folder_at_start_and_broken_ones_stop_it() {
     let mut env = TestEnv::new().await;
-    env.set("HERALD__TEMPLATES__DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/../../templates"));
+    env.set(
+        "HERALD__TEMPLATES__DIR",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../templates"),
+    );
     let app = TestApp::spawn_in(env).await;
     let admin = app.admin_key().await;
-    let list: Value = app.http.get(format!("{}/v1/admin/templates", app.base)).header("x-api-key", &admin).send().await.unwrap().json().await.unwrap();
-    let keys: Vec<&str> = list.as_array().unwrap().iter().map(|t| t["key"].as_str().unwrap()).collect();
+    let list: Value = app
+        .http
+        .get(format!("{}/v1/admin/templates", app.base))
+        .header("x-api-key", &admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["key"].as_str().unwrap())
+        .collect();
     assert_eq!(keys, ["new_messages", "order_shipped"]);
     for template in list.as_array().unwrap() {
-        assert_eq!(template["source"]["locales"].as_object().unwrap().len(), 3, "{}", template["key"]);
+        assert_eq!(
+            template["source"]["locales"].as_object().unwrap().len(),
+            3,
+            "{}",
+            template["key"]
+        );
     }
     let ok = app
         .post(&json!({"user_id": "u", "template": "order_shipped", "params": {"count": 2, "name": "Ada"}}))
@@ -957,9 +985,16 @@ async fn templates_load_from_a_folder_at_start_and_broken_ones_stop_it() {
     assert_eq!(ok.status(), StatusCode::ACCEPTED);
 
     // A broken file stops the start, naming file, line and column.
-    let broken = std::env::temp_dir().join(format!("herald-templates-{}", uuid::Uuid::now_v7().simple()));
+    let broken = std::env::temp_dir().join(format!(
+        "herald-templates-{}",
+        uuid::Uuid::now_v7().simple()
+    ));
     std::fs::create_dir_all(broken.join("oops")).unwrap();
-    std::fs::write(broken.join("oops/en.ftl"), "title = Hi { $who }\nbody = x\n").unwrap();
+    std::fs::write(
+        broken.join("oops/en.ftl"),
+        "title = Hi { $who }\nbody = x\n",
+    )
+    .unwrap();
     let mut env = TestEnv::new().await;
     env.set("HERALD__TEMPLATES__DIR", broken.to_str().unwrap());
     let err = match Application::build(&env.settings()).await {

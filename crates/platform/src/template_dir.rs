@@ -36,7 +36,10 @@ pub enum TemplateDirError {
 }
 
 /// Reads every template under `dir`; returns `(key, version)` of each.
-pub async fn load(conn: &mut AsyncPgConnection, dir: &Path) -> Result<Vec<(String, i32)>, TemplateDirError> {
+pub async fn load(
+    conn: &mut AsyncPgConnection,
+    dir: &Path,
+) -> Result<Vec<(String, i32)>, TemplateDirError> {
     let read = |path: &Path| {
         std::fs::read_to_string(path).map_err(|source| TemplateDirError::Read {
             path: path.display().to_string(),
@@ -44,7 +47,10 @@ pub async fn load(conn: &mut AsyncPgConnection, dir: &Path) -> Result<Vec<(Strin
         })
     };
     let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|source| TemplateDirError::Read { path: dir.display().to_string(), source })?
+        .map_err(|source| TemplateDirError::Read {
+            path: dir.display().to_string(),
+            source,
+        })?
         .filter_map(Result::ok)
         .filter(|e| e.path().is_dir())
         .collect();
@@ -62,14 +68,20 @@ pub async fn load(conn: &mut AsyncPgConnection, dir: &Path) -> Result<Vec<(Strin
         };
         let mut locales = BTreeMap::new();
         let mut files: Vec<_> = std::fs::read_dir(&folder)
-            .map_err(|source| TemplateDirError::Read { path: folder.display().to_string(), source })?
+            .map_err(|source| TemplateDirError::Read {
+                path: folder.display().to_string(),
+                source,
+            })?
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "ftl"))
             .collect();
         files.sort();
         for file in files {
-            let locale = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let locale = file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             locales.insert(locale, read(&file)?);
         }
         let source = TemplateSource { params, locales };
@@ -82,7 +94,9 @@ pub async fn load(conn: &mut AsyncPgConnection, dir: &Path) -> Result<Vec<(Strin
                         |l| folder.join(format!("{l}.ftl")).display().to_string(),
                     );
                     match (i.line, i.column) {
-                        (Some(line), Some(column)) => format!("{file}:{line}:{column}: {}", i.message),
+                        (Some(line), Some(column)) => {
+                            format!("{file}:{line}:{column}: {}", i.message)
+                        }
                         _ => format!("{file}: {}", i.message),
                     }
                 })

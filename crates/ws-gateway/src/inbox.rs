@@ -95,6 +95,9 @@ pub struct ListQuery {
     #[serde(default)]
     pub unread: bool,
     pub category: Option<String>,
+    /// `delivered` (default): the text as first delivered. `current`:
+    /// templated notifications rendered again in the user's current locale.
+    pub render: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -165,11 +168,65 @@ pub async fn list(
         unread_only: query.unread,
         category: query.category.clone(),
     };
+    let render_current = match query.render.as_deref() {
+        None | Some("delivered") => false,
+        Some("current") => true,
+        Some(_) => {
+            return Err(GatewayError::BadQuery(
+                "render must be `delivered` or `current`".into(),
+            ));
+        }
+    };
     let mut conn = state.db.get().await.map_err(GatewayError::database)?;
-    let (items, next_before) = inbox::page(&mut conn, &user.id, &page_query)
+    let (mut items, next_before) = inbox::page(&mut conn, &user.id, &page_query)
         .await
         .map_err(GatewayError::database)?;
+    if render_current {
+        render_again(&state, &mut conn, &user.id, &mut items).await?;
+    }
     Ok(HttpResponse::Ok().json(InboxPage { items, next_before }))
+}
+
+/// Renders templated items again in the user's current locale, with the
+/// template's current version (else the version they were rendered with).
+/// An item whose template cannot render keeps the text it was delivered with.
+async fn render_again(
+    state: &GatewayState,
+    conn: &mut diesel_async::AsyncPgConnection,
+    user_id: &str,
+    items: &mut [Notification],
+) -> Result<(), GatewayError> {
+    let ids: Vec<Uuid> = items.iter().map(|n| n.id).collect();
+    let refs = inbox::template_refs(conn, &ids)
+        .await
+        .map_err(GatewayError::database)?;
+    if refs.is_empty() {
+        return Ok(());
+    }
+    let locale = preferences::get(conn, user_id)
+        .await
+        .map_err(GatewayError::database)?
+        .locale;
+    let wanted: Vec<&str> = locale.as_deref().into_iter().collect();
+    for item in items.iter_mut() {
+        let Some((key, version, params)) = refs.get(&item.id) else {
+            continue;
+        };
+        let template = match state.templates.latest(conn, key).await {
+            Ok(template) => Ok(template),
+            Err(_) => state.templates.version(conn, key, *version).await,
+        };
+        let params = params.as_object().cloned().unwrap_or_default();
+        if let Ok(rendered) = template
+            .map_err(|e| e.to_string())
+            .and_then(|t| t.render(&wanted, &state.default_locale, &params))
+        {
+            item.title = rendered.title;
+            item.body = rendered.body;
+            item.locale = Some(rendered.locale);
+        }
+    }
+    Ok(())
 }
 
 /// The unread count (the badge) and the state version.

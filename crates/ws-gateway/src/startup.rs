@@ -29,6 +29,8 @@ pub struct GatewayState {
     pub verifier: TokenVerifier,
     pub send_queue_frames: usize,
     pub max_frame_bytes: usize,
+    pub templates: platform::template_cache::TemplateCache,
+    pub default_locale: String,
 }
 
 pub struct Application {
@@ -59,6 +61,8 @@ impl Application {
             verifier: verifier.clone(),
             send_queue_frames: settings.gateway.send_queue_frames,
             max_frame_bytes: settings.gateway.max_frame_bytes,
+            templates: platform::template_cache::TemplateCache::default(),
+            default_locale: settings.templates.default_locale.clone(),
         });
         let sessions = web::Data::new(Arc::new(SessionContext {
             hub,

@@ -15,7 +15,11 @@ async fn the_same_template_arrives_in_each_users_language() {
     let stack = Stack::new().await;
     let vars = stack.vars();
     let admin = stdout_line(
-        &run_binary("ingest-api", &vars, &["keys", "create", "--name", "ops", "--admin"]),
+        &run_binary(
+            "ingest-api",
+            &vars,
+            &["keys", "create", "--name", "ops", "--admin"],
+        ),
         "keys create --admin",
     );
     let ingest = start("ingest-api", &vars, &stack.logs).await;
@@ -44,7 +48,10 @@ async fn the_same_template_arrives_in_each_users_language() {
     // One user chooses Polish in the app; the producer tells Herald the other reads Japanese.
     let kasia = stack.env.token("kasia", 300);
     let set = http
-        .put(format!("http://127.0.0.1:{}/v1/me/preferences", gateway.port))
+        .put(format!(
+            "http://127.0.0.1:{}/v1/me/preferences",
+            gateway.port
+        ))
         .bearer_auth(&kasia)
         .json(&json!({"locale": "pl-PL", "timezone": "Europe/Warsaw", "muted_categories": []}))
         .send()
@@ -61,7 +68,8 @@ async fn the_same_template_arrives_in_each_users_language() {
     assert_eq!(set.status(), StatusCode::OK);
 
     let (mut kasia_ws, _) = WsClient::connect_user(gateway.port, &kasia).await;
-    let (mut haruto_ws, _) = WsClient::connect_user(gateway.port, &stack.env.token("haruto", 300)).await;
+    let (mut haruto_ws, _) =
+        WsClient::connect_user(gateway.port, &stack.env.token("haruto", 300)).await;
     for user in ["kasia", "haruto"] {
         let response = http
             .post(ingest_url("/v1/notifications"))

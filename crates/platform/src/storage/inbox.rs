@@ -304,3 +304,31 @@ pub async fn count_unread_rows(
         .get_result(conn)
         .await?)
 }
+
+/// Template key, version and params of a stored notification.
+pub type TemplateRefRow = (String, i32, serde_json::Value);
+
+/// What templated notifications were rendered from, by id.
+pub async fn template_refs(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, TemplateRefRow>, DbError> {
+    type Row = (Uuid, Option<String>, Option<i32>, Option<serde_json::Value>);
+    let rows: Vec<Row> = notifications::table
+        .filter(notifications::id.eq_any(ids))
+        .filter(notifications::template_key.is_not_null())
+        .select((
+            notifications::id,
+            notifications::template_key,
+            notifications::template_version,
+            notifications::params,
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, key, version, params)| {
+            Some((id, (key?, version?, params.unwrap_or_default())))
+        })
+        .collect())
+}

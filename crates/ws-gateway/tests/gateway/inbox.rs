@@ -341,32 +341,56 @@ async fn preferences_are_validated_and_muted_ones_are_skipped_on_resume() {
         api.json("/v1/me/preferences").await,
         json!({"locale": null, "timezone": null, "muted_categories": []})
     );
-    let stored: Value = put(json!({"locale": "zh-hant-tw", "timezone": "Asia/Taipei", "muted_categories": ["social"]}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stored: Value = put(
+        json!({"locale": "zh-hant-tw", "timezone": "Asia/Taipei", "muted_categories": ["social"]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     assert_eq!(stored["locale"], "zh-Hant-TW");
     assert_eq!(api.json("/v1/me/preferences").await, stored);
-    let refused = put(json!({"locale": "??", "timezone": "Moon/Base", "muted_categories": ["a b"]})).await.unwrap();
+    let refused =
+        put(json!({"locale": "??", "timezone": "Moon/Base", "muted_categories": ["a b"]}))
+            .await
+            .unwrap();
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
     let refused: Value = refused.json().await.unwrap();
-    let fields: Vec<&str> = refused["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> = refused["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
     assert_eq!(fields, ["locale", "timezone", "muted_categories[0]"]);
-    assert_eq!(api.json("/v1/me/preferences").await, stored, "nothing half-stored");
+    assert_eq!(
+        api.json("/v1/me/preferences").await,
+        stored,
+        "nothing half-stored"
+    );
 
     // A muted notification is in the history but skipped by a resume.
-    let mut batch: Vec<_> = (0..3).map(|i| new_notification("cleo", i, Priority::Normal)).collect();
+    let mut batch: Vec<_> = (0..3)
+        .map(|i| new_notification("cleo", i, Priority::Normal))
+        .collect();
     batch[1].category = Some("social".into());
     let prepared: Vec<notifications::Prepared> = batch
         .iter()
         .enumerate()
-        .map(|(i, n)| notifications::Prepared { notification: n.clone(), locale: None, muted: i == 1 })
+        .map(|(i, n)| notifications::Prepared {
+            notification: n.clone(),
+            locale: None,
+            muted: i == 1,
+        })
         .collect();
-    notifications::store_prepared(&mut gw.env.db().await, &prepared, chrono::Utc::now()).await.unwrap();
+    notifications::store_prepared(&mut gw.env.db().await, &prepared, chrono::Utc::now())
+        .await
+        .unwrap();
     let token = gw.env.token("cleo", 300);
-    let mut client = testkit::ws::WsClient::connect(gw.port, "/v1/ws?since=0", Some(&token)).await.unwrap();
+    let mut client = testkit::ws::WsClient::connect(gw.port, "/v1/ws?since=0", Some(&token))
+        .await
+        .unwrap();
     let hello = client.next_json(WAIT).await.unwrap();
     assert_eq!(hello["unread"], 2);
     let (frames, _) = crate::support::notifications(&mut client, 2, WAIT).await;
@@ -375,4 +399,71 @@ async fn preferences_are_validated_and_muted_ones_are_skipped_on_resume() {
     let history = api.json("/v1/me/notifications").await;
     assert_eq!(history["items"].as_array().unwrap().len(), 3);
     assert_eq!(history["items"][1]["muted"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_can_follow_the_users_new_language() {
+    let gw = TestGateway::spawn().await;
+    let source = templates::TemplateSource {
+        params: std::collections::BTreeMap::from([(
+            "count".to_owned(),
+            templates::ParamKind::Number,
+        )]),
+        locales: std::collections::BTreeMap::from([
+            (
+                "en".to_owned(),
+                "title = Hello\nbody = { $count } new\n".to_owned(),
+            ),
+            (
+                "pl".to_owned(),
+                "title = Cześć\nbody = { $count } nowe\n".to_owned(),
+            ),
+        ]),
+    };
+    let version =
+        platform::storage::templates::create_version(&mut gw.env.db().await, "hello", &source)
+            .await
+            .unwrap();
+    // Delivered in English, as the worker stores it.
+    let mut delivered = new_notification("dora", 0, Priority::Normal);
+    delivered.title = "Hello".into();
+    delivered.body = "3 new".into();
+    delivered.template = Some(domain::TemplateRef {
+        key: "hello".into(),
+        version,
+        params: json!({"count": 3}).as_object().cloned().unwrap(),
+        locale: None,
+    });
+    let prepared = notifications::Prepared {
+        notification: delivered,
+        locale: Some("en".into()),
+        muted: false,
+    };
+    notifications::store_prepared(&mut gw.env.db().await, &[prepared], chrono::Utc::now())
+        .await
+        .unwrap();
+
+    // Dora switches to Polish.
+    let api = Api::new(&gw, "dora");
+    let put = api
+        .http
+        .put(format!("http://127.0.0.1:{}/v1/me/preferences", gw.port))
+        .bearer_auth(&api.token)
+        .json(&json!({"locale": "pl", "timezone": null, "muted_categories": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+
+    let as_delivered = api.json("/v1/me/notifications").await;
+    assert_eq!(as_delivered["items"][0]["title"], "Hello");
+    assert_eq!(as_delivered["items"][0]["locale"], "en");
+    let current = api.json("/v1/me/notifications?render=current").await;
+    assert_eq!(current["items"][0]["title"], "Cześć");
+    assert_eq!(current["items"][0]["body"], "3 nowe");
+    assert_eq!(current["items"][0]["locale"], "pl");
+    assert_eq!(
+        api.get("/v1/me/notifications?render=fancy").await.status(),
+        StatusCode::BAD_REQUEST
+    );
 }
