@@ -36,6 +36,28 @@ pub enum DbError {
     Migration(String),
 }
 
+impl DbError {
+    /// The database refused the data itself (a constraint violation):
+    /// retrying cannot fix it. diesel does not expose the SQLSTATE of other
+    /// errors, so those (deadlocks, timeouts, lost connections) count as
+    /// transient: retried, never dead-lettered.
+    pub fn is_refusal(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind as Kind, Error};
+        matches!(
+            self,
+            DbError::Query(Error::DatabaseError(
+                Kind::UniqueViolation
+                    | Kind::ForeignKeyViolation
+                    | Kind::NotNullViolation
+                    | Kind::CheckViolation
+                    | Kind::RestrictViolation
+                    | Kind::ExclusionViolation,
+                _
+            ))
+        )
+    }
+}
+
 /// Builds the pool; connections are opened lazily and re-opened after an outage.
 pub fn pool(settings: &DatabaseSettings) -> Result<DbPool, DbError> {
     let manager =

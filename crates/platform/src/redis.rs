@@ -286,7 +286,7 @@ impl RedisStore {
             .xreadgroup(consumer, &Priority::ALL, id, count, block)
             .await?;
         if from == ReadFrom::OwnPending {
-            self.fill_delivery_counts(&mut entries).await?;
+            self.fill_delivery_counts(consumer, &mut entries).await?;
         }
         Ok(entries)
     }
@@ -390,12 +390,17 @@ impl RedisStore {
                 break;
             }
         }
-        self.fill_delivery_counts(&mut entries).await?;
+        self.fill_delivery_counts(consumer, &mut entries).await?;
         Ok(entries)
     }
 
-    /// Reads each entry's delivery counter from the group's pending list.
-    async fn fill_delivery_counts(&self, entries: &mut [StreamEntry]) -> Result<(), RedisError> {
+    /// Reads each entry's delivery counter from this consumer's pending list
+    /// (filtered by consumer, so other consumers' entries cannot crowd ours out).
+    async fn fill_delivery_counts(
+        &self,
+        consumer: &str,
+        entries: &mut [StreamEntry],
+    ) -> Result<(), RedisError> {
         for priority in Priority::ALL {
             let ids: Vec<&str> = entries
                 .iter()
@@ -413,7 +418,7 @@ impl RedisStore {
                 .xpending(
                     self.keys.stream(priority),
                     CONSUMER_GROUP,
-                    (*first, *last, (ids.len() as u64).max(1) * 4),
+                    (*first, *last, ids.len() as u64, consumer),
                 )
                 .await
                 .map_err(RedisError::on("XPENDING"))?;
@@ -707,6 +712,14 @@ impl RedisSubscriber {
             .map_err(RedisError::on("PING"))
     }
 
+    /// Fires each time the subscriber connection was re-established:
+    /// messages published while it was down were lost for this process.
+    pub fn reconnects(&self) -> Reconnects {
+        Reconnects {
+            rx: self.client.reconnect_rx(),
+        }
+    }
+
     /// Receives every user frame published to a channel this process
     /// subscribed to. Frames that are not text are skipped.
     pub fn frames(&self) -> UserFrames {
@@ -714,6 +727,20 @@ impl RedisSubscriber {
             rx: self.client.message_rx(),
             keys: self.keys.clone(),
         }
+    }
+}
+
+pub struct Reconnects {
+    rx: broadcast::Receiver<Server>,
+}
+
+impl Reconnects {
+    /// Waits for the next reconnect; `false` once the client is gone.
+    pub async fn recv(&mut self) -> bool {
+        !matches!(
+            self.rx.recv().await,
+            Err(broadcast::error::RecvError::Closed)
+        )
     }
 }
 

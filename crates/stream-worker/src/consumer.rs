@@ -461,9 +461,10 @@ impl Consumer {
                 Ok(stored) => return Ok(Ok(stored)),
                 Err(err) => err,
             };
-            // A query error from a database that answers a ping is the data's
-            // fault; twice in a row, it is not going away.
-            if matches!(err, DbError::Query(_)) && platform::db::ping(&self.db).await.is_ok() {
+            // A constraint violation from a database that answers a ping is
+            // the data's fault; twice in a row, it is not going away. Anything
+            // else (deadlock, timeout, lost connection) is retried.
+            if err.is_refusal() && platform::db::ping(&self.db).await.is_ok() {
                 refusals += 1;
                 if refusals >= 2 {
                     return Ok(Err(err));

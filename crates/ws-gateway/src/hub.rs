@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 use bytestring::ByteString;
 use chrono::{DateTime, Utc};
-use platform::redis::{FramesError, RedisError, RedisSubscriber, UserFrame, UserFrames};
+use platform::redis::{
+    FramesError, Reconnects, RedisError, RedisSubscriber, UserFrame, UserFrames,
+};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -31,6 +33,9 @@ use crate::metrics::GatewayMetrics;
 pub struct LiveFrame {
     /// The notification's `seq`; `None` for frames that are not notifications (read events).
     pub seq: Option<i64>,
+    /// Not a frame to write: frames may have been missed (the subscriber
+    /// lagged or reconnected); the connection catches up from storage.
+    pub resync: bool,
     pub created_at: Option<DateTime<Utc>>,
     pub bytes: ByteString,
 }
@@ -48,8 +53,18 @@ impl LiveFrame {
         });
         Self {
             seq: head.seq,
+            resync: false,
             created_at: head.created_at,
             bytes,
+        }
+    }
+
+    fn resync() -> Self {
+        Self {
+            seq: None,
+            resync: true,
+            created_at: None,
+            bytes: ByteString::new(),
         }
     }
 }
@@ -102,12 +117,13 @@ impl Hub {
     pub fn start(subscriber: RedisSubscriber, metrics: Arc<GatewayMetrics>) -> Self {
         let (commands, rx) = mpsc::channel(1024);
         let frames = subscriber.frames();
+        let reconnects = subscriber.reconnects();
         let task = HubTask {
             users: HashMap::new(),
             subscriber,
             metrics,
         };
-        tokio::spawn(task.run(rx, frames));
+        tokio::spawn(task.run(rx, frames, reconnects));
         Self { commands }
     }
 
@@ -159,8 +175,18 @@ struct HubTask {
 }
 
 impl HubTask {
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>, mut frames: UserFrames) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut frames: UserFrames,
+        mut reconnects: Reconnects,
+    ) {
+        let mut reconnects_open = true;
+        // After a reconnect, a second resync once the subscriptions are surely
+        // back (fred restores them right after the reconnect event).
+        let mut resync_again: Option<tokio::time::Instant> = None;
         loop {
+            let resync_due = resync_again.unwrap_or_else(tokio::time::Instant::now);
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(command) => self.handle(command).await,
@@ -169,10 +195,24 @@ impl HubTask {
                 frame = frames.recv() => match frame {
                     Ok(frame) => self.deliver(frame),
                     Err(FramesError::Lagged(skipped)) => {
-                        tracing::error!(skipped, "hub fell behind the subscriber; frames were dropped");
+                        tracing::error!(skipped, "hub fell behind the subscriber; connections resync from storage");
+                        self.resync_all();
                     }
                     Err(FramesError::Closed) => break,
                 },
+                reconnected = reconnects.recv(), if reconnects_open => {
+                    if reconnected {
+                        tracing::warn!("Redis subscriber reconnected; connections resync from storage");
+                        self.resync_all();
+                        resync_again = Some(tokio::time::Instant::now() + std::time::Duration::from_secs(1));
+                    } else {
+                        reconnects_open = false;
+                    }
+                }
+                () = tokio::time::sleep_until(resync_due), if resync_again.is_some() => {
+                    resync_again = None;
+                    self.resync_all();
+                }
             }
         }
         tracing::info!("hub stopped");
@@ -219,6 +259,25 @@ impl HubTask {
             if let Err(err) = self.subscriber.unsubscribe_user(user_id).await {
                 tracing::warn!(%err, "cannot unsubscribe a user's channel");
             }
+        }
+    }
+
+    /// Tells every connection to catch up from storage: what was published
+    /// while the subscriber was away or behind is not coming.
+    fn resync_all(&mut self) {
+        let metrics = &self.metrics;
+        for connections in self.users.values_mut() {
+            connections.retain(
+                |_, handle| match handle.frames.try_send(LiveFrame::resync()) {
+                    Ok(()) => true,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        metrics.send_queue_drops.inc();
+                        handle.kicked.cancel();
+                        false
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                },
+            );
         }
     }
 

@@ -108,5 +108,7 @@ pub fn instant_of(unix_secs: u64) -> Instant {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
-    Instant::now() + Duration::from_secs(unix_secs.saturating_sub(now_unix))
+    // Capped at a year: an absurd `exp` must not overflow the clock.
+    let left = Duration::from_secs(unix_secs.saturating_sub(now_unix).min(365 * 24 * 3600));
+    Instant::now() + left
 }

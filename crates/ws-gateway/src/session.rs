@@ -123,7 +123,7 @@ impl Connection {
             return None;
         }
         if let Some(since) = since {
-            match self.catch_up(since, i64::MAX, ctx).await {
+            match self.catch_up(since, 0, ctx).await {
                 Ok(closing) => {
                     if closing.is_some() {
                         return closing;
@@ -206,6 +206,11 @@ impl Connection {
 
     /// Writes a live frame in order, filling a gap from storage first.
     async fn deliver(&mut self, frame: LiveFrame, ctx: &SessionContext) -> Result<Closing, Gone> {
+        if frame.resync {
+            // The hub may have missed frames (Redis reconnect, lag): read what
+            // this connection has not seen from storage.
+            return self.catch_up(self.last_sent, 0, ctx).await;
+        }
         let Some(seq) = frame.seq else {
             // Not a notification (read state): order does not matter, `version` does.
             return self.write(frame, ctx).await.map(|()| None);
@@ -221,10 +226,12 @@ impl Connection {
         Ok(None)
     }
 
-    /// Writes the stored notifications with `since < seq <= until` in order
-    /// (`until = i64::MAX`: everything stored), then updates `last_sent`.
-    /// Live frames that arrive meanwhile are drained so the queue cannot
-    /// overflow; the highest `seq` among them extends the catch-up.
+    /// Writes the stored notifications with `seq > since` in order, at least
+    /// up to `until` (`0`: everything stored now), then updates `last_sent`
+    /// to the highest `seq` actually written. Live frames that arrive
+    /// meanwhile are drained so the queue cannot overflow; their `seq`
+    /// extends what must be covered before the catch-up ends (they are in
+    /// storage: a notification is published only after it committed).
     async fn catch_up(
         &mut self,
         since: i64,
@@ -232,7 +239,8 @@ impl Connection {
         ctx: &SessionContext,
     ) -> Result<Closing, Gone> {
         let mut cursor = since.max(0);
-        let mut until = until;
+        let mut want = until;
+        let mut highest_read = 0;
         let mut sent = 0u64;
         loop {
             let page = match ctx.db.get().await {
@@ -249,12 +257,11 @@ impl Connection {
                     ));
                 }
             };
-            let exhausted = (page.len() as i64) < CATCH_UP_PAGE;
+            let full = page.len() as i64 == CATCH_UP_PAGE;
+            let read_any = !page.is_empty();
             for notification in page {
-                if notification.seq > until {
-                    break;
-                }
                 cursor = notification.seq;
+                highest_read = highest_read.max(notification.seq);
                 // Muted: in the history, never pushed.
                 if notification.muted {
                     continue;
@@ -262,16 +269,18 @@ impl Connection {
                 self.send(ServerFrame::Notification(notification)).await?;
                 sent += 1;
             }
-            self.last_sent = self.last_sent.max(cursor);
-            // Live frames that queued up while we read: notifications among
-            // them are in storage already; extend the catch-up to cover them.
+            self.last_sent = self.last_sent.max(highest_read);
             while let Ok(frame) = self.frames.try_recv() {
                 match frame.seq {
-                    Some(seq) => until = until.max(seq),
+                    Some(seq) => want = want.max(seq),
+                    None if frame.resync => {}
                     None => self.write(frame, ctx).await?,
                 }
             }
-            if exhausted || cursor >= until {
+            // Everything stored was read, unless the page was full or a live
+            // frame showed a newer one (the next query finds it). A query
+            // that finds nothing ends it either way: no spinning.
+            if !read_any || (!full && cursor >= want) {
                 break;
             }
         }
@@ -297,7 +306,7 @@ impl Connection {
         };
         match frame {
             ClientFrame::Ping => self.send(ServerFrame::Pong).await.map(|()| None),
-            ClientFrame::Resume { since } => self.catch_up(since, i64::MAX, ctx).await,
+            ClientFrame::Resume { since } => self.catch_up(since, 0, ctx).await,
             ClientFrame::Read { ids } if ids.len() > MAX_READ_IDS => {
                 *bad_frames += 1;
                 self.error(

@@ -23,8 +23,8 @@ use super::models::{NotificationInsert, NotificationRow};
 use super::schema::{notifications, user_inbox};
 use crate::db::DbError;
 
-/// PostgreSQL accepts 65,535 bind parameters per statement; 9 per row.
-const ROWS_PER_INSERT: usize = 5_000;
+/// PostgreSQL accepts 65,535 bind parameters per statement; a row binds 16.
+const ROWS_PER_INSERT: usize = 4_000;
 
 /// What storing a batch did.
 #[derive(Debug, Default)]
