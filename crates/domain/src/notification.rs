@@ -113,6 +113,29 @@ impl NotificationRequest {
         }
     }
 
+    /// Like [`parse`](Self::parse), for one item of a batch already parsed as JSON.
+    pub fn from_value(value: Value) -> Result<Self, RequestError> {
+        let request: Self = serde_path_to_error::deserialize(value).map_err(|err| {
+            let path = err.path().to_string();
+            let message = err.into_inner().to_string();
+            let field = match message
+                .strip_prefix("missing field `")
+                .and_then(|r| r.split('`').next())
+            {
+                Some(name) => name.to_owned(),
+                None if path == "." => "$".to_owned(),
+                None => path,
+            };
+            RequestError::InvalidFields(vec![FieldError::new(field, message)])
+        })?;
+        let errors = request.field_errors();
+        if errors.is_empty() {
+            Ok(request)
+        } else {
+            Err(RequestError::InvalidFields(errors))
+        }
+    }
+
     pub fn field_errors(&self) -> Vec<FieldError> {
         let text = match (&self.title, &self.body, &self.template) {
             (Some(title), Some(body), None) => Some((title.as_str(), body.as_str())),

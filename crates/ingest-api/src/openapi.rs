@@ -5,13 +5,14 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, notifications, templates};
+use crate::routes::{admin, batch, notifications, templates};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Herald ingest API", description = "Producers send notifications to users."),
     paths(
         notifications::create_notification,
+        batch::create_batch,
         admin::list_dead_letters,
         admin::replay_dead_letter,
         admin::replay_all_dead_letters,
@@ -27,6 +28,9 @@ use crate::routes::{admin, notifications, templates};
         domain::FieldError,
         domain::DeadLetter,
         notifications::Accepted,
+        batch::BatchRequest,
+        batch::BatchResult,
+        batch::ItemResult,
         admin::ReplayRequest,
         admin::Replayed,
         platform::dlq::ReplayReport,

@@ -1004,3 +1004,85 @@ async fn templates_load_from_a_folder_at_start_and_broken_ones_stop_it() {
     assert!(err.contains("oops/en.ftl:1:14"), "{err}");
     let _ = std::fs::remove_dir_all(broken);
 }
+
+impl TestApp {
+    async fn post_batch(&self, idempotency_key: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}/v1/notifications/batch", self.base))
+            .header("x-api-key", &self.key)
+            .json(body);
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        request.send().await.expect("request sent")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_appends_the_valid_items_and_reports_each() {
+    let app = TestApp::spawn().await;
+    let mut items: Vec<Value> = (0..100).map(|i| valid(&format!("user-{i}"))).collect();
+    items[10] = json!({"user_id": "bad id", "title": "t", "body": "b"});
+    items[20] = json!({"user_id": "u", "title": "t", "body": "b", "priority": "urgent"});
+    items[30] = json!({"user_id": "u"});
+    items[40]["priority"] = json!("high");
+    let response = app
+        .post_batch(None, &json!({ "notifications": items }))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let result: Value = response.json().await.unwrap();
+    assert_eq!(result["accepted"], 97);
+    assert_eq!(result["rejected"], 3);
+    let results = result["results"].as_array().unwrap();
+    assert_eq!(results.len(), 100, "one result per item, in order");
+    assert_eq!(results[10]["status"], "rejected");
+    assert_eq!(results[10]["errors"][0]["field"], "user_id");
+    assert_eq!(results[20]["errors"][0]["field"], "priority");
+    assert_eq!(results[30]["errors"][0]["field"], "template");
+    let accepted: HashSet<String> = results
+        .iter()
+        .filter(|r| r["status"] == "accepted")
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    let appended: HashSet<String> = app.appended().await.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(
+        appended, accepted,
+        "ids answered accepted == entries appended"
+    );
+
+    for bad in [
+        json!({"notifications": []}),
+        json!({"notifications": vec![valid("u"); 1_001]}),
+        json!({"items": []}),
+    ] {
+        let body = problem(app.post_batch(None, &bad).await, StatusCode::BAD_REQUEST).await;
+        assert!(body["errors"][0]["field"].is_string());
+    }
+    assert_eq!(
+        app.appended().await.len(),
+        0,
+        "refused batches append nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_retries_with_an_idempotency_key_append_once() {
+    let app = TestApp::spawn().await;
+    let batch =
+        json!({ "notifications": (0..50).map(|i| valid(&format!("u{i}"))).collect::<Vec<_>>() });
+    let first = app.post_batch(Some("batch-1"), &batch).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let first: Value = first.json().await.unwrap();
+    let retry = app.post_batch(Some("batch-1"), &batch).await;
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry, first, "the first answer, ids included");
+    assert_eq!(app.appended().await.len(), 50, "appended once");
+    let other = json!({ "notifications": [valid("someone-else")] });
+    problem(
+        app.post_batch(Some("batch-1"), &other).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+}

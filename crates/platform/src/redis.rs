@@ -73,17 +73,20 @@ pub struct GroupInfo {
 pub enum IdempotentAppend {
     /// Appended now.
     Appended,
-    /// The key was used before: the fingerprint and id recorded then.
-    Replayed { fingerprint: String, id: String },
+    /// The key was used before: the fingerprint and answer recorded then.
+    Replayed { fingerprint: String, answer: String },
 }
 
-/// Appends the entry and records the idempotency key in one atomic step, or
-/// returns what the key recorded before. KEYS: record, stream. ARGV:
-/// fingerprint, id, ttl seconds, entry field, payload.
+/// Appends the entries and records the idempotency key with the answer in
+/// one atomic step, or returns what the key recorded before.
+/// KEYS: record, then one stream per entry. ARGV: fingerprint, answer, ttl
+/// seconds, entry field, then one payload per entry.
 const APPEND_IDEMPOTENT: &str = r#"
 local existing = redis.call('GET', KEYS[1])
 if existing then return existing end
-redis.call('XADD', KEYS[2], '*', ARGV[4], ARGV[5])
+for i = 5, #ARGV do
+  redis.call('XADD', KEYS[i - 3], '*', ARGV[4], ARGV[i])
+end
 redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'EX', tonumber(ARGV[3]))
 return false
 "#;
@@ -209,29 +212,31 @@ impl RedisStore {
             .map_err(RedisError::on("XADD"))
     }
 
-    /// Like [`append`](Self::append), keyed by a producer's idempotency key:
-    /// the first call appends and remembers `fingerprint` and `id` for
-    /// `ttl`; later calls append nothing and return what was remembered.
+    /// Like [`append_many`](Self::append_many), keyed by a producer's
+    /// idempotency key: the first call appends every entry and remembers
+    /// `fingerprint` and `answer` for `ttl`, atomically; later calls append
+    /// nothing and return what was remembered.
     pub async fn append_idempotent(
         &self,
-        priority: Priority,
-        payload: &str,
+        entries: &[(Priority, String)],
         idempotency_key: &str,
         fingerprint: &str,
-        id: &str,
+        answer: &str,
         ttl: Duration,
     ) -> Result<IdempotentAppend, RedisError> {
-        let keys = vec![
-            self.keys.idempotency_record(idempotency_key),
-            self.keys.stream(priority),
-        ];
-        let args = vec![
-            fingerprint.to_owned(),
-            id.to_owned(),
-            ttl.as_secs().max(1).to_string(),
-            ENTRY_FIELD.to_owned(),
-            payload.to_owned(),
-        ];
+        let mut keys = Vec::with_capacity(entries.len() + 1);
+        keys.push(self.keys.idempotency_record(idempotency_key));
+        keys.extend(
+            entries
+                .iter()
+                .map(|(priority, _)| self.keys.stream(*priority)),
+        );
+        let mut args = Vec::with_capacity(entries.len() + 4);
+        args.push(fingerprint.to_owned());
+        args.push(answer.to_owned());
+        args.push(ttl.as_secs().max(1).to_string());
+        args.push(ENTRY_FIELD.to_owned());
+        args.extend(entries.iter().map(|(_, payload)| payload.clone()));
         let existing: Option<String> = self
             .client
             .eval(APPEND_IDEMPOTENT, keys, args)
@@ -240,10 +245,10 @@ impl RedisStore {
         Ok(match existing {
             None => IdempotentAppend::Appended,
             Some(record) => {
-                let (fingerprint, id) = record.split_once(' ').unwrap_or((record.as_str(), ""));
+                let (fingerprint, answer) = record.split_once(' ').unwrap_or((record.as_str(), ""));
                 IdempotentAppend::Replayed {
                     fingerprint: fingerprint.to_owned(),
-                    id: id.to_owned(),
+                    answer: answer.to_owned(),
                 }
             }
         })

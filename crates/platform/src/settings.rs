@@ -50,6 +50,8 @@ pub struct HttpSettings {
     pub port: u16,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Largest batch request body (`POST /v1/notifications/batch`), in bytes.
+    pub max_batch_body_bytes: usize,
     /// Seconds that a 503 asks clients to wait before retrying.
     pub retry_after_secs: u32,
     pub workers: usize,

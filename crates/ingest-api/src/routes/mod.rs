@@ -1,6 +1,7 @@
 //! HTTP routes of ingest-api.
 
 pub mod admin;
+pub mod batch;
 pub mod notifications;
 pub mod templates;
 
@@ -10,6 +11,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(
         "/v1/notifications",
         web::post().to(notifications::create_notification),
+    )
+    .route(
+        "/v1/notifications/batch",
+        web::post().to(batch::create_batch),
     )
     .route(
         "/v1/admin/dead-letters",

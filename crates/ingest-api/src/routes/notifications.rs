@@ -95,8 +95,7 @@ pub async fn create_notification(
     let appended = state
         .redis
         .append_idempotent(
-            notification.priority,
-            &entry,
+            &[(notification.priority, entry)],
             &scoped,
             &fingerprint,
             &notification.id.to_string(),
@@ -108,9 +107,9 @@ pub async fn create_notification(
         IdempotentAppend::Appended => Ok(accepted(notification.id, false)),
         IdempotentAppend::Replayed {
             fingerprint: first,
-            id,
+            answer,
         } if first == fingerprint => {
-            let id = Uuid::parse_str(&id).map_err(|err| ApiError::BadBody(err.to_string()))?;
+            let id = Uuid::parse_str(&answer).map_err(|err| ApiError::BadBody(err.to_string()))?;
             Ok(accepted(id, true))
         }
         IdempotentAppend::Replayed { .. } => Err(ApiError::IdempotencyKeyReused),
@@ -120,7 +119,10 @@ pub async fn create_notification(
 /// The current version of the template, if the params fit every locale of it.
 /// An unknown template or a missing or mistyped parameter is the producer's
 /// to fix now: nothing is queued.
-async fn check_template(state: &AppState, template: &domain::TemplateRef) -> Result<i32, ApiError> {
+pub(crate) async fn check_template(
+    state: &AppState,
+    template: &domain::TemplateRef,
+) -> Result<i32, ApiError> {
     let mut conn = state
         .db
         .get()
@@ -162,7 +164,7 @@ fn accepted(id: Uuid, replayed: bool) -> HttpResponse {
 }
 
 /// The optional `Idempotency-Key`: 1..=255 visible ASCII characters.
-fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+pub(crate) fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = req.headers().get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
@@ -181,7 +183,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 }
 
 /// `application/json`, with or without parameters such as `charset`.
-fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
+pub(crate) fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)

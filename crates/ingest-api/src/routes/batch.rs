@@ -1,0 +1,176 @@
+//! `POST /v1/notifications/batch`: up to 1,000 notifications in one request,
+//! each validated like a single one, with a result per item.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use domain::{FieldError, NotificationRequest, Priority, RequestError};
+use platform::hashing::sha256_hex;
+use platform::redis::IdempotentAppend;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::notifications::{IDEMPOTENT_REPLAYED, check_template, idempotency_key, require_json};
+use crate::auth::Producer;
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Most notifications in one batch.
+pub const MAX_BATCH: usize = 1_000;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// 1..=1000 notifications, each the body of `POST /v1/notifications`.
+    #[schema(value_type = Vec<NotificationRequest>)]
+    pub notifications: Vec<serde_json::Value>,
+}
+
+/// The outcome of one item, in the order sent.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum ItemResult {
+    /// Appended to its stream.
+    Accepted { id: Uuid },
+    /// Invalid: nothing appended for this item.
+    Rejected { errors: Vec<FieldError> },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BatchResult {
+    pub accepted: usize,
+    pub rejected: usize,
+    pub results: Vec<ItemResult>,
+}
+
+/// Queue many notifications at once.
+///
+/// Each item is validated like `POST /v1/notifications`; valid items are
+/// appended (all of them, or none when Redis fails: then 503), invalid ones
+/// are reported in `results` and nothing is appended for them. With an
+/// `Idempotency-Key`, a retry of the same batch returns the first answer.
+#[utoipa::path(
+    post,
+    path = "/v1/notifications/batch",
+    tag = "notifications",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries of the whole batch safe for 24 hours"),
+    ),
+    request_body(content = BatchRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Per-item results (header Idempotent-Replayed: true on a replay)", body = BatchResult),
+        (status = 400, description = "Malformed JSON, or not 1..=1000 items", content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency-Key reused with a different body", content_type = "application/problem+json"),
+        (status = 413, description = "Body over the batch size limit", content_type = "application/problem+json"),
+        (status = 415, description = "Content type is not JSON", content_type = "application/problem+json"),
+        (status = 503, description = "Redis or PostgreSQL unavailable; nothing appended; see Retry-After", content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn create_batch(
+    producer: Producer,
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_json(&req)?;
+    let idempotency_key = idempotency_key(&req)?;
+    let body = payload
+        .to_bytes_limited(state.max_batch_body_bytes)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(state.max_batch_body_bytes))?
+        .map_err(|err| ApiError::BadBody(err.to_string()))?;
+    let batch: BatchRequest = domain::validation::decode_json(&body)?;
+    if batch.notifications.is_empty() || batch.notifications.len() > MAX_BATCH {
+        return Err(RequestError::InvalidFields(vec![FieldError::new(
+            "notifications",
+            format!(
+                "must hold 1..={MAX_BATCH} items, got {}",
+                batch.notifications.len()
+            ),
+        )])
+        .into());
+    }
+
+    let now = Utc::now();
+    let mut results = Vec::with_capacity(batch.notifications.len());
+    let mut entries: Vec<(Priority, String)> = Vec::new();
+    for item in batch.notifications {
+        let checked = match NotificationRequest::from_value(item) {
+            Ok(request) => {
+                let mut notification = request.into_notification(Uuid::now_v7(), now);
+                match &mut notification.template {
+                    Some(template) => match check_template(&state, template).await {
+                        Ok(version) => {
+                            template.version = version;
+                            Ok(notification)
+                        }
+                        Err(ApiError::InvalidRequest(RequestError::InvalidFields(errors))) => {
+                            Err(errors)
+                        }
+                        Err(other) => return Err(other),
+                    },
+                    None => Ok(notification),
+                }
+            }
+            Err(RequestError::InvalidFields(errors)) => Err(errors),
+            Err(RequestError::MalformedJson(why)) => Err(vec![FieldError::new("$", why)]),
+        };
+        match checked {
+            Ok(notification) => {
+                let entry = serde_json::to_string(&notification)
+                    .map_err(|err| ApiError::BadBody(err.to_string()))?;
+                entries.push((notification.priority, entry));
+                results.push(ItemResult::Accepted {
+                    id: notification.id,
+                });
+            }
+            Err(errors) => results.push(ItemResult::Rejected { errors }),
+        }
+    }
+    let accepted = entries.len();
+    let answer = BatchResult {
+        accepted,
+        rejected: results.len() - accepted,
+        results,
+    };
+    let unavailable = |err: platform::redis::RedisError| ApiError::Unavailable {
+        dependency: "redis",
+        cause: err.to_string(),
+        retry_after_secs: state.retry_after_secs,
+    };
+    let Some(key) = idempotency_key else {
+        state
+            .redis
+            .append_many(&entries)
+            .await
+            .map_err(unavailable)?;
+        return Ok(HttpResponse::Ok().json(answer));
+    };
+    let scoped = format!("{}:batch:{}", producer.key_id, sha256_hex(key.as_bytes()));
+    let fingerprint = sha256_hex(&body);
+    let answer_json =
+        serde_json::to_string(&answer).map_err(|err| ApiError::BadBody(err.to_string()))?;
+    match state
+        .redis
+        .append_idempotent(
+            &entries,
+            &scoped,
+            &fingerprint,
+            &answer_json,
+            state.idempotency_ttl,
+        )
+        .await
+        .map_err(unavailable)?
+    {
+        IdempotentAppend::Appended => Ok(HttpResponse::Ok().json(answer)),
+        IdempotentAppend::Replayed {
+            fingerprint: first,
+            answer,
+        } if first == fingerprint => Ok(HttpResponse::Ok()
+            .insert_header((IDEMPOTENT_REPLAYED, "true"))
+            .content_type("application/json")
+            .body(answer)),
+        IdempotentAppend::Replayed { .. } => Err(ApiError::IdempotencyKeyReused),
+    }
+}
