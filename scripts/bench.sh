@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# bench.sh: what `make bench` runs. Builds release binaries, makes sure
+# PostgreSQL and Redis answer (dev-deps.sh), starts the three services like
+# `make run` does (release builds, logs to .dev/bench-*.log), runs
+# herald-bench, writes bench/results/latest.{json,md}, and stops what it started.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+cd "$ROOT"
+BIN="$ROOT/target/release"
+mkdir -p .dev bench/results
+
+export HERALD__DATABASE__URL="${HERALD__DATABASE__URL:-postgres://postgres@127.0.0.1:5432/herald_bench}"
+export HERALD__REDIS__URL="${HERALD__REDIS__URL:-redis://127.0.0.1:6379}"
+export HERALD__REDIS__KEY_PREFIX="${HERALD__REDIS__KEY_PREFIX:-bench}"
+export HERALD__HTTP__HOST=127.0.0.1
+export HERALD__AUTH__JWT_SECRET="${HERALD__AUTH__JWT_SECRET:-bench-secret-bench-secret-bench-secret}"
+export HERALD__LOG__LEVEL="${HERALD__LOG__LEVEL:-warn}"
+INGEST_PORT=18081 WORKER_PORT=18082 GATEWAY_PORT=18083
+
+cargo build --release --bins
+scripts/dev-deps.sh up
+"$BIN/stream-worker" migrate
+"$BIN/ingest-api" keys revoke bench >/dev/null 2>&1 || true
+export HERALD_BENCH_API_KEY="$("$BIN/ingest-api" keys create --name bench)"
+
+pids=()
+stop_all() {
+  trap - INT TERM EXIT
+  if ((${#pids[@]})); then kill -TERM "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; fi
+}
+trap stop_all INT TERM EXIT
+HERALD__HTTP__PORT=$INGEST_PORT "$BIN/ingest-api" 2>.dev/bench-ingest.log & pids+=($!)
+HERALD__HTTP__PORT=$WORKER_PORT HERALD__WORKER__CONSUMER_NAME=bench-worker "$BIN/stream-worker" 2>.dev/bench-worker.log & pids+=($!)
+HERALD__HTTP__PORT=$GATEWAY_PORT "$BIN/ws-gateway" 2>.dev/bench-gateway.log & pids+=($!)
+for port in $INGEST_PORT $WORKER_PORT $GATEWAY_PORT; do
+  for _ in $(seq 1 150); do curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+done
+ulimit -n 65536 2>/dev/null || true
+
+"$BIN/herald-bench" --ingest "http://127.0.0.1:$INGEST_PORT" --gateway "http://127.0.0.1:$GATEWAY_PORT" \
+  --seconds "${BENCH_SECONDS:-20}" --out bench/results "$@"
