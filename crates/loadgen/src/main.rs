@@ -29,7 +29,10 @@ enum Scenario {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "herald-bench", about = "Load scenarios against running Herald services")]
+#[command(
+    name = "herald-bench",
+    about = "Load scenarios against running Herald services"
+)]
 struct Args {
     /// ingest-api base URL.
     #[arg(long, default_value = "http://127.0.0.1:8081")]
@@ -61,11 +64,17 @@ struct Machine {
 fn machine() -> Machine {
     let memory_kib: f64 = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).map(str::to_owned))
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .map(str::to_owned)
+        })
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0.0);
     Machine {
-        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         memory_gib: (memory_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
     }
 }
@@ -89,12 +98,19 @@ struct Outcome {
 
 fn latency_histogram() -> Histogram<u64> {
     // Microseconds, 1 µs .. 60 s, 3 significant digits.
-    Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+    Histogram::new_with_bounds(1, 60_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
 }
 
 fn percentiles(h: &Histogram<u64>) -> (f64, f64, f64, f64, f64) {
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    (ms(0.5), ms(0.9), ms(0.99), ms(0.999), h.max() as f64 / 1000.0)
+    (
+        ms(0.5),
+        ms(0.9),
+        ms(0.99),
+        ms(0.999),
+        h.max() as f64 / 1000.0,
+    )
 }
 
 fn progress(scenario: &str, started: Instant, total: Duration, count: u64) {
@@ -111,7 +127,9 @@ fn notification(i: u64, users: u64) -> Value {
 
 /// POST one notification per request from `connections` concurrent clients.
 async fn ingest_single(args: &Args, connections: usize) -> anyhow::Result<Outcome> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()?;
     let url = format!("{}/v1/notifications", args.ingest);
     let total = Duration::from_secs(args.seconds);
     let started = Instant::now();
@@ -120,8 +138,14 @@ async fn ingest_single(args: &Args, connections: usize) -> anyhow::Result<Outcom
     let histogram = Arc::new(Mutex::new(latency_histogram()));
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let (client, url, next, errors, histogram, key) =
-            (client.clone(), url.clone(), next.clone(), errors.clone(), histogram.clone(), args.api_key.clone());
+        let (client, url, next, errors, histogram, key) = (
+            client.clone(),
+            url.clone(),
+            next.clone(),
+            errors.clone(),
+            histogram.clone(),
+            args.api_key.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut local = latency_histogram();
             while started.elapsed() < total {
@@ -148,7 +172,12 @@ async fn ingest_single(args: &Args, connections: usize) -> anyhow::Result<Outcom
         let next = next.clone();
         async move {
             while started.elapsed() < total {
-                progress("ingest-single", started, total, next.load(Ordering::Relaxed));
+                progress(
+                    "ingest-single",
+                    started,
+                    total,
+                    next.load(Ordering::Relaxed),
+                );
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -178,8 +207,14 @@ async fn ingest_single(args: &Args, connections: usize) -> anyhow::Result<Outcom
 }
 
 /// POST batches of `per_request` notifications from `connections` clients.
-async fn ingest_batch(args: &Args, connections: usize, per_request: u64) -> anyhow::Result<Outcome> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build()?;
+async fn ingest_batch(
+    args: &Args,
+    connections: usize,
+    per_request: u64,
+) -> anyhow::Result<Outcome> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()?;
     let url = format!("{}/v1/notifications/batch", args.ingest);
     let total = Duration::from_secs(args.seconds);
     let started = Instant::now();
@@ -202,7 +237,9 @@ async fn ingest_batch(args: &Args, connections: usize, per_request: u64) -> anyh
             let mut local = latency_histogram();
             while started.elapsed() < total {
                 let first = next.fetch_add(per_request, Ordering::Relaxed);
-                let items: Vec<Value> = (first..first + per_request).map(|i| notification(i, 10_000)).collect();
+                let items: Vec<Value> = (first..first + per_request)
+                    .map(|i| notification(i, 10_000))
+                    .collect();
                 let sent = Instant::now();
                 let response = client
                     .post(&url)
@@ -213,7 +250,8 @@ async fn ingest_batch(args: &Args, connections: usize, per_request: u64) -> anyh
                 match response {
                     Ok(r) if r.status().is_success() => {
                         let body: Value = r.json().await.unwrap_or_default();
-                        accepted.fetch_add(body["accepted"].as_u64().unwrap_or(0), Ordering::Relaxed);
+                        accepted
+                            .fetch_add(body["accepted"].as_u64().unwrap_or(0), Ordering::Relaxed);
                         let _ = local.record(sent.elapsed().as_micros() as u64);
                     }
                     _ => {
@@ -268,20 +306,30 @@ async fn e2e_latency(args: &Args, users: u64, rate: u64) -> anyhow::Result<Outco
     let mut readers = Vec::new();
     for u in 0..users {
         let mut request = format!("{ws_base}/v1/ws").into_client_request()?;
-        request
-            .headers_mut()
-            .insert("authorization", format!("Bearer {}", token(&args.jwt_secret, &format!("bench-{u}"))?).parse()?);
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", token(&args.jwt_secret, &format!("bench-{u}"))?).parse()?,
+        );
         let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
         let (sent_at, received, histogram) = (sent_at.clone(), received.clone(), histogram.clone());
         readers.push(tokio::spawn(async move {
             while let Some(Ok(message)) = ws.next().await {
-                let Message::Text(text) = message else { continue };
-                let Ok(frame) = serde_json::from_str::<Value>(&text) else { continue };
-                let Some(k) = frame["data"]["k"].as_u64() else { continue };
+                let Message::Text(text) = message else {
+                    continue;
+                };
+                let Ok(frame) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
+                let Some(k) = frame["data"]["k"].as_u64() else {
+                    continue;
+                };
                 let arrived = Instant::now();
                 *received.lock().await.entry(k).or_default() += 1;
                 if let Some(at) = sent_at.lock().await.get(&k) {
-                    let _ = histogram.lock().await.record(arrived.duration_since(*at).as_micros() as u64);
+                    let _ = histogram
+                        .lock()
+                        .await
+                        .record(arrived.duration_since(*at).as_micros() as u64);
                 }
             }
         }));
@@ -298,12 +346,25 @@ async fn e2e_latency(args: &Args, users: u64, rate: u64) -> anyhow::Result<Outco
     while started.elapsed() < total {
         interval.tick().await;
         sent_at.lock().await.insert(i, Instant::now());
-        let (client, url, key, accepted, errors) =
-            (client.clone(), url.clone(), args.api_key.clone(), accepted.clone(), errors.clone());
+        let (client, url, key, accepted, errors) = (
+            client.clone(),
+            url.clone(),
+            args.api_key.clone(),
+            accepted.clone(),
+            errors.clone(),
+        );
         let body = notification(i, users);
         posts.push(tokio::spawn(async move {
-            match client.post(&url).header("x-api-key", &key).json(&body).send().await {
-                Ok(r) if r.status() == reqwest::StatusCode::ACCEPTED => accepted.fetch_add(1, Ordering::Relaxed),
+            match client
+                .post(&url)
+                .header("x-api-key", &key)
+                .json(&body)
+                .send()
+                .await
+            {
+                Ok(r) if r.status() == reqwest::StatusCode::ACCEPTED => {
+                    accepted.fetch_add(1, Ordering::Relaxed)
+                }
                 _ => errors.fetch_add(1, Ordering::Relaxed),
             };
         }));
@@ -327,7 +388,10 @@ async fn e2e_latency(args: &Args, users: u64, rate: u64) -> anyhow::Result<Outco
     }
     let received = received.lock().await;
     let lost = expected.saturating_sub(received.len() as u64);
-    let duplicated: u64 = received.values().map(|n| u64::from(n.saturating_sub(1))).sum();
+    let duplicated: u64 = received
+        .values()
+        .map(|n| u64::from(n.saturating_sub(1)))
+        .sum();
     let h = histogram.lock().await;
     let (p50, p90, p99, p999, max) = percentiles(&h);
     Ok(Outcome {
@@ -357,8 +421,17 @@ fn markdown(machine: &Machine, outcomes: &[Outcome]) -> String {
         let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
         out.push_str(&format!(
             "| {} | {:.0} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |\n",
-            o.scenario, o.rate_per_sec, o.count, o.errors, o.p50_ms, o.p90_ms, o.p99_ms, o.p999_ms, o.max_ms,
-            opt(o.lost), opt(o.duplicated)
+            o.scenario,
+            o.rate_per_sec,
+            o.count,
+            o.errors,
+            o.p50_ms,
+            o.p90_ms,
+            o.p99_ms,
+            o.p999_ms,
+            o.max_ms,
+            opt(o.lost),
+            opt(o.duplicated)
         ));
     }
     out
@@ -368,12 +441,19 @@ fn markdown(machine: &Machine, outcomes: &[Outcome]) -> String {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let scenarios = if args.scenario.is_empty() {
-        vec![Scenario::IngestSingle, Scenario::IngestBatch, Scenario::E2eLatency]
+        vec![
+            Scenario::IngestSingle,
+            Scenario::IngestBatch,
+            Scenario::E2eLatency,
+        ]
     } else {
         args.scenario.clone()
     };
     let machine = machine();
-    eprintln!("machine: {} cores, {} GiB", machine.cores, machine.memory_gib);
+    eprintln!(
+        "machine: {} cores, {} GiB",
+        machine.cores, machine.memory_gib
+    );
     let mut outcomes = Vec::new();
     for scenario in scenarios {
         let outcome = match scenario {
@@ -386,7 +466,10 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.out)?;
     let report = json!({ "machine": machine, "results": outcomes });
-    std::fs::write(args.out.join("latest.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(
+        args.out.join("latest.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
     let table = markdown(&machine, &outcomes);
     std::fs::write(args.out.join("latest.md"), &table)?;
     println!("{table}");
