@@ -38,4 +38,5 @@ done
 ulimit -n 65536 2>/dev/null || true
 
 "$BIN/herald-bench" --ingest "http://127.0.0.1:$INGEST_PORT" --gateway "http://127.0.0.1:$GATEWAY_PORT" \
+  --worker "http://127.0.0.1:$WORKER_PORT" \
   --seconds "${BENCH_SECONDS:-20}" --out bench/results "$@"

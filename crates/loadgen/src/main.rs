@@ -40,6 +40,9 @@ struct Args {
     /// ws-gateway base URL (http://; the WebSocket URL is derived).
     #[arg(long, default_value = "http://127.0.0.1:8083")]
     gateway: String,
+    /// stream-worker base URL: its /metrics tells when the streams are drained.
+    #[arg(long, default_value = "http://127.0.0.1:8082")]
+    worker: String,
     #[arg(long, env = "HERALD_BENCH_API_KEY")]
     api_key: String,
     /// The gateway's JWT secret, to sign users' tokens.
@@ -286,6 +289,38 @@ async fn ingest_batch(
     })
 }
 
+/// Waits until the worker reports nothing pending and nothing undelivered
+/// in any lane, so one scenario's backlog does not count against the next.
+async fn wait_drained(args: &Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let text = reqwest::get(format!("{}/metrics", args.worker))
+            .await?
+            .text()
+            .await?;
+        let backlog: f64 = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("herald_stream_pending_entries{")
+                    || l.starts_with("herald_stream_lag_entries{")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if backlog == 0.0 {
+            return Ok(());
+        }
+        eprint!(
+            "\rwaiting for the worker to drain: {backlog} entries, {:.0} s      ",
+            started.elapsed().as_secs_f64()
+        );
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "the worker did not drain in 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 fn token(secret: &str, user: &str) -> anyhow::Result<String> {
     let now = jsonwebtoken::get_current_timestamp();
     Ok(jsonwebtoken::encode(
@@ -456,6 +491,8 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut outcomes = Vec::new();
     for scenario in scenarios {
+        wait_drained(&args).await?;
+        eprintln!();
         let outcome = match scenario {
             Scenario::IngestSingle => ingest_single(&args, 64).await?,
             Scenario::IngestBatch => ingest_batch(&args, 8, 100).await?,
