@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::validation::{FieldError, RequestError, decode_json};
+use crate::validation::{FieldError, RequestError, decode_json, decode_value};
 
 pub const USER_ID_MAX_CHARS: usize = 128;
 pub const TITLE_MAX_CHARS: usize = 256;
@@ -104,33 +104,18 @@ impl NotificationRequest {
     /// Decodes and validates a request body; every field problem is reported
     /// at once so a producer can fix them in one round trip.
     pub fn parse(body: &[u8]) -> Result<Self, RequestError> {
-        let request: Self = decode_json(body)?;
-        let errors = request.field_errors();
-        if errors.is_empty() {
-            Ok(request)
-        } else {
-            Err(RequestError::InvalidFields(errors))
-        }
+        decode_json::<Self>(body)?.validated()
     }
 
     /// Like [`parse`](Self::parse), for one item of a batch already parsed as JSON.
     pub fn from_value(value: Value) -> Result<Self, RequestError> {
-        let request: Self = serde_path_to_error::deserialize(value).map_err(|err| {
-            let path = err.path().to_string();
-            let message = err.into_inner().to_string();
-            let field = match message
-                .strip_prefix("missing field `")
-                .and_then(|r| r.split('`').next())
-            {
-                Some(name) => name.to_owned(),
-                None if path == "." => "$".to_owned(),
-                None => path,
-            };
-            RequestError::InvalidFields(vec![FieldError::new(field, message)])
-        })?;
-        let errors = request.field_errors();
+        decode_value::<Self>(value)?.validated()
+    }
+
+    fn validated(self) -> Result<Self, RequestError> {
+        let errors = self.field_errors();
         if errors.is_empty() {
-            Ok(request)
+            Ok(self)
         } else {
             Err(RequestError::InvalidFields(errors))
         }

@@ -62,23 +62,14 @@ impl FromRequest for Producer {
             if key.is_empty() || key.len() > 256 {
                 return Err(ApiError::Unauthorized);
             }
-            let unavailable = |cause: String| ApiError::Unavailable {
-                dependency: "database",
-                cause,
-                retry_after_secs: state.retry_after_secs,
-            };
-            let mut conn = state
-                .db
-                .get()
-                .await
-                .map_err(|e| unavailable(e.to_string()))?;
+            let mut conn = state.conn().await?;
             match api_keys::authenticate(&mut conn, &key).await {
                 Ok(Some(identity)) => Ok(Producer {
                     key_id: identity.id,
                     scope: identity.scope,
                 }),
                 Ok(None) => Err(ApiError::Unauthorized),
-                Err(err) => Err(unavailable(err.to_string())),
+                Err(err) => Err(state.db_unavailable(err)),
             }
         })
     }

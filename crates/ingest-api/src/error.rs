@@ -79,23 +79,9 @@ impl ApiError {
             )
             .detail(format!("the request body must be at most {limit} bytes")),
             ApiError::BadBody(cause) => {
-                Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON")
-                    .detail(cause.clone())
+                Problem::invalid(&RequestError::MalformedJson(cause.clone()))
             }
-            ApiError::InvalidRequest(RequestError::MalformedJson(cause)) => {
-                Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON")
-                    .detail(cause.clone())
-            }
-            ApiError::InvalidRequest(RequestError::InvalidFields(errors)) => {
-                let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-                Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid-request",
-                    "Invalid request",
-                )
-                .detail(format!("invalid field(s): {}", fields.join(", ")))
-                .errors(errors.clone())
-            }
+            ApiError::InvalidRequest(invalid) => Problem::invalid(invalid),
             ApiError::NotFound => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found")
                 .detail("no such endpoint; see /openapi.json"),
             ApiError::Unavailable {

@@ -27,12 +27,17 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn db_unavailable(&self, cause: String) -> ApiError {
+    pub fn db_unavailable(&self, cause: impl std::fmt::Display) -> ApiError {
         ApiError::Unavailable {
             dependency: "database",
-            cause,
+            cause: cause.to_string(),
             retry_after_secs: self.retry_after_secs,
         }
+    }
+
+    /// A pooled connection, or 503.
+    pub async fn conn(&self) -> Result<db::DbConn, ApiError> {
+        self.db.get().await.map_err(|e| self.db_unavailable(e))
     }
 }
 

@@ -5,7 +5,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, HttpResponseBuilder};
-use domain::FieldError;
+use domain::{FieldError, RequestError};
 use http_api_problem::HttpApiProblem;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -56,6 +56,27 @@ impl Problem {
     pub fn retry_after(mut self, secs: u32) -> Self {
         self.retry_after_secs = Some(secs);
         self
+    }
+
+    /// The one rendering of a refused request body: `malformed-json`, or
+    /// `invalid-request` with every field problem in `errors`.
+    pub fn invalid(err: &RequestError) -> Self {
+        match err {
+            RequestError::MalformedJson(cause) => {
+                Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON")
+                    .detail(cause.clone())
+            }
+            RequestError::InvalidFields(errors) => {
+                let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-request",
+                    "Invalid request",
+                )
+                .detail(format!("invalid field(s): {}", fields.join(", ")))
+                .errors(errors.clone())
+            }
+        }
     }
 
     pub fn status(&self) -> StatusCode {

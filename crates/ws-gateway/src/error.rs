@@ -50,20 +50,7 @@ impl GatewayError {
                 Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found")
                     .detail("you have no notification with this id")
             }
-            GatewayError::Invalid(domain::RequestError::MalformedJson(cause)) => {
-                Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON")
-                    .detail(cause.clone())
-            }
-            GatewayError::Invalid(domain::RequestError::InvalidFields(errors)) => {
-                let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-                Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid-request",
-                    "Invalid request",
-                )
-                .detail(format!("invalid field(s): {}", fields.join(", ")))
-                .errors(errors.clone())
-            }
+            GatewayError::Invalid(invalid) => Problem::invalid(invalid),
             GatewayError::BadQuery(why) => Problem::new(
                 StatusCode::BAD_REQUEST,
                 "invalid-request",

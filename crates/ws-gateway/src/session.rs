@@ -148,10 +148,8 @@ impl Connection {
                     None if self.kicked.is_cancelled() => return slow_consumer(),
                     None => return close_reason(CloseCode::Error, "hub stopped"),
                 },
-                () = self.kicked.cancelled() => {
-                    ctx.metrics.send_queue_drops.inc();
-                    return slow_consumer();
-                }
+                // The hub counted the drop when it kicked this connection.
+                () = self.kicked.cancelled() => return slow_consumer(),
                 () = ctx.shutdown.cancelled() => {
                     return close_reason(CloseCode::Restart, "gateway restarting, reconnect with since");
                 }

@@ -40,14 +40,10 @@ pub async fn list_dead_letters(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1_000);
-    let mut conn = state
-        .db
-        .get()
-        .await
-        .map_err(|e| state.db_unavailable(e.to_string()))?;
+    let mut conn = state.conn().await?;
     let letters = dead_letters::list(&mut conn, query.all, limit)
         .await
-        .map_err(|e| state.db_unavailable(e.to_string()))?;
+        .map_err(|e| state.db_unavailable(e))?;
     Ok(HttpResponse::Ok().json(letters))
 }
 

@@ -9,7 +9,7 @@ use platform::redis::IdempotentAppend;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::notifications::{IDEMPOTENT_REPLAYED, check_template, idempotency_key, require_json};
+use super::notifications::{IDEMPOTENT_REPLAYED, admit, read_request};
 use crate::auth::Producer;
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -73,13 +73,7 @@ pub async fn create_batch(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_json(&req)?;
-    let idempotency_key = idempotency_key(&req)?;
-    let body = payload
-        .to_bytes_limited(state.max_batch_body_bytes)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge(state.max_batch_body_bytes))?
-        .map_err(|err| ApiError::BadBody(err.to_string()))?;
+    let (idempotency_key, body) = read_request(&req, payload, state.max_batch_body_bytes).await?;
     let batch: BatchRequest = domain::validation::decode_json(&body)?;
     if batch.notifications.is_empty() || batch.notifications.len() > MAX_BATCH {
         return Err(RequestError::InvalidFields(vec![FieldError::new(
@@ -97,22 +91,11 @@ pub async fn create_batch(
     let mut entries: Vec<(Priority, String)> = Vec::new();
     for item in batch.notifications {
         let checked = match NotificationRequest::from_value(item) {
-            Ok(request) => {
-                let mut notification = request.into_notification(Uuid::now_v7(), now);
-                match &mut notification.template {
-                    Some(template) => match check_template(&state, template).await {
-                        Ok(version) => {
-                            template.version = version;
-                            Ok(notification)
-                        }
-                        Err(ApiError::InvalidRequest(RequestError::InvalidFields(errors))) => {
-                            Err(errors)
-                        }
-                        Err(other) => return Err(other),
-                    },
-                    None => Ok(notification),
-                }
-            }
+            Ok(request) => match admit(&state, request, now).await {
+                Ok(notification) => Ok(notification),
+                Err(ApiError::InvalidRequest(RequestError::InvalidFields(errors))) => Err(errors),
+                Err(other) => return Err(other),
+            },
             Err(RequestError::InvalidFields(errors)) => Err(errors),
             Err(RequestError::MalformedJson(why)) => Err(vec![FieldError::new("$", why)]),
         };

@@ -61,18 +61,8 @@ pub async fn create_notification(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_json(&req)?;
-    let idempotency_key = idempotency_key(&req)?;
-    let body = payload
-        .to_bytes_limited(state.max_body_bytes)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge(state.max_body_bytes))?
-        .map_err(|err| ApiError::BadBody(err.to_string()))?;
-    let request = NotificationRequest::parse(&body)?;
-    let mut notification = request.into_notification(Uuid::now_v7(), Utc::now());
-    if let Some(template) = &mut notification.template {
-        template.version = check_template(&state, template).await?;
-    }
+    let (idempotency_key, body) = read_request(&req, payload, state.max_body_bytes).await?;
+    let notification = admit(&state, NotificationRequest::parse(&body)?, Utc::now()).await?;
     let entry =
         serde_json::to_string(&notification).map_err(|err| ApiError::BadBody(err.to_string()))?;
     let unavailable = |err: platform::redis::RedisError| ApiError::Unavailable {
@@ -116,18 +106,42 @@ pub async fn create_notification(
     }
 }
 
+/// What every producer request starts with: a JSON content type, a valid
+/// optional `Idempotency-Key`, and a body within `limit`.
+pub(crate) async fn read_request(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<(Option<String>, web::Bytes), ApiError> {
+    require_json(req)?;
+    let key = idempotency_key(req)?;
+    let body = payload
+        .to_bytes_limited(limit)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(limit))?
+        .map_err(|err| ApiError::BadBody(err.to_string()))?;
+    Ok((key, body))
+}
+
+/// Stamps a validated request with its id and time, and pins its template
+/// to the version its params were checked against.
+pub(crate) async fn admit(
+    state: &AppState,
+    request: NotificationRequest,
+    now: chrono::DateTime<Utc>,
+) -> Result<domain::NewNotification, ApiError> {
+    let mut notification = request.into_notification(Uuid::now_v7(), now);
+    if let Some(template) = &mut notification.template {
+        template.version = check_template(state, template).await?;
+    }
+    Ok(notification)
+}
+
 /// The current version of the template, if the params fit every locale of it.
 /// An unknown template or a missing or mistyped parameter is the producer's
 /// to fix now: nothing is queued.
-pub(crate) async fn check_template(
-    state: &AppState,
-    template: &domain::TemplateRef,
-) -> Result<i32, ApiError> {
-    let mut conn = state
-        .db
-        .get()
-        .await
-        .map_err(|e| state.db_unavailable(e.to_string()))?;
+async fn check_template(state: &AppState, template: &domain::TemplateRef) -> Result<i32, ApiError> {
+    let mut conn = state.conn().await?;
     let compiled = match state.templates.latest(&mut conn, &template.key).await {
         Ok(compiled) => compiled,
         Err(TemplateLookupError::Db(err)) => return Err(state.db_unavailable(err.to_string())),
@@ -164,7 +178,7 @@ fn accepted(id: Uuid, replayed: bool) -> HttpResponse {
 }
 
 /// The optional `Idempotency-Key`: 1..=255 visible ASCII characters.
-pub(crate) fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = req.headers().get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
@@ -183,7 +197,7 @@ pub(crate) fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiEr
 }
 
 /// `application/json`, with or without parameters such as `charset`.
-pub(crate) fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
+fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)

@@ -74,14 +74,10 @@ pub async fn create_version(
     if let Err(issues) = Template::compile(&key, 0, &source) {
         return Ok(invalid_template(issues));
     }
-    let mut conn = state
-        .db
-        .get()
-        .await
-        .map_err(|e| state.db_unavailable(e.to_string()))?;
+    let mut conn = state.conn().await?;
     let version = stored::create_version(&mut conn, &key, &source)
         .await
-        .map_err(|e| state.db_unavailable(e.to_string()))?;
+        .map_err(|e| state.db_unavailable(e))?;
     Ok(HttpResponse::Created().json(CreatedVersion {
         key: key.into_inner(),
         version,
@@ -102,14 +98,10 @@ pub async fn create_version(
     security(("api_key" = []))
 )]
 pub async fn list(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let mut conn = state
-        .db
-        .get()
-        .await
-        .map_err(|e| state.db_unavailable(e.to_string()))?;
+    let mut conn = state.conn().await?;
     let all = stored::list(&mut conn)
         .await
-        .map_err(|e| state.db_unavailable(e.to_string()))?;
+        .map_err(|e| state.db_unavailable(e))?;
     Ok(HttpResponse::Ok().json(all))
 }
 
@@ -140,16 +132,12 @@ pub async fn get(
     query: web::Query<VersionQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut conn = state
-        .db
-        .get()
-        .await
-        .map_err(|e| state.db_unavailable(e.to_string()))?;
+    let mut conn = state.conn().await?;
     let found = match query.version {
         Some(version) => stored::version(&mut conn, &key, version).await,
         None => stored::latest(&mut conn, &key).await,
     }
-    .map_err(|e| state.db_unavailable(e.to_string()))?;
+    .map_err(|e| state.db_unavailable(e))?;
     match found {
         Some(template) => Ok(HttpResponse::Ok().json(template)),
         None => Err(ApiError::NotFoundDetail("no such template")),
@@ -176,14 +164,10 @@ pub async fn delete(
     key: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut conn = state
-        .db
-        .get()
-        .await
-        .map_err(|e| state.db_unavailable(e.to_string()))?;
+    let mut conn = state.conn().await?;
     if stored::delete(&mut conn, &key)
         .await
-        .map_err(|e| state.db_unavailable(e.to_string()))?
+        .map_err(|e| state.db_unavailable(e))?
     {
         Ok(HttpResponse::NoContent().finish())
     } else {
@@ -237,11 +221,7 @@ pub async fn set_user_locale(
         return Err(RequestError::InvalidFields(errors).into());
     }
     let wanted = wanted.normalized();
-    let mut conn = state
-        .db
-        .get()
-        .await
-        .map_err(|e| state.db_unavailable(e.to_string()))?;
+    let mut conn = state.conn().await?;
     preferences::set_locale(
         &mut conn,
         &user_id,
@@ -249,9 +229,9 @@ pub async fn set_user_locale(
         wanted.timezone.as_deref(),
     )
     .await
-    .map_err(|e| state.db_unavailable(e.to_string()))?;
+    .map_err(|e| state.db_unavailable(e))?;
     let now = preferences::get(&mut conn, &user_id)
         .await
-        .map_err(|e| state.db_unavailable(e.to_string()))?;
+        .map_err(|e| state.db_unavailable(e))?;
     Ok(HttpResponse::Ok().json(now))
 }
