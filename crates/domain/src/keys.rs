@@ -49,6 +49,12 @@ impl KeySpace {
         format!("{}:user:{}", self.prefix, user_id)
     }
 
+    /// Pub/Sub channel announcing revoked API keys (the key's id as text),
+    /// so every ingest-api drops it from its cache at once.
+    pub fn api_key_revocations(&self) -> String {
+        format!("{}:api-keys:revoked", self.prefix)
+    }
+
     /// The user id of a channel built by [`KeySpace::user_channel`].
     pub fn user_of_channel<'a>(&self, channel: &'a str) -> Option<&'a str> {
         channel

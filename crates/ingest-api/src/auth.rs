@@ -62,15 +62,23 @@ impl FromRequest for Producer {
             if key.is_empty() || key.len() > 256 {
                 return Err(ApiError::Unauthorized);
             }
-            let mut conn = state.conn().await?;
-            match api_keys::authenticate(&mut conn, &key).await {
-                Ok(Some(identity)) => Ok(Producer {
-                    key_id: identity.id,
-                    scope: identity.scope,
-                }),
-                Ok(None) => Err(ApiError::Unauthorized),
-                Err(err) => Err(state.db_unavailable(err)),
-            }
+            let hash = api_keys::hash_key(&key);
+            let identity = match state.api_keys.get(&hash) {
+                Ok(identity) => identity,
+                Err(generation) => {
+                    let mut conn = state.conn().await?;
+                    let identity = api_keys::authenticate(&mut conn, &hash)
+                        .await
+                        .map_err(|err| state.db_unavailable(err))?
+                        .ok_or(ApiError::Unauthorized)?;
+                    state.api_keys.insert(generation, hash, identity);
+                    identity
+                }
+            };
+            Ok(Producer {
+                key_id: identity.id,
+                scope: identity.scope,
+            })
         })
     }
 }

@@ -3,9 +3,13 @@ use std::process::ExitCode;
 use clap::Parser;
 use ingest_api::Application;
 use ingest_api::cli::{Cli, Command, KeysCommand};
+use ingest_api::key_cache;
+use platform::redis::RedisStore;
 use platform::storage::api_keys::{self, Scope};
 use platform::{Settings, db, service, shutdown};
 use tokio_util::sync::CancellationToken;
+
+const REDIS_ANNOUNCE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -38,8 +42,30 @@ async fn keys(settings: &Settings, action: KeysCommand) -> anyhow::Result<()> {
             println!("{key}");
         }
         KeysCommand::Revoke { name } => {
-            api_keys::revoke(&mut conn, &name).await?;
-            eprintln!("revoked API key `{name}`");
+            // Redis is only told so running processes evict the key from
+            // their caches; do not wait for it forever.
+            let redis =
+                tokio::time::timeout(REDIS_ANNOUNCE_TIMEOUT, RedisStore::connect(&settings.redis))
+                    .await;
+            let Ok(Ok(redis)) = redis else {
+                api_keys::revoke(&mut conn, &name).await?;
+                eprintln!(
+                    "revoked API key `{name}`; Redis did not answer, so running ingest-api \
+                     processes keep accepting it for up to auth.api_key_cache_secs ({} s)",
+                    settings.auth.api_key_cache_secs
+                );
+                return Ok(());
+            };
+            match key_cache::revoke(&mut conn, &redis, &name).await? {
+                (_, Ok(listeners)) => {
+                    eprintln!("revoked API key `{name}`; {listeners} ingest-api process(es) told")
+                }
+                (_, Err(err)) => eprintln!(
+                    "revoked API key `{name}`; announcing it failed ({err}), so running \
+                     ingest-api processes keep accepting it for up to {} s",
+                    settings.auth.api_key_cache_secs
+                ),
+            }
         }
     }
     Ok(())

@@ -3,16 +3,19 @@
 //! one), and runs until the shutdown token is cancelled.
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use platform::Settings;
 use platform::db::{self, DbPool};
 use platform::health::{self, Dependencies};
-use platform::redis::RedisStore;
+use platform::redis::{RedisStore, RedisSubscriber};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
+use crate::key_cache::{self, KeyCache};
 use crate::{openapi, routes};
 
 /// What every request handler can reach.
@@ -24,6 +27,7 @@ pub struct AppState {
     pub retry_after_secs: u32,
     pub idempotency_ttl: std::time::Duration,
     pub templates: platform::template_cache::TemplateCache,
+    pub api_keys: Arc<KeyCache>,
 }
 
 impl AppState {
@@ -59,6 +63,12 @@ impl Application {
             tracing::info!(?loaded, dir = %settings.templates.dir, "templates loaded from folder");
         }
         let redis = RedisStore::connect(&settings.redis).await?;
+        let api_keys = Arc::new(KeyCache::new(Duration::from_secs(
+            settings.auth.api_key_cache_secs,
+        )));
+        let revocations = RedisSubscriber::connect(&settings.redis).await?;
+        revocations.subscribe_key_revocations().await?;
+        tokio::spawn(key_cache::watch_revocations(revocations, api_keys.clone()));
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))?;
         let port = listener.local_addr()?.port();
 
@@ -70,6 +80,7 @@ impl Application {
             retry_after_secs: settings.http.retry_after_secs,
             idempotency_ttl: std::time::Duration::from_secs(settings.ingest.idempotency_ttl_secs),
             templates: platform::template_cache::TemplateCache::default(),
+            api_keys,
         });
         let deps = web::Data::new(Dependencies {
             database: Some(db),

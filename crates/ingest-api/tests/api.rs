@@ -259,12 +259,23 @@ async fn bad_input_is_refused_with_problem_json_and_nothing_written() {
             .status(),
         StatusCode::ACCEPTED
     );
-    api_keys::revoke(&mut conn, "soon-revoked").await.unwrap();
-    problem(
-        app.post_raw(Some(&revoked), json_ct, ok_body.clone()).await,
-        StatusCode::UNAUTHORIZED,
+    // The key is cached now; revoking it evicts it everywhere at once.
+    let (_, told) = ingest_api::key_cache::revoke(&mut conn, &app.redis, "soon-revoked")
+        .await
+        .unwrap();
+    assert_eq!(told.unwrap(), 1, "this ingest-api heard the revocation");
+    // Pub/Sub delivery takes well under a millisecond; allow a second, far
+    // below the cache TTL (60 s) that would apply without the announcement.
+    let refused = testkit::eventually(
+        "the revoked key is refused",
+        Duration::from_secs(1),
+        || async {
+            let response = app.post_raw(Some(&revoked), json_ct, ok_body.clone()).await;
+            (response.status() == StatusCode::UNAUTHORIZED).then_some(response)
+        },
     )
     .await;
+    problem(refused, StatusCode::UNAUTHORIZED).await;
 
     // Only the one request with a valid key and body was appended.
     assert_eq!(app.appended().await.len(), 1);
@@ -393,10 +404,21 @@ async fn database_down_answers_503_not_401() {
     let mut env = TestEnv::new().await;
     env.database_through(&proxy);
     let app = TestApp::spawn_in(env).await;
+    let mut conn = app.env.db().await;
+    let not_yet_used = api_keys::create(&mut conn, "not-yet-used", Scope::Producer)
+        .await
+        .unwrap();
+    let body = serde_json::to_vec(&valid("u")).unwrap();
     assert_eq!(app.post(&valid("u")).await.status(), StatusCode::ACCEPTED);
 
     proxy.cut();
-    let response = app.post(&valid("u")).await;
+    // A key verified a moment ago is still trusted (from the cache): plain
+    // notifications do not need PostgreSQL.
+    assert_eq!(app.post(&valid("u")).await.status(), StatusCode::ACCEPTED);
+    // A key that must be looked up cannot be: 503, not 401.
+    let response = app
+        .post_raw(Some(&not_yet_used), Some("application/json"), body.clone())
+        .await;
     assert!(response.headers().contains_key("retry-after"));
     problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
 
@@ -404,13 +426,18 @@ async fn database_down_answers_503_not_401() {
     testkit::eventually(
         "ingest recovers after the database returns",
         Duration::from_secs(15),
-        || async { (app.post(&valid("u")).await.status() == StatusCode::ACCEPTED).then_some(()) },
+        || async {
+            let response = app
+                .post_raw(Some(&not_yet_used), Some("application/json"), body.clone())
+                .await;
+            (response.status() == StatusCode::ACCEPTED).then_some(())
+        },
     )
     .await;
     assert_eq!(
         app.appended().await.len(),
-        2,
-        "only the two accepted requests were appended"
+        3,
+        "only the three accepted requests were appended"
     );
 }
 

@@ -564,6 +564,15 @@ impl RedisStore {
             .map_err(RedisError::on("PUBLISH"))
     }
 
+    /// Tells every ingest-api that this API key was revoked (they evict it
+    /// from their caches); answers how many processes listened.
+    pub async fn announce_key_revoked(&self, key_id: &str) -> Result<u64, RedisError> {
+        self.client
+            .publish(self.keys.api_key_revocations(), key_id)
+            .await
+            .map_err(RedisError::on("PUBLISH"))
+    }
+
     /// Length of one priority stream (entries not yet trimmed).
     pub async fn stream_len(&self, priority: Priority) -> Result<u64, RedisError> {
         self.client
@@ -703,6 +712,14 @@ impl RedisSubscriber {
             .map_err(RedisError::on("SUBSCRIBE"))
     }
 
+    /// Listens to API key revocations (see [`RedisStore::announce_key_revoked`]).
+    pub async fn subscribe_key_revocations(&self) -> Result<(), RedisError> {
+        self.client
+            .subscribe(self.keys.api_key_revocations())
+            .await
+            .map_err(RedisError::on("SUBSCRIBE"))
+    }
+
     pub async fn unsubscribe_user(&self, user_id: &str) -> Result<(), RedisError> {
         self.client
             .unsubscribe(self.keys.user_channel(user_id))
@@ -729,8 +746,36 @@ impl RedisSubscriber {
     /// subscribed to. Frames that are not text are skipped.
     pub fn frames(&self) -> UserFrames {
         UserFrames {
-            rx: self.client.message_rx(),
+            messages: self.messages(),
             keys: self.keys.clone(),
+        }
+    }
+
+    /// Every text message on a channel this process subscribed to.
+    pub fn messages(&self) -> Messages {
+        Messages {
+            rx: self.client.message_rx(),
+        }
+    }
+}
+
+/// Text messages received by a [`RedisSubscriber`], with their channel.
+pub struct Messages {
+    rx: broadcast::Receiver<fred::types::Message>,
+}
+
+impl Messages {
+    /// The next text message as `(channel, text)`; others are skipped.
+    pub async fn recv(&mut self) -> Result<(String, String), FramesError> {
+        loop {
+            let message = match self.rx.recv().await {
+                Ok(message) => message,
+                Err(broadcast::error::RecvError::Lagged(n)) => return Err(FramesError::Lagged(n)),
+                Err(broadcast::error::RecvError::Closed) => return Err(FramesError::Closed),
+            };
+            if let Some(text) = message.value.as_bytes_str() {
+                return Ok((message.channel.to_string(), text.to_string()));
+            }
         }
     }
 }
@@ -750,7 +795,7 @@ impl Reconnects {
 }
 
 pub struct UserFrames {
-    rx: broadcast::Receiver<fred::types::Message>,
+    messages: Messages,
     keys: KeySpace,
 }
 
@@ -765,21 +810,13 @@ pub enum FramesError {
 impl UserFrames {
     pub async fn recv(&mut self) -> Result<UserFrame, FramesError> {
         loop {
-            let message = match self.rx.recv().await {
-                Ok(message) => message,
-                Err(broadcast::error::RecvError::Lagged(n)) => return Err(FramesError::Lagged(n)),
-                Err(broadcast::error::RecvError::Closed) => return Err(FramesError::Closed),
-            };
-            let Some(user_id) = self.keys.user_of_channel(&message.channel) else {
-                continue;
-            };
-            let Some(text) = message.value.as_bytes_str() else {
-                continue;
-            };
-            return Ok(UserFrame {
-                user_id: user_id.to_owned(),
-                frame: ByteString::from(text.to_string()),
-            });
+            let (channel, text) = self.messages.recv().await?;
+            if let Some(user_id) = self.keys.user_of_channel(&channel) {
+                return Ok(UserFrame {
+                    user_id: user_id.to_owned(),
+                    frame: ByteString::from(text),
+                });
+            }
         }
     }
 }

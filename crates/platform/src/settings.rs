@@ -63,6 +63,8 @@ pub struct AuthSettings {
     pub jwt_secret: SecretString,
     /// Clock skew tolerated when checking `exp` / `nbf`, in seconds.
     pub jwt_leeway_secs: u64,
+    /// How long ingest-api trusts a verified API key without asking PostgreSQL.
+    pub api_key_cache_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

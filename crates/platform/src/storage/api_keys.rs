@@ -107,29 +107,29 @@ pub async fn create(
     }
 }
 
-/// Revokes the active key with this name; it stops working at once.
-pub async fn revoke(conn: &mut AsyncPgConnection, name: &str) -> Result<(), ApiKeyError> {
-    let revoked = diesel::update(
+/// Revokes the active key with this name and answers its id. Processes that
+/// cache keys must be told (`RedisStore::announce_key_revoked`).
+pub async fn revoke(conn: &mut AsyncPgConnection, name: &str) -> Result<Uuid, ApiKeyError> {
+    diesel::update(
         api_keys::table
             .filter(api_keys::name.eq(name))
             .filter(api_keys::revoked_at.is_null()),
     )
     .set(api_keys::revoked_at.eq(diesel::dsl::now))
-    .execute(conn)
-    .await?;
-    if revoked == 0 {
-        return Err(ApiKeyError::NotFound(name.to_owned()));
-    }
-    Ok(())
+    .returning(api_keys::id)
+    .get_result(conn)
+    .await
+    .optional()?
+    .ok_or_else(|| ApiKeyError::NotFound(name.to_owned()))
 }
 
-/// The active key matching `key`, if any.
+/// The active key whose SHA-256 ([`hash_key`]) is `key_hash`, if any.
 pub async fn authenticate(
     conn: &mut AsyncPgConnection,
-    key: &str,
+    key_hash: &[u8],
 ) -> Result<Option<KeyIdentity>, DbError> {
     let found = api_keys::table
-        .filter(api_keys::key_hash.eq(hash_key(key)))
+        .filter(api_keys::key_hash.eq(key_hash))
         .filter(api_keys::revoked_at.is_null())
         .select((api_keys::id, api_keys::scope))
         .first::<(Uuid, String)>(conn)
