@@ -15,6 +15,9 @@ export HERALD__REDIS__KEY_PREFIX="${HERALD__REDIS__KEY_PREFIX:-bench}"
 export HERALD__HTTP__HOST=127.0.0.1
 export HERALD__AUTH__JWT_SECRET="${HERALD__AUTH__JWT_SECRET:-bench-secret-bench-secret-bench-secret}"
 export HERALD__LOG__LEVEL="${HERALD__LOG__LEVEL:-warn}"
+# The worker's backlog gauges (which herald-bench reads) refresh with the
+# trimmer; every second instead of every 5 s.
+export HERALD__WORKER__TRIM_INTERVAL_MS=1000
 INGEST_PORT=18081 WORKER_PORT=18082 GATEWAY_PORT=18083
 
 cargo build --release --bins
@@ -22,6 +25,10 @@ scripts/dev-deps.sh up
 "$BIN/stream-worker" migrate
 "$BIN/ingest-api" keys revoke bench >/dev/null 2>&1 || true
 export HERALD_BENCH_API_KEY="$("$BIN/ingest-api" keys create --name bench)"
+
+# One socket per WebSocket connection: raise the open-files limit as far as
+# this machine allows, before the services start (they inherit it).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 pids=()
 stop_all() {
@@ -35,8 +42,8 @@ HERALD__HTTP__PORT=$GATEWAY_PORT "$BIN/ws-gateway" 2>.dev/bench-gateway.log & pi
 for port in $INGEST_PORT $WORKER_PORT $GATEWAY_PORT; do
   for _ in $(seq 1 150); do curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
 done
-ulimit -n 65536 2>/dev/null || true
 
 "$BIN/herald-bench" --ingest "http://127.0.0.1:$INGEST_PORT" --gateway "http://127.0.0.1:$GATEWAY_PORT" \
   --worker "http://127.0.0.1:$WORKER_PORT" \
+  --gateway-pid "${pids[2]}" --pid "ingest-api=${pids[0]}" --pid "stream-worker=${pids[1]}" --pid "ws-gateway=${pids[2]}" \
   --seconds "${BENCH_SECONDS:-20}" --out bench/results "$@"

@@ -1,0 +1,270 @@
+//! End to end: POST -> stream -> worker -> PostgreSQL -> Pub/Sub -> gateway
+//! -> WebSocket frame, timed on the bench's clock.
+
+use std::time::{Duration, Instant};
+
+use super::{Ctx, Send, connect_users, post_paced, worker_backlog};
+use crate::deliveries::Deliveries;
+use crate::report::Outcome;
+
+fn latency_user(k: u64) -> String {
+    format!("lat-{}", k % 1_000)
+}
+
+fn throughput_user(k: u64) -> String {
+    format!("tp-{}", k % 10_000)
+}
+
+fn soak_user(k: u64) -> String {
+    format!("soak-{}", k % 1_000)
+}
+
+/// 1,000 users connected; 1,000 notifications/s for 1.5 x `--seconds`
+/// (30 s by default), single POSTs; every frame timed and counted.
+pub async fn latency(ctx: &Ctx) -> anyhow::Result<Outcome> {
+    const USERS: u64 = 1_000;
+    const RATE: u64 = 1_000;
+    let seconds = ctx.seconds * 3 / 2;
+    let count = RATE * seconds;
+    let deliveries = Deliveries::new(count as usize);
+    let readers = connect_users(ctx, &deliveries, 0..USERS, latency_user, false).await?;
+    let from = deliveries.now_us();
+    let send = Send {
+        rate: RATE as f64,
+        batch: 1,
+        connections: 32,
+        priority: "normal",
+    };
+    let (accepted, errors) = post_paced(
+        ctx,
+        &deliveries,
+        0..count,
+        send,
+        latency_user,
+        "e2e-latency",
+    )
+    .await?;
+    deliveries.settle(0..count, Duration::from_secs(10)).await;
+    let (lost, duplicated) = deliveries.lost_and_duplicated(0..count);
+    let (latency, timeline) = deliveries.latency(from, deliveries.now_us());
+    readers.iter().for_each(|r| r.abort());
+
+    let mut outcome = Outcome::new("e2e-latency");
+    outcome.rate_per_sec = accepted as f64 / seconds as f64;
+    outcome.count = accepted;
+    outcome.errors = errors;
+    outcome.latency = latency;
+    outcome.lost = Some(lost);
+    outcome.duplicated = Some(duplicated);
+    outcome.seconds = seconds as f64;
+    outcome.timeline = timeline;
+    outcome.detail("users", USERS);
+    outcome.target("p50 <= 5 ms", latency.p50_ms <= 5.0);
+    outcome.target("p99 <= 20 ms", latency.p99_ms <= 20.0);
+    outcome.target("0 lost, 0 duplicated", lost == 0 && duplicated == 0);
+    Ok(outcome)
+}
+
+/// Rates tried in turn; the highest that passes is then held.
+const STEPS: [u64; 9] = [
+    2_000, 4_000, 6_000, 8_000, 10_000, 12_000, 15_000, 20_000, 25_000,
+];
+
+/// 10,000 users connected. Steps the rate up (batches of 100, `step`
+/// seconds each) while every notification posted in a step is delivered
+/// within 1 s of its end and the worker's backlog then is under half a
+/// second of traffic; then holds the highest passing rate for `sustain`
+/// seconds and checks that the backlog did not grow (else holds the step
+/// below once more).
+pub async fn throughput(ctx: &Ctx, step: u64, sustain: u64) -> anyhow::Result<Outcome> {
+    const USERS: u64 = 10_000;
+    let capacity = STEPS.iter().sum::<u64>() * step + 2 * STEPS[STEPS.len() - 1] * sustain;
+    let deliveries = Deliveries::new(capacity as usize);
+    let readers = connect_users(ctx, &deliveries, 0..USERS, throughput_user, false).await?;
+    let mut outcome = Outcome::new("e2e-throughput");
+    let mut next = 0u64;
+    let mut passing = Vec::new();
+    let mut steps = Vec::new();
+    for rate in STEPS {
+        let range = next..next + rate * step;
+        next = range.end;
+        let began = Instant::now();
+        let (accepted, errors) = post_paced(
+            ctx,
+            &deliveries,
+            range.clone(),
+            batches_at(rate),
+            throughput_user,
+            "e2e-throughput step",
+        )
+        .await?;
+        let posting = began.elapsed().as_secs_f64();
+        deliveries
+            .settle(range.clone(), Duration::from_secs(1))
+            .await;
+        let delivered = deliveries.received_in(range.clone());
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        let backlog = worker_backlog(ctx).await?;
+        let kept_up = errors == 0
+            && accepted == range.end - range.start
+            && delivered == accepted
+            && posting <= step as f64 * 1.1
+            && backlog <= rate as f64 / 2.0;
+        eprintln!(
+            "  {rate}/s: posted in {posting:.1} s, {accepted} accepted, {delivered} delivered within 1 s, backlog {backlog}: {}",
+            if kept_up { "kept up" } else { "fell behind" }
+        );
+        steps.push(serde_json::json!({"rate": rate, "accepted": accepted, "delivered_in_time": delivered, "backlog_after": backlog, "posting_s": posting, "kept_up": kept_up}));
+        if !kept_up {
+            break;
+        }
+        passing.push(rate);
+    }
+    outcome.detail("users", USERS);
+    outcome.detail("steps", steps);
+
+    let mut holds = Vec::new();
+    for rate in passing.iter().rev().take(2).copied() {
+        super::wait_drained(ctx).await?;
+        let range = next..next + rate * sustain;
+        next = range.end;
+        let from = deliveries.now_us();
+        let sampler = tokio::spawn(sample_backlog(ctx.clone(), sustain));
+        let (accepted, errors) = post_paced(
+            ctx,
+            &deliveries,
+            range.clone(),
+            batches_at(rate),
+            throughput_user,
+            "e2e-throughput hold",
+        )
+        .await?;
+        let backlog = sampler.await?;
+        deliveries
+            .settle(range.clone(), Duration::from_secs(5))
+            .await;
+        let (lost, duplicated) = deliveries.lost_and_duplicated(range.clone());
+        let (latency, timeline) = deliveries.latency(from, deliveries.now_us());
+        // Not growing: the last third of the samples is on average no
+        // higher than the first third plus one second of traffic.
+        let third = (backlog.len() / 3).max(1);
+        let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
+        let flat = mean(&backlog[backlog.len() - third..]) <= mean(&backlog[..third]) + rate as f64;
+        let sustained = flat && lost == 0 && duplicated == 0 && errors == 0;
+        eprintln!(
+            "  held {rate}/s for {sustain} s: backlog every 5 s {backlog:?}: {}",
+            if sustained {
+                "sustained"
+            } else {
+                "not sustained"
+            }
+        );
+        holds.push(serde_json::json!({"rate": rate, "backlog_every_5s": backlog, "sustained": sustained, "lost": lost}));
+        outcome.count = accepted;
+        outcome.errors = errors;
+        outcome.latency = latency;
+        outcome.lost = Some(lost);
+        outcome.duplicated = Some(duplicated);
+        outcome.seconds = sustain as f64;
+        outcome.timeline = timeline;
+        if sustained {
+            outcome.rate_per_sec = rate as f64;
+            break;
+        }
+    }
+    outcome.detail("holds", holds);
+    readers.iter().for_each(|r| r.abort());
+    let rate = outcome.rate_per_sec;
+    outcome.target(
+        ">= 20,000 notifications/s stored and delivered, sustained",
+        rate >= 20_000.0,
+    );
+    Ok(outcome)
+}
+
+fn batches_at(rate: u64) -> Send {
+    Send {
+        rate: rate as f64,
+        batch: 100,
+        connections: 8,
+        priority: "normal",
+    }
+}
+
+/// The worker's backlog every 5 s for `seconds`.
+async fn sample_backlog(ctx: Ctx, seconds: u64) -> Vec<f64> {
+    let mut samples = Vec::new();
+    for _ in 0..(seconds / 5).max(1) {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        samples.push(worker_backlog(&ctx).await.unwrap_or(f64::NAN));
+    }
+    samples
+}
+
+/// 1,000 users, `rate` notifications/s for `seconds`; the RSS of every
+/// service sampled every 10 s must stay flat.
+pub async fn soak(ctx: &Ctx, rate: u64, seconds: u64) -> anyhow::Result<Outcome> {
+    const USERS: u64 = 1_000;
+    let count = rate * seconds;
+    let deliveries = Deliveries::new(count as usize);
+    let readers = connect_users(ctx, &deliveries, 0..USERS, soak_user, false).await?;
+    let pids = ctx.pids.clone();
+    let sampler = tokio::spawn(async move {
+        let mut samples: Vec<Vec<u64>> = vec![Vec::new(); pids.len()];
+        for _ in 0..seconds / 10 {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            for (i, (_, pid)) in pids.iter().enumerate() {
+                samples[i].push(super::rss_kib(*pid).unwrap_or(0));
+            }
+        }
+        samples
+    });
+    let from = deliveries.now_us();
+    let send = Send {
+        rate: rate as f64,
+        batch: 1,
+        connections: 32,
+        priority: "normal",
+    };
+    let (accepted, errors) =
+        post_paced(ctx, &deliveries, 0..count, send, soak_user, "soak").await?;
+    let samples = sampler.await?;
+    deliveries.settle(0..count, Duration::from_secs(10)).await;
+    let (lost, duplicated) = deliveries.lost_and_duplicated(0..count);
+    let (latency, timeline) = deliveries.latency(from, deliveries.now_us());
+    readers.iter().for_each(|r| r.abort());
+
+    let mut outcome = Outcome::new("soak");
+    outcome.rate_per_sec = accepted as f64 / seconds as f64;
+    outcome.count = accepted;
+    outcome.errors = errors;
+    outcome.latency = latency;
+    outcome.lost = Some(lost);
+    outcome.duplicated = Some(duplicated);
+    outcome.seconds = seconds as f64;
+    outcome.timeline = timeline;
+    let mut flat = true;
+    for ((service, _), rss) in ctx.pids.iter().zip(&samples) {
+        // Compare the second minute with the last one: the first holds warm-up.
+        let minute = |s: &[u64]| s.iter().sum::<u64>() as f64 / s.len().max(1) as f64;
+        let early = minute(rss.get(6..12).unwrap_or(rss));
+        let late = minute(&rss[rss.len().saturating_sub(6)..]);
+        let growth = if early > 0.0 {
+            (late - early) / early * 100.0
+        } else {
+            0.0
+        };
+        flat &= growth < 10.0;
+        outcome.detail(&format!("{service}_rss_kib_every_10s"), rss);
+        outcome.detail(
+            &format!("{service}_rss_growth_pct"),
+            (growth * 10.0).round() / 10.0,
+        );
+    }
+    outcome.target(
+        "RSS of each service flat (< 10% growth, 2nd minute to last)",
+        flat,
+    );
+    outcome.target("0 lost, 0 duplicated", lost == 0 && duplicated == 0);
+    Ok(outcome)
+}
