@@ -9,7 +9,7 @@ export HERALD__REDIS__URL ?= redis://127.0.0.1:6379
 export HERALD_TEST_PG ?= postgres://postgres@127.0.0.1:5432
 export HERALD_TEST_REDIS ?= redis://127.0.0.1:6379
 
-.PHONY: help build run test deps-test bench lint fmt clippy clean
+.PHONY: help build run test deps-test bench bench-micro lint fmt clippy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,8 +32,11 @@ test: deps-test ## Run the whole test suite against real PostgreSQL and Redis
 		cargo test --workspace --no-fail-fast; \
 	fi
 
-bench: ## Release build, start everything, run herald-bench, write bench/results/latest.{json,md}
+bench: ## Release build, start everything, run herald-bench, write bench/results/latest.{json,md,svg}
 	scripts/bench.sh
+
+bench-micro: ## criterion micro-benchmarks of validation, frame encoding and rendering
+	cargo bench -p domain --bench hot_paths
 
 lint: fmt clippy ## Formatting and clippy, as CI expects them
 
