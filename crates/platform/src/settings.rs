@@ -72,6 +72,8 @@ pub struct WorkerSettings {
     /// Consumer name in the group; empty means the host name (the pod name on Kubernetes).
     pub consumer_name: String,
     pub batch_size: usize,
+    /// Consumers (rounds in flight) per process.
+    pub concurrency: usize,
     pub block_ms: u64,
     /// Share of each round reserved for `normal` and `low` when they have entries.
     pub normal_share: f64,
@@ -190,6 +192,9 @@ impl Settings {
         }
         if self.worker.batch_size == 0 || self.worker.batch_size > 5_000 {
             return fail("worker.batch_size", "must be 1..=5000");
+        }
+        if self.worker.concurrency == 0 || self.worker.concurrency > 64 {
+            return fail("worker.concurrency", "must be 1..=64");
         }
         for (key, share) in [
             ("worker.normal_share", self.worker.normal_share),

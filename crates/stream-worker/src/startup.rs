@@ -23,7 +23,7 @@ use crate::trimmer::Trimmer;
 pub struct Worker {
     port: u16,
     server: Server,
-    consumer: Consumer,
+    consumers: Vec<Consumer>,
     trimmer: Trimmer,
     shutdown_timeout: Duration,
 }
@@ -34,7 +34,6 @@ impl Worker {
         db::wait_until_reachable(&pool).await;
         let redis = RedisStore::connect(&settings.redis).await?;
         redis.ensure_consumer_group().await?;
-        let reader = redis.stream_reader().await?;
 
         let mut registry = Registry::default();
         let metrics = Arc::new(WorkerMetrics::register(&mut registry));
@@ -60,35 +59,42 @@ impl Worker {
         .run();
 
         let worker = &settings.worker;
-        let consumer = Consumer {
-            name: settings.consumer_name(),
-            db: pool,
-            redis: redis.clone(),
-            reader,
-            lanes: LanePolicy {
-                batch_size: worker.batch_size,
-                normal_min: worker.min_count(worker.normal_share),
-                low_min: worker.min_count(worker.low_share),
-            },
-            block: Duration::from_millis(worker.block_ms),
-            claim_min_idle: Duration::from_millis(worker.claim_min_idle_ms),
-            claim_interval: Duration::from_millis(worker.claim_interval_ms),
-            max_deliveries: worker.max_deliveries,
-            metrics: metrics.clone(),
-            templates: platform::template_cache::TemplateCache::default(),
-            default_locale: settings.templates.default_locale.clone(),
-        };
+        let mut consumers = Vec::with_capacity(worker.concurrency);
+        for i in 0..worker.concurrency {
+            let name = match i {
+                0 => settings.consumer_name(),
+                i => format!("{}-{i}", settings.consumer_name()),
+            };
+            consumers.push(Consumer {
+                name,
+                db: pool.clone(),
+                redis: redis.clone(),
+                reader: redis.stream_reader().await?,
+                lanes: LanePolicy {
+                    batch_size: worker.batch_size,
+                    normal_min: worker.min_count(worker.normal_share),
+                    low_min: worker.min_count(worker.low_share),
+                },
+                block: Duration::from_millis(worker.block_ms),
+                claim_min_idle: Duration::from_millis(worker.claim_min_idle_ms),
+                claim_interval: Duration::from_millis(worker.claim_interval_ms),
+                max_deliveries: worker.max_deliveries,
+                metrics: metrics.clone(),
+                templates: platform::template_cache::TemplateCache::default(),
+                default_locale: settings.templates.default_locale.clone(),
+            });
+        }
         let trimmer = Trimmer {
             redis,
             target_len: worker.trim_target_len,
             interval: Duration::from_millis(worker.trim_interval_ms),
             metrics,
         };
-        tracing::info!(port, consumer = %consumer.name, "stream-worker ready");
+        tracing::info!(port, consumer = %settings.consumer_name(), concurrency = consumers.len(), "stream-worker ready");
         Ok(Self {
             port,
             server,
-            consumer,
+            consumers,
             trimmer,
             shutdown_timeout: Duration::from_millis(worker.shutdown_timeout_ms),
         })
@@ -109,7 +115,9 @@ impl Worker {
             tokio::time::sleep(self.shutdown_timeout).await;
         };
         tokio::select! {
-            () = self.consumer.run(shutdown.clone()) => {}
+            _ = futures_util::future::join_all(
+                self.consumers.iter().map(|c| c.run(shutdown.clone())),
+            ) => {}
             () = deadline => {
                 tracing::warn!("shutdown timeout reached; unfinished entries stay pending for other workers");
             }

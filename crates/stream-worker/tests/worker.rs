@@ -49,7 +49,12 @@ async fn stores_publishes_and_acks_with_gapless_seq() {
     for i in 0..300 {
         let user = if i % 3 == 0 { "bob" } else { "alice" };
         let priority = Priority::ALL[i % 3];
-        let n = notification(user, i, priority);
+        let mut n = notification(user, i, priority);
+        // Data of every JSON kind, and times with nanoseconds (PostgreSQL keeps µs).
+        n.data = serde_json::json!({"k": i, "f": 1.25, "s": "é\n", "nested": {"b": [1, "x", null, true]}})
+            .as_object()
+            .cloned();
+        n.expires_at = Some(n.created_at + chrono::Duration::nanoseconds(3_600_000_000_123));
         append(&redis, &n).await;
         sent.push(n);
     }
@@ -89,7 +94,19 @@ async fn stores_publishes_and_acks_with_gapless_seq() {
         .collect();
     assert_eq!(stored_ids, alice_sent, "ids sent == ids stored");
 
-    // Every alice notification was published to her channel, none of bob's.
+    // Every alice notification was published to her channel, none of bob's,
+    // and each live frame is exactly the notification as stored (the worker
+    // builds frames from what it inserted, not from a read-back).
+    let stored_frames: std::collections::HashMap<Uuid, serde_json::Value> =
+        notifications::list_for_user(&mut conn, "alice")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| {
+                let frame = domain::ServerFrame::Notification(n.clone()).to_json();
+                (n.id, serde_json::from_str(&frame).unwrap())
+            })
+            .collect();
     let mut published = HashSet::new();
     while published.len() < alice_sent.len() {
         let frame = tokio::time::timeout(Duration::from_secs(5), frames.recv())
@@ -100,7 +117,9 @@ async fn stores_publishes_and_acks_with_gapless_seq() {
         let value: serde_json::Value = serde_json::from_str(&frame.frame).unwrap();
         assert_eq!(value["type"], "notification");
         assert!(value["seq"].as_i64().unwrap() >= 1);
-        published.insert(Uuid::parse_str(value["id"].as_str().unwrap()).unwrap());
+        let id = Uuid::parse_str(value["id"].as_str().unwrap()).unwrap();
+        assert_eq!(value, stored_frames[&id], "live frame == stored row");
+        published.insert(id);
     }
     assert_eq!(published, alice_sent);
 

@@ -1,6 +1,6 @@
 //! Row structs: how domain types map onto columns.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use diesel::prelude::*;
 use domain::{Notification, Priority};
 
@@ -53,6 +53,34 @@ impl<'a> NotificationInsert<'a> {
             params: template.map(|t| serde_json::Value::Object(t.params.clone())),
             muted: prepared.muted,
         }
+    }
+}
+
+impl NotificationInsert<'_> {
+    /// The notification as clients see it once stored: `None` when it has
+    /// no `seq` (expired) or is muted. Times carry PostgreSQL's microseconds,
+    /// so a live frame equals the same notification read back later.
+    pub fn to_visible(&self) -> Option<Notification> {
+        let seq = self.seq.filter(|_| !self.muted)?;
+        Some(Notification {
+            id: self.id,
+            user_id: self.user_id.to_owned(),
+            seq,
+            title: self.title.to_owned(),
+            body: self.body.to_owned(),
+            priority: self.priority.parse().unwrap_or(Priority::Normal),
+            category: self.category.map(str::to_owned),
+            data: match &self.data {
+                Some(serde_json::Value::Object(map)) => Some(map.clone()),
+                _ => None,
+            },
+            created_at: self.created_at.trunc_subsecs(6),
+            expires_at: self.expires_at.map(|t| t.trunc_subsecs(6)),
+            read_at: None,
+            archived_at: None,
+            locale: self.locale.map(str::to_owned),
+            muted: false,
+        })
     }
 }
 

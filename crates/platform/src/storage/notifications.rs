@@ -14,7 +14,9 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Text};
+use diesel::sql_types::{
+    Array, BigInt, Bool, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use domain::{NewNotification, Notification};
 use uuid::Uuid;
@@ -23,8 +25,15 @@ use super::models::{NotificationInsert, NotificationRow};
 use super::schema::{notifications, user_inbox};
 use crate::db::DbError;
 
-/// PostgreSQL accepts 65,535 bind parameters per statement; a row binds 16.
-const ROWS_PER_INSERT: usize = 4_000;
+/// The batch insert: one array per column, so the statement text is the
+/// same for every batch size (prepared once per connection, parsed once)
+/// and a batch is not limited by PostgreSQL's 65,535 bind parameters.
+const INSERT_UNNEST: &str = "\
+    INSERT INTO notifications (id, user_id, seq, title, body, priority, category, data, \
+        created_at, expires_at, expired, locale, template_key, template_version, params, muted) \
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], \
+        $7::text[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[], $11::bool[], $12::text[], \
+        $13::text[], $14::int4[], $15::jsonb[], $16::bool[])";
 
 /// What storing a batch did.
 #[derive(Debug, Default)]
@@ -167,12 +176,7 @@ async fn store_in_tx(
         inserts.push(NotificationInsert::new(prepared, Some(*seq)));
     }
     outcome.inserted = inserts.len();
-    for chunk in inserts.chunks(ROWS_PER_INSERT) {
-        diesel::insert_into(notifications::table)
-            .values(chunk)
-            .execute(conn)
-            .await?;
-    }
+    insert_rows(conn, &inserts).await?;
 
     if !added.is_empty() {
         let (names, counts): (Vec<String>, Vec<i64>) =
@@ -191,18 +195,64 @@ async fn store_in_tx(
         .await?;
     }
 
-    let mut by_id: HashMap<Uuid, Notification> = notifications::table
-        .filter(notifications::id.eq_any(&ids))
-        .select(NotificationRow::as_select())
-        .load::<NotificationRow>(conn)
-        .await?
-        .into_iter()
-        .filter_map(NotificationRow::into_visible)
-        .filter(|n| !n.muted)
+    // New rows are published as inserted; a redelivered one as it was stored then.
+    let mut by_id: HashMap<Uuid, Notification> = inserts
+        .iter()
+        .filter_map(NotificationInsert::to_visible)
         .map(|n| (n.id, n))
         .collect();
+    if !already_stored.is_empty() {
+        let earlier: Vec<Uuid> = already_stored.iter().copied().collect();
+        by_id.extend(
+            notifications::table
+                .filter(notifications::id.eq_any(&earlier))
+                .select(NotificationRow::as_select())
+                .load::<NotificationRow>(conn)
+                .await?
+                .into_iter()
+                .filter_map(NotificationRow::into_visible)
+                .filter(|n| !n.muted)
+                .map(|n| (n.id, n)),
+        );
+    }
     outcome.visible = ids.iter().filter_map(|id| by_id.remove(id)).collect();
     Ok(outcome)
+}
+
+/// Inserts the rows with [`INSERT_UNNEST`].
+async fn insert_rows(
+    conn: &mut AsyncPgConnection,
+    rows: &[NotificationInsert<'_>],
+) -> Result<(), diesel::result::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    fn column<'r, T>(
+        rows: &'r [NotificationInsert<'_>],
+        f: impl Fn(&'r NotificationInsert<'_>) -> T,
+    ) -> Vec<T> {
+        rows.iter().map(f).collect()
+    }
+    diesel::sql_query(INSERT_UNNEST)
+        .bind::<Array<SqlUuid>, _>(column(rows, |r| r.id))
+        .bind::<Array<Text>, _>(column(rows, |r| r.user_id))
+        .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.seq))
+        .bind::<Array<Text>, _>(column(rows, |r| r.title))
+        .bind::<Array<Text>, _>(column(rows, |r| r.body))
+        .bind::<Array<Text>, _>(column(rows, |r| r.priority))
+        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.category))
+        .bind::<Array<Nullable<Jsonb>>, _>(column(rows, |r| r.data.as_ref()))
+        .bind::<Array<Timestamptz>, _>(column(rows, |r| r.created_at))
+        .bind::<Array<Nullable<Timestamptz>>, _>(column(rows, |r| r.expires_at))
+        .bind::<Array<Bool>, _>(column(rows, |r| r.expired))
+        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.locale))
+        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.template_key))
+        .bind::<Array<Nullable<Integer>>, _>(column(rows, |r| r.template_version))
+        .bind::<Array<Nullable<Jsonb>>, _>(column(rows, |r| r.params.as_ref()))
+        .bind::<Array<Bool>, _>(column(rows, |r| r.muted))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Ids of every notification stored for a user, expired ones included.
