@@ -66,7 +66,7 @@ impl Application {
         let api_keys = Arc::new(KeyCache::new(Duration::from_secs(
             settings.auth.api_key_cache_secs,
         )));
-        let revocations = RedisSubscriber::connect(&settings.redis).await?;
+        let revocations = RedisSubscriber::connect_for_control(&settings.redis).await?;
         revocations.subscribe_key_revocations().await?;
         tokio::spawn(key_cache::watch_revocations(revocations, api_keys.clone()));
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))?;

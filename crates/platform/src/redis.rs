@@ -23,8 +23,13 @@ use tokio::sync::broadcast;
 
 use crate::settings::RedisSettings;
 
-/// Entries the gateway's subscriber may buffer before the hub reads them.
-const SUBSCRIBER_BUFFER: usize = 65_536;
+/// Messages the gateway's subscriber may buffer before the hub reads them
+/// (a hub that falls further behind resynchronises its users from storage).
+const SUBSCRIBER_BUFFER: usize = 16_384;
+
+/// fred gives every client eight broadcast channels of one capacity, each
+/// allocated in full up front: a command client needs none of them large.
+const COMMAND_CLIENT_BUFFER: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 #[error("redis {command} failed: {source}")]
@@ -100,7 +105,7 @@ pub enum ReadFrom {
     OwnPending,
 }
 
-fn builder(settings: &RedisSettings) -> Result<Builder, RedisError> {
+fn builder(settings: &RedisSettings, broadcast_capacity: usize) -> Result<Builder, RedisError> {
     let config =
         Config::from_url(settings.url.expose_secret()).map_err(RedisError::on("config"))?;
     let mut builder = Builder::from_config(config);
@@ -114,7 +119,7 @@ fn builder(settings: &RedisSettings) -> Result<Builder, RedisError> {
         })
         .with_performance_config(|p| {
             p.default_command_timeout = command_timeout;
-            p.broadcast_channel_capacity = SUBSCRIBER_BUFFER;
+            p.broadcast_channel_capacity = broadcast_capacity;
         })
         // After the first connection, reconnect forever: 100 ms doubling to 5 s.
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
@@ -123,7 +128,7 @@ fn builder(settings: &RedisSettings) -> Result<Builder, RedisError> {
 
 /// Connects, retrying with backoff (and logging why) until Redis answers.
 async fn connect_client(settings: &RedisSettings) -> Result<Client, RedisError> {
-    let builder = builder(settings)?;
+    let builder = builder(settings, COMMAND_CLIENT_BUFFER)?;
     let attempt = || async {
         let client = builder.build().map_err(RedisError::on("connect"))?;
         client.init().await.map_err(RedisError::on("connect"))?;
@@ -283,13 +288,24 @@ impl RedisStore {
         count: usize,
         block: Duration,
     ) -> Result<Vec<StreamEntry>, RedisError> {
+        self.read_lanes(consumer, &Priority::ALL, from, count, block)
+            .await
+    }
+
+    /// [`read_group`](Self::read_group) from some lanes only.
+    pub async fn read_lanes(
+        &self,
+        consumer: &str,
+        lanes: &[Priority],
+        from: ReadFrom,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<StreamEntry>, RedisError> {
         let (id, block) = match from {
             ReadFrom::New => (">", Some(block.as_millis() as u64)),
             ReadFrom::OwnPending => ("0", None),
         };
-        let mut entries = self
-            .xreadgroup(consumer, &Priority::ALL, id, count, block)
-            .await?;
+        let mut entries = self.xreadgroup(consumer, lanes, id, count, block).await?;
         if from == ReadFrom::OwnPending {
             self.fill_delivery_counts(consumer, &mut entries).await?;
         }
@@ -685,8 +701,21 @@ pub struct RedisSubscriber {
 }
 
 impl RedisSubscriber {
+    /// The gateway's subscriber: room for bursts of user frames.
     pub async fn connect(settings: &RedisSettings) -> Result<Self, RedisError> {
-        let builder = builder(settings)?;
+        Self::connect_with_buffer(settings, SUBSCRIBER_BUFFER).await
+    }
+
+    /// A subscriber for a few control messages (API key revocations).
+    pub async fn connect_for_control(settings: &RedisSettings) -> Result<Self, RedisError> {
+        Self::connect_with_buffer(settings, COMMAND_CLIENT_BUFFER).await
+    }
+
+    async fn connect_with_buffer(
+        settings: &RedisSettings,
+        buffer: usize,
+    ) -> Result<Self, RedisError> {
+        let builder = builder(settings, buffer)?;
         let attempt = || async {
             let client = builder
                 .build_subscriber_client()

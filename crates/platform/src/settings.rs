@@ -74,6 +74,8 @@ pub struct WorkerSettings {
     pub batch_size: usize,
     /// Consumers (rounds in flight) per process.
     pub concurrency: usize,
+    /// An extra consumer per process reading only the `high` lane.
+    pub high_express: bool,
     pub block_ms: u64,
     /// Share of each round reserved for `normal` and `low` when they have entries.
     pub normal_share: f64,

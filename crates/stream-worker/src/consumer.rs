@@ -39,6 +39,12 @@ use crate::metrics::{Outcome, WorkerMetrics, lane};
 
 pub struct Consumer {
     pub name: String,
+    /// The lanes this consumer reads: all of them, or only `high` for the
+    /// express consumer.
+    pub reads: &'static [Priority],
+    /// Whether it takes over entries of dead consumers (one per process
+    /// does: two would take in-flight entries from each other).
+    pub claims: bool,
     pub db: DbPool,
     /// Serves acks, publishes, claims and dead letters.
     pub redis: RedisStore,
@@ -93,7 +99,7 @@ impl Consumer {
         let mut next_claim = Instant::now();
         let mut read_backoff = backoff();
         while !shutdown.is_cancelled() {
-            if source == Source::New && Instant::now() >= next_claim {
+            if source == Source::New && self.claims && Instant::now() >= next_claim {
                 source = Source::Claim;
                 next_claim = Instant::now() + self.claim_interval;
             }
@@ -137,7 +143,13 @@ impl Consumer {
         match source {
             Source::OwnPending => {
                 self.reader
-                    .read_group(&self.name, ReadFrom::OwnPending, batch, self.block)
+                    .read_lanes(
+                        &self.name,
+                        self.reads,
+                        ReadFrom::OwnPending,
+                        batch,
+                        self.block,
+                    )
                     .await
             }
             Source::Claim => {
@@ -160,14 +172,14 @@ impl Consumer {
             }
             Source::New => {
                 let mut round = Vec::new();
-                for priority in Priority::ALL {
+                for &priority in self.reads {
                     let want = self.lanes.want(priority, round.len());
                     round.extend(self.redis.read_lane(&self.name, priority, want).await?);
                 }
                 if round.is_empty() {
                     round = self
                         .reader
-                        .read_group(&self.name, ReadFrom::New, batch, self.block)
+                        .read_lanes(&self.name, self.reads, ReadFrom::New, batch, self.block)
                         .await?;
                 }
                 Ok(round)

@@ -19,6 +19,7 @@ use crate::consumer::Consumer;
 use crate::lanes::LanePolicy;
 use crate::metrics::WorkerMetrics;
 use crate::trimmer::Trimmer;
+use domain::Priority;
 
 pub struct Worker {
     port: u16,
@@ -59,14 +60,23 @@ impl Worker {
         .run();
 
         let worker = &settings.worker;
-        let mut consumers = Vec::with_capacity(worker.concurrency);
-        for i in 0..worker.concurrency {
-            let name = match i {
-                0 => settings.consumer_name(),
-                i => format!("{}-{i}", settings.consumer_name()),
-            };
+        // `concurrency` consumers over all lanes, plus the express one.
+        let base = settings.consumer_name();
+        let mut roles: Vec<(String, &'static [Priority])> = (0..worker.concurrency)
+            .map(|i| match i {
+                0 => (base.clone(), &Priority::ALL[..]),
+                i => (format!("{base}-{i}"), &Priority::ALL[..]),
+            })
+            .collect();
+        if worker.high_express {
+            roles.push((format!("{base}-high"), &[Priority::High]));
+        }
+        let mut consumers = Vec::with_capacity(roles.len());
+        for (i, (name, reads)) in roles.into_iter().enumerate() {
             consumers.push(Consumer {
                 name,
+                reads,
+                claims: i == 0,
                 db: pool.clone(),
                 redis: redis.clone(),
                 reader: redis.stream_reader().await?,

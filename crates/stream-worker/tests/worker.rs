@@ -494,6 +494,11 @@ async fn entries_delivered_too_often_are_dead_lettered() {
     let mut env = TestEnv::new().await;
     env.set("HERALD__WORKER__CONSUMER_NAME", "alive");
     env.set("HERALD__WORKER__MAX_DELIVERIES", "3");
+    // A 1 ms claim idle time would let this process's claiming consumer take
+    // entries its other consumers are still storing (each take counts as a
+    // delivery); one consumer keeps the count exact.
+    env.set("HERALD__WORKER__CONCURRENCY", "1");
+    env.set("HERALD__WORKER__HIGH_EXPRESS", "false");
     env.set("HERALD__WORKER__CLAIM_MIN_IDLE_MS", "1");
     env.set("HERALD__WORKER__CLAIM_INTERVAL_MS", "100");
     let redis = env.redis().await;
