@@ -9,9 +9,10 @@ cd "$ROOT"
 BIN="$ROOT/target/release"
 mkdir -p .dev bench/results
 
-export HERALD__DATABASE__URL="${HERALD__DATABASE__URL:-postgres://postgres@127.0.0.1:5432/herald_bench}"
-export HERALD__REDIS__URL="${HERALD__REDIS__URL:-redis://127.0.0.1:6379}"
-export HERALD__REDIS__KEY_PREFIX="${HERALD__REDIS__KEY_PREFIX:-bench}"
+# Its own database and prefix, whatever `make` exported for `make run`.
+export HERALD__DATABASE__URL="${HERALD_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/herald_bench}"
+export HERALD__REDIS__URL="${HERALD_BENCH_REDIS_URL:-redis://127.0.0.1:6379}"
+export HERALD__REDIS__KEY_PREFIX=bench
 export HERALD__HTTP__HOST=127.0.0.1
 export HERALD__AUTH__JWT_SECRET="${HERALD__AUTH__JWT_SECRET:-bench-secret-bench-secret-bench-secret}"
 export HERALD__LOG__LEVEL="${HERALD__LOG__LEVEL:-warn}"

@@ -99,6 +99,7 @@ impl Application {
                 }))
         })
         .disable_signals()
+        .tcp_nodelay(true)
         .listen(listener)?;
         if settings.http.workers > 0 {
             server = server.workers(settings.http.workers);

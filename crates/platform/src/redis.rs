@@ -113,6 +113,9 @@ fn builder(settings: &RedisSettings, broadcast_capacity: usize) -> Result<Builde
     let connect_timeout = Duration::from_millis(settings.connect_timeout_ms);
     builder
         .with_connection_config(|c| {
+            // Commands are small and pipelined: send each at once (Nagle
+            // would hold one back until the previous one is acknowledged).
+            c.tcp.nodelay = Some(true);
             c.connection_timeout = connect_timeout;
             c.internal_command_timeout = command_timeout;
             c.max_command_attempts = 1;

@@ -56,6 +56,7 @@ impl Worker {
         })
         .workers(1)
         .disable_signals()
+        .tcp_nodelay(true)
         .listen(listener)?
         .run();
 

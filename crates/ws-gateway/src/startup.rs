@@ -95,6 +95,8 @@ impl Application {
                 }))
         })
         .disable_signals()
+        // Frames are small and must leave at once, not wait for an ACK.
+        .tcp_nodelay(true)
         .shutdown_timeout(10)
         .listen(listener)?;
         if settings.http.workers > 0 {
