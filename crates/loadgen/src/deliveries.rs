@@ -153,6 +153,31 @@ impl Deliveries {
         }
     }
 
+    /// The outcome of notifications `range`, posted from `from_us` on the
+    /// bench clock over `seconds`: rate, counts, latency and its timeline,
+    /// lost and duplicated frames.
+    pub fn outcome(
+        &self,
+        scenario: &'static str,
+        range: std::ops::Range<u64>,
+        from_us: u64,
+        (accepted, errors): (u64, u64),
+        seconds: f64,
+    ) -> crate::report::Outcome {
+        let (lost, duplicated) = self.lost_and_duplicated(range);
+        let (latency, timeline) = self.latency(from_us, self.now_us());
+        let mut outcome = crate::report::Outcome::new(scenario);
+        outcome.rate_per_sec = accepted as f64 / seconds.max(f64::EPSILON);
+        outcome.count = accepted;
+        outcome.errors = errors;
+        outcome.latency = latency;
+        outcome.lost = Some(lost);
+        outcome.duplicated = Some(duplicated);
+        outcome.seconds = seconds;
+        outcome.timeline = timeline;
+        outcome
+    }
+
     /// Latency of first arrivals during seconds `from..to` of the bench clock
     /// (whole seconds), and the timeline of those seconds.
     pub fn latency(&self, from_us: u64, to_us: u64) -> (Latency, Vec<Point>) {

@@ -35,7 +35,7 @@ pub async fn latency(ctx: &Ctx) -> anyhow::Result<Outcome> {
         connections: 32,
         priority: "normal",
     };
-    let (accepted, errors) = post_paced(
+    let posted = post_paced(
         ctx,
         &deliveries,
         0..count,
@@ -45,23 +45,16 @@ pub async fn latency(ctx: &Ctx) -> anyhow::Result<Outcome> {
     )
     .await?;
     deliveries.settle(0..count, Duration::from_secs(10)).await;
-    let (lost, duplicated) = deliveries.lost_and_duplicated(0..count);
-    let (latency, timeline) = deliveries.latency(from, deliveries.now_us());
     readers.iter().for_each(|r| r.abort());
-
-    let mut outcome = Outcome::new("e2e-latency");
-    outcome.rate_per_sec = accepted as f64 / seconds as f64;
-    outcome.count = accepted;
-    outcome.errors = errors;
-    outcome.latency = latency;
-    outcome.lost = Some(lost);
-    outcome.duplicated = Some(duplicated);
-    outcome.seconds = seconds as f64;
-    outcome.timeline = timeline;
+    let mut outcome = deliveries.outcome("e2e-latency", 0..count, from, posted, seconds as f64);
+    let (latency, lost, duplicated) = (outcome.latency, outcome.lost, outcome.duplicated);
     outcome.detail("users", USERS);
     outcome.target("p50 <= 5 ms", latency.p50_ms <= 5.0);
     outcome.target("p99 <= 20 ms", latency.p99_ms <= 20.0);
-    outcome.target("0 lost, 0 duplicated", lost == 0 && duplicated == 0);
+    outcome.target(
+        "0 lost, 0 duplicated",
+        lost == Some(0) && duplicated == Some(0),
+    );
     Ok(outcome)
 }
 
@@ -226,23 +219,12 @@ pub async fn soak(ctx: &Ctx, rate: u64, seconds: u64) -> anyhow::Result<Outcome>
         connections: 32,
         priority: "normal",
     };
-    let (accepted, errors) =
-        post_paced(ctx, &deliveries, 0..count, send, soak_user, "soak").await?;
+    let posted = post_paced(ctx, &deliveries, 0..count, send, soak_user, "soak").await?;
     let samples = sampler.await?;
     deliveries.settle(0..count, Duration::from_secs(10)).await;
-    let (lost, duplicated) = deliveries.lost_and_duplicated(0..count);
-    let (latency, timeline) = deliveries.latency(from, deliveries.now_us());
     readers.iter().for_each(|r| r.abort());
-
-    let mut outcome = Outcome::new("soak");
-    outcome.rate_per_sec = accepted as f64 / seconds as f64;
-    outcome.count = accepted;
-    outcome.errors = errors;
-    outcome.latency = latency;
-    outcome.lost = Some(lost);
-    outcome.duplicated = Some(duplicated);
-    outcome.seconds = seconds as f64;
-    outcome.timeline = timeline;
+    let mut outcome = deliveries.outcome("soak", 0..count, from, posted, seconds as f64);
+    let (lost, duplicated) = (outcome.lost, outcome.duplicated);
     let mut flat = true;
     for ((service, _), rss) in ctx.pids.iter().zip(&samples) {
         // Compare the second minute with the last one: the first holds warm-up.
@@ -265,6 +247,9 @@ pub async fn soak(ctx: &Ctx, rate: u64, seconds: u64) -> anyhow::Result<Outcome>
         "RSS of each service flat (< 10% growth, 2nd minute to last)",
         flat,
     );
-    outcome.target("0 lost, 0 duplicated", lost == 0 && duplicated == 0);
+    outcome.target(
+        "0 lost, 0 duplicated",
+        lost == Some(0) && duplicated == Some(0),
+    );
     Ok(outcome)
 }

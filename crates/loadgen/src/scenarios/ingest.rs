@@ -10,7 +10,7 @@ use hyper::StatusCode;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use super::{Ctx, progress};
+use super::{Ctx, ticker};
 use crate::client::{self, Producer};
 use crate::report::{Latency, Outcome, histogram};
 
@@ -82,20 +82,7 @@ async fn closed_loop(
             let _ = latencies.lock().await.add(&local);
         }));
     }
-    let ticker = {
-        let accepted = accepted.clone();
-        tokio::spawn(async move {
-            loop {
-                progress(
-                    scenario,
-                    started,
-                    total,
-                    format!("{} accepted", accepted.load(Ordering::Relaxed)),
-                );
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        })
-    };
+    let ticker = ticker(scenario, started, total, accepted.clone());
     for task in tasks {
         task.await?;
     }

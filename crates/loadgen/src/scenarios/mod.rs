@@ -39,6 +39,22 @@ pub fn progress(scenario: &str, started: Instant, total: Duration, what: impl st
     );
 }
 
+/// Prints the progress line every second until aborted.
+pub fn ticker(
+    label: &'static str,
+    started: Instant,
+    total: Duration,
+    accepted: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let done = format!("{} accepted", accepted.load(Ordering::Relaxed));
+            progress(label, started, total, done);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}
+
 /// Resident memory of a process, in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -167,22 +183,8 @@ pub async fn post_paced(
             }
         }));
     }
-    let ticker = {
-        let accepted = accepted.clone();
-        let total = Duration::from_secs_f64((range.end - range.start) as f64 / send.rate);
-        tokio::spawn(async move {
-            let began = Instant::now();
-            loop {
-                progress(
-                    label,
-                    began,
-                    total,
-                    format!("{} accepted", accepted.load(Ordering::Relaxed)),
-                );
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        })
-    };
+    let total = Duration::from_secs_f64((range.end - range.start) as f64 / send.rate);
+    let ticker = ticker(label, Instant::now(), total, accepted.clone());
     for task in tasks {
         task.await?;
     }

@@ -86,19 +86,16 @@ pub async fn isolation(ctx: &Ctx) -> anyhow::Result<Outcome> {
         watcher.abort();
         None
     };
-    let (lost, duplicated) = deliveries.lost_and_duplicated(range);
-    let (latency, timeline) = deliveries.latency(from, deliveries.now_us());
     readers.iter().for_each(|r| r.abort());
-
-    let mut outcome = Outcome::new("priority-isolation");
-    outcome.rate_per_sec = accepted as f64 / ctx.seconds as f64;
-    outcome.count = accepted;
-    outcome.errors = errors + low_errors;
-    outcome.latency = latency;
-    outcome.lost = Some(lost);
-    outcome.duplicated = Some(duplicated);
-    outcome.seconds = ctx.seconds as f64;
-    outcome.timeline = timeline;
+    let posted = (accepted, errors + low_errors);
+    let mut outcome = deliveries.outcome(
+        "priority-isolation",
+        range,
+        from,
+        posted,
+        ctx.seconds as f64,
+    );
+    let latency = outcome.latency;
     outcome.detail("low_accepted", low_accepted);
     outcome.detail("backlog_when_high_started", backlog_at_start);
     outcome.detail("backlog_when_high_ended", backlog_at_end);
