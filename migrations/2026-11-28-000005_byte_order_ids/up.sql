@@ -7,3 +7,5 @@ ALTER TABLE user_preferences ALTER COLUMN user_id TYPE text COLLATE "C";
 ALTER TABLE notifications
     ALTER COLUMN user_id TYPE text COLLATE "C",
     ALTER COLUMN category TYPE text COLLATE "C";
+-- ALTER TYPE drops the planner's statistics of these columns.
+ANALYZE user_inbox, user_preferences, notifications;

@@ -105,6 +105,12 @@ pub async fn watch_revocations(subscriber: RedisSubscriber, cache: std::sync::Ar
                 if !alive {
                     return;
                 }
+                // Subscribe again before clearing (fred re-subscribes too, in
+                // its own time): a revocation published before this point is
+                // covered by the clearing, one published after it is heard.
+                if let Err(err) = subscriber.subscribe_key_revocations().await {
+                    tracing::warn!(%err, "cannot re-subscribe to API key revocations");
+                }
                 tracing::info!("revocation channel reconnected; API key cache cleared");
                 cache.evict(None);
             }

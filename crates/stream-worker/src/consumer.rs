@@ -136,7 +136,7 @@ impl Consumer {
                 };
                 continue;
             }
-            let full = entries.len() >= self.lanes.batch_size;
+            let full = entries.len() >= self.waiting_count();
             match self.process(entries, &shutdown).await {
                 // Keep draining the same source until it is empty; new
                 // entries lane by lane only while rounds come back full.
@@ -152,6 +152,13 @@ impl Consumer {
             }
         }
         tracing::info!(consumer = %self.name, "stopped consuming");
+    }
+
+    /// Entries asked of each lane by a `Waiting` read, so that the round
+    /// stays within the batch; a round this long means a lane may hold more,
+    /// so the next one goes lane by lane again.
+    fn waiting_count(&self) -> usize {
+        self.lanes.batch_size.div_ceil(self.reads.len().max(1))
     }
 
     async fn fetch(&self, source: Source) -> Result<Vec<StreamEntry>, RedisError> {
@@ -187,8 +194,15 @@ impl Consumer {
                 Ok(claimed)
             }
             Source::Waiting => {
+                // COUNT applies per stream: split the batch over the lanes.
                 self.reader
-                    .read_lanes(&self.name, self.reads, ReadFrom::New, batch, self.block)
+                    .read_lanes(
+                        &self.name,
+                        self.reads,
+                        ReadFrom::New,
+                        self.waiting_count(),
+                        self.block,
+                    )
                     .await
             }
             Source::New => {
@@ -200,7 +214,13 @@ impl Consumer {
                 if round.is_empty() {
                     round = self
                         .reader
-                        .read_lanes(&self.name, self.reads, ReadFrom::New, batch, self.block)
+                        .read_lanes(
+                            &self.name,
+                            self.reads,
+                            ReadFrom::New,
+                            self.waiting_count(),
+                            self.block,
+                        )
                         .await?;
                 }
                 Ok(round)
