@@ -1025,3 +1025,63 @@ async fn a_missing_template_version_is_dead_lettered() {
     );
     assert_eq!(stored_count(&env, "nia").await, 0);
 }
+
+/// An idle worker waits with one blocking read over all lanes; when a burst
+/// lands in every lane at once, that read still takes at most one batch
+/// (XREADGROUP's COUNT applies per stream, so the batch is split).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_over_all_lanes_stays_within_the_batch() {
+    const BATCH: usize = 30;
+    let mut env = TestEnv::new().await;
+    env.set("HERALD__WORKER__CONSUMER_NAME", "bursty");
+    env.set("HERALD__WORKER__BATCH_SIZE", &BATCH.to_string());
+    env.set("HERALD__WORKER__BLOCK_MS", "50");
+    env.set("HERALD__HTTP__PORT", "0");
+    let redis = env.redis().await;
+    let worker = Worker::build(&env.settings()).await.unwrap();
+    let metrics_url = format!("http://127.0.0.1:{}/metrics", worker.port());
+    let token = CancellationToken::new();
+    tokio::spawn(worker.run_until_stopped(token.clone()));
+    let _stop = token.drop_guard();
+    // Let every consumer find the lanes empty and block on all of them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let burst: Vec<(Priority, String)> = (0..300)
+        .map(|i| {
+            let priority = Priority::ALL[i % 3];
+            let n = notification(&format!("u{}", i % 7), i, priority);
+            (priority, serde_json::to_string(&n).unwrap())
+        })
+        .collect();
+    redis.append_many(&burst).await.unwrap();
+    eventually("the burst stored", Duration::from_secs(20), || async {
+        let total: i64 = notifications::all_ids(&mut env.db().await)
+            .await
+            .unwrap()
+            .len() as i64;
+        (total == 300).then_some(())
+    })
+    .await;
+
+    let text = reqwest::get(&metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{prefix} in /metrics:\n{text}"))
+    };
+    // Lane by lane a round holds at most 30 * (1 + 0.2 + 0.1) = 39 entries;
+    // a read over all lanes asking 30 of each could return 90.
+    let rounds = value("herald_worker_batch_size_entries_count");
+    let within = value("herald_worker_batch_size_entries_bucket{le=\"64.0\"}");
+    assert!(
+        rounds >= 8.0,
+        "300 entries in rounds of at most 39: {rounds}"
+    );
+    assert_eq!(within, rounds, "every round held at most 64 entries");
+}
