@@ -1034,7 +1034,7 @@ async fn a_read_over_all_lanes_stays_within_the_batch() {
     const BATCH: usize = 30;
     let mut env = TestEnv::new().await;
     env.set("HERALD__WORKER__CONSUMER_NAME", "bursty");
-    env.set("HERALD__WORKER__BATCH_SIZE", &BATCH.to_string());
+    env.set("HERALD__WORKER__BATCH_SIZE", BATCH.to_string());
     env.set("HERALD__WORKER__BLOCK_MS", "50");
     env.set("HERALD__HTTP__PORT", "0");
     let redis = env.redis().await;
