@@ -342,6 +342,49 @@ async fn redis_down_answers_503_with_retry_after_never_202() {
     assert_eq!(status, StatusCode::ACCEPTED);
 }
 
+/// A revocation announced while the revocation channel is down is lost; the
+/// cache is therefore cleared when that connection comes back, so the key is
+/// looked up again (and refused) instead of being trusted for the cache time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_cache_is_cleared_when_the_revocation_channel_returns() {
+    let mut redis = RedisServer::start().await;
+    let mut env = TestEnv::new().await;
+    env.set("HERALD__REDIS__URL", redis.url());
+    let app = TestApp::spawn_in(env).await;
+    let mut conn = app.env.db().await;
+    let key = api_keys::create(&mut conn, "quietly-revoked", Scope::Producer)
+        .await
+        .unwrap();
+    let body = serde_json::to_vec(&valid("u")).unwrap();
+    let post = || app.post_raw(Some(&key), Some("application/json"), body.clone());
+    assert_eq!(post().await.status(), StatusCode::ACCEPTED);
+
+    // Revoked in PostgreSQL without an announcement (as if Redis had been
+    // unreachable): the cached key is still trusted...
+    api_keys::revoke(&mut conn, "quietly-revoked")
+        .await
+        .unwrap();
+    assert_eq!(
+        post().await.status(),
+        StatusCode::ACCEPTED,
+        "served from the cache"
+    );
+
+    // ...until the revocation channel reconnects, which clears the cache.
+    redis.kill();
+    redis.restart().await;
+    let refused = testkit::eventually(
+        "the key to be looked up again after the reconnect",
+        Duration::from_secs(15),
+        || async {
+            let response = post().await;
+            (response.status() == StatusCode::UNAUTHORIZED).then_some(response)
+        },
+    )
+    .await;
+    problem(refused, StatusCode::UNAUTHORIZED).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_and_openapi() {
     let app = TestApp::spawn().await;
