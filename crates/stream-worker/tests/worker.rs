@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use domain::Priority;
-use platform::redis::{ReadFrom, RedisSubscriber};
+use platform::redis::{ReadFrom, RedisSubscriber, UserFrames};
 use platform::storage::{inbox, notifications};
 use stream_worker::Worker;
 use testkit::{TestEnv, eventually};
@@ -24,6 +24,21 @@ async fn start_worker(env: &TestEnv) -> tokio_util::sync::DropGuard {
     let token = CancellationToken::new();
     tokio::spawn(worker.run_until_stopped(token.clone()));
     token.drop_guard()
+}
+
+/// The next published frame (within 5 s): its user and its JSON.
+async fn next_frame(frames: &mut UserFrames) -> (String, serde_json::Value) {
+    let frame = tokio::time::timeout(Duration::from_secs(5), frames.recv())
+        .await
+        .expect("frame within 5 s")
+        .unwrap();
+    (frame.user_id, serde_json::from_str(&frame.frame).unwrap())
+}
+
+/// Nothing more is published within 300 ms.
+async fn no_more_frames(frames: &mut UserFrames) {
+    let extra = tokio::time::timeout(Duration::from_millis(300), frames.recv()).await;
+    assert!(extra.is_err(), "no other frame published: {extra:?}");
 }
 
 async fn stored_count(env: &TestEnv, user: &str) -> i64 {
@@ -109,12 +124,8 @@ async fn stores_publishes_and_acks_with_gapless_seq() {
             .collect();
     let mut published = HashSet::new();
     while published.len() < alice_sent.len() {
-        let frame = tokio::time::timeout(Duration::from_secs(5), frames.recv())
-            .await
-            .expect("frame within 5 s")
-            .unwrap();
-        assert_eq!(frame.user_id, "alice");
-        let value: serde_json::Value = serde_json::from_str(&frame.frame).unwrap();
+        let (user, value) = next_frame(&mut frames).await;
+        assert_eq!(user, "alice");
         assert_eq!(value["type"], "notification");
         assert!(value["seq"].as_i64().unwrap() >= 1);
         let id = Uuid::parse_str(value["id"].as_str().unwrap()).unwrap();
@@ -634,11 +645,7 @@ async fn expired_notifications_are_stored_but_not_published_or_counted() {
         (stored_count(&env, "kim").await == 2).then_some(())
     })
     .await;
-    let frame = tokio::time::timeout(Duration::from_secs(5), frames.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    let value: serde_json::Value = serde_json::from_str(&frame.frame).unwrap();
+    let (_, value) = next_frame(&mut frames).await;
     assert_eq!(
         value["id"],
         fresh.id.to_string(),
@@ -654,11 +661,7 @@ async fn expired_notifications_are_stored_but_not_published_or_counted() {
         visible.iter().map(|n| n.id).collect::<Vec<_>>(),
         vec![fresh.id]
     );
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), frames.recv())
-            .await
-            .is_err()
-    );
+    no_more_frames(&mut frames).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -976,21 +979,13 @@ async fn muted_categories_are_stored_but_not_published_or_counted() {
     })
     .await;
 
-    let frame = tokio::time::timeout(Duration::from_secs(5), frames.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    let value: serde_json::Value = serde_json::from_str(&frame.frame).unwrap();
+    let (_, value) = next_frame(&mut frames).await;
     assert_eq!(
         value["id"],
         loud.id.to_string(),
         "only the unmuted one is pushed"
     );
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), frames.recv())
-            .await
-            .is_err()
-    );
+    no_more_frames(&mut frames).await;
     let mut conn = env.db().await;
     let state = inbox::state(&mut conn, "mia").await.unwrap();
     assert_eq!(state.unread, 1, "the muted one is not counted");
