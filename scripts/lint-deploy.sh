@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# lint-deploy.sh: offline checks of every deployment file (make lint-deploy).
+#   - renders k8s/base and k8s/overlays/{dev,production} with `kubectl kustomize`
+#   - validates every rendered object: Kubernetes kinds with kubernetes-validate
+#     (strict: unknown fields fail) against fixed Kubernetes versions, KEDA kinds
+#     against deploy/schemas/*.json; plus Herald's own rules (probes, security
+#     context, drain timings, secrets, autoscaling)
+#   - validates deploy/docker-compose.yml against the compose-spec schema
+#   - parses the Grafana dashboard and the alert rules (PromQL included) and
+#     checks every herald_* metric they use is listed in docs/operations.md
+# Exits non-zero, with one line per problem, on any failure.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+"$ROOT/scripts/deploy-tools.sh"
+export PATH="$ROOT/.tools/venv/bin:$PATH"
+exec "$ROOT/.tools/venv/bin/python" "$ROOT/scripts/lint_deploy.py" "$@"

@@ -1,0 +1,480 @@
+"""Offline validation of Herald's deployment files; run by scripts/lint-deploy.sh.
+
+Needs the tools that scripts/deploy-tools.sh installs (.tools/venv). Prints one
+line per problem and exits 1 if there is any.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import promql_parser
+import kubernetes_validate.utils
+import yaml
+
+# libyaml when the wheel has it; and parse each Kubernetes schema file once
+# (kubernetes-validate reads it again for every object otherwise).
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+kubernetes_validate.utils.schema_contents = functools.lru_cache(maxsize=None)(
+    kubernetes_validate.utils.schema_contents
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+# The oldest Kubernetes Herald supports (preStop `sleep` handler) and a recent one.
+K8S_VERSIONS = os.environ.get("HERALD_K8S_VERSIONS", "1.30.0,1.34.0").split(",")
+NAMESPACE = "herald"
+KUSTOMIZE_DIRS = ["k8s/base", "k8s/overlays/dev", "k8s/overlays/production"]
+KEDA_SCHEMAS = {
+    "ScaledObject": "deploy/schemas/keda-scaledobject.json",
+    "TriggerAuthentication": "deploy/schemas/keda-triggerauthentication.json",
+}
+SERVICES = ("ingest-api", "stream-worker", "ws-gateway")
+SECRET = "herald-secrets"
+PRESTOP_SECONDS = 5
+# Longest drain after SIGTERM, per service (docs/operations.md#shutdown-and-drain).
+DRAIN_SECONDS = {"ingest-api": 30, "stream-worker": 10, "ws-gateway": 10}
+STREAM_PREFIX = "herald:{notifications}:"
+PRIORITIES = ("high", "normal", "low")
+
+errors: list[str] = []
+
+
+def fail(where: str, msg: str) -> None:
+    errors.append(f"{where}: {msg}")
+
+
+# ---------------------------------------------------------------- Kubernetes
+
+
+def render(path: str) -> list[dict]:
+    proc = subprocess.run(
+        ["kubectl", "kustomize", str(ROOT / path)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        fail(path, "kubectl kustomize failed: " + proc.stderr.strip())
+        return []
+    return [d for d in yaml.load_all(proc.stdout, Loader=YAML_LOADER) if d]
+
+
+def obj_name(doc: dict) -> str:
+    return f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+
+
+def validate_schema(where: str, doc: dict, keda_validators: dict) -> None:
+    api = str(doc.get("apiVersion", ""))
+    kind = doc.get("kind")
+    if api.startswith("keda.sh/"):
+        validator = keda_validators.get(kind)
+        if validator is None:
+            fail(where, f"no vendored schema for KEDA kind {kind}")
+            return
+        for err in sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path)):
+            path = "/".join(str(p) for p in err.absolute_path) or "(root)"
+            fail(where, f"KEDA schema: {path}: {err.message}")
+        return
+    for version in K8S_VERSIONS:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            path = "/".join(str(p) for p in err.path) or "(root)"
+            fail(where, f"Kubernetes {version} schema (strict): {path}: {err.message}")
+        except kubernetes_validate.SchemaNotFoundError:
+            fail(where, f"no Kubernetes {version} schema for {api} {kind} (typo in apiVersion/kind?)")
+
+
+def pod_spec(doc: dict) -> dict | None:
+    if doc.get("kind") in ("Deployment", "Job"):
+        return doc.get("spec", {}).get("template", {}).get("spec", {})
+    return None
+
+
+def check_security(where: str, spec: dict) -> None:
+    psc = spec.get("securityContext", {})
+    for key, want in (("runAsNonRoot", True), ("runAsUser", 65532)):
+        if psc.get(key) != want:
+            fail(where, f"pod securityContext.{key} must be {want!r}")
+    if psc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+        fail(where, "pod securityContext.seccompProfile.type must be RuntimeDefault")
+    if spec.get("automountServiceAccountToken") is not False:
+        fail(where, "automountServiceAccountToken must be false")
+    for c in spec.get("containers", []) + spec.get("initContainers", []):
+        csc = c.get("securityContext", {})
+        cw = f"{where} container {c.get('name')}"
+        for key, want in (
+            ("runAsNonRoot", True),
+            ("runAsUser", 65532),
+            ("readOnlyRootFilesystem", True),
+            ("allowPrivilegeEscalation", False),
+        ):
+            if csc.get(key) != want:
+                fail(cw, f"securityContext.{key} must be {want!r}")
+        if csc.get("capabilities", {}).get("drop") != ["ALL"]:
+            fail(cw, "securityContext.capabilities.drop must be [ALL]")
+        if csc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+            fail(cw, "securityContext.seccompProfile.type must be RuntimeDefault")
+        res = c.get("resources", {})
+        for part in ("requests", "limits"):
+            for r in ("cpu", "memory"):
+                if r not in res.get(part, {}):
+                    fail(cw, f"resources.{part}.{r} missing")
+        for env in c.get("env", []):
+            ref = env.get("valueFrom", {}).get("secretKeyRef")
+            if ref and ref.get("name") != SECRET:
+                fail(cw, f"env {env.get('name')} reads Secret {ref.get('name')}, expected {SECRET}")
+        for name in ("HERALD__DATABASE__URL", "HERALD__REDIS__URL", "HERALD__AUTH__JWT_SECRET"):
+            for env in c.get("env", []):
+                if env.get("name") == name and "value" in env:
+                    fail(cw, f"{name} must come from secretKeyRef, not a literal value")
+
+
+def env_of(container: dict) -> dict:
+    return {e["name"]: e for e in container.get("env", []) if "name" in e}
+
+
+def check_deployment(where: str, doc: dict, overlay: str) -> None:
+    name = doc["metadata"]["name"]
+    spec = pod_spec(doc) or {}
+    check_security(where, spec)
+    containers = spec.get("containers", [])
+    if len(containers) != 1:
+        fail(where, "expected exactly one container")
+        return
+    c = containers[0]
+    probes = {
+        "livenessProbe": "/healthz",
+        "readinessProbe": "/readyz",
+    }
+    for probe, path in probes.items():
+        got = c.get(probe, {}).get("httpGet", {}).get("path")
+        if got != path:
+            fail(where, f"{probe} must be httpGet {path} (got {got})")
+    if not any(p.get("containerPort") == 8080 and p.get("name") == "http" for p in c.get("ports", [])):
+        fail(where, "container must expose 8080 as port named http")
+    pre = c.get("lifecycle", {}).get("preStop", {})
+    if "exec" in pre:
+        fail(where, "preStop exec cannot work: the image has no shell; use preStop.sleep")
+    sleep = pre.get("sleep", {}).get("seconds")
+    if sleep is None:
+        fail(where, "preStop.sleep.seconds missing")
+        sleep = 0
+    grace = spec.get("terminationGracePeriodSeconds", 30)
+    drain = DRAIN_SECONDS.get(name, 0)
+    if grace <= sleep + drain:
+        fail(where, f"terminationGracePeriodSeconds {grace} must exceed preStop {sleep} s + drain {drain} s")
+    env = env_of(c)
+    if env.get("OTEL_SERVICE_NAME", {}).get("value") != name:
+        fail(where, f"OTEL_SERVICE_NAME must be {name}")
+    if not c.get("envFrom"):
+        fail(where, "non-secret settings must come from the ConfigMap (envFrom)")
+    for key in ("HERALD__DATABASE__URL", "HERALD__REDIS__URL"):
+        if "secretKeyRef" not in env.get(key, {}).get("valueFrom", {}):
+            fail(where, f"{key} must come from secretKeyRef")
+    if name == "ws-gateway" and "secretKeyRef" not in env.get("HERALD__AUTH__JWT_SECRET", {}).get("valueFrom", {}):
+        fail(where, "HERALD__AUTH__JWT_SECRET must come from secretKeyRef")
+    if name == "stream-worker":
+        ref = env.get("HERALD__WORKER__CONSUMER_NAME", {}).get("valueFrom", {}).get("fieldRef", {})
+        if ref.get("fieldPath") != "metadata.name":
+            fail(where, "HERALD__WORKER__CONSUMER_NAME must come from fieldRef metadata.name")
+    if name == "ingest-api" and env.get("HERALD__TEMPLATES__DIR", {}).get("value") != "/app/templates":
+        fail(where, "HERALD__TEMPLATES__DIR must be /app/templates")
+    replicas = doc.get("spec", {}).get("replicas", 1)
+    if overlay.endswith("production") and replicas < 2:
+        fail(where, f"production needs replicas >= 2 (got {replicas})")
+    if overlay.endswith("dev") and replicas != 1:
+        fail(where, f"dev runs 1 replica (got {replicas})")
+
+
+def check_redis_trigger(where: str, trig: dict) -> None:
+    md = trig.get("metadata", {})
+    tw = f"{where} trigger {trig.get('name')}"
+    stream = md.get("stream", "")
+    if not stream.startswith(STREAM_PREFIX) or stream[len(STREAM_PREFIX):] not in PRIORITIES:
+        fail(tw, f"stream {stream!r} is not one of {STREAM_PREFIX}{{{','.join(PRIORITIES)}}}")
+    if md.get("consumerGroup") != "stream-worker":
+        fail(tw, "consumerGroup must be stream-worker")
+    modes = [k for k in ("pendingEntriesCount", "lagCount", "streamLength") if k in md]
+    if len(modes) != 1:
+        fail(tw, f"exactly one of pendingEntriesCount/lagCount/streamLength, got {modes}")
+    for k in modes:
+        if not md[k].isdigit():
+            fail(tw, f"{k} must be a positive integer string")
+    if not ("address" in md or "addressFromEnv" in md or "authenticationRef" in trig):
+        fail(tw, "no Redis address (metadata address/addressFromEnv or authenticationRef)")
+
+
+def check_objects(path: str, docs: list[dict], keda_validators: dict) -> None:
+    by_kind: dict[str, list[dict]] = {}
+    for doc in docs:
+        where = f"{path}: {obj_name(doc)}"
+        by_kind.setdefault(doc.get("kind", ""), []).append(doc)
+        validate_schema(where, doc, keda_validators)
+        if doc.get("kind") != "Namespace" and doc.get("metadata", {}).get("namespace") != NAMESPACE:
+            fail(where, f"must be in namespace {NAMESPACE}")
+        if doc.get("kind") == "Secret":
+            fail(where, "Secrets must not be in the manifests (create herald-secrets out of band)")
+        if doc.get("kind") == "Deployment":
+            check_deployment(where, doc, path)
+        if doc.get("kind") == "Job":
+            check_security(where, pod_spec(doc) or {})
+    deployments = {d["metadata"]["name"] for d in by_kind.get("Deployment", [])}
+    if deployments != set(SERVICES):
+        fail(path, f"Deployments {sorted(deployments)} != {sorted(SERVICES)}")
+    services = {d["metadata"]["name"] for d in by_kind.get("Service", [])}
+    pdbs = {d["metadata"]["name"] for d in by_kind.get("PodDisruptionBudget", [])}
+    for s in SERVICES:
+        if s not in services:
+            fail(path, f"no Service for {s}")
+        if s not in pdbs:
+            fail(path, f"no PodDisruptionBudget for {s}")
+    if path.endswith("production"):
+        for pdb in by_kind.get("PodDisruptionBudget", []):
+            if "minAvailable" not in pdb.get("spec", {}):
+                fail(f"{path}: {obj_name(pdb)}", "production PDBs use minAvailable")
+    hpa_targets = {h["spec"]["scaleTargetRef"]["name"] for h in by_kind.get("HorizontalPodAutoscaler", [])}
+    if hpa_targets != {"ingest-api", "ws-gateway"}:
+        fail(path, f"HPAs must target ingest-api and ws-gateway only (KEDA owns stream-worker), got {sorted(hpa_targets)}")
+    if not any(j.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [{}])[0].get("args") == ["migrate"]
+               for j in by_kind.get("Job", [])):
+        fail(path, "no migration Job running `stream-worker migrate`")
+    sos = by_kind.get("ScaledObject", [])
+    if len(sos) != 1 or sos[0]["spec"]["scaleTargetRef"]["name"] != "stream-worker":
+        fail(path, "expected one ScaledObject targeting stream-worker")
+    for so in sos:
+        where = f"{path}: {obj_name(so)}"
+        if so["spec"].get("minReplicaCount", 0) < 1:
+            fail(where, "minReplicaCount must be >= 1")
+        seen = set()
+        auths = {t["metadata"]["name"] for t in by_kind.get("TriggerAuthentication", [])}
+        for trig in so["spec"].get("triggers", []):
+            if trig.get("type") != "redis-streams":
+                continue
+            check_redis_trigger(where, trig)
+            seen.add(trig.get("metadata", {}).get("stream", "")[len(STREAM_PREFIX):])
+            ref = trig.get("authenticationRef", {}).get("name")
+            if ref and ref not in auths:
+                fail(where, f"authenticationRef {ref} is not rendered")
+        if seen != set(PRIORITIES):
+            fail(where, f"redis-streams triggers cover {sorted(seen)}, need every priority")
+    policies = by_kind.get("NetworkPolicy", [])
+    if not any(p["spec"].get("podSelector") == {} and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
+               and not p["spec"].get("ingress") and not p["spec"].get("egress") for p in policies):
+        fail(path, "no default-deny NetworkPolicy (ingress+egress) in the namespace")
+    egress_ports = {
+        (port.get("protocol", "TCP"), port.get("port"))
+        for p in policies for rule in p["spec"].get("egress", []) for port in rule.get("ports", [])
+    }
+    for need in (("TCP", 5432), ("TCP", 6379), ("UDP", 53), ("TCP", 53), ("TCP", 4317), ("TCP", 4318)):
+        if need not in egress_ports:
+            fail(path, f"no NetworkPolicy allows egress {need[0]}/{need[1]}")
+
+
+# ---------------------------------------------------------------- compose
+
+
+def check_compose() -> None:
+    path = "deploy/docker-compose.yml"
+    proc = subprocess.run(
+        ["check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(ROOT / path)],
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        out = (proc.stdout + proc.stderr).strip().replace("\n", "\n    ")
+        fail(path, "compose-spec validation failed:\n    " + out)
+        return
+    doc = yaml.safe_load((ROOT / path).read_text())
+    svcs = doc.get("services", {})
+    for s in ("postgres", "redis", "migrate", *SERVICES, "otel-collector", "jaeger"):
+        if s not in svcs:
+            fail(path, f"service {s} missing")
+    cmd = " ".join(svcs.get("redis", {}).get("command", []))
+    if "--appendonly yes" not in cmd or "--appendfsync everysec" not in cmd:
+        fail(path, "redis must run with --appendonly yes --appendfsync everysec")
+    if svcs.get("migrate", {}).get("command") != ["migrate"]:
+        fail(path, "migrate service must run `migrate`")
+    for s in SERVICES:
+        dep = svcs.get(s, {}).get("depends_on", {})
+        if not isinstance(dep, dict) or dep.get("migrate", {}).get("condition") != "service_completed_successfully":
+            fail(path, f"{s} must depend on migrate (service_completed_successfully)")
+        if svcs.get(s, {}).get("build", {}).get("args", {}).get("SERVICE") != s:
+            fail(path, f"{s} must build deploy/Dockerfile with SERVICE={s}")
+    for extra in ("deploy/otel-collector.yaml", "deploy/prometheus/prometheus.yml"):
+        try:
+            yaml.safe_load((ROOT / extra).read_text())
+        except (OSError, yaml.YAMLError) as err:
+            fail(extra, f"does not parse: {err}")
+
+
+# ---------------------------------------------------------------- metrics, dashboard, alerts
+
+METRIC_RE = re.compile(r"\bherald_[a-z0-9_]+")
+SUFFIXES = ("_bucket", "_count", "_sum")
+GRAFANA_VARS = re.compile(r"\$(__rate_interval|__interval|__range|\{__rate_interval\}|\{__interval\})")
+
+
+def documented_metrics() -> set[str]:
+    text = (ROOT / "docs/operations.md").read_text()
+    m = re.search(r"^## Metrics\n(.*?)(?=^## )", text, re.S | re.M)
+    if not m:
+        fail("docs/operations.md", "no '## Metrics' section")
+        return set()
+    names = set(re.findall(r"^\| `(herald_[a-z0-9_]+)` \|", m.group(1), re.M))
+    for heading in ("### Every service", "### ingest-api", "### stream-worker", "### ws-gateway"):
+        if heading not in m.group(1):
+            fail("docs/operations.md", f"metrics section lacks '{heading}'")
+    if not names:
+        fail("docs/operations.md", "no metric rows found in '## Metrics'")
+    return names
+
+
+def doc_anchors() -> set[str]:
+    anchors = set()
+    for line in (ROOT / "docs/operations.md").read_text().splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            slug = re.sub(r"[^\w\- ]", "", title).replace(" ", "-")
+            anchors.add(slug)
+    return anchors
+
+
+def check_expr(where: str, expr: str, known: set[str]) -> None:
+    try:
+        promql_parser.parse(GRAFANA_VARS.sub("5m", expr))
+    except Exception as err:  # the parser raises its own error types
+        fail(where, f"PromQL does not parse: {err}: {expr!r}")
+    for name in METRIC_RE.findall(expr):
+        base = name
+        for suf in SUFFIXES:
+            if base.endswith(suf) and base[: -len(suf)] in known:
+                base = base[: -len(suf)]
+        if base not in known:
+            fail(where, f"metric {name} is not in docs/operations.md#metrics")
+
+
+def check_dashboard(known: set[str]) -> None:
+    path = "deploy/grafana/herald-dashboard.json"
+    try:
+        dash = json.loads((ROOT / path).read_text())
+    except (OSError, ValueError) as err:
+        fail(path, f"does not parse: {err}")
+        return
+    if not isinstance(dash.get("schemaVersion"), int) or dash["schemaVersion"] < 36:
+        fail(path, "schemaVersion must be >= 36")
+    variables = {v.get("name"): v for v in dash.get("templating", {}).get("list", [])}
+    if variables.get("DS_PROMETHEUS", {}).get("type") != "datasource":
+        fail(path, "needs a datasource variable DS_PROMETHEUS")
+
+    def panels(items):
+        for p in items:
+            yield p
+            yield from panels(p.get("panels", []))
+
+    seen_titles, n_exprs = [], 0
+    for p in panels(dash.get("panels", [])):
+        if p.get("type") == "row":
+            continue
+        seen_titles.append(p.get("title", ""))
+        for t in p.get("targets", []):
+            n_exprs += 1
+            check_expr(f"{path}: panel '{p.get('title')}'", t.get("expr", ""), known)
+    if n_exprs == 0:
+        fail(path, "no queries")
+    used = set(METRIC_RE.findall(json.dumps(dash)))
+    for need in ("herald_gateway_delivery_seconds_bucket", "herald_dlq_entries", "herald_stream_lag_entries",
+                 "herald_stream_pending_entries", "herald_ingest_notifications_accepted_total",
+                 "herald_ingest_notifications_rejected_total", "herald_gateway_connections",
+                 "herald_gateway_users_online", "herald_worker_retries_total",
+                 "herald_worker_dead_letters_total", "herald_worker_ingest_to_store_seconds_bucket",
+                 "herald_http_requests_total"):
+        if need not in used:
+            fail(path, f"no panel uses {need}")
+
+
+def check_alerts(known: set[str]) -> None:
+    path = "deploy/prometheus/alerts.yml"
+    try:
+        doc = yaml.safe_load((ROOT / path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        fail(path, f"does not parse: {err}")
+        return
+    groups = doc.get("groups") if isinstance(doc, dict) else None
+    if not isinstance(groups, list) or not groups:
+        fail(path, "needs a non-empty `groups` list")
+        return
+    anchors = doc_anchors()
+    names = set()
+    for g in groups:
+        if not g.get("name") or not isinstance(g.get("rules"), list):
+            fail(path, "each group needs name and rules")
+            continue
+        for r in g["rules"]:
+            where = f"{path}: {r.get('alert', '?')}"
+            for key in ("alert", "expr", "for"):
+                if key not in r:
+                    fail(where, f"missing {key}")
+            if r.get("alert") in names:
+                fail(where, "duplicate alert name")
+            names.add(r.get("alert"))
+            if r.get("labels", {}).get("severity") not in ("info", "warning", "critical"):
+                fail(where, "labels.severity must be info|warning|critical")
+            ann = r.get("annotations", {})
+            for key in ("summary", "description", "runbook_url"):
+                if not ann.get(key):
+                    fail(where, f"annotations.{key} missing")
+            url = ann.get("runbook_url", "")
+            if "docs/operations.md#" not in url:
+                fail(where, "runbook_url must point to docs/operations.md#<anchor>")
+            elif url.split("#", 1)[1] not in anchors:
+                fail(where, f"runbook_url anchor #{url.split('#', 1)[1]} is not a heading of docs/operations.md")
+            if not re.fullmatch(r"\d+[smhd]", str(r.get("for", ""))):
+                fail(where, f"`for` {r.get('for')!r} is not a duration")
+            check_expr(where, str(r.get("expr", "")), known)
+    required = ("herald_stream_lag_entries", "herald_stream_pending_entries", "herald_dlq_entries",
+                "kube_pod_status_ready", "herald_gateway_delivery_seconds_bucket",
+                "herald_gateway_send_queue_drops_total")
+    text = (ROOT / path).read_text()
+    for need in required:
+        if need not in text:
+            fail(path, f"no rule uses {need}")
+    if not re.search(r"\bup\{[^}]*\} == 0", text):
+        fail(path, "no `up == 0` rule")
+
+
+def main() -> int:
+    keda_validators = {}
+    for kind, rel in KEDA_SCHEMAS.items():
+        schema = json.loads((ROOT / rel).read_text())
+        jsonschema.Draft7Validator.check_schema(schema)
+        keda_validators[kind] = jsonschema.Draft7Validator(schema)
+    counts = {}
+    for path in KUSTOMIZE_DIRS:
+        docs = render(path)
+        counts[path] = len(docs)
+        # The base is never applied on its own: it only has to render; its
+        # objects are validated as the overlays patch them.
+        if docs and path != "k8s/base":
+            check_objects(path, docs, keda_validators)
+    check_compose()
+    known = documented_metrics()
+    check_dashboard(known)
+    check_alerts(known)
+    if errors:
+        for e in errors:
+            print(f"lint-deploy: ERROR {e}", file=sys.stderr)
+        print(f"lint-deploy: FAILED, {len(errors)} problem(s)", file=sys.stderr)
+        return 1
+    rendered = ", ".join(f"{p} {n} objects" for p, n in counts.items())
+    print(f"lint-deploy: ok ({rendered}; Kubernetes {'/'.join(K8S_VERSIONS)} strict; "
+          f"compose-spec; dashboard and alerts against {len(known)} documented metrics)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
