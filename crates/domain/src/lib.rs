@@ -9,6 +9,7 @@ pub mod frames;
 pub mod keys;
 pub mod notification;
 pub mod preferences;
+pub mod published;
 pub mod validation;
 
 pub use dead_letter::DeadLetter;

@@ -191,6 +191,7 @@ impl NotificationRequest {
             expires_at: self
                 .ttl_seconds
                 .map(|ttl| created_at + chrono::Duration::seconds(i64::from(ttl))),
+            traceparent: None,
         }
     }
 }
@@ -340,6 +341,10 @@ pub struct NewNotification {
     /// Set when the notification is rendered from a template by the worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<TemplateRef>,
+    /// W3C trace context of the ingest request's XADD span, when ingest-api
+    /// traces: the worker continues that trace. Never part of what is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// What a templated notification is rendered from.

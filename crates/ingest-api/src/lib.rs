@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod error;
 pub mod key_cache;
+pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod startup;

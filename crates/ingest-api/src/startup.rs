@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use platform::Settings;
 use platform::db::{self, DbPool};
@@ -16,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 use crate::key_cache::{self, KeyCache};
+use crate::metrics::IngestMetrics;
 use crate::{openapi, routes};
 
 /// What every request handler can reach.
@@ -28,6 +30,7 @@ pub struct AppState {
     pub idempotency_ttl: std::time::Duration,
     pub templates: platform::template_cache::TemplateCache,
     pub api_keys: Arc<KeyCache>,
+    pub metrics: IngestMetrics,
 }
 
 impl AppState {
@@ -72,6 +75,9 @@ impl Application {
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))?;
         let port = listener.local_addr()?.port();
 
+        let (mut registry, http_metrics) = platform::metrics::service_registry("ingest-api");
+        let metrics = IngestMetrics::register(&mut registry);
+        let registry = web::Data::new(Arc::new(registry));
         let state = web::Data::new(AppState {
             db: db.clone(),
             redis: redis.clone(),
@@ -81,6 +87,7 @@ impl Application {
             idempotency_ttl: std::time::Duration::from_secs(settings.ingest.idempotency_ttl_secs),
             templates: platform::template_cache::TemplateCache::default(),
             api_keys,
+            metrics,
         });
         let deps = web::Data::new(Dependencies {
             database: Some(db),
@@ -89,9 +96,13 @@ impl Application {
         });
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(platform::metrics::observe))
                 .app_data(state.clone())
                 .app_data(deps.clone())
+                .app_data(registry.clone())
+                .app_data(http_metrics.clone())
                 .configure(health::configure)
+                .configure(platform::metrics::configure)
                 .configure(routes::configure)
                 .route("/openapi.json", web::get().to(openapi::openapi_json))
                 .default_service(web::to(|| async {

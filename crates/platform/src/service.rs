@@ -1,5 +1,5 @@
 //! What every binary's `main` does around its command: load settings (exit
-//! code 2 naming the bad key), start logging, run, and turn the outcome into
+//! code 2 naming the bad key), start logging and tracing, run, flush traces, and turn the outcome into
 //! an exit code with the error chain on stderr and in the log.
 
 use std::process::ExitCode;
@@ -19,13 +19,15 @@ where
             return ExitCode::from(2);
         }
     };
-    telemetry::init(service, &settings.log);
-    match command(settings).await {
+    let telemetry = telemetry::init(service, &settings.log);
+    let code = match command(settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %format!("{err:#}"), "{service} failed");
             eprintln!("{service}: {err:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown().await;
+    code
 }

@@ -25,17 +25,19 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
-use domain::{NewNotification, Priority, ServerFrame};
+use domain::{NewNotification, Priority, ServerFrame, published};
 use platform::db::{DbError, DbPool};
 use platform::redis::{ReadFrom, RedisError, RedisStore, StreamEntry};
 use platform::storage::dead_letters::{self, NewDeadLetter};
 use platform::storage::notifications::{self, Prepared, StoredBatch};
 use platform::storage::preferences;
+use platform::telemetry::traceparent;
 use platform::template_cache::{TemplateCache, TemplateLookupError};
 use tokio_util::sync::CancellationToken;
 
 use crate::lanes::LanePolicy;
 use crate::metrics::{Outcome, WorkerMetrics, lane};
+use crate::round_trace::RoundTrace;
 
 pub struct Consumer {
     pub name: String,
@@ -235,27 +237,39 @@ impl Consumer {
         shutdown: &CancellationToken,
     ) -> Result<(), RoundError> {
         let started = Instant::now();
+        let mut trace = RoundTrace::start(&self.name, entries.len());
         let Sorted {
             notifications,
             mut dead,
         } = self.sort(&entries);
+        for (_, n) in &notifications {
+            trace.follow(n.id, n.traceparent.as_deref());
+        }
         let (notifications, unrenderable) = self.prepare(notifications, shutdown).await?;
         dead.extend(unrenderable);
+        let inserting = trace.stage("database insert");
         let (stored, refused) = self.store(&notifications, shutdown).await?;
+        drop(inserting);
         dead.extend(refused);
         self.dead_letter(&dead, shutdown).await?;
 
+        let mut publishing = Vec::new();
         let frames: Vec<(&str, String)> = stored
             .visible
             .iter()
             .map(|n| {
+                let span = trace.stage_of(&n.id, "publish");
+                let context = span.as_ref().and_then(traceparent::of);
+                publishing.extend(span);
+                let frame = ServerFrame::Notification(n.clone()).to_json();
                 (
                     n.user_id.as_str(),
-                    ServerFrame::Notification(n.clone()).to_json(),
+                    published::encode(frame, context.as_deref()),
                 )
             })
             .collect();
         self.redis.publish_to_users(&frames).await?;
+        drop(publishing);
         self.redis.ack(&entries).await?;
 
         let now = Utc::now();

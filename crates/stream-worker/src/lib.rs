@@ -9,6 +9,7 @@ pub mod cli;
 pub mod consumer;
 pub mod lanes;
 pub mod metrics;
+pub mod round_trace;
 pub mod startup;
 pub mod trimmer;
 

@@ -62,6 +62,7 @@ pub struct WorkerMetrics {
     pub lag: Family<PriorityLabels, Gauge>,
     pub length: Family<PriorityLabels, Gauge>,
     pub trimmed: Family<PriorityLabels, Counter>,
+    pub dlq_entries: Gauge,
 }
 
 impl WorkerMetrics {
@@ -79,6 +80,7 @@ impl WorkerMetrics {
             lag: Family::default(),
             length: Family::default(),
             trimmed: Family::default(),
+            dlq_entries: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("herald_worker");
         r.register(
@@ -137,6 +139,11 @@ impl WorkerMetrics {
             "trimmed_entries",
             "Acknowledged entries deleted by the trimmer",
             metrics.trimmed.clone(),
+        );
+        registry.register(
+            "herald_dlq_entries",
+            "Dead letters not replayed yet",
+            metrics.dlq_entries.clone(),
         );
         // Every series exists from the start (at 0), so dashboards and
         // alerts see a lane before anything happened in it.

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use platform::Settings;
 use platform::db;
 use platform::health::{self, Dependencies};
 use platform::redis::RedisStore;
-use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer::Consumer;
@@ -36,7 +36,7 @@ impl Worker {
         let redis = RedisStore::connect(&settings.redis).await?;
         redis.ensure_consumer_group().await?;
 
-        let mut registry = Registry::default();
+        let (mut registry, http_metrics) = platform::metrics::service_registry("stream-worker");
         let metrics = Arc::new(WorkerMetrics::register(&mut registry));
         let registry = web::Data::new(Arc::new(registry));
 
@@ -49,8 +49,10 @@ impl Worker {
         });
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(platform::metrics::observe))
                 .app_data(deps.clone())
                 .app_data(registry.clone())
+                .app_data(http_metrics.clone())
                 .configure(health::configure)
                 .configure(platform::metrics::configure)
         })
@@ -97,6 +99,7 @@ impl Worker {
         }
         let trimmer = Trimmer {
             redis,
+            db: pool.clone(),
             target_len: worker.trim_target_len,
             interval: Duration::from_millis(worker.trim_interval_ms),
             metrics,

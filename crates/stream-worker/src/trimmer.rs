@@ -11,19 +11,23 @@
 //! always at or above the last delivered id, so they are never touched. If
 //! the group does not exist (no worker ever ran), nothing is trimmed.
 //!
-//! The same pass refreshes the pending, lag and length gauges.
+//! The same pass refreshes the pending, lag and length gauges, and the
+//! count of dead letters not replayed yet (`herald_dlq_entries`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use domain::Priority;
+use platform::db::{DbError, DbPool};
 use platform::redis::{RedisError, RedisStore, cmp_ids};
+use platform::storage::dead_letters;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{WorkerMetrics, lane};
 
 pub struct Trimmer {
     pub redis: RedisStore,
+    pub db: DbPool,
     pub target_len: u64,
     pub interval: Duration,
     pub metrics: Arc<WorkerMetrics>,
@@ -42,7 +46,18 @@ impl Trimmer {
                     tracing::warn!(%err, %priority, "trim pass failed");
                 }
             }
+            if let Err(err) = self.count_dead_letters().await {
+                tracing::warn!(%err, "cannot count the dead letters");
+            }
         }
+    }
+
+    /// Refreshes `herald_dlq_entries`: dead letters not replayed yet.
+    pub async fn count_dead_letters(&self) -> Result<(), DbError> {
+        let mut conn = self.db.get().await?;
+        let count = dead_letters::count_not_replayed(&mut conn).await?;
+        self.metrics.dlq_entries.set(count);
+        Ok(())
     }
 
     /// One look at one lane; returns how many entries were deleted.

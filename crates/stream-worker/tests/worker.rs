@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::Utc;
 use domain::Priority;
 use platform::redis::{ReadFrom, RedisSubscriber, UserFrames};
-use platform::storage::{inbox, notifications};
+use platform::storage::{dead_letters, inbox, notifications};
 use stream_worker::Worker;
 use testkit::{TestEnv, eventually};
 use tokio_util::sync::CancellationToken;
@@ -235,6 +235,29 @@ async fn undecodable_entries_go_to_the_dead_letter_stream_and_do_not_block() {
         },
     )
     .await;
+
+    // herald_dlq_entries counts the dead letters not replayed yet.
+    let metrics = std::sync::Arc::new(stream_worker::metrics::WorkerMetrics::register(
+        &mut prometheus_client::registry::Registry::default(),
+    ));
+    let trimmer = stream_worker::trimmer::Trimmer {
+        redis: redis.clone(),
+        db: env.pool(),
+        target_len: 100,
+        interval: Duration::from_secs(1),
+        metrics: metrics.clone(),
+    };
+    trimmer.count_dead_letters().await.unwrap();
+    assert_eq!(metrics.dlq_entries.get(), 2);
+    let mut conn = env.db().await;
+    let ids = dead_letters::not_replayed_ids(&mut conn).await.unwrap();
+    assert!(
+        dead_letters::mark_replayed(&mut conn, ids[0], "0-1")
+            .await
+            .unwrap()
+    );
+    trimmer.count_dead_letters().await.unwrap();
+    assert_eq!(metrics.dlq_entries.get(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -674,6 +697,7 @@ async fn trimming_never_deletes_what_the_group_still_needs() {
     redis.ensure_consumer_group().await.unwrap();
     let trimmer = stream_worker::trimmer::Trimmer {
         redis: redis.clone(),
+        db: env.pool(),
         target_len: 100,
         interval: Duration::from_millis(50),
         metrics: std::sync::Arc::new(stream_worker::metrics::WorkerMetrics::register(

@@ -246,6 +246,7 @@ pub fn new_notification(
         created_at: chrono::Utc::now(),
         expires_at: None,
         template: None,
+        traceparent: None,
     }
 }
 

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use bytestring::ByteString;
 use chrono::{DateTime, Utc};
+use domain::published;
 use platform::redis::{
     FramesError, Reconnects, RedisError, RedisSubscriber, UserFrame, UserFrames,
 };
@@ -38,16 +39,21 @@ pub struct LiveFrame {
     pub resync: bool,
     pub created_at: Option<DateTime<Utc>>,
     pub bytes: ByteString,
+    /// The publisher's span (W3C `traceparent`), when the worker traces.
+    pub traceparent: Option<ByteString>,
 }
 
 impl LiveFrame {
-    fn parse(bytes: ByteString) -> Self {
+    /// Reads a channel message (`domain::published`): the frame bytes are
+    /// kept as they are, the trace context is split off.
+    fn parse(message: ByteString) -> Self {
         #[derive(Deserialize)]
         struct Head {
             seq: Option<i64>,
             created_at: Option<DateTime<Utc>>,
         }
-        let head = serde_json::from_str::<Head>(&bytes).unwrap_or(Head {
+        let (traceparent, frame) = published::decode(&message);
+        let head = serde_json::from_str::<Head>(frame).unwrap_or(Head {
             seq: None,
             created_at: None,
         });
@@ -55,7 +61,8 @@ impl LiveFrame {
             seq: head.seq,
             resync: false,
             created_at: head.created_at,
-            bytes,
+            traceparent: traceparent.map(|t| message.slice_ref(t)),
+            bytes: message.slice_ref(frame),
         }
     }
 
@@ -65,6 +72,7 @@ impl LiveFrame {
             resync: true,
             created_at: None,
             bytes: ByteString::new(),
+            traceparent: None,
         }
     }
 }

@@ -31,9 +31,11 @@ use domain::{ClientFrame, ServerFrame};
 use platform::db::DbPool;
 use platform::redis::RedisStore;
 use platform::storage::inbox;
+use platform::telemetry::traceparent;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, interval, sleep_until};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::auth::TokenVerifier;
 use crate::hub::{Hub, LiveFrame};
@@ -376,7 +378,23 @@ impl Connection {
 
     /// Writes a live frame's shared bytes, recording delivery latency.
     async fn write(&mut self, frame: LiveFrame, ctx: &SessionContext) -> Result<(), Gone> {
-        self.session.text(frame.bytes).await.map_err(|_| Gone)?;
+        match frame.traceparent.as_deref() {
+            None => self.session.text(frame.bytes).await.map_err(|_| Gone)?,
+            Some(context) => {
+                let span = tracing::info_span!(
+                    parent: None,
+                    "frame write",
+                    otel.kind = "consumer",
+                    seq = frame.seq,
+                );
+                traceparent::adopt(&span, Some(context));
+                self.session
+                    .text(frame.bytes)
+                    .instrument(span)
+                    .await
+                    .map_err(|_| Gone)?;
+            }
+        }
         ctx.metrics.frames_sent.inc();
         if let Some(created_at) = frame.created_at {
             let age = (Utc::now() - created_at).to_std().unwrap_or_default();

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use platform::Settings;
 use platform::db::{self, DbPool};
 use platform::health::{self, Dependencies};
 use platform::redis::{RedisStore, RedisSubscriber};
-use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenVerifier;
@@ -47,7 +47,7 @@ impl Application {
         let redis = RedisStore::connect(&settings.redis).await?;
         let subscriber = RedisSubscriber::connect(&settings.redis).await?;
 
-        let mut registry = Registry::default();
+        let (mut registry, http_metrics) = platform::metrics::service_registry("ws-gateway");
         let metrics = Arc::new(GatewayMetrics::register(&mut registry));
         let registry = web::Data::new(Arc::new(registry));
         let hub = Hub::start(subscriber.clone(), metrics.clone());
@@ -81,7 +81,9 @@ impl Application {
         });
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(platform::metrics::observe))
                 .app_data(state.clone())
+                .app_data(http_metrics.clone())
                 .app_data(sessions.clone())
                 .app_data(deps.clone())
                 .app_data(registry.clone())

@@ -8,6 +8,7 @@
 
 mod faults;
 mod gateway;
+mod observability;
 mod support;
 mod templates;
 mod walking_skeleton;

@@ -6,12 +6,15 @@ use chrono::Utc;
 use domain::{FieldError, NotificationRequest, Priority, RequestError};
 use platform::hashing::sha256_hex;
 use platform::redis::IdempotentAppend;
+use platform::telemetry::traceparent;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 use uuid::Uuid;
 
-use super::notifications::{IDEMPOTENT_REPLAYED, admit, read_request};
+use super::notifications::{IDEMPOTENT_REPLAYED, admit, read_request, xadd_span};
 use crate::auth::Producer;
 use crate::error::ApiError;
+use crate::metrics::Rejection;
 use crate::startup::AppState;
 
 /// Most notifications in one batch.
@@ -87,6 +90,8 @@ pub async fn create_batch(
     }
 
     let now = Utc::now();
+    let xadd = xadd_span(batch.notifications.len());
+    let trace = traceparent::of(&xadd);
     let mut results = Vec::with_capacity(batch.notifications.len());
     let mut entries: Vec<(Priority, String)> = Vec::new();
     for item in batch.notifications {
@@ -100,7 +105,8 @@ pub async fn create_batch(
             Err(RequestError::MalformedJson(why)) => Err(vec![FieldError::new("$", why)]),
         };
         match checked {
-            Ok(notification) => {
+            Ok(mut notification) => {
+                notification.traceparent = trace.clone();
                 let entry = serde_json::to_string(&notification)
                     .map_err(|err| ApiError::BadBody(err.to_string()))?;
                 entries.push((notification.priority, entry));
@@ -126,8 +132,10 @@ pub async fn create_batch(
         state
             .redis
             .append_many(&entries)
+            .instrument(xadd)
             .await
             .map_err(unavailable)?;
+        count_items(&state, &entries, answer.rejected);
         return Ok(HttpResponse::Ok().json(answer));
     };
     let scoped = format!("{}:batch:{}", producer.key_id, sha256_hex(key.as_bytes()));
@@ -143,10 +151,14 @@ pub async fn create_batch(
             &answer_json,
             state.idempotency_ttl,
         )
+        .instrument(xadd)
         .await
         .map_err(unavailable)?
     {
-        IdempotentAppend::Appended => Ok(HttpResponse::Ok().json(answer)),
+        IdempotentAppend::Appended => {
+            count_items(&state, &entries, answer.rejected);
+            Ok(HttpResponse::Ok().json(answer))
+        }
         IdempotentAppend::Replayed {
             fingerprint: first,
             answer,
@@ -156,4 +168,12 @@ pub async fn create_batch(
             .body(answer)),
         IdempotentAppend::Replayed { .. } => Err(ApiError::IdempotencyKeyReused),
     }
+}
+
+/// Counts an appended batch's items: accepted by priority, invalid ones rejected.
+fn count_items(state: &AppState, entries: &[(Priority, String)], rejected: usize) {
+    for (priority, _) in entries {
+        state.metrics.accepted(*priority, 1);
+    }
+    state.metrics.rejected(Rejection::Invalid, rejected as u64);
 }

@@ -5,16 +5,21 @@ pub mod batch;
 pub mod notifications;
 pub mod templates;
 
+use actix_web::middleware::from_fn;
 use actix_web::web;
 
+use crate::metrics::count_rejections;
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/v1/notifications",
-        web::post().to(notifications::create_notification),
+    cfg.service(
+        web::resource("/v1/notifications")
+            .wrap(from_fn(count_rejections))
+            .route(web::post().to(notifications::create_notification)),
     )
-    .route(
-        "/v1/notifications/batch",
-        web::post().to(batch::create_batch),
+    .service(
+        web::resource("/v1/notifications/batch")
+            .wrap(from_fn(count_rejections))
+            .route(web::post().to(batch::create_batch)),
     )
     .route(
         "/v1/admin/dead-letters",

@@ -10,7 +10,9 @@ use uuid::Uuid;
 use domain::{FieldError, RequestError};
 use platform::hashing::sha256_hex;
 use platform::redis::IdempotentAppend;
+use platform::telemetry::traceparent;
 use platform::template_cache::TemplateLookupError;
+use tracing::Instrument;
 
 use crate::auth::Producer;
 use crate::error::ApiError;
@@ -62,7 +64,9 @@ pub async fn create_notification(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (idempotency_key, body) = read_request(&req, payload, state.max_body_bytes).await?;
-    let notification = admit(&state, NotificationRequest::parse(&body)?, Utc::now()).await?;
+    let mut notification = admit(&state, NotificationRequest::parse(&body)?, Utc::now()).await?;
+    let xadd = xadd_span(1);
+    notification.traceparent = traceparent::of(&xadd);
     let entry =
         serde_json::to_string(&notification).map_err(|err| ApiError::BadBody(err.to_string()))?;
     let unavailable = |err: platform::redis::RedisError| ApiError::Unavailable {
@@ -75,8 +79,10 @@ pub async fn create_notification(
         state
             .redis
             .append(notification.priority, &entry)
+            .instrument(xadd)
             .await
             .map_err(unavailable)?;
+        state.metrics.accepted(notification.priority, 1);
         return Ok(accepted(notification.id, false));
     };
     // Scoped to the producer's key, so two producers cannot collide.
@@ -91,10 +97,14 @@ pub async fn create_notification(
             &notification.id.to_string(),
             state.idempotency_ttl,
         )
+        .instrument(xadd)
         .await
         .map_err(unavailable)?;
     match appended {
-        IdempotentAppend::Appended => Ok(accepted(notification.id, false)),
+        IdempotentAppend::Appended => {
+            state.metrics.accepted(notification.priority, 1);
+            Ok(accepted(notification.id, false))
+        }
         IdempotentAppend::Replayed {
             fingerprint: first,
             answer,
@@ -104,6 +114,17 @@ pub async fn create_notification(
         }
         IdempotentAppend::Replayed { .. } => Err(ApiError::IdempotencyKeyReused),
     }
+}
+
+/// The span of appending `entries` notifications to the streams; its
+/// `traceparent` goes into each entry, so the worker continues the trace.
+pub(crate) fn xadd_span(entries: usize) -> tracing::Span {
+    tracing::info_span!(
+        "XADD",
+        otel.kind = "producer",
+        db.system.name = "redis",
+        entries
+    )
 }
 
 /// What every producer request starts with: a JSON content type, a valid

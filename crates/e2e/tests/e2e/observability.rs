@@ -1,0 +1,393 @@
+//! What operators watch: one notification's spans form one trace across the
+//! three processes (exported over OTLP/HTTP to a collector run by the test),
+//! and every metric name docs/operations.md documents is on each service's
+//! `/metrics`.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use prost::Message;
+use reqwest::StatusCode;
+use serde_json::json;
+use testkit::eventually;
+use testkit::ws::WsClient;
+
+use crate::support::{Stack, start};
+
+/// One exported span, flattened with the service that sent it.
+#[derive(Debug, Clone)]
+struct CollectedSpan {
+    service: String,
+    name: String,
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+    start_ns: u64,
+    end_ns: u64,
+    linked_spans: Vec<String>,
+}
+
+/// An OTLP/HTTP trace receiver (`POST /v1/traces`, protobuf) keeping every span.
+struct Collector {
+    port: u16,
+    spans: Arc<Mutex<Vec<CollectedSpan>>>,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl Collector {
+    fn start() -> Self {
+        let spans = Arc::new(Mutex::new(Vec::new()));
+        let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let store = web::Data::new(spans.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(store.clone())
+                .app_data(web::PayloadConfig::new(64 << 20))
+                .route("/v1/traces", web::post().to(receive))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Self {
+            port,
+            spans,
+            server: handle,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn trace(&self, trace_id: &str) -> Vec<CollectedSpan> {
+        let spans = self.spans.lock().unwrap();
+        spans
+            .iter()
+            .filter(|s| s.trace_id == trace_id)
+            .cloned()
+            .collect()
+    }
+
+    fn all(&self) -> Vec<CollectedSpan> {
+        self.spans.lock().unwrap().clone()
+    }
+}
+
+async fn receive(
+    body: web::Bytes,
+    spans: web::Data<Arc<Mutex<Vec<CollectedSpan>>>>,
+) -> HttpResponse {
+    let Ok(request) = ExportTraceServiceRequest::decode(body.as_ref()) else {
+        return HttpResponse::BadRequest().finish();
+    };
+    let mut collected = Vec::new();
+    for resource_spans in request.resource_spans {
+        let service = resource_spans
+            .resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .find(|kv| kv.key == "service.name")
+            .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+            .map(|v| match v {
+                AnyValue::StringValue(s) => s.clone(),
+                other => format!("{other:?}"),
+            })
+            .unwrap_or_default();
+        for scope in resource_spans.scope_spans {
+            for span in scope.spans {
+                collected.push(CollectedSpan {
+                    service: service.clone(),
+                    name: span.name,
+                    trace_id: hex(&span.trace_id),
+                    span_id: hex(&span.span_id),
+                    parent_span_id: hex(&span.parent_span_id),
+                    start_ns: span.start_time_unix_nano,
+                    end_ns: span.end_time_unix_nano,
+                    linked_spans: span.links.iter().map(|l| hex(&l.span_id)).collect(),
+                });
+            }
+        }
+    }
+    spans.lock().unwrap().extend(collected);
+    HttpResponse::Ok()
+        .content_type("application/x-protobuf")
+        .finish()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn traced_vars(stack: &Stack, collector: &Collector, service: &str) -> HashMap<String, String> {
+    let mut vars = stack.vars();
+    vars.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), collector.endpoint());
+    vars.insert("OTEL_SERVICE_NAME".into(), service.into());
+    // Export every 100 ms instead of every 5 s.
+    vars.insert("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into());
+    vars
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_notification_is_one_trace_from_the_request_to_the_frame() {
+    let stack = Stack::new().await;
+    let collector = Collector::start();
+    let ingest = start(
+        "ingest-api",
+        &traced_vars(&stack, &collector, "ingest-api"),
+        &stack.logs,
+    )
+    .await;
+    let _worker = start(
+        "stream-worker",
+        &traced_vars(&stack, &collector, "stream-worker"),
+        &stack.logs,
+    )
+    .await;
+    let gateway = start(
+        "ws-gateway",
+        &traced_vars(&stack, &collector, "ws-gateway"),
+        &stack.logs,
+    )
+    .await;
+    let (mut alice, _) = WsClient::connect_user(gateway.port, &stack.env.token("alice", 300)).await;
+
+    // The producer traces too: its context is continued, so the trace id is known.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let producer_span = "00f067aa0ba902b7";
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/v1/notifications", ingest.port))
+        .header("x-api-key", &stack.key)
+        .header("traceparent", format!("00-{trace_id}-{producer_span}-01"))
+        .json(&json!({"user_id": "alice", "title": "Traced", "body": "follow me"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let frame = alice.next_json(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(frame["type"], "notification");
+    assert_eq!(frame["title"], "Traced");
+    assert!(
+        frame.get("traceparent").is_none(),
+        "the trace context never reaches a client: {frame}"
+    );
+
+    let chain = [
+        ("ingest-api", "POST /v1/notifications"),
+        ("ingest-api", "XADD"),
+        ("stream-worker", "process notification"),
+        ("stream-worker", "database insert"),
+        ("stream-worker", "publish"),
+        ("ws-gateway", "frame write"),
+    ];
+    let spans = eventually(
+        "every span of the notification exported",
+        Duration::from_secs(15),
+        || async {
+            let trace = collector.trace(trace_id);
+            chain
+                .iter()
+                .map(|(service, name)| {
+                    trace
+                        .iter()
+                        .find(|s| s.service == *service && s.name == *name)
+                        .cloned()
+                })
+                .collect::<Option<Vec<_>>>()
+        },
+    )
+    .await;
+
+    // Each span is the child of the one before it, except that the publish
+    // follows the insert within the worker's notification span.
+    let parent_of = |i: usize| match i {
+        0 => producer_span.to_owned(),
+        4 => spans[2].span_id.clone(),
+        i => spans[i - 1].span_id.clone(),
+    };
+    for (i, span) in spans.iter().enumerate() {
+        assert_eq!(
+            span.parent_span_id,
+            parent_of(i),
+            "{} is a child of the span before it; chain: {spans:#?}",
+            span.name
+        );
+        assert!(span.end_ns >= span.start_ns);
+    }
+    // In time order: each starts after the previous one started, the publish
+    // after the insert ended, the frame write after the publish started.
+    for pair in spans.windows(2) {
+        assert!(
+            pair[1].start_ns >= pair[0].start_ns,
+            "{} starts after {}: {spans:#?}",
+            pair[1].name,
+            pair[0].name
+        );
+    }
+    assert!(
+        spans[4].start_ns >= spans[3].end_ns,
+        "publish after the insert"
+    );
+
+    // The round's own span links to the notification's XADD span.
+    let xadd = &spans[1].span_id;
+    eventually(
+        "the worker batch span, linked to the XADD",
+        Duration::from_secs(10),
+        || async {
+            collector
+                .all()
+                .iter()
+                .any(|s| s.name == "worker batch" && s.linked_spans.contains(xadd))
+                .then_some(())
+        },
+    )
+    .await;
+    collector.server.stop(false).await;
+}
+
+/// `| \`herald_...\` |` rows of docs/operations.md, by `### <service>` section.
+fn documented_metrics() -> HashMap<String, Vec<String>> {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/operations.md"
+    ))
+    .unwrap();
+    let metrics_section = doc
+        .split("\n## Metrics")
+        .nth(1)
+        .expect("docs/operations.md has a `## Metrics` section");
+    let metrics_section = metrics_section
+        .split("\n## ")
+        .next()
+        .unwrap_or(metrics_section);
+    let mut by_section: HashMap<String, Vec<String>> = HashMap::new();
+    let mut section = String::new();
+    for line in metrics_section.lines() {
+        if let Some(title) = line.strip_prefix("### ") {
+            section = title.trim().to_owned();
+        } else if let Some(rest) = line.strip_prefix("| `herald_") {
+            let name = rest.split('`').next().unwrap();
+            by_section
+                .entry(section.clone())
+                .or_default()
+                .push(format!("herald_{name}"));
+        }
+    }
+    by_section
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_metric_is_exposed_by_its_service() {
+    let documented = documented_metrics();
+    let common = documented
+        .get("Every service")
+        .expect("a `### Every service` table");
+    assert!(common.contains(&"herald_build_info".to_owned()));
+
+    let stack = Stack::new().await;
+    let mut vars = stack.vars();
+    vars.insert("HERALD__WORKER__TRIM_INTERVAL_MS".into(), "200".into());
+    let services = [
+        ("ingest-api", start("ingest-api", &vars, &stack.logs).await),
+        (
+            "stream-worker",
+            start("stream-worker", &vars, &stack.logs).await,
+        ),
+        ("ws-gateway", start("ws-gateway", &vars, &stack.logs).await),
+    ];
+    // One request of each kind, so the per-request series exist.
+    let http = reqwest::Client::new();
+    let ingest_port = services[0].1.port;
+    let accepted = http
+        .post(format!("http://127.0.0.1:{ingest_port}/v1/notifications"))
+        .header("x-api-key", &stack.key)
+        .json(&json!({"user_id": "mia", "title": "t", "body": "b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let refused = http
+        .post(format!("http://127.0.0.1:{ingest_port}/v1/notifications"))
+        .header("x-api-key", "hrld_not-a-key")
+        .json(&json!({"user_id": "mia", "title": "t", "body": "b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+    for (service, running) in &services {
+        let wanted: Vec<&String> = common
+            .iter()
+            .chain(documented.get(*service).into_iter().flatten())
+            .collect();
+        assert!(
+            wanted.len() > common.len(),
+            "docs/operations.md lists {service}'s own metrics"
+        );
+        let url = format!("http://127.0.0.1:{}/metrics", running.port);
+        let missing = eventually(
+            &format!("{service} exposes every documented metric"),
+            Duration::from_secs(10),
+            || async {
+                let body = reqwest::get(&url).await.ok()?.text().await.ok()?;
+                let exposed: Vec<&str> = body
+                    .lines()
+                    .filter(|l| !l.starts_with('#'))
+                    .filter_map(|l| l.split(['{', ' ']).next())
+                    .collect();
+                let missing: Vec<&&String> = wanted
+                    .iter()
+                    .filter(|name| {
+                        !exposed.iter().any(|e| {
+                            *e == name.as_str()
+                                || e.strip_prefix(name.as_str()).is_some_and(|suffix| {
+                                    matches!(suffix, "_bucket" | "_count" | "_sum")
+                                })
+                        })
+                    })
+                    .collect();
+                missing.is_empty().then_some(missing.len())
+            },
+        )
+        .await;
+        assert_eq!(missing, 0);
+        let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        assert!(
+            body.contains(&format!("herald_build_info{{service=\"{service}\"")),
+            "{service}: build info names the service"
+        );
+        assert!(!body.contains("mia"), "{service}: no user id in any label");
+    }
+    let ingest_metrics = reqwest::get(format!("http://127.0.0.1:{ingest_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        ingest_metrics
+            .contains("herald_ingest_notifications_accepted_total{priority=\"normal\"} 1"),
+        "{ingest_metrics}"
+    );
+    assert!(
+        ingest_metrics
+            .contains("herald_ingest_notifications_rejected_total{reason=\"unauthorized\"} 1"),
+        "{ingest_metrics}"
+    );
+    assert!(
+        ingest_metrics.contains(
+            "herald_http_requests_total{method=\"POST\",route=\"/v1/notifications\",status=\"202\"} 1"
+        ),
+        "{ingest_metrics}"
+    );
+}
