@@ -206,6 +206,9 @@ def check_redis_trigger(where: str, trig: dict) -> None:
     for k in modes:
         if not md[k].isdigit():
             fail(tw, f"{k} must be a positive integer string")
+    # KEDA 2.12-2.14 reject lagCount unless activationLagCount is set too.
+    if "lagCount" in md and md.get("activationLagCount") != "0":
+        fail(tw, 'lagCount needs activationLagCount: "0" (KEDA 2.12-2.14 reject it otherwise)')
     if not ("address" in md or "addressFromEnv" in md or "authenticationRef" in trig):
         fail(tw, "no Redis address (metadata address/addressFromEnv or authenticationRef)")
 

@@ -56,6 +56,8 @@ impl Rejection {
     /// The rejection an error status of a producer endpoint stands for.
     fn of_status(status: StatusCode) -> Option<Self> {
         match status.as_u16() {
+            // Not a notification sent at all (wrong path or method).
+            404 | 405 => None,
             401 | 403 => Some(Rejection::Unauthorized),
             413 => Some(Rejection::TooLarge),
             503 => Some(Rejection::Unavailable),
@@ -153,6 +155,7 @@ mod tests {
             Some(Rejection::Invalid)
         );
         assert_eq!(Rejection::of_status(StatusCode::ACCEPTED), None);
+        assert_eq!(Rejection::of_status(StatusCode::METHOD_NOT_ALLOWED), None);
         assert_eq!(Rejection::of_status(StatusCode::OK), None);
     }
 }

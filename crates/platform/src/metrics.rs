@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -25,7 +26,7 @@ use prometheus_client::registry::Registry;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use crate::telemetry::traceparent;
+use crate::telemetry::{self, traceparent};
 
 /// Mounts `GET /metrics`; the app must hold `web::Data<Arc<Registry>>`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -58,15 +59,30 @@ struct BuildLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     route: String,
     status: u16,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    method: String,
+    method: &'static str,
     route: String,
+}
+
+/// The method as a label: the standard ones, anything else `OTHER` (a
+/// client must not be able to add series by inventing methods).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -80,20 +96,16 @@ pub struct HttpMetrics {
 }
 
 impl HttpMetrics {
-    fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    fn observe(&self, method: &'static str, route: String, status: u16, seconds: f64) {
+        let route = RouteLabels { method, route };
+        self.duration.get_or_create(&route).observe(seconds);
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_owned(),
-                route: route.to_owned(),
+                method,
+                route: route.route,
                 status,
             })
             .inc();
-        self.duration
-            .get_or_create(&RouteLabels {
-                method: method.to_owned(),
-                route: route.to_owned(),
-            })
-            .observe(seconds);
     }
 }
 
@@ -143,19 +155,20 @@ pub async fn observe(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
-    let method = req.method().as_str().to_owned();
-    // From the app's resource map, so known before routing runs.
+    let method = method_label(req.method());
+    // From the app's resource map, so known before routing runs; a path
+    // that matches no route is `unmatched` (its text could hold anything).
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
-    let span = if is_probe(req.path()) {
+    let span = if !telemetry::exporting() || is_probe(req.path()) {
         tracing::Span::none()
     } else {
         let span = tracing::info_span!(
             "HTTP request",
             otel.name = %format!("{method} {route}"),
             otel.kind = "server",
-            http.request.method = %method,
+            http.request.method = method,
             http.route = %route,
             http.response.status_code = Empty,
         );
@@ -170,7 +183,7 @@ pub async fn observe(
     let status = response.status().as_u16();
     span.record("http.response.status_code", status);
     if let Some(metrics) = metrics {
-        metrics.observe(&method, &route, status, started.elapsed().as_secs_f64());
+        metrics.observe(method, route, status, started.elapsed().as_secs_f64());
     }
     Ok(response)
 }

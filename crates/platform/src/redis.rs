@@ -84,6 +84,27 @@ pub enum IdempotentAppend {
 
 /// Appends the entries and records the idempotency key with the answer in
 /// one atomic step, or returns what the key recorded before.
+/// Deletes consumers of the group that hold no pending entry and were idle
+/// at least ARGV[2] ms; with more ARGV, only the consumers named there.
+/// One script, so an entry cannot be read by a consumer between the check
+/// and the delete (XGROUP DELCONSUMER drops a consumer's pending entries).
+/// KEYS: the stream. ARGV: group, min idle ms, names... Returns the names deleted.
+const PRUNE_CONSUMERS: &str = r#"
+local only = {}
+for i = 3, #ARGV do only[ARGV[i]] = true end
+local deleted = {}
+for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #consumer, 2 do info[consumer[i]] = consumer[i + 1] end
+  if info['pending'] == 0 and info['idle'] >= tonumber(ARGV[2])
+     and (#ARGV < 3 or only[info['name']]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    deleted[#deleted + 1] = info['name']
+  end
+end
+return deleted
+"#;
+
 /// KEYS: record, then one stream per entry. ARGV: fingerprint, answer, ttl
 /// seconds, entry field, then one payload per entry.
 const APPEND_IDEMPOTENT: &str = r#"
@@ -493,6 +514,54 @@ impl RedisStore {
             }));
         }
         Ok(None)
+    }
+
+    /// Names of the group's consumers on one lane (XINFO CONSUMERS).
+    pub async fn consumer_names(&self, priority: Priority) -> Result<Vec<String>, RedisError> {
+        let reply: Value = match self
+            .client
+            .xinfo_consumers(self.keys.stream(priority), CONSUMER_GROUP)
+            .await
+        {
+            Ok(reply) => reply,
+            Err(err)
+                if err.details().contains("no such key")
+                    || err.details().starts_with("NOGROUP") =>
+            {
+                return Ok(Vec::new());
+            }
+            Err(err) => return Err(RedisError::on("XINFO CONSUMERS")(err)),
+        };
+        let Value::Array(consumers) = reply else {
+            return Ok(Vec::new());
+        };
+        Ok(consumers
+            .into_iter()
+            .filter_map(|c| value_pairs(c).get("name").and_then(Value::as_string))
+            .collect())
+    }
+
+    /// Deletes the group's consumers on one lane that hold no pending entry
+    /// and were idle at least `min_idle`; when `only` is not empty, only
+    /// those named there. Atomic per lane; returns the names deleted.
+    pub async fn prune_consumers(
+        &self,
+        priority: Priority,
+        min_idle: Duration,
+        only: &[String],
+    ) -> Result<Vec<String>, RedisError> {
+        let stream = self.keys.stream(priority);
+        let mut args = vec![CONSUMER_GROUP.to_owned(), min_idle.as_millis().to_string()];
+        args.extend(only.iter().cloned());
+        match self.client.eval(PRUNE_CONSUMERS, vec![stream], args).await {
+            Ok(deleted) => Ok(deleted),
+            Err(err)
+                if err.details().contains("no such key") || err.details().contains("NOGROUP") =>
+            {
+                Ok(Vec::new())
+            }
+            Err(err) => Err(RedisError::on("EVAL prune_consumers")(err)),
+        }
     }
 
     /// The smallest id still pending in the group, if any.

@@ -88,6 +88,9 @@ pub struct WorkerSettings {
     /// Acknowledged entries are trimmed when a stream is longer than this.
     pub trim_target_len: u64,
     pub trim_interval_ms: u64,
+    /// Consumers idle this long with nothing pending are deleted from the
+    /// group (dead pods' names); 0 never deletes them.
+    pub prune_idle_consumers_secs: u64,
     /// After SIGTERM, the batch in hand may take this long before the process exits anyway.
     pub shutdown_timeout_ms: u64,
 }

@@ -12,6 +12,7 @@
 //! context travels as a W3C `traceparent` (see [`traceparent`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::propagation::TextMapPropagator;
@@ -34,6 +35,15 @@ const TRACED_CRATES: [&str; 4] = ["ingest_api", "stream_worker", "ws_gateway", "
 
 /// How long shutdown waits for the last spans to be exported.
 const EXPORT_DEADLINE: Duration = Duration::from_secs(3);
+
+/// Set once an exporter is installed: spans that exist only to be exported
+/// (per request, per notification, per frame) are not even created before.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Are spans exported? Hot paths check this before creating trace-only spans.
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
 
 /// Keeps the trace exporter alive; [`Telemetry::shutdown`] flushes it.
 #[must_use = "dropping it stops trace export; call shutdown() at the end of main"]
@@ -120,6 +130,7 @@ pub fn init(service: &'static str, settings: &LogSettings) -> Telemetry {
     if installed.is_err() {
         return Telemetry { provider: None };
     }
+    EXPORTING.store(provider.is_some(), Ordering::Relaxed);
     tracing::info!(
         service,
         version = env!("CARGO_PKG_VERSION"),

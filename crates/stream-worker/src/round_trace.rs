@@ -6,12 +6,12 @@
 //! ingest trace, with one child per stage it goes through here
 //! (`database insert`, `publish`), so a single notification's trace reads:
 //! HTTP request -> XADD -> process notification -> database insert ->
-//! publish -> (ws-gateway) frame write. Notifications without a context
-//! cost nothing here.
+//! publish -> (ws-gateway) frame write. Without an exporter, or for
+//! notifications without a context, no span is created at all.
 
 use std::collections::HashMap;
 
-use platform::telemetry::traceparent;
+use platform::telemetry::{self, traceparent};
 use tracing::Span;
 use uuid::Uuid;
 
@@ -23,8 +23,13 @@ pub struct RoundTrace {
 impl RoundTrace {
     /// The round's span, a new trace of its own.
     pub fn start(consumer: &str, entries: usize) -> Self {
+        let batch = if telemetry::exporting() {
+            tracing::info_span!(parent: None, "worker batch", consumer, entries)
+        } else {
+            Span::none()
+        };
         Self {
-            batch: tracing::info_span!(parent: None, "worker batch", consumer, entries),
+            batch,
             notifications: HashMap::new(),
         }
     }
@@ -35,7 +40,7 @@ impl RoundTrace {
 
     /// Continues the notification's ingest trace, if it has one.
     pub fn follow(&mut self, id: Uuid, context: Option<&str>) {
-        let Some(context) = context else {
+        let Some(context) = context.filter(|_| telemetry::exporting()) else {
             return;
         };
         let span = tracing::info_span!(

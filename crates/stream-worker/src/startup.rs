@@ -102,6 +102,8 @@ impl Worker {
             db: pool.clone(),
             target_len: worker.trim_target_len,
             interval: Duration::from_millis(worker.trim_interval_ms),
+            prune_idle_consumers: (worker.prune_idle_consumers_secs > 0)
+                .then(|| Duration::from_secs(worker.prune_idle_consumers_secs)),
             metrics,
         };
         tracing::info!(port, consumer = %settings.consumer_name(), concurrency = consumers.len(), "stream-worker ready");
@@ -137,8 +139,28 @@ impl Worker {
             }
         }
         trimmer.abort();
+        leave_group(&self.consumers).await;
         handle.stop(true).await;
         server.await??;
         Ok(())
+    }
+}
+
+/// Deletes this process's consumers from the group on every lane where
+/// they hold nothing pending, so rollouts do not leave pod names behind.
+/// One holding entries stays (another worker claims them).
+async fn leave_group(consumers: &[Consumer]) {
+    let Some(redis) = consumers.first().map(|c| &c.redis) else {
+        return;
+    };
+    let names: Vec<String> = consumers.iter().map(|c| c.name.clone()).collect();
+    for priority in Priority::ALL {
+        match redis
+            .prune_consumers(priority, Duration::ZERO, &names)
+            .await
+        {
+            Ok(gone) => tracing::debug!(%priority, ?gone, "left the consumer group"),
+            Err(err) => tracing::warn!(%err, %priority, "cannot leave the consumer group"),
+        }
     }
 }

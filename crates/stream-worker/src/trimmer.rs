@@ -12,7 +12,9 @@
 //! the group does not exist (no worker ever ran), nothing is trimmed.
 //!
 //! The same pass refreshes the pending, lag and length gauges, and the
-//! count of dead letters not replayed yet (`herald_dlq_entries`).
+//! count of dead letters not replayed yet (`herald_dlq_entries`), and
+//! deletes consumers of the group that are long idle with nothing pending
+//! (names of pods that are gone).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +32,8 @@ pub struct Trimmer {
     pub db: DbPool,
     pub target_len: u64,
     pub interval: Duration,
+    /// Consumers idle this long with nothing pending are deleted; `None` keeps them.
+    pub prune_idle_consumers: Option<Duration>,
     pub metrics: Arc<WorkerMetrics>,
 }
 
@@ -44,6 +48,15 @@ impl Trimmer {
             for priority in Priority::ALL {
                 if let Err(err) = self.pass(priority).await {
                     tracing::warn!(%err, %priority, "trim pass failed");
+                }
+                if let Some(idle) = self.prune_idle_consumers {
+                    match self.redis.prune_consumers(priority, idle, &[]).await {
+                        Ok(gone) if !gone.is_empty() => {
+                            tracing::info!(%priority, ?gone, "deleted idle consumers with nothing pending");
+                        }
+                        Ok(_) => {}
+                        Err(err) => tracing::warn!(%err, %priority, "cannot prune idle consumers"),
+                    }
                 }
             }
             if let Err(err) = self.count_dead_letters().await {

@@ -245,6 +245,7 @@ async fn undecodable_entries_go_to_the_dead_letter_stream_and_do_not_block() {
         db: env.pool(),
         target_len: 100,
         interval: Duration::from_secs(1),
+        prune_idle_consumers: None,
         metrics: metrics.clone(),
     };
     trimmer.count_dead_letters().await.unwrap();
@@ -700,6 +701,7 @@ async fn trimming_never_deletes_what_the_group_still_needs() {
         db: env.pool(),
         target_len: 100,
         interval: Duration::from_millis(50),
+        prune_idle_consumers: None,
         metrics: std::sync::Arc::new(stream_worker::metrics::WorkerMetrics::register(
             &mut prometheus_client::registry::Registry::default(),
         )),
@@ -1103,4 +1105,92 @@ async fn a_read_over_all_lanes_stays_within_the_batch() {
         "300 entries in rounds of at most 39: {rounds}"
     );
     assert_eq!(within, rounds, "every round held at most 64 entries");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_with_nothing_pending_leave_the_group_and_busy_ones_stay() {
+    let mut env = TestEnv::new().await;
+    env.set("HERALD__WORKER__CONSUMER_NAME", "pod-a");
+    let redis = env.redis().await;
+    redis.ensure_consumer_group().await.unwrap();
+    let reader = redis.stream_reader().await.unwrap();
+    // `ghost` read an entry and acknowledged it; `busy` holds one unacknowledged.
+    append(&redis, &notification("zoe", 1, Priority::Normal)).await;
+    let done = reader
+        .read_group("ghost", ReadFrom::New, 10, Duration::from_millis(10))
+        .await
+        .unwrap();
+    redis.ack(&done).await.unwrap();
+    append(&redis, &notification("zoe", 2, Priority::Normal)).await;
+    let taken = reader
+        .read_group("busy", ReadFrom::New, 10, Duration::from_millis(10))
+        .await
+        .unwrap();
+    assert_eq!((done.len(), taken.len()), (1, 1));
+    let mut names = redis.consumer_names(Priority::Normal).await.unwrap();
+    names.sort();
+    assert_eq!(names, ["busy", "ghost"]);
+
+    // Not idle long enough, or not named: kept.
+    let hour = Duration::from_secs(3600);
+    assert!(
+        redis
+            .prune_consumers(Priority::Normal, hour, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let only_other = ["someone-else".to_owned()];
+    assert!(
+        redis
+            .prune_consumers(Priority::Normal, Duration::ZERO, &only_other)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Idle with nothing pending: deleted; holding an entry: kept, entry and all.
+    assert_eq!(
+        redis
+            .prune_consumers(Priority::Normal, Duration::ZERO, &[])
+            .await
+            .unwrap(),
+        ["ghost"]
+    );
+    assert_eq!(
+        redis.consumer_names(Priority::Normal).await.unwrap(),
+        ["busy"]
+    );
+    assert_eq!(redis.pending_count(Priority::Normal).await.unwrap(), 1);
+
+    // A worker that stops cleanly takes its consumers (pod-a, pod-a-1,
+    // pod-a-high) out of the group; `busy` is not its own and stays (its
+    // entry is younger than claim_min_idle, so nobody claimed it).
+    let stop = CancellationToken::new();
+    let worker = Worker::build(&env.settings()).await.unwrap();
+    let running = tokio::spawn(worker.run_until_stopped(stop.clone()));
+    eventually(
+        "the worker joined the group",
+        Duration::from_secs(5),
+        || async {
+            let names = redis.consumer_names(Priority::High).await.unwrap();
+            (names.len() >= 2).then_some(())
+        },
+    )
+    .await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    for priority in Priority::ALL {
+        let left: Vec<String> = redis
+            .consumer_names(priority)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.starts_with("pod-a"))
+            .collect();
+        assert!(left.is_empty(), "{priority}: {left:?} still in the group");
+    }
+    assert_eq!(
+        redis.consumer_names(Priority::Normal).await.unwrap(),
+        ["busy"]
+    );
 }

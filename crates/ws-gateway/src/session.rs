@@ -31,7 +31,7 @@ use domain::{ClientFrame, ServerFrame};
 use platform::db::DbPool;
 use platform::redis::RedisStore;
 use platform::storage::inbox;
-use platform::telemetry::traceparent;
+use platform::telemetry::{self, traceparent};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, interval, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -378,7 +378,11 @@ impl Connection {
 
     /// Writes a live frame's shared bytes, recording delivery latency.
     async fn write(&mut self, frame: LiveFrame, ctx: &SessionContext) -> Result<(), Gone> {
-        match frame.traceparent.as_deref() {
+        match frame
+            .traceparent
+            .as_deref()
+            .filter(|_| telemetry::exporting())
+        {
             None => self.session.text(frame.bytes).await.map_err(|_| Gone)?,
             Some(context) => {
                 let span = tracing::info_span!(
