@@ -9,6 +9,12 @@
 //! second transaction for the same user waits on that lock, so it numbers
 //! after the first one committed: a client that saw `seq = S` can never miss
 //! a later commit with a smaller number.
+//!
+//! Round trips: BEGIN, lock + duplicate check (pipelined), insert + counters
+//! (pipelined), COMMIT. A user's inbox row is created the first time the
+//! user gets a notification (one more round trip for such batches, and those
+//! users are locked after the others: two such transactions can, rarely,
+//! deadlock; PostgreSQL aborts one and the worker tries its round again).
 
 use std::collections::{HashMap, HashSet};
 
@@ -19,6 +25,7 @@ use diesel::sql_types::{
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use domain::{NewNotification, Notification};
+use futures_util::future::try_join;
 use uuid::Uuid;
 
 use super::models::{NotificationInsert, NotificationRow};
@@ -120,32 +127,28 @@ async fn store_in_tx(
     users.sort_unstable();
     users.dedup();
 
-    let new_users: Vec<_> = users.iter().map(|u| user_inbox::user_id.eq(*u)).collect();
-    diesel::insert_into(user_inbox::table)
-        .values(&new_users)
-        .on_conflict_do_nothing()
+    let ids: Vec<Uuid> = batch.iter().map(|p| p.notification.id).collect();
+    let (mut last_seq, mut already_stored) = lock_and_check(conn, &users, &ids).await?;
+    if last_seq.len() < users.len() {
+        // Some users get their first notification: create their inbox rows,
+        // then lock them and look for stored ids again (an id of one of
+        // them may have been stored meanwhile by a transaction that created
+        // the row first; ours waited for it in the insert).
+        let new_users: Vec<&str> = users
+            .iter()
+            .copied()
+            .filter(|u| !last_seq.contains_key(*u))
+            .collect();
+        diesel::sql_query(
+            "INSERT INTO user_inbox (user_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+        )
+        .bind::<Array<Text>, _>(&new_users)
         .execute(conn)
         .await?;
-    let mut last_seq: HashMap<String, i64> = user_inbox::table
-        .filter(user_inbox::user_id.eq_any(&users))
-        .order(user_inbox::user_id)
-        .select((user_inbox::user_id, user_inbox::last_seq))
-        .for_update()
-        .load::<(String, i64)>(conn)
-        .await?
-        .into_iter()
-        .collect();
-
-    // With the users locked, no other transaction can be storing these ids
-    // (an id belongs to one user), so this check is exact.
-    let ids: Vec<Uuid> = batch.iter().map(|p| p.notification.id).collect();
-    let already_stored: HashSet<Uuid> = notifications::table
-        .filter(notifications::id.eq_any(&ids))
-        .select(notifications::id)
-        .load::<Uuid>(conn)
-        .await?
-        .into_iter()
-        .collect();
+        let (created, stored) = lock_and_check(conn, &new_users, &ids).await?;
+        last_seq.extend(created);
+        already_stored = stored;
+    }
 
     let mut outcome = StoredBatch::default();
     let mut seen = HashSet::with_capacity(batch.len());
@@ -176,24 +179,17 @@ async fn store_in_tx(
         inserts.push(NotificationInsert::new(prepared, Some(*seq)));
     }
     outcome.inserted = inserts.len();
-    insert_rows(conn, &inserts).await?;
-
-    if !added.is_empty() {
-        let (names, counts): (Vec<String>, Vec<i64>) =
-            added.iter().map(|(u, n)| ((*u).to_owned(), *n)).unzip();
-        let seqs: Vec<i64> = names.iter().map(|u| last_seq[u.as_str()]).collect();
-        diesel::sql_query(
-            "UPDATE user_inbox AS u \
-             SET last_seq = d.last_seq, unread_count = u.unread_count + d.added, version = u.version + 1 \
-             FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS d(user_id, last_seq, added) \
-             WHERE u.user_id = d.user_id",
-        )
-        .bind::<Array<Text>, _>(&names)
-        .bind::<Array<BigInt>, _>(&seqs)
-        .bind::<Array<BigInt>, _>(&counts)
-        .execute(conn)
-        .await?;
-    }
+    // The rows and the counters in one round trip (pipelined; the server
+    // still runs them one after the other, in this transaction).
+    let (names, counts): (Vec<String>, Vec<i64>) =
+        added.iter().map(|(u, n)| ((*u).to_owned(), *n)).unzip();
+    let seqs: Vec<i64> = names.iter().map(|u| last_seq[u.as_str()]).collect();
+    let shared: &AsyncPgConnection = conn;
+    try_join(
+        insert_rows(shared, &inserts),
+        advance_inboxes(shared, &names, &seqs, &counts),
+    )
+    .await?;
 
     // New rows are published as inserted; a redelivered one as it was stored then.
     let mut by_id: HashMap<Uuid, Notification> = inserts
@@ -219,9 +215,61 @@ async fn store_in_tx(
     Ok(outcome)
 }
 
+/// Locks the `user_inbox` rows of `users` (in user-id order, so that two
+/// transactions with overlapping users cannot deadlock) and finds which of
+/// `ids` are stored already, in one round trip (pipelined). Once both
+/// statements are prepared on the connection they run in this order, so the
+/// check runs with the locks held, and with the users locked no other
+/// transaction can be storing these ids (an id belongs to one user): the
+/// check is exact. On a connection's first use the check can run before the
+/// lock; a concurrent store of the same id then makes our insert fail on the
+/// primary key and the round is tried again: still once, still gapless.
+async fn lock_and_check(
+    mut conn: &AsyncPgConnection,
+    users: &[&str],
+    ids: &[Uuid],
+) -> Result<(HashMap<String, i64>, HashSet<Uuid>), diesel::result::Error> {
+    let locked = user_inbox::table
+        .filter(user_inbox::user_id.eq_any(users))
+        .order(user_inbox::user_id)
+        .select((user_inbox::user_id, user_inbox::last_seq))
+        .for_update()
+        .load::<(String, i64)>(&mut conn);
+    let stored = notifications::table
+        .filter(notifications::id.eq_any(ids))
+        .select(notifications::id)
+        .load::<Uuid>(&mut conn);
+    let (locked, stored) = try_join(locked, stored).await?;
+    Ok((locked.into_iter().collect(), stored.into_iter().collect()))
+}
+
+/// Moves each user's `last_seq` and unread count past the rows just inserted.
+async fn advance_inboxes(
+    mut conn: &AsyncPgConnection,
+    users: &[String],
+    last_seqs: &[i64],
+    added: &[i64],
+) -> Result<(), diesel::result::Error> {
+    if users.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(
+        "UPDATE user_inbox AS u \
+         SET last_seq = d.last_seq, unread_count = u.unread_count + d.added, version = u.version + 1 \
+         FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS d(user_id, last_seq, added) \
+         WHERE u.user_id = d.user_id",
+    )
+    .bind::<Array<Text>, _>(users)
+    .bind::<Array<BigInt>, _>(last_seqs)
+    .bind::<Array<BigInt>, _>(added)
+    .execute(&mut conn)
+    .await?;
+    Ok(())
+}
+
 /// Inserts the rows with [`INSERT_UNNEST`].
 async fn insert_rows(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     rows: &[NotificationInsert<'_>],
 ) -> Result<(), diesel::result::Error> {
     if rows.is_empty() {
@@ -250,7 +298,7 @@ async fn insert_rows(
         .bind::<Array<Nullable<Integer>>, _>(column(rows, |r| r.template_version))
         .bind::<Array<Nullable<Jsonb>>, _>(column(rows, |r| r.params.as_ref()))
         .bind::<Array<Bool>, _>(column(rows, |r| r.muted))
-        .execute(conn)
+        .execute(&mut conn)
         .await?;
     Ok(())
 }
