@@ -443,3 +443,43 @@ async fn every_documented_metric_is_exposed_by_its_service() {
         .sum();
     assert_eq!(rejected, 1, "{ingest_metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_never_answers_neither_slows_requests_nor_holds_up_exit() {
+    let stack = Stack::new().await;
+    // Accepts connections and never answers, like a collector that hangs.
+    let blackhole = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let endpoint = format!("http://{}", blackhole.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let held: Vec<_> = blackhole.incoming().collect();
+        drop(held);
+    });
+    let mut vars = stack.vars();
+    vars.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint);
+    vars.insert("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into());
+    // An export would wait a minute for an answer: only the bounded flush
+    // at shutdown lets the process exit in time.
+    vars.insert("OTEL_EXPORTER_OTLP_TIMEOUT".into(), "60000".into());
+    let mut ingest = start("ingest-api", &vars, &stack.logs).await;
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    for n in 0..100 {
+        let response = http
+            .post(format!("http://127.0.0.1:{}/v1/notifications", ingest.port))
+            .header("x-api-key", &stack.key)
+            .json(&json!({"user_id": "nia", "title": format!("n{n}"), "body": "b"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+    // Well within the shortest terminationGracePeriodSeconds (20 s).
+    let status = ingest
+        .process
+        .terminate(Duration::from_secs(15))
+        .expect("exits after SIGTERM although its exports hang");
+    assert!(status.success(), "{status:?}");
+}

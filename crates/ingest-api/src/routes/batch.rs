@@ -57,6 +57,7 @@ pub struct BatchResult {
     tag = "notifications",
     params(
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries of the whole batch safe for 24 hours"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context of the producer; when ingest-api exports traces, the trace continues through the worker to the gateway's frame write"),
     ),
     request_body(content = BatchRequest, content_type = "application/json"),
     responses(

@@ -44,6 +44,7 @@ pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
     tag = "notifications",
     params(
         ("Idempotency-Key" = Option<String>, Header, description = "1..=255 visible ASCII characters; makes retries safe for 24 hours"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context of the producer; when ingest-api exports traces, the trace continues through the worker to the gateway's frame write"),
     ),
     request_body(content = NotificationRequest, content_type = "application/json"),
     responses(
