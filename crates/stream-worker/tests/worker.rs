@@ -1194,3 +1194,60 @@ async fn consumers_with_nothing_pending_leave_the_group_and_busy_ones_stay() {
         ["busy"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_retrying_through_a_long_outage_is_not_claimed_away_or_dead_lettered() {
+    let proxy = testkit::proxy::Proxy::start(5432).await;
+    let mut env = TestEnv::new().await;
+    env.database_through(&proxy);
+    // The outage lasts many times the claim idle time, and three deliveries
+    // would already make an entry a dead letter.
+    env.set("HERALD__WORKER__CONSUMER_NAME", "w1");
+    env.set("HERALD__WORKER__CLAIM_MIN_IDLE_MS", "500");
+    env.set("HERALD__WORKER__CLAIM_INTERVAL_MS", "100");
+    env.set("HERALD__WORKER__MAX_DELIVERIES", "3");
+    let _worker = start_worker(&env).await;
+    let _second = {
+        let mut other = env.settings();
+        other.worker.consumer_name = "w2".into();
+        let worker = Worker::build(&other).await.expect("second worker builds");
+        let token = CancellationToken::new();
+        tokio::spawn(worker.run_until_stopped(token.clone()));
+        token.drop_guard()
+    };
+    let redis = env.redis().await;
+
+    proxy.cut();
+    for i in 1..=30 {
+        append(&redis, &notification("hal", i, Priority::ALL[i % 3])).await;
+    }
+    eventually("rounds in hand", Duration::from_secs(10), || async {
+        let mut pending = 0;
+        for priority in Priority::ALL {
+            pending += redis.pending_count(priority).await.unwrap();
+        }
+        (pending > 0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    proxy.restore();
+
+    eventually("everything stored", Duration::from_secs(30), || async {
+        (stored_count(&env, "hal").await == 30).then_some(())
+    })
+    .await;
+    let mut conn = env.db().await;
+    assert_eq!(
+        dead_letters::count_not_replayed(&mut conn).await.unwrap(),
+        0,
+        "no entry became a dead letter by being claimed back and forth"
+    );
+    assert_eq!(redis.dead_letter_len().await.unwrap(), 0);
+    let rows = notifications::list_for_user(&mut conn, "hal")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|n| n.seq).collect::<Vec<_>>(),
+        (1..=30).collect::<Vec<_>>()
+    );
+}
