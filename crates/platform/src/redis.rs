@@ -82,8 +82,6 @@ pub enum IdempotentAppend {
     Replayed { fingerprint: String, answer: String },
 }
 
-/// Appends the entries and records the idempotency key with the answer in
-/// one atomic step, or returns what the key recorded before.
 /// Deletes consumers of the group that hold no pending entry and were idle
 /// at least ARGV[2] ms; with more ARGV, only the consumers named there.
 /// One script, so an entry cannot be read by a consumer between the check
@@ -105,6 +103,8 @@ end
 return deleted
 "#;
 
+/// Appends the entries and records the idempotency key with the answer in
+/// one atomic step, or returns what the key recorded before.
 /// KEYS: record, then one stream per entry. ARGV: fingerprint, answer, ttl
 /// seconds, entry field, then one payload per entry.
 const APPEND_IDEMPOTENT: &str = r#"

@@ -1251,3 +1251,38 @@ async fn a_round_retrying_through_a_long_outage_is_not_claimed_away_or_dead_lett
         (1..=30).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_statements_are_prepared_once_per_connection() {
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let env = TestEnv::new().await;
+    let mut conn = env.db().await;
+    for round in 0..3 {
+        let batch: Vec<_> = (0..5)
+            .map(|i| notification(&format!("pat{}", i % 2), round * 5 + i, Priority::Normal))
+            .collect();
+        notifications::store_batch(&mut conn, &batch, Utc::now())
+            .await
+            .unwrap();
+    }
+    // Kept as named statements of this session (a statement diesel does not
+    // cache is closed after its one use, and prepared again the next time).
+    let kept: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_prepared_statements \
+         WHERE statement LIKE 'INSERT INTO notifications%' OR statement LIKE 'UPDATE user_inbox%'",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        kept.n, 2,
+        "the row insert and the counters update, once each"
+    );
+}

@@ -19,7 +19,10 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::serialize::ToSql;
 use diesel::sql_types::{
     Array, BigInt, Bool, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
@@ -33,14 +36,144 @@ use super::schema::{notifications, user_inbox};
 use crate::db::DbError;
 
 /// The batch insert: one array per column, so the statement text is the
-/// same for every batch size (prepared once per connection, parsed once)
-/// and a batch is not limited by PostgreSQL's 65,535 bind parameters.
-const INSERT_UNNEST: &str = "\
-    INSERT INTO notifications (id, user_id, seq, title, body, priority, category, data, \
-        created_at, expires_at, expired, locale, template_key, template_version, params, muted) \
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], \
-        $7::text[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[], $11::bool[], $12::text[], \
-        $13::text[], $14::int4[], $15::jsonb[], $16::bool[])";
+/// same for every batch size and a batch is not limited by PostgreSQL's
+/// 65,535 bind parameters. Written as its own query type, not `sql_query`:
+/// diesel never caches a `sql_query` statement, so it would be prepared
+/// again (one more round trip) on every call; this one is prepared once
+/// per connection.
+struct InsertUnnest<'r> {
+    columns: InsertColumns<'r>,
+}
+
+/// Binds one array parameter followed by `sql` (its cast and separator).
+fn bind_array<'b, ST: 'static, T>(
+    out: &mut AstPass<'_, 'b, Pg>,
+    values: &'b Vec<T>,
+    sql: &str,
+) -> QueryResult<()>
+where
+    Pg: diesel::sql_types::HasSqlType<Array<ST>>,
+    Vec<T>: ToSql<Array<ST>, Pg>,
+{
+    out.push_bind_param::<Array<ST>, Vec<T>>(values)?;
+    out.push_sql(sql);
+    Ok(())
+}
+
+/// The columns of an [`InsertUnnest`], one vector each.
+struct InsertColumns<'r> {
+    id: Vec<Uuid>,
+    user_id: Vec<&'r str>,
+    seq: Vec<Option<i64>>,
+    title: Vec<&'r str>,
+    body: Vec<&'r str>,
+    priority: Vec<&'r str>,
+    category: Vec<Option<&'r str>>,
+    data: Vec<Option<&'r serde_json::Value>>,
+    created_at: Vec<DateTime<Utc>>,
+    expires_at: Vec<Option<DateTime<Utc>>>,
+    expired: Vec<bool>,
+    locale: Vec<Option<&'r str>>,
+    template_key: Vec<Option<&'r str>>,
+    template_version: Vec<Option<i32>>,
+    params: Vec<Option<&'r serde_json::Value>>,
+    muted: Vec<bool>,
+}
+
+impl<'r> InsertColumns<'r> {
+    fn of(rows: &'r [NotificationInsert<'_>]) -> Self {
+        fn column<'r, 'a: 'r, T>(
+            rows: &'r [NotificationInsert<'a>],
+            f: impl Fn(&'r NotificationInsert<'a>) -> T,
+        ) -> Vec<T> {
+            rows.iter().map(f).collect()
+        }
+        Self {
+            id: column(rows, |r| r.id),
+            user_id: column(rows, |r| r.user_id),
+            seq: column(rows, |r| r.seq),
+            title: column(rows, |r| r.title),
+            body: column(rows, |r| r.body),
+            priority: column(rows, |r| r.priority),
+            category: column(rows, |r| r.category),
+            data: column(rows, |r| r.data.as_ref()),
+            created_at: column(rows, |r| r.created_at),
+            expires_at: column(rows, |r| r.expires_at),
+            expired: column(rows, |r| r.expired),
+            locale: column(rows, |r| r.locale),
+            template_key: column(rows, |r| r.template_key),
+            template_version: column(rows, |r| r.template_version),
+            params: column(rows, |r| r.params.as_ref()),
+            muted: column(rows, |r| r.muted),
+        }
+    }
+}
+
+impl QueryFragment<Pg> for InsertUnnest<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let c = &self.columns;
+        out.push_sql(
+            "INSERT INTO notifications (id, user_id, seq, title, body, priority, category, data, \
+             created_at, expires_at, expired, locale, template_key, template_version, params, muted) \
+             SELECT * FROM unnest(",
+        );
+        bind_array::<SqlUuid, _>(&mut out, &c.id, "::uuid[], ")?;
+        bind_array::<Text, _>(&mut out, &c.user_id, "::text[], ")?;
+        bind_array::<Nullable<BigInt>, _>(&mut out, &c.seq, "::int8[], ")?;
+        bind_array::<Text, _>(&mut out, &c.title, "::text[], ")?;
+        bind_array::<Text, _>(&mut out, &c.body, "::text[], ")?;
+        bind_array::<Text, _>(&mut out, &c.priority, "::text[], ")?;
+        bind_array::<Nullable<Text>, _>(&mut out, &c.category, "::text[], ")?;
+        bind_array::<Nullable<Jsonb>, _>(&mut out, &c.data, "::jsonb[], ")?;
+        bind_array::<Timestamptz, _>(&mut out, &c.created_at, "::timestamptz[], ")?;
+        bind_array::<Nullable<Timestamptz>, _>(&mut out, &c.expires_at, "::timestamptz[], ")?;
+        bind_array::<Bool, _>(&mut out, &c.expired, "::bool[], ")?;
+        bind_array::<Nullable<Text>, _>(&mut out, &c.locale, "::text[], ")?;
+        bind_array::<Nullable<Text>, _>(&mut out, &c.template_key, "::text[], ")?;
+        bind_array::<Nullable<Integer>, _>(&mut out, &c.template_version, "::int4[], ")?;
+        bind_array::<Nullable<Jsonb>, _>(&mut out, &c.params, "::jsonb[], ")?;
+        bind_array::<Bool, _>(&mut out, &c.muted, "::bool[])")?;
+        Ok(())
+    }
+}
+
+/// Keyed by its SQL text in the statement cache (which this type allows,
+/// unlike `sql_query`): the text is the same for every batch.
+impl QueryId for InsertUnnest<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+/// Moves each user's `last_seq` and unread count past the rows just
+/// inserted; cached like [`InsertUnnest`].
+struct AdvanceInboxes<'a> {
+    users: &'a Vec<String>,
+    last_seqs: &'a Vec<i64>,
+    added: &'a Vec<i64>,
+}
+
+impl QueryFragment<Pg> for AdvanceInboxes<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "UPDATE user_inbox AS u \
+             SET last_seq = d.last_seq, unread_count = u.unread_count + d.added, version = u.version + 1 \
+             FROM unnest(",
+        );
+        bind_array::<Text, _>(&mut out, self.users, "::text[], ")?;
+        bind_array::<BigInt, _>(&mut out, self.last_seqs, "::bigint[], ")?;
+        bind_array::<BigInt, _>(
+            &mut out,
+            self.added,
+            "::bigint[]) AS d(user_id, last_seq, added) WHERE u.user_id = d.user_id",
+        )?;
+        Ok(())
+    }
+}
+
+impl QueryId for AdvanceInboxes<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
 
 /// What storing a batch did.
 #[derive(Debug, Default)]
@@ -217,13 +350,13 @@ async fn store_in_tx(
 
 /// Locks the `user_inbox` rows of `users` (in user-id order, so that two
 /// transactions with overlapping users cannot deadlock) and finds which of
-/// `ids` are stored already, in one round trip (pipelined). Once both
-/// statements are prepared on the connection they run in this order, so the
-/// check runs with the locks held, and with the users locked no other
-/// transaction can be storing these ids (an id belongs to one user): the
-/// check is exact. On a connection's first use the check can run before the
-/// lock; a concurrent store of the same id then makes our insert fail on the
-/// primary key and the round is tried again: still once, still gapless.
+/// `ids` are stored already, in one round trip (pipelined). They run in
+/// this order even when one of them still has to be prepared (diesel-async
+/// prepares under its statement-cache lock and queues the execution in the
+/// same poll), so the check runs with the locks held, and with the users
+/// locked no other transaction can be storing these ids (an id belongs to
+/// one user): the check is exact. Were it ever not, the primary key would
+/// refuse the second copy and the round would be tried again.
 async fn lock_and_check(
     mut conn: &AsyncPgConnection,
     users: &[&str],
@@ -246,28 +379,24 @@ async fn lock_and_check(
 /// Moves each user's `last_seq` and unread count past the rows just inserted.
 async fn advance_inboxes(
     mut conn: &AsyncPgConnection,
-    users: &[String],
-    last_seqs: &[i64],
-    added: &[i64],
+    users: &Vec<String>,
+    last_seqs: &Vec<i64>,
+    added: &Vec<i64>,
 ) -> Result<(), diesel::result::Error> {
     if users.is_empty() {
         return Ok(());
     }
-    diesel::sql_query(
-        "UPDATE user_inbox AS u \
-         SET last_seq = d.last_seq, unread_count = u.unread_count + d.added, version = u.version + 1 \
-         FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS d(user_id, last_seq, added) \
-         WHERE u.user_id = d.user_id",
-    )
-    .bind::<Array<Text>, _>(users)
-    .bind::<Array<BigInt>, _>(last_seqs)
-    .bind::<Array<BigInt>, _>(added)
+    AdvanceInboxes {
+        users,
+        last_seqs,
+        added,
+    }
     .execute(&mut conn)
     .await?;
     Ok(())
 }
 
-/// Inserts the rows with [`INSERT_UNNEST`].
+/// Inserts the rows with [`InsertUnnest`].
 async fn insert_rows(
     mut conn: &AsyncPgConnection,
     rows: &[NotificationInsert<'_>],
@@ -275,31 +404,11 @@ async fn insert_rows(
     if rows.is_empty() {
         return Ok(());
     }
-    fn column<'r, T>(
-        rows: &'r [NotificationInsert<'_>],
-        f: impl Fn(&'r NotificationInsert<'_>) -> T,
-    ) -> Vec<T> {
-        rows.iter().map(f).collect()
+    InsertUnnest {
+        columns: InsertColumns::of(rows),
     }
-    diesel::sql_query(INSERT_UNNEST)
-        .bind::<Array<SqlUuid>, _>(column(rows, |r| r.id))
-        .bind::<Array<Text>, _>(column(rows, |r| r.user_id))
-        .bind::<Array<Nullable<BigInt>>, _>(column(rows, |r| r.seq))
-        .bind::<Array<Text>, _>(column(rows, |r| r.title))
-        .bind::<Array<Text>, _>(column(rows, |r| r.body))
-        .bind::<Array<Text>, _>(column(rows, |r| r.priority))
-        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.category))
-        .bind::<Array<Nullable<Jsonb>>, _>(column(rows, |r| r.data.as_ref()))
-        .bind::<Array<Timestamptz>, _>(column(rows, |r| r.created_at))
-        .bind::<Array<Nullable<Timestamptz>>, _>(column(rows, |r| r.expires_at))
-        .bind::<Array<Bool>, _>(column(rows, |r| r.expired))
-        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.locale))
-        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.template_key))
-        .bind::<Array<Nullable<Integer>>, _>(column(rows, |r| r.template_version))
-        .bind::<Array<Nullable<Jsonb>>, _>(column(rows, |r| r.params.as_ref()))
-        .bind::<Array<Bool>, _>(column(rows, |r| r.muted))
-        .execute(&mut conn)
-        .await?;
+    .execute(&mut conn)
+    .await?;
     Ok(())
 }
 
