@@ -212,6 +212,14 @@ impl Settings {
         if self.worker.max_deliveries == 0 {
             return fail("worker.max_deliveries", "must be at least 1");
         }
+        // A blocking read must end before the shutdown deadline, or a
+        // consumer could leave the group while its read still waits.
+        if self.worker.block_ms >= self.worker.shutdown_timeout_ms {
+            return fail(
+                "worker.block_ms",
+                "must be less than worker.shutdown_timeout_ms",
+            );
+        }
         if self.ingest.idempotency_ttl_secs < 86_400 {
             return fail(
                 "ingest.idempotency_ttl_secs",
@@ -315,6 +323,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("worker.batch_size"), "{err}");
+        let err = load(&[
+            ("HERALD__WORKER__BLOCK_MS", "10000"),
+            ("HERALD__WORKER__SHUTDOWN_TIMEOUT_MS", "5000"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("worker.block_ms"), "{err}");
     }
 
     #[test]
