@@ -163,6 +163,21 @@ impl Consumer {
         self.lanes.batch_size.div_ceil(self.reads.len().max(1))
     }
 
+    /// One blocking read of new entries over all this consumer's lanes,
+    /// on its own connection. COUNT applies per stream: the batch is split
+    /// over the lanes.
+    async fn read_waiting(&self) -> Result<Vec<StreamEntry>, RedisError> {
+        self.reader
+            .read_lanes(
+                &self.name,
+                self.reads,
+                ReadFrom::New,
+                self.waiting_count(),
+                self.block,
+            )
+            .await
+    }
+
     async fn fetch(&self, source: Source) -> Result<Vec<StreamEntry>, RedisError> {
         let batch = self.lanes.batch_size;
         match source {
@@ -195,18 +210,7 @@ impl Consumer {
                 }
                 Ok(claimed)
             }
-            Source::Waiting => {
-                // COUNT applies per stream: split the batch over the lanes.
-                self.reader
-                    .read_lanes(
-                        &self.name,
-                        self.reads,
-                        ReadFrom::New,
-                        self.waiting_count(),
-                        self.block,
-                    )
-                    .await
-            }
+            Source::Waiting => self.read_waiting().await,
             Source::New => {
                 let mut round = Vec::new();
                 for &priority in self.reads {
@@ -214,16 +218,7 @@ impl Consumer {
                     round.extend(self.redis.read_lane(&self.name, priority, want).await?);
                 }
                 if round.is_empty() {
-                    round = self
-                        .reader
-                        .read_lanes(
-                            &self.name,
-                            self.reads,
-                            ReadFrom::New,
-                            self.waiting_count(),
-                            self.block,
-                        )
-                        .await?;
+                    round = self.read_waiting().await?;
                 }
                 Ok(round)
             }

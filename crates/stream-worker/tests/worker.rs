@@ -41,6 +41,15 @@ async fn no_more_frames(frames: &mut UserFrames) {
     assert!(extra.is_err(), "no other frame published: {extra:?}");
 }
 
+/// Entries delivered and not acknowledged, over all lanes.
+async fn pending_total(redis: &platform::redis::RedisStore) -> u64 {
+    let mut pending = 0;
+    for priority in Priority::ALL {
+        pending += redis.pending_count(priority).await.unwrap();
+    }
+    pending
+}
+
 async fn stored_count(env: &TestEnv, user: &str) -> i64 {
     notifications::count_for_user(&mut env.db().await, user)
         .await
@@ -383,13 +392,7 @@ async fn database_outage_is_retried_without_acking_and_then_drains() {
     eventually(
         "batch delivered and held pending",
         Duration::from_secs(10),
-        || async {
-            let mut pending = 0;
-            for priority in Priority::ALL {
-                pending += redis.pending_count(priority).await.unwrap();
-            }
-            (pending > 0).then_some(())
-        },
+        || async { (pending_total(&redis).await > 0).then_some(()) },
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -1060,7 +1063,7 @@ async fn a_read_over_all_lanes_stays_within_the_batch() {
     env.set("HERALD__HTTP__PORT", "0");
     let redis = env.redis().await;
     let worker = Worker::build(&env.settings()).await.unwrap();
-    let metrics_url = format!("http://127.0.0.1:{}/metrics", worker.port());
+    let metrics_port = worker.port();
     let token = CancellationToken::new();
     tokio::spawn(worker.run_until_stopped(token.clone()));
     let _stop = token.drop_guard();
@@ -1084,12 +1087,7 @@ async fn a_read_over_all_lanes_stays_within_the_batch() {
     })
     .await;
 
-    let text = reqwest::get(&metrics_url)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = testkit::scrape_metrics(metrics_port).await;
     let value = |prefix: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with(prefix))
@@ -1222,11 +1220,7 @@ async fn a_round_retrying_through_a_long_outage_is_not_claimed_away_or_dead_lett
         append(&redis, &notification("hal", i, Priority::ALL[i % 3])).await;
     }
     eventually("rounds in hand", Duration::from_secs(10), || async {
-        let mut pending = 0;
-        for priority in Priority::ALL {
-            pending += redis.pending_count(priority).await.unwrap();
-        }
-        (pending > 0).then_some(())
+        (pending_total(&redis).await > 0).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(4)).await;

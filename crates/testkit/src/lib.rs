@@ -210,6 +210,16 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// The Prometheus text a service on this local port serves at `/metrics`.
+pub async fn scrape_metrics(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("/metrics body")
+}
+
 /// Polls `check` until it returns `Some`, failing the test after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where

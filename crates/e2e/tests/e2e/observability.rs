@@ -324,6 +324,21 @@ async fn every_documented_metric_is_exposed_by_its_service() {
         .await
         .unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    // A batch: two accepted (normal, high), one invalid item.
+    let batch = http
+        .post(format!(
+            "http://127.0.0.1:{ingest_port}/v1/notifications/batch"
+        ))
+        .header("x-api-key", &stack.key)
+        .json(&json!({"notifications": [
+            {"user_id": "mia", "title": "t", "body": "b"},
+            {"user_id": "mia", "title": "t", "body": "b", "priority": "high"},
+            {"user_id": "mia", "title": "", "body": "b"},
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(batch.status(), StatusCode::OK);
     // Requests whose path or method a client chooses: none of it may become
     // a label value (a user id in a path, an invented method).
     let by_user = http
@@ -361,11 +376,10 @@ async fn every_documented_metric_is_exposed_by_its_service() {
             wanted.len() > common.len(),
             "docs/operations.md lists {service}'s own metrics"
         );
-        let url = format!("http://127.0.0.1:{}/metrics", running.port);
         // The gauges of the worker's first pass may take a moment.
         let mut missing = Vec::new();
         for _ in 0..50 {
-            let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
+            let body = testkit::scrape_metrics(running.port).await;
             let exposed: Vec<&str> = body
                 .lines()
                 .filter(|l| !l.starts_with('#'))
@@ -392,7 +406,7 @@ async fn every_documented_metric_is_exposed_by_its_service() {
             missing.is_empty(),
             "{service} does not expose documented metrics: {missing:?}"
         );
-        let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        let body = testkit::scrape_metrics(running.port).await;
         assert!(
             body.contains(&format!("herald_build_info{{service=\"{service}\"")),
             "{service}: build info names the service"
@@ -402,15 +416,10 @@ async fn every_documented_metric_is_exposed_by_its_service() {
             "{service}: no user id or client-chosen text in any label:\n{body}"
         );
     }
-    let ingest_metrics = reqwest::get(format!("http://127.0.0.1:{ingest_port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let ingest_metrics = testkit::scrape_metrics(ingest_port).await;
     assert!(
         ingest_metrics
-            .contains("herald_ingest_notifications_accepted_total{priority=\"normal\"} 1"),
+            .contains("herald_ingest_notifications_accepted_total{priority=\"normal\"} 2"),
         "{ingest_metrics}"
     );
     assert!(
@@ -418,6 +427,16 @@ async fn every_documented_metric_is_exposed_by_its_service() {
             .contains("herald_ingest_notifications_rejected_total{reason=\"unauthorized\"} 1"),
         "{ingest_metrics}"
     );
+    for series in [
+        "herald_ingest_notifications_accepted_total{priority=\"high\"} 1",
+        "herald_ingest_notifications_accepted_total{priority=\"low\"} 0",
+        "herald_ingest_notifications_rejected_total{reason=\"invalid\"} 1",
+    ] {
+        assert!(
+            ingest_metrics.contains(series),
+            "{series} in {ingest_metrics}"
+        );
+    }
     assert!(
         ingest_metrics.contains(
             "herald_http_requests_total{method=\"POST\",route=\"/v1/notifications\",status=\"202\"} 1"
@@ -434,14 +453,14 @@ async fn every_documented_metric_is_exposed_by_its_service() {
             "{label} in {ingest_metrics}"
         );
     }
-    // Only what was sent as a notification counts as rejected: the 401
-    // (not the 404, nor the invented method's 405).
+    // Only what was sent as a notification counts as rejected: the 401 and
+    // the invalid batch item (not the 404, nor the invented method's 405).
     let rejected: u64 = ingest_metrics
         .lines()
         .filter(|l| l.starts_with("herald_ingest_notifications_rejected_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
-    assert_eq!(rejected, 1, "{ingest_metrics}");
+    assert_eq!(rejected, 2, "{ingest_metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -173,8 +173,13 @@ pub async fn create_batch(
 
 /// Counts an appended batch's items: accepted by priority, invalid ones rejected.
 fn count_items(state: &AppState, entries: &[(Priority, String)], rejected: usize) {
-    for (priority, _) in entries {
-        state.metrics.accepted(*priority, 1);
+    for priority in Priority::ALL {
+        let count = entries.iter().filter(|(p, _)| *p == priority).count();
+        if count > 0 {
+            state.metrics.accepted(priority, count as u64);
+        }
     }
-    state.metrics.rejected(Rejection::Invalid, rejected as u64);
+    if rejected > 0 {
+        state.metrics.rejected(Rejection::Invalid, rejected as u64);
+    }
 }

@@ -48,14 +48,14 @@ struct InsertUnnest<'r> {
 /// Binds one array parameter followed by `sql` (its cast and separator).
 fn bind_array<'b, ST: 'static, T>(
     out: &mut AstPass<'_, 'b, Pg>,
-    values: &'b Vec<T>,
+    values: &'b [T],
     sql: &str,
 ) -> QueryResult<()>
 where
     Pg: diesel::sql_types::HasSqlType<Array<ST>>,
-    Vec<T>: ToSql<Array<ST>, Pg>,
+    [T]: ToSql<Array<ST>, Pg>,
 {
-    out.push_bind_param::<Array<ST>, Vec<T>>(values)?;
+    out.push_bind_param::<Array<ST>, [T]>(values)?;
     out.push_sql(sql);
     Ok(())
 }
@@ -147,9 +147,9 @@ impl QueryId for InsertUnnest<'_> {
 /// Moves each user's `last_seq` and unread count past the rows just
 /// inserted; cached like [`InsertUnnest`].
 struct AdvanceInboxes<'a> {
-    users: &'a Vec<String>,
-    last_seqs: &'a Vec<i64>,
-    added: &'a Vec<i64>,
+    users: &'a [String],
+    last_seqs: &'a [i64],
+    added: &'a [i64],
 }
 
 impl QueryFragment<Pg> for AdvanceInboxes<'_> {
@@ -379,9 +379,9 @@ async fn lock_and_check(
 /// Moves each user's `last_seq` and unread count past the rows just inserted.
 async fn advance_inboxes(
     mut conn: &AsyncPgConnection,
-    users: &Vec<String>,
-    last_seqs: &Vec<i64>,
-    added: &Vec<i64>,
+    users: &[String],
+    last_seqs: &[i64],
+    added: &[i64],
 ) -> Result<(), diesel::result::Error> {
     if users.is_empty() {
         return Ok(());

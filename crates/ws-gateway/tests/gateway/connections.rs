@@ -249,12 +249,7 @@ async fn slow_reader_is_disconnected_with_1008() {
         "slow client cut off with 1008"
     );
     // Counted once (the hub kicks, the session only closes).
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", gw.port))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = testkit::scrape_metrics(gw.port).await;
     assert!(
         metrics.contains("herald_gateway_send_queue_drops_total 1\n"),
         "{metrics}"

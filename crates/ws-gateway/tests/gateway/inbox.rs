@@ -308,12 +308,7 @@ async fn openapi_and_metrics() {
             assert!(docs.contains(&heading), "docs/api.md lacks {heading}");
         }
     }
-    let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", gw.port))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = testkit::scrape_metrics(gw.port).await;
     for name in [
         "herald_gateway_connections 1",
         "herald_gateway_users_online 1",
