@@ -23,10 +23,6 @@ use tokio::sync::broadcast;
 
 use crate::settings::RedisSettings;
 
-/// Messages the gateway's subscriber may buffer before the hub reads them
-/// (a hub that falls further behind resynchronises its users from storage).
-const SUBSCRIBER_BUFFER: usize = 16_384;
-
 /// fred gives every client eight broadcast channels of one capacity, each
 /// allocated in full up front: a command client needs none of them large.
 const COMMAND_CLIENT_BUFFER: usize = 32;
@@ -773,9 +769,11 @@ pub struct RedisSubscriber {
 }
 
 impl RedisSubscriber {
-    /// The gateway's subscriber: room for bursts of user frames.
-    pub async fn connect(settings: &RedisSettings) -> Result<Self, RedisError> {
-        Self::connect_with_buffer(settings, SUBSCRIBER_BUFFER).await
+    /// The gateway's subscriber: room for `buffer` messages the hub has not
+    /// read yet (a hub that falls further behind resynchronises its users
+    /// from storage).
+    pub async fn connect(settings: &RedisSettings, buffer: usize) -> Result<Self, RedisError> {
+        Self::connect_with_buffer(settings, buffer).await
     }
 
     /// A subscriber for a few control messages (API key revocations).

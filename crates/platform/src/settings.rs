@@ -123,6 +123,10 @@ pub struct GatewaySettings {
     /// Outgoing frames buffered per connection before it counts as too slow.
     pub send_queue_frames: usize,
     pub max_frame_bytes: usize,
+    /// Published messages the process's Redis subscriber may hold before the
+    /// hub reads them; with the largest frames this bounds the gateway's
+    /// memory in a burst (messages x frame size).
+    pub subscriber_buffer_messages: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -231,6 +235,9 @@ impl Settings {
         }
         if self.gateway.send_queue_frames == 0 {
             return fail("gateway.send_queue_frames", "must be at least 1");
+        }
+        if self.gateway.subscriber_buffer_messages == 0 {
+            return fail("gateway.subscriber_buffer_messages", "must be at least 1");
         }
         if self.gateway.ping_interval_secs == 0
             || self.gateway.client_timeout_secs <= self.gateway.ping_interval_secs

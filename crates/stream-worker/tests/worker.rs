@@ -62,7 +62,7 @@ async fn stores_publishes_and_acks_with_gapless_seq() {
     env.set("HERALD__WORKER__CONSUMER_NAME", "w1");
     env.set("HERALD__WORKER__BATCH_SIZE", "64");
     let redis = env.redis().await;
-    let subscriber = RedisSubscriber::connect(&env.settings().redis)
+    let subscriber = RedisSubscriber::connect(&env.settings().redis, 1_024)
         .await
         .unwrap();
     let mut frames = subscriber.frames();
@@ -653,7 +653,7 @@ async fn expired_notifications_are_stored_but_not_published_or_counted() {
     let mut env = TestEnv::new().await;
     env.set("HERALD__WORKER__CONSUMER_NAME", "w1");
     let redis = env.redis().await;
-    let subscriber = RedisSubscriber::connect(&env.settings().redis)
+    let subscriber = RedisSubscriber::connect(&env.settings().redis, 1_024)
         .await
         .unwrap();
     let mut frames = subscriber.frames();
@@ -990,7 +990,7 @@ async fn muted_categories_are_stored_but_not_published_or_counted() {
     let env = TestEnv::new().await;
     let redis = env.redis().await;
     set_preferences(&env, "mia", None, &["social"]).await;
-    let subscriber = RedisSubscriber::connect(&env.settings().redis)
+    let subscriber = RedisSubscriber::connect(&env.settings().redis, 1_024)
         .await
         .unwrap();
     let mut frames = subscriber.frames();

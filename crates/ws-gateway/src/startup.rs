@@ -45,7 +45,9 @@ impl Application {
         let db = db::pool(&settings.database)?;
         db::wait_until_reachable(&db).await;
         let redis = RedisStore::connect(&settings.redis).await?;
-        let subscriber = RedisSubscriber::connect(&settings.redis).await?;
+        let subscriber =
+            RedisSubscriber::connect(&settings.redis, settings.gateway.subscriber_buffer_messages)
+                .await?;
 
         let (mut registry, http_metrics) = platform::metrics::service_registry("ws-gateway");
         let metrics = Arc::new(GatewayMetrics::register(&mut registry));

@@ -164,7 +164,15 @@ async fn rolling_restart_of_gateways_loses_and_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_that_never_reads_cannot_grow_the_gateways_memory() {
     let stack = Stack::new().await;
-    let vars = stack.vars();
+    let mut vars = stack.vars();
+    // What the gateway may hold is its subscriber's buffer (shared, bounded
+    // in messages) plus each connection's queue (bounded in frames): with
+    // 8 KB frames, at most 1,024 x 8 KB + 256 x 8 KB here, whatever the
+    // client does.
+    vars.insert(
+        "HERALD__GATEWAY__SUBSCRIBER_BUFFER_MESSAGES".into(),
+        "1024".into(),
+    );
     let gateway = start("ws-gateway", &vars, &stack.logs).await;
     let token = stack.env.token("sloth", 300);
     let (mut sloth, _) = WsClient::connect_user(gateway.port, &token).await;
