@@ -22,7 +22,10 @@ export HERALD__WORKER__TRIM_INTERVAL_MS=1000
 INGEST_PORT=18081 WORKER_PORT=18082 GATEWAY_PORT=18083
 
 cargo build --release --bins
-scripts/dev-deps.sh up
+# A fresh, empty database every run: a table grown by earlier runs (millions
+# of rows past shared_buffers) would make runs incomparable, and a clean
+# machine starts empty too.
+HERALD_DEV_DEPS_RECREATE_DB=1 scripts/dev-deps.sh up
 "$BIN/stream-worker" migrate
 "$BIN/ingest-api" keys revoke bench >/dev/null 2>&1 || true
 export HERALD_BENCH_API_KEY="$("$BIN/ingest-api" keys create --name bench)"

@@ -7,6 +7,9 @@
 #
 # Reads HERALD__DATABASE__URL and HERALD__REDIS__URL, the same variables the
 # service reads, so the servers found or started are the ones it will use.
+# HERALD_DEV_DEPS_RECREATE_DB=1 drops the URL's database first and creates
+# it empty (the benchmark's scratch database; refused unless its name
+# contains "bench").
 # `up` and `down` write only to stderr: callers may use stdout for themselves.
 set -euo pipefail
 # useradd, runuser and friends live in sbin, which non-login shells may lack.
@@ -398,6 +401,12 @@ ensure_pg_database() { # OURS(0|1)
   fi
 
   psql_c "$user" "$pass" postgres 'SELECT 1' >/dev/null 2>&1 || maint=template1
+  if [[ ${HERALD_DEV_DEPS_RECREATE_DB:-0} == 1 ]]; then
+    [[ $PG_DB == *bench* ]] ||
+      die "HERALD_DEV_DEPS_RECREATE_DB drops only a scratch database whose name contains 'bench', not '$PG_DB'"
+    out=$(psql_c "$user" "$pass" "$maint" "DROP DATABASE IF EXISTS $(sql_ident "$PG_DB") WITH (FORCE)" 2>&1) ||
+      die "could not drop database '$PG_DB': $out"
+  fi
   out=$(psql_c "$user" "$pass" "$maint" "SELECT 1 FROM pg_database WHERE datname = $(sql_lit "$PG_DB")" 2>&1) || {
     log "cannot log in to PostgreSQL at $PG_HOST:$PG_PORT as '$user': $out"
     log "hint: Debian's packaged cluster wants a password over TCP; e.g."

@@ -48,6 +48,21 @@ impl AppState {
     }
 }
 
+/// The Redis connection producer requests append over: one per HTTP worker,
+/// connected from the worker's own thread (`App::data_factory`), so fred's
+/// connection task runs beside the handlers and an XADD does not hop to
+/// another thread and back. Concurrent requests of a worker still share
+/// (and pipeline over) its one connection.
+pub struct Appender(RedisStore);
+
+impl std::ops::Deref for Appender {
+    type Target = RedisStore;
+
+    fn deref(&self) -> &RedisStore {
+        &self.0
+    }
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -94,9 +109,15 @@ impl Application {
             redis: Some(redis),
             subscriber: None,
         });
+        let redis_settings = settings.redis.clone();
         let mut server = HttpServer::new(move || {
+            let redis_settings = redis_settings.clone();
             App::new()
                 .wrap(from_fn(platform::metrics::observe))
+                .data_factory(move || {
+                    let settings = redis_settings.clone();
+                    async move { RedisStore::connect(&settings).await.map(Appender) }
+                })
                 .app_data(state.clone())
                 .app_data(deps.clone())
                 .app_data(registry.clone())

@@ -12,7 +12,7 @@ mod scenarios;
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use scenarios::{Ctx, connections, e2e, ingest, priority};
+use scenarios::{CpuProbe, Ctx, connections, e2e, ingest, priority};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -95,6 +95,20 @@ fn parse_pid(s: &str) -> Result<(String, u32), String> {
     Ok((name.to_owned(), pid.parse().map_err(|_| "pid is a number")?))
 }
 
+/// Whose CPU is reported: the services named with `--pid`, PostgreSQL,
+/// Redis and the load generator itself.
+fn processes(ctx: &Ctx) -> Vec<(String, CpuProbe)> {
+    ctx.pids
+        .iter()
+        .map(|(name, pid)| (name.clone(), CpuProbe::Pid(*pid)))
+        .chain([
+            ("postgres".to_owned(), CpuProbe::Command("postgres")),
+            ("redis-server".to_owned(), CpuProbe::Command("redis-server")),
+            ("herald-bench".to_owned(), CpuProbe::Me),
+        ])
+        .collect()
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -126,7 +140,11 @@ async fn main() -> anyhow::Result<()> {
     for scenario in scenarios {
         scenarios::wait_drained(&ctx).await?;
         eprintln!();
-        let outcome = match scenario {
+        let cpu_before = report::CpuSample::now();
+        let processes = processes(&ctx);
+        let process_cpu_before: Vec<Option<f64>> =
+            processes.iter().map(|(_, probe)| probe.seconds()).collect();
+        let mut outcome = match scenario {
             Scenario::Connections => connections::held(&ctx, args.hold_seconds).await?,
             Scenario::E2eLatency => e2e::latency(&ctx).await?,
             Scenario::IngestSingle => ingest::single(&ctx).await?,
@@ -146,9 +164,26 @@ async fn main() -> anyhow::Result<()> {
                 e2e::soak(&ctx, rate, args.soak_seconds).await?
             }
         };
+        outcome.cpu = cpu_before
+            .zip(report::CpuSample::now())
+            .map(|(before, after)| after.since(&before));
+        // CPU each process spent per 1,000 notifications (connections for
+        // `connections`): unlike rates and latencies, hardly moved by what
+        // else the machine runs.
+        let handled = outcome.handled.unwrap_or(outcome.count).max(1) as f64;
+        let per_thousand: serde_json::Map<String, serde_json::Value> = processes
+            .iter()
+            .zip(process_cpu_before)
+            .filter_map(|((name, probe), before)| {
+                let used = probe.seconds()? - before?;
+                let ms = used * 1000.0 / handled * 1000.0;
+                Some((name.clone(), ((ms * 10.0).round() / 10.0).into()))
+            })
+            .collect();
+        outcome.detail("cpu_ms_per_1000", per_thousand);
         eprintln!(
-            "{}: {:.0}/s, latency {:?}, targets {:?}",
-            outcome.scenario, outcome.rate_per_sec, outcome.latency, outcome.targets
+            "{}: {:.0}/s, latency {:?}, cpu {:?}, targets {:?}",
+            outcome.scenario, outcome.rate_per_sec, outcome.latency, outcome.cpu, outcome.targets
         );
         outcomes.push(outcome);
         // Keep what is done, should a later scenario fail.

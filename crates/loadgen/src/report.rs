@@ -35,6 +35,56 @@ pub fn machine() -> Machine {
     }
 }
 
+/// The machine's CPU time counters (`/proc/stat`, all cores), in ticks.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuSample {
+    idle: u64,
+    steal: u64,
+    total: u64,
+}
+
+impl CpuSample {
+    /// `None` where `/proc/stat` cannot be read (not Linux).
+    pub fn now() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()?
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .map(|t| t.parse().unwrap_or(0))
+            .collect();
+        // user nice system idle iowait irq softirq steal [guest guest_nice,
+        // which are already counted in user and nice].
+        let field = |i: usize| ticks.get(i).copied().unwrap_or(0);
+        Some(Self {
+            idle: field(3) + field(4),
+            steal: field(7),
+            total: (0..8).map(field).sum(),
+        })
+    }
+
+    /// How the machine's CPU time was spent since `earlier`.
+    pub fn since(&self, earlier: &Self) -> CpuShare {
+        let total = self.total.saturating_sub(earlier.total).max(1) as f64;
+        let pct = |ticks: u64| (ticks as f64 / total * 1000.0).round() / 10.0;
+        let idle = self.idle.saturating_sub(earlier.idle);
+        let steal = self.steal.saturating_sub(earlier.steal);
+        CpuShare {
+            busy_pct: pct(self.total.saturating_sub(earlier.total) - idle - steal),
+            steal_pct: pct(steal),
+        }
+    }
+}
+
+/// The machine's CPU during a scenario. Steal is time the hypervisor gave
+/// to other guests: figures taken under a high steal are not comparable.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CpuShare {
+    pub busy_pct: f64,
+    pub steal_pct: f64,
+}
+
 /// Microseconds, 1 µs .. 10 min, 3 significant digits.
 pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3)
@@ -101,6 +151,9 @@ pub struct Outcome {
     /// The headline rate (accepted, delivered or held per second).
     pub rate_per_sec: f64,
     pub count: u64,
+    /// Everything the scenario posted (or opened), headline or not: what
+    /// the CPU figures per 1,000 are counted over. `None`: `count`.
+    pub handled: Option<u64>,
     pub errors: u64,
     pub latency: Latency,
     pub lost: Option<u64>,
@@ -108,6 +161,8 @@ pub struct Outcome {
     pub seconds: f64,
     /// Scenario-specific figures (steps, RSS per connection...).
     pub details: Map<String, Value>,
+    /// The machine's CPU while the scenario ran.
+    pub cpu: Option<CpuShare>,
     pub targets: Vec<Target>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<Point>,
@@ -119,12 +174,14 @@ impl Outcome {
             scenario,
             rate_per_sec: 0.0,
             count: 0,
+            handled: None,
             errors: 0,
             latency: Latency::default(),
             lost: None,
             duplicated: None,
             seconds: 0.0,
             details: Map::new(),
+            cpu: None,
             targets: Vec::new(),
             timeline: Vec::new(),
         }
@@ -162,15 +219,16 @@ pub fn write(dir: &Path, machine: &Machine, outcomes: &[Outcome]) -> anyhow::Res
 fn markdown(machine: &Machine, when: &str, outcomes: &[Outcome]) -> String {
     let mut out = format!(
         "Machine: {} cores, {} GiB, Linux {}; {when}. Everything (services, PostgreSQL, Redis, load generator) on this one machine.\n\n\
-         | scenario | rate/s | count | errors | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | lost | dup |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+         | scenario | rate/s | count | errors | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | lost | dup | CPU busy % | CPU steal % |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         machine.cores, machine.memory_gib, machine.kernel
     );
     let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+    let pct = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
     for o in outcomes {
         let l = &o.latency;
         out.push_str(&format!(
-            "| {} | {:.0} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |\n",
+            "| {} | {:.0} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |\n",
             o.scenario,
             o.rate_per_sec,
             o.count,
@@ -181,7 +239,9 @@ fn markdown(machine: &Machine, when: &str, outcomes: &[Outcome]) -> String {
             l.p999_ms,
             l.max_ms,
             opt(o.lost),
-            opt(o.duplicated)
+            opt(o.duplicated),
+            pct(o.cpu.map(|c| c.busy_pct)),
+            pct(o.cpu.map(|c| c.steal_pct)),
         ));
     }
     out.push_str("\n| scenario | target | met |\n|---|---|---|\n");
@@ -273,4 +333,33 @@ fn chart(path: &Path, outcomes: &[Outcome]) -> anyhow::Result<()> {
 
 fn plot_error(err: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("chart: {err}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_share_splits_busy_idle_and_steal() {
+        let before = CpuSample {
+            idle: 1_000,
+            steal: 10,
+            total: 2_000,
+        };
+        // 1,000 ticks pass: 500 busy, 300 idle, 200 stolen.
+        let after = CpuSample {
+            idle: 1_300,
+            steal: 210,
+            total: 3_000,
+        };
+        let share = after.since(&before);
+        assert_eq!(share.busy_pct, 50.0);
+        assert_eq!(share.steal_pct, 20.0);
+    }
+
+    #[test]
+    fn this_machine_has_cpu_counters() {
+        let sample = CpuSample::now().expect("/proc/stat is readable on Linux");
+        assert!(sample.total >= sample.idle + sample.steal);
+    }
 }

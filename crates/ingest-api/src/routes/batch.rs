@@ -15,7 +15,7 @@ use super::notifications::{IDEMPOTENT_REPLAYED, admit, read_request, xadd_span};
 use crate::auth::Producer;
 use crate::error::ApiError;
 use crate::metrics::Rejection;
-use crate::startup::AppState;
+use crate::startup::{AppState, Appender};
 
 /// Most notifications in one batch.
 pub const MAX_BATCH: usize = 1_000;
@@ -76,6 +76,7 @@ pub async fn create_batch(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
+    appender: web::Data<Appender>,
 ) -> Result<HttpResponse, ApiError> {
     let (idempotency_key, body) = read_request(&req, payload, state.max_batch_body_bytes).await?;
     let batch: BatchRequest = domain::validation::decode_json(&body)?;
@@ -130,8 +131,7 @@ pub async fn create_batch(
         retry_after_secs: state.retry_after_secs,
     };
     let Some(key) = idempotency_key else {
-        state
-            .redis
+        appender
             .append_many(&entries)
             .instrument(xadd)
             .await
@@ -143,8 +143,7 @@ pub async fn create_batch(
     let fingerprint = sha256_hex(&body);
     let answer_json =
         serde_json::to_string(&answer).map_err(|err| ApiError::BadBody(err.to_string()))?;
-    match state
-        .redis
+    match appender
         .append_idempotent(
             &entries,
             &scoped,

@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use crate::auth::Producer;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::startup::{AppState, Appender};
 
 /// Answer to an accepted notification.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -63,6 +63,7 @@ pub async fn create_notification(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
+    appender: web::Data<Appender>,
 ) -> Result<HttpResponse, ApiError> {
     let (idempotency_key, body) = read_request(&req, payload, state.max_body_bytes).await?;
     let mut notification = admit(&state, NotificationRequest::parse(&body)?, Utc::now()).await?;
@@ -77,8 +78,7 @@ pub async fn create_notification(
     };
 
     let Some(key) = idempotency_key else {
-        state
-            .redis
+        appender
             .append(notification.priority, &entry)
             .instrument(xadd)
             .await
@@ -89,8 +89,7 @@ pub async fn create_notification(
     // Scoped to the producer's key, so two producers cannot collide.
     let scoped = format!("{}:{}", producer.key_id, sha256_hex(key.as_bytes()));
     let fingerprint = sha256_hex(&body);
-    let appended = state
-        .redis
+    let appended = appender
         .append_idempotent(
             &[(notification.priority, entry)],
             &scoped,

@@ -67,6 +67,56 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// Whose CPU time to read.
+#[derive(Debug, Clone)]
+pub enum CpuProbe {
+    /// One process (a service started by `make bench`).
+    Pid(u32),
+    /// The load generator itself.
+    Me,
+    /// Every process running this command (PostgreSQL's backends,
+    /// redis-server); one that exits between two readings drops out.
+    Command(&'static str),
+}
+
+impl CpuProbe {
+    /// CPU time used so far (user + system), in seconds.
+    pub fn seconds(&self) -> Option<f64> {
+        match self {
+            Self::Pid(pid) => stat_cpu(&format!("/proc/{pid}/stat")).map(|(_, s)| s),
+            Self::Me => stat_cpu("/proc/self/stat").map(|(_, s)| s),
+            Self::Command(command) => Some(
+                std::fs::read_dir("/proc")
+                    .ok()?
+                    .flatten()
+                    .filter(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .bytes()
+                            .all(|b| b.is_ascii_digit())
+                    })
+                    .filter_map(|e| stat_cpu(&format!("{}/stat", e.path().display())))
+                    .filter(|(name, _)| name == command)
+                    .map(|(_, s)| s)
+                    .sum(),
+            ),
+        }
+    }
+}
+
+/// A process's command name and CPU time (user + system, seconds) from its
+/// `/proc/<pid>/stat`.
+fn stat_cpu(path: &str) -> Option<(String, f64)> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // "pid (comm) state ...": comm may hold spaces; utime and stime are
+    // fields 14 and 15, counting pid as 1.
+    let name = stat[stat.find('(')? + 1..stat.rfind(')')?].to_owned();
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i - 3)?.parse::<u64>().ok();
+    // Clock ticks are USER_HZ: 100 per second on every Linux ABI.
+    Some((name, (ticks(14)? + ticks(15)?) as f64 / 100.0))
+}
+
 /// The open-files limit of a process (soft).
 pub fn open_files_limit(pid: Option<u32>) -> Option<u64> {
     let path = pid.map_or("/proc/self/limits".to_owned(), |p| {

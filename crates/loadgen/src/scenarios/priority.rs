@@ -96,6 +96,7 @@ pub async fn isolation(ctx: &Ctx) -> anyhow::Result<Outcome> {
         ctx.seconds as f64,
     );
     let latency = outcome.latency;
+    outcome.handled = Some(low_accepted + accepted);
     outcome.detail("low_accepted", low_accepted);
     outcome.detail("backlog_when_high_started", backlog_at_start);
     outcome.detail("backlog_when_high_ended", backlog_at_end);
