@@ -1280,3 +1280,59 @@ async fn the_batch_statements_are_prepared_once_per_connection() {
         "the row insert and the counters update, once each"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_prepared_on_an_empty_table_still_uses_the_index_once_it_grew() {
+    use diesel::sql_types::Text;
+    use diesel_async::RunQueryDsl;
+
+    #[derive(diesel::QueryableByName)]
+    struct Named {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct PlanLine {
+        #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+    let env = TestEnv::new().await;
+    let pool = env.pool();
+    let mut conn = pool.get().await.unwrap();
+    // More than five executions while the table is (nearly) empty: the
+    // point where PostgreSQL would settle on a generic plan.
+    for round in 0..8 {
+        let batch = vec![notification("ida", round, Priority::Normal)];
+        notifications::store_batch(&mut conn, &batch, Utc::now())
+            .await
+            .unwrap();
+    }
+    // The table grows, with no ANALYZE to invalidate cached plans.
+    diesel::sql_query(
+        "INSERT INTO notifications (id, user_id, title, body, priority, created_at, seq) \
+         SELECT gen_random_uuid(), 'filler-' || (g % 1000), 't', 'b', 'normal', now(), g \
+         FROM generate_series(1, 50000) g",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let check: Named = diesel::sql_query(
+        "SELECT name FROM pg_prepared_statements \
+         WHERE statement LIKE 'SELECT \"notifications\".\"id\" FROM \"notifications\"%'",
+    )
+    .get_result(&mut conn)
+    .await
+    .expect("the duplicate check is a cached prepared statement");
+    let plan: Vec<PlanLine> = diesel::sql_query(format!(
+        "EXPLAIN EXECUTE {}('{{018f0000-0000-7000-8000-000000000001}}')",
+        check.name
+    ))
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let plan: Vec<String> = plan.into_iter().map(|l| l.line).collect();
+    assert!(
+        plan.iter().any(|l| l.contains("Index")) && !plan.iter().any(|l| l.contains("Seq Scan")),
+        "the duplicate check probes the primary key, not the whole table: {plan:#?}"
+    );
+}
