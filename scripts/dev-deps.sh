@@ -8,8 +8,8 @@
 # Reads HERALD__DATABASE__URL and HERALD__REDIS__URL, the same variables the
 # service reads, so the servers found or started are the ones it will use.
 # HERALD_DEV_DEPS_RECREATE_DB=1 drops the URL's database first and creates
-# it empty (the benchmark's scratch database; refused unless its name
-# contains "bench").
+# it empty (the benchmark's scratch database; refused unless it is on this
+# machine and named herald_bench...; needs PostgreSQL 13+ for WITH (FORCE)).
 # `up` and `down` write only to stderr: callers may use stdout for themselves.
 set -euo pipefail
 # useradd, runuser and friends live in sbin, which non-login shells may lack.
@@ -402,8 +402,8 @@ ensure_pg_database() { # OURS(0|1)
 
   psql_c "$user" "$pass" postgres 'SELECT 1' >/dev/null 2>&1 || maint=template1
   if [[ ${HERALD_DEV_DEPS_RECREATE_DB:-0} == 1 ]]; then
-    [[ $PG_DB == *bench* ]] ||
-      die "HERALD_DEV_DEPS_RECREATE_DB drops only a scratch database whose name contains 'bench', not '$PG_DB'"
+    [[ $PG_DB == herald_bench* ]] && is_local_host "$PG_HOST" ||
+      die "HERALD_DEV_DEPS_RECREATE_DB drops only a local scratch database named herald_bench*, not '$PG_DB' at $PG_HOST"
     out=$(psql_c "$user" "$pass" "$maint" "DROP DATABASE IF EXISTS $(sql_ident "$PG_DB") WITH (FORCE)" 2>&1) ||
       die "could not drop database '$PG_DB': $out"
   fi

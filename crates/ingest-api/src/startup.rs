@@ -115,8 +115,10 @@ impl Application {
             App::new()
                 .wrap(from_fn(platform::metrics::observe))
                 .data_factory(move || {
+                    // Never waits for Redis: a worker (re)started during an
+                    // outage must still serve /readyz (503) and shut down.
                     let settings = redis_settings.clone();
-                    async move { RedisStore::connect(&settings).await.map(Appender) }
+                    async move { RedisStore::connect_in_background(&settings).map(Appender) }
                 })
                 .app_data(state.clone())
                 .app_data(deps.clone())

@@ -175,7 +175,8 @@ async fn main() -> anyhow::Result<()> {
             .iter()
             .zip(process_cpu_before)
             .filter_map(|((name, probe), before)| {
-                let used = probe.seconds()? - before?;
+                // A process that exited takes its time with it: never below 0.
+                let used = (probe.seconds()? - before?).max(0.0);
                 let ms = used * 1000.0 / handled * 1000.0;
                 Some((name.clone(), ((ms * 10.0).round() / 10.0).into()))
             })

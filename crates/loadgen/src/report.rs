@@ -38,7 +38,7 @@ pub fn machine() -> Machine {
 /// The machine's CPU time counters (`/proc/stat`, all cores), in ticks.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuSample {
-    idle: u64,
+    busy: u64,
     steal: u64,
     total: u64,
 }
@@ -58,7 +58,7 @@ impl CpuSample {
         // which are already counted in user and nice].
         let field = |i: usize| ticks.get(i).copied().unwrap_or(0);
         Some(Self {
-            idle: field(3) + field(4),
+            busy: [0, 1, 2, 5, 6].into_iter().map(field).sum(),
             steal: field(7),
             total: (0..8).map(field).sum(),
         })
@@ -66,13 +66,13 @@ impl CpuSample {
 
     /// How the machine's CPU time was spent since `earlier`.
     pub fn since(&self, earlier: &Self) -> CpuShare {
+        // Counters only grow, but iowait may step back: saturate.
         let total = self.total.saturating_sub(earlier.total).max(1) as f64;
-        let pct = |ticks: u64| (ticks as f64 / total * 1000.0).round() / 10.0;
-        let idle = self.idle.saturating_sub(earlier.idle);
-        let steal = self.steal.saturating_sub(earlier.steal);
+        let pct =
+            |now: u64, then: u64| (now.saturating_sub(then) as f64 / total * 1000.0).round() / 10.0;
         CpuShare {
-            busy_pct: pct(self.total.saturating_sub(earlier.total) - idle - steal),
-            steal_pct: pct(steal),
+            busy_pct: pct(self.busy, earlier.busy),
+            steal_pct: pct(self.steal, earlier.steal),
         }
     }
 }
@@ -342,13 +342,13 @@ mod tests {
     #[test]
     fn cpu_share_splits_busy_idle_and_steal() {
         let before = CpuSample {
-            idle: 1_000,
+            busy: 990,
             steal: 10,
             total: 2_000,
         };
         // 1,000 ticks pass: 500 busy, 300 idle, 200 stolen.
         let after = CpuSample {
-            idle: 1_300,
+            busy: 1_490,
             steal: 210,
             total: 3_000,
         };
@@ -360,6 +360,6 @@ mod tests {
     #[test]
     fn this_machine_has_cpu_counters() {
         let sample = CpuSample::now().expect("/proc/stat is readable on Linux");
-        assert!(sample.total >= sample.idle + sample.steal);
+        assert!(sample.total >= sample.busy + sample.steal);
     }
 }

@@ -177,6 +177,24 @@ impl RedisStore {
         })
     }
 
+    /// A store whose connection opens in the background: returns at once,
+    /// and fred keeps (re)connecting with the usual backoff. Commands sent
+    /// before it is up wait up to `redis.command_timeout_ms`, then fail.
+    /// For connections opened while serving (an HTTP worker starting or
+    /// restarting), which must not wait for Redis.
+    pub fn connect_in_background(settings: &RedisSettings) -> Result<Self, RedisError> {
+        let mut builder = builder(settings, COMMAND_CLIENT_BUFFER)?;
+        builder.with_config(|c| c.fail_fast = false);
+        let client = builder.build().map_err(RedisError::on("connect"))?;
+        // The task lives as long as the client; dropping its handle does not stop it.
+        drop(client.connect());
+        Ok(Self {
+            client,
+            keys: KeySpace::new(settings.key_prefix.clone()),
+            settings: settings.clone(),
+        })
+    }
+
     pub fn keys(&self) -> &KeySpace {
         &self.keys
     }

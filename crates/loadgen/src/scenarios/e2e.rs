@@ -76,7 +76,8 @@ const HOLDS: usize = 3;
 /// before frames are counted, so `lost` means never delivered, not late.
 pub async fn throughput(ctx: &Ctx, step: u64, sustain: u64) -> anyhow::Result<Outcome> {
     const USERS: u64 = 10_000;
-    let capacity = STEPS.iter().sum::<u64>() * step + 2 * STEPS[STEPS.len() - 1] * sustain;
+    let capacity =
+        STEPS.iter().sum::<u64>() * step + HOLDS as u64 * STEPS[STEPS.len() - 1] * sustain;
     let deliveries = Deliveries::new(capacity as usize);
     let readers = connect_users(ctx, &deliveries, 0..USERS, throughput_user, false).await?;
     let mut outcome = Outcome::new("e2e-throughput");
@@ -138,19 +139,26 @@ pub async fn throughput(ctx: &Ctx, step: u64, sustain: u64) -> anyhow::Result<Ou
             "e2e-throughput hold",
         )
         .await?;
-        let backlog = sampler.await?;
-        let held_until = deliveries.now_us();
+        // Samples the worker's /metrics could not answer are left out.
+        let backlog: Vec<f64> = sampler
+            .await?
+            .into_iter()
+            .filter(|b| b.is_finite())
+            .collect();
         super::wait_drained(ctx).await?;
         deliveries
             .settle(range.clone(), Duration::from_secs(5))
             .await;
         let (lost, duplicated) = deliveries.lost_and_duplicated(range.clone());
-        let (latency, timeline) = deliveries.latency(from, held_until);
+        // Every frame of the hold, the late ones included.
+        let (latency, timeline) = deliveries.latency(from, deliveries.now_us());
         // Not growing: the last third of the samples is on average no
-        // higher than the first third plus one second of traffic.
-        let third = (backlog.len() / 3).max(1);
+        // higher than the first third plus one second of traffic (and
+        // there are samples to tell).
         let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
-        let flat = mean(&backlog[backlog.len() - third..]) <= mean(&backlog[..third]) + rate as f64;
+        let third = (backlog.len() / 3).max(1);
+        let flat = backlog.len() >= 2
+            && mean(&backlog[backlog.len() - third..]) <= mean(&backlog[..third]) + rate as f64;
         let sustained = flat && lost == 0 && duplicated == 0 && errors == 0;
         eprintln!(
             "  held {rate}/s for {sustain} s: backlog every 5 s {backlog:?}: {}",
@@ -183,9 +191,9 @@ pub async fn throughput(ctx: &Ctx, step: u64, sustain: u64) -> anyhow::Result<Ou
         }
         // 90% of what it kept up with, in steps of 500/s, and lower than
         // the failed rate.
-        let next =
+        let retry_rate =
             ((kept_up_with * 0.9 / 500.0).floor() as u64 * 500).min(rate.saturating_sub(500));
-        candidate = Some(next).filter(|r| *r >= 500);
+        candidate = Some(retry_rate).filter(|r| *r >= 500);
     }
     outcome.detail("holds", holds);
     outcome.handled = Some(next);

@@ -109,12 +109,18 @@ impl CpuProbe {
 fn stat_cpu(path: &str) -> Option<(String, f64)> {
     let stat = std::fs::read_to_string(path).ok()?;
     // "pid (comm) state ...": comm may hold spaces; utime and stime are
-    // fields 14 and 15, counting pid as 1.
+    // fields 14 and 15, counting pid as 1; cutime and cstime (16, 17) are
+    // children that exited and were waited for (PostgreSQL's postmaster
+    // collects its backends' time there when they exit).
     let name = stat[stat.find('(')? + 1..stat.rfind(')')?].to_owned();
     let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
     let ticks = |i: usize| fields.get(i - 3)?.parse::<u64>().ok();
+    let used: u64 = [14, 15, 16, 17]
+        .into_iter()
+        .map(ticks)
+        .sum::<Option<u64>>()?;
     // Clock ticks are USER_HZ: 100 per second on every Linux ABI.
-    Some((name, (ticks(14)? + ticks(15)?) as f64 / 100.0))
+    Some((name, used as f64 / 100.0))
 }
 
 /// The open-files limit of a process (soft).
