@@ -268,15 +268,13 @@ impl Connection {
                 }
                 self.send(ServerFrame::Notification(notification)).await?;
                 sent += 1;
+                // After every frame, not only every page: writing a page to
+                // a slow socket can take as long as the live queue takes to
+                // fill, and a full queue gets the connection kicked.
+                want = self.drain_live(want, ctx).await?;
             }
             self.last_sent = self.last_sent.max(highest_read);
-            while let Ok(frame) = self.frames.try_recv() {
-                match frame.seq {
-                    Some(seq) => want = want.max(seq),
-                    None if frame.resync => {}
-                    None => self.write(frame, ctx).await?,
-                }
-            }
+            want = self.drain_live(want, ctx).await?;
             // Everything stored was read, unless the page was full or a live
             // frame showed a newer one (the next query finds it). A query
             // that finds nothing ends it either way: no spinning.
@@ -287,6 +285,20 @@ impl Connection {
         ctx.metrics.resume_backlog.observe(sent as f64);
         ctx.metrics.frames_sent.inc_by(sent);
         Ok(None)
+    }
+
+    /// Takes the live frames queued during a catch-up without waiting:
+    /// notifications only raise `want` (they are in storage and the
+    /// catch-up sends them in order), other frames are written now.
+    async fn drain_live(&mut self, mut want: i64, ctx: &SessionContext) -> Result<i64, Gone> {
+        while let Ok(frame) = self.frames.try_recv() {
+            match frame.seq {
+                Some(seq) => want = want.max(seq),
+                None if frame.resync => {}
+                None => self.write(frame, ctx).await?,
+            }
+        }
+        Ok(want)
     }
 
     async fn client_frame(
