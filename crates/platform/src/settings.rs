@@ -337,6 +337,10 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("worker.block_ms"), "{err}");
+        let err = load(&[("HERALD__GATEWAY__SUBSCRIBER_BUFFER_MESSAGES", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gateway.subscriber_buffer_messages"), "{err}");
     }
 
     #[test]

@@ -72,8 +72,9 @@ const HOLDS: usize = 3;
 /// second of traffic; then holds the highest passing rate for `sustain`
 /// seconds and checks that the backlog did not grow. A hold that fails
 /// tells the rate the pipeline did keep up with (posted minus backlog
-/// growth); the next hold tries 90% of that, at most [`HOLDS`] in all. After each hold the backlog drains
-/// before frames are counted, so `lost` means never delivered, not late.
+/// growth); the next hold tries 90% of that, at most [`HOLDS`] in all.
+/// After each hold the backlog drains before frames are counted, so `lost`
+/// means never delivered, not late.
 pub async fn throughput(ctx: &Ctx, step: u64, sustain: u64) -> anyhow::Result<Outcome> {
     const USERS: u64 = 10_000;
     let capacity =
@@ -139,12 +140,8 @@ pub async fn throughput(ctx: &Ctx, step: u64, sustain: u64) -> anyhow::Result<Ou
             "e2e-throughput hold",
         )
         .await?;
-        // Samples the worker's /metrics could not answer are left out.
-        let backlog: Vec<f64> = sampler
-            .await?
-            .into_iter()
-            .filter(|b| b.is_finite())
-            .collect();
+        let samples = sampler.await?;
+        let backlog: Vec<f64> = samples.iter().map(|(_, b)| *b).collect();
         super::wait_drained(ctx).await?;
         deliveries
             .settle(range.clone(), Duration::from_secs(5))
@@ -170,10 +167,8 @@ pub async fn throughput(ctx: &Ctx, step: u64, sustain: u64) -> anyhow::Result<Ou
         );
         // What the pipeline kept up with: the rate posted, less the
         // backlog's growth per second between the first and last sample.
-        let growth = match (backlog.first(), backlog.last()) {
-            (Some(first), Some(last)) if backlog.len() > 1 => {
-                (last - first) / (5.0 * (backlog.len() - 1) as f64)
-            }
+        let growth = match (samples.first(), samples.last()) {
+            (Some((t0, b0)), Some((t1, b1))) if t1 > t0 => (b1 - b0) / (t1 - t0),
             _ => 0.0,
         };
         let kept_up_with = (rate as f64 - growth.max(0.0)).max(0.0);
@@ -215,12 +210,15 @@ fn batches_at(rate: u64) -> Send {
     }
 }
 
-/// The worker's backlog every 5 s for `seconds`.
-async fn sample_backlog(ctx: Ctx, seconds: u64) -> Vec<f64> {
+/// The worker's backlog every 5 s for `seconds`, as (second, entries);
+/// a reading the worker's /metrics did not answer is left out.
+async fn sample_backlog(ctx: Ctx, seconds: u64) -> Vec<(f64, f64)> {
     let mut samples = Vec::new();
-    for _ in 0..(seconds / 5).max(1) {
+    for i in 1..=(seconds / 5).max(1) {
         tokio::time::sleep(Duration::from_secs(5)).await;
-        samples.push(worker_backlog(&ctx).await.unwrap_or(f64::NAN));
+        if let Ok(backlog) = worker_backlog(&ctx).await {
+            samples.push(((i * 5) as f64, backlog));
+        }
     }
     samples
 }

@@ -75,12 +75,14 @@ pub enum CpuProbe {
     /// The load generator itself.
     Me,
     /// Every process running this command (PostgreSQL's backends,
-    /// redis-server); one that exits between two readings drops out.
+    /// redis-server); a backend that exits is still counted, in its
+    /// parent's children time.
     Command(&'static str),
 }
 
 impl CpuProbe {
-    /// CPU time used so far (user + system), in seconds.
+    /// CPU time used so far (user + system, its waited-for children's
+    /// included), in seconds.
     pub fn seconds(&self) -> Option<f64> {
         match self {
             Self::Pid(pid) => stat_cpu(&format!("/proc/{pid}/stat")).map(|(_, s)| s),
@@ -104,8 +106,8 @@ impl CpuProbe {
     }
 }
 
-/// A process's command name and CPU time (user + system, seconds) from its
-/// `/proc/<pid>/stat`.
+/// A process's command name and CPU time (user + system, its waited-for
+/// children's included; seconds) from its `/proc/<pid>/stat`.
 fn stat_cpu(path: &str) -> Option<(String, f64)> {
     let stat = std::fs::read_to_string(path).ok()?;
     // "pid (comm) state ...": comm may hold spaces; utime and stime are
