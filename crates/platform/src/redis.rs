@@ -605,24 +605,49 @@ impl RedisStore {
             .map_err(RedisError::on("XTRIM"))
     }
 
-    /// XACK entries, one command per priority stream present.
+    /// XACK entries, one command per priority stream present, pipelined.
     pub async fn ack(&self, entries: &[StreamEntry]) -> Result<(), RedisError> {
+        self.publish_and_ack(&[], entries).await
+    }
+
+    /// Publishes frames to users' channels (see [`Self::publish_to_users`])
+    /// and acknowledges `entries`, in one pipeline: one round trip. Redis
+    /// runs them in order, so the frames are out before the entries are
+    /// acknowledged.
+    pub async fn publish_and_ack(
+        &self,
+        frames: &[(&str, String)],
+        entries: &[StreamEntry],
+    ) -> Result<(), RedisError> {
+        if frames.is_empty() && entries.is_empty() {
+            return Ok(());
+        }
+        let pipeline = self.client.pipeline();
+        for (user_id, frame) in frames {
+            let () = pipeline
+                .publish(self.keys.user_channel(user_id), frame.as_str())
+                .await
+                .map_err(RedisError::on("PUBLISH"))?;
+        }
         for priority in Priority::ALL {
-            let ids: Vec<&str> = entries
+            let ids: Vec<fred::types::streams::XID> = entries
                 .iter()
                 .filter(|e| e.priority == priority)
-                .map(|e| e.id.as_str())
+                .map(|e| e.id.as_str().into())
                 .collect();
             if ids.is_empty() {
                 continue;
             }
-            let ids: Vec<fred::types::streams::XID> = ids.into_iter().map(Into::into).collect();
-            self.client
-                .xack::<i64, _, _, _>(self.keys.stream(priority), CONSUMER_GROUP, ids)
+            let () = pipeline
+                .xack(self.keys.stream(priority), CONSUMER_GROUP, ids)
                 .await
                 .map_err(RedisError::on("XACK"))?;
         }
-        Ok(())
+        pipeline
+            .all::<Vec<Value>>()
+            .await
+            .map(|_| ())
+            .map_err(RedisError::on("PUBLISH/XACK"))
     }
 
     /// Copies an entry that can never be processed to the dead-letter stream.
@@ -649,21 +674,7 @@ impl RedisStore {
 
     /// PUBLISH frames to user channels in one pipeline (one round trip).
     pub async fn publish_to_users(&self, frames: &[(&str, String)]) -> Result<(), RedisError> {
-        if frames.is_empty() {
-            return Ok(());
-        }
-        let pipeline = self.client.pipeline();
-        for (user_id, frame) in frames {
-            let () = pipeline
-                .publish(self.keys.user_channel(user_id), frame.as_str())
-                .await
-                .map_err(RedisError::on("PUBLISH"))?;
-        }
-        pipeline
-            .all::<Vec<Value>>()
-            .await
-            .map(|_| ())
-            .map_err(RedisError::on("PUBLISH"))
+        self.publish_and_ack(frames, &[]).await
     }
 
     /// Tells every ingest-api that this API key was revoked (they evict it

@@ -29,8 +29,7 @@ use domain::{NewNotification, Priority, ServerFrame, published};
 use platform::db::{DbError, DbPool};
 use platform::redis::{ReadFrom, RedisError, RedisStore, StreamEntry};
 use platform::storage::dead_letters::{self, NewDeadLetter};
-use platform::storage::notifications::{self, Prepared, StoredBatch};
-use platform::storage::preferences;
+use platform::storage::notifications::{self, Prepared, StoredBatch, Unprepared};
 use platform::telemetry::traceparent;
 use platform::template_cache::{TemplateCache, TemplateLookupError};
 use tokio_util::sync::CancellationToken;
@@ -63,12 +62,8 @@ pub struct Consumer {
     pub default_locale: String,
 }
 
-/// What preparing a round needs from PostgreSQL.
-struct Lookups {
-    preferences: HashMap<String, domain::Preferences>,
-    /// Compiled templates by (key, version), or why one cannot be used.
-    templates: HashMap<(String, i32), Result<Arc<templates::Template>, String>>,
-}
+/// The round's compiled templates by (key, version), or why one cannot be used.
+type Templates = HashMap<(String, i32), Result<Arc<templates::Template>, String>>;
 
 /// A round after decoding: what can be stored, and what never can.
 struct Sorted {
@@ -240,10 +235,9 @@ impl Consumer {
         for (_, n) in &notifications {
             trace.follow(n.id, n.traceparent.as_deref());
         }
-        let (notifications, unrenderable) = self.prepare(notifications, shutdown).await?;
-        dead.extend(unrenderable);
+        let templates = self.load_templates(&notifications, shutdown).await?;
         let inserting = trace.stage("database insert");
-        let (stored, refused) = self.store(&notifications, shutdown).await?;
+        let (stored, refused) = self.store(&notifications, &templates, shutdown).await?;
         drop(inserting);
         dead.extend(refused);
         self.dead_letter(&dead, shutdown).await?;
@@ -263,15 +257,12 @@ impl Consumer {
                 )
             })
             .collect();
-        self.redis.publish_to_users(&frames).await?;
+        self.redis.publish_and_ack(&frames, &entries).await?;
         drop(publishing);
-        self.redis.ack(&entries).await?;
 
         let now = Utc::now();
-        for (_, p) in &notifications {
-            let age = (now - p.notification.created_at)
-                .to_std()
-                .unwrap_or_default();
+        for (_, n) in &notifications {
+            let age = (now - n.created_at).to_std().unwrap_or_default();
             self.metrics.delivery_seconds.observe(age.as_secs_f64());
         }
         self.count_outcomes(&notifications, &stored, &dead);
@@ -293,14 +284,13 @@ impl Consumer {
 
     fn count_outcomes(
         &self,
-        notifications: &[(StreamEntry, Prepared)],
+        notifications: &[(StreamEntry, NewNotification)],
         stored: &StoredBatch,
         dead: &[(StreamEntry, String)],
     ) {
         let dead_entries: HashSet<&str> = dead.iter().map(|(e, _)| e.id.as_str()).collect();
         let mut counted = HashSet::new();
-        for (entry, prepared) in notifications {
-            let n = &prepared.notification;
+        for (entry, n) in notifications {
             if dead_entries.contains(entry.id.as_str()) {
                 continue;
             }
@@ -356,97 +346,75 @@ impl Consumer {
         sorted
     }
 
-    /// Renders templated notifications in each user's language and marks the
-    /// ones whose category the user muted. A notification whose template
-    /// cannot be found or rendered can never succeed: it is returned as dead.
-    async fn prepare(
+    /// Renders a templated notification in its user's language and marks it
+    /// muted when the user muted its category; called while storing, with
+    /// the user's preferences. A template that cannot be found or rendered
+    /// can never succeed: the error makes the entry a dead letter.
+    fn prepare(
         &self,
-        notifications: Vec<(StreamEntry, NewNotification)>,
-        shutdown: &CancellationToken,
-    ) -> Result<(Vec<(StreamEntry, Prepared)>, Vec<(StreamEntry, String)>), RoundError> {
-        if notifications.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
+        notification: &NewNotification,
+        preferences: Option<&domain::Preferences>,
+        templates: &Templates,
+    ) -> Result<Prepared, String> {
+        let mut notification = notification.clone();
+        let muted = match (&notification.category, preferences) {
+            (Some(category), Some(p)) => p.muted_categories.contains(category),
+            _ => false,
+        };
+        let mut locale = None;
+        if let Some(template_ref) = &notification.template {
+            let compiled = templates
+                .get(&(template_ref.key.clone(), template_ref.version))
+                .cloned()
+                .unwrap_or_else(|| Err("template not loaded".into()));
+            // The request's locale, then the user's, then the default.
+            let wanted: Vec<&str> = [
+                template_ref.locale.as_deref(),
+                preferences.and_then(|p| p.locale.as_deref()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let rendered = compiled
+                .and_then(|t| t.render(&wanted, &self.default_locale, &template_ref.params))
+                .map_err(|error| {
+                    format!(
+                        "template `{}` v{}: {error}",
+                        template_ref.key, template_ref.version
+                    )
+                })?;
+            notification.title = rendered.title;
+            notification.body = rendered.body;
+            locale = Some(rendered.locale);
         }
-        let lookups = self.lookups(&notifications, shutdown).await?;
-        let mut prepared = Vec::with_capacity(notifications.len());
-        let mut dead = Vec::new();
-        for (entry, mut notification) in notifications {
-            let preferences = lookups.preferences.get(&notification.user_id);
-            let muted = match (&notification.category, preferences) {
-                (Some(category), Some(p)) => p.muted_categories.contains(category),
-                _ => false,
-            };
-            let mut locale = None;
-            if let Some(template_ref) = &notification.template {
-                let compiled = lookups
-                    .templates
-                    .get(&(template_ref.key.clone(), template_ref.version))
-                    .cloned()
-                    .unwrap_or_else(|| Err("template not loaded".into()));
-                // The request's locale, then the user's, then the default.
-                let wanted: Vec<&str> = [
-                    template_ref.locale.as_deref(),
-                    preferences.and_then(|p| p.locale.as_deref()),
-                ]
-                .into_iter()
-                .flatten()
-                .collect();
-                let rendered = compiled
-                    .and_then(|t| t.render(&wanted, &self.default_locale, &template_ref.params));
-                match rendered {
-                    Ok(rendered) => {
-                        notification.title = rendered.title;
-                        notification.body = rendered.body;
-                        locale = Some(rendered.locale);
-                    }
-                    Err(error) => {
-                        dead.push((
-                            entry,
-                            format!(
-                                "template `{}` v{}: {error}",
-                                template_ref.key, template_ref.version
-                            ),
-                        ));
-                        continue;
-                    }
-                }
-            }
-            prepared.push((
-                entry,
-                Prepared {
-                    notification,
-                    locale,
-                    muted,
-                },
-            ));
-        }
-        Ok((prepared, dead))
+        Ok(Prepared {
+            notification,
+            locale,
+            muted,
+        })
     }
 
-    /// Preferences of the round's users and its templates, retrying transient failures.
-    async fn lookups(
+    /// The round's templates (from the cache, or PostgreSQL on a miss),
+    /// retrying transient failures.
+    async fn load_templates(
         &self,
         notifications: &[(StreamEntry, NewNotification)],
         shutdown: &CancellationToken,
-    ) -> Result<Lookups, RoundError> {
-        let mut users: Vec<&str> = notifications
-            .iter()
-            .map(|(_, n)| n.user_id.as_str())
-            .collect();
-        users.sort_unstable();
-        users.dedup();
+    ) -> Result<Templates, RoundError> {
         let mut wanted: Vec<(String, i32)> = notifications
             .iter()
             .filter_map(|(_, n)| n.template.as_ref().map(|t| (t.key.clone(), t.version)))
             .collect();
+        if wanted.is_empty() {
+            return Ok(Templates::new());
+        }
         wanted.sort();
         wanted.dedup();
         let mut retry = backoff();
         loop {
             let attempt = async {
                 let mut conn = self.db.get().await?;
-                let preferences = preferences::get_many(&mut conn, &users).await?;
-                let mut templates = HashMap::new();
+                let mut templates = Templates::new();
                 for (key, version) in &wanted {
                     let compiled = match self.templates.version(&mut conn, key, *version).await {
                         Ok(compiled) => Ok(compiled),
@@ -455,17 +423,14 @@ impl Consumer {
                     };
                     templates.insert((key.clone(), *version), compiled);
                 }
-                Ok::<_, DbError>(Lookups {
-                    preferences,
-                    templates,
-                })
+                Ok::<_, DbError>(templates)
             };
             match attempt.await {
-                Ok(lookups) => return Ok(lookups),
+                Ok(templates) => return Ok(templates),
                 Err(err) => {
                     self.metrics.retries.inc();
                     let delay = retry.next().unwrap_or(Duration::from_secs(5));
-                    tracing::warn!(%err, retry_in = ?delay, "cannot load preferences and templates");
+                    tracing::warn!(%err, retry_in = ?delay, "cannot load templates");
                     if sleep_or_cancel(delay, shutdown).await {
                         return Err(RoundError::Cancelled);
                     }
@@ -474,30 +439,37 @@ impl Consumer {
         }
     }
 
-    /// Stores the notifications in one transaction, retrying transient
-    /// failures. If the database refuses the batch while healthy, the entries
-    /// are stored one by one and the ones it refuses are returned as dead.
+    /// Prepares and stores the notifications in one transaction, retrying
+    /// transient failures. Returns what was stored and the entries that can
+    /// never be: unrenderable ones, and, if the database refuses the batch
+    /// while healthy, the ones it refuses when stored one by one.
     async fn store(
         &self,
-        batch: &[(StreamEntry, Prepared)],
+        batch: &[(StreamEntry, NewNotification)],
+        templates: &Templates,
         shutdown: &CancellationToken,
     ) -> Result<(StoredBatch, Vec<(StreamEntry, String)>), RoundError> {
-        let notifications: Vec<Prepared> = batch.iter().map(|(_, p)| p.clone()).collect();
-        match self.store_retrying(&notifications, shutdown).await? {
-            Ok(stored) => Ok((stored, Vec::new())),
+        let unprepared_entries = |part: &[(StreamEntry, NewNotification)],
+                                  unprepared: Vec<Unprepared>| {
+            unprepared
+                .into_iter()
+                .map(|(index, error)| (part[index].0.clone(), error))
+                .collect::<Vec<_>>()
+        };
+        match self.store_retrying(batch, templates, shutdown).await? {
+            Ok((stored, unprepared)) => Ok((stored, unprepared_entries(batch, unprepared))),
             Err(refusal) => {
                 tracing::warn!(%refusal, "the database refused a batch; storing its entries one by one");
                 let mut total = StoredBatch::default();
                 let mut refused = Vec::new();
-                for (entry, notification) in batch {
-                    match self
-                        .store_retrying(std::slice::from_ref(notification), shutdown)
-                        .await?
-                    {
-                        Ok(one) => total.merge(one),
-                        Err(err) => {
-                            refused.push((entry.clone(), format!("refused by the database: {err}")))
+                for one in batch.chunks(1) {
+                    match self.store_retrying(one, templates, shutdown).await? {
+                        Ok((stored, unprepared)) => {
+                            total.merge(stored);
+                            refused.extend(unprepared_entries(one, unprepared));
                         }
+                        Err(err) => refused
+                            .push((one[0].0.clone(), format!("refused by the database: {err}"))),
                     }
                 }
                 Ok((total, refused))
@@ -509,15 +481,20 @@ impl Consumer {
     /// error: retrying will not help); `Err` cancelled during retries.
     async fn store_retrying(
         &self,
-        batch: &[Prepared],
+        batch: &[(StreamEntry, NewNotification)],
+        templates: &Templates,
         shutdown: &CancellationToken,
-    ) -> Result<Result<StoredBatch, DbError>, RoundError> {
+    ) -> Result<Result<(StoredBatch, Vec<Unprepared>), DbError>, RoundError> {
+        let notifications: Vec<&NewNotification> = batch.iter().map(|(_, n)| n).collect();
+        let prepare = |index: usize, preferences: Option<&domain::Preferences>| {
+            self.prepare(notifications[index], preferences, templates)
+        };
         let mut retry = backoff();
         let mut refusals = 0;
         loop {
             let attempt = async {
                 let mut conn = self.db.get().await?;
-                notifications::store_prepared(&mut conn, batch, Utc::now()).await
+                notifications::store_preparing(&mut conn, &notifications, Utc::now(), prepare).await
             };
             let err = match attempt.await {
                 Ok(stored) => return Ok(Ok(stored)),

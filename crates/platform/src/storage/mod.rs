@@ -7,6 +7,7 @@ pub mod dead_letters;
 pub mod inbox;
 mod models;
 pub mod notifications;
+mod pipelined_tx;
 pub mod preferences;
 pub mod schema;
 pub mod templates;

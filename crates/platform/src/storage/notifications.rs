@@ -10,11 +10,12 @@
 //! after the first one committed: a client that saw `seq = S` can never miss
 //! a later commit with a smaller number.
 //!
-//! Round trips: BEGIN, lock + duplicate check (pipelined), insert + counters
-//! (pipelined), COMMIT. A user's inbox row is created the first time the
-//! user gets a notification (one more round trip for such batches, and those
-//! users are locked after the others: two such transactions can, rarely,
-//! deadlock; PostgreSQL aborts one and the worker tries its round again).
+//! Round trips: BEGIN + locks + duplicate check + preferences, then rows +
+//! counters + COMMIT, each pipelined (see [`super::pipelined_tx`]). A
+//! user's inbox row is created the first time the user gets a notification
+//! (one more round trip for such batches, and those users are locked after
+//! the others: two such transactions can, rarely, deadlock; PostgreSQL
+//! aborts one and the worker tries its round again).
 
 use std::collections::{HashMap, HashSet};
 
@@ -26,13 +27,15 @@ use diesel::serialize::ToSql;
 use diesel::sql_types::{
     Array, BigInt, Bool, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::Preferences;
 use domain::{NewNotification, Notification};
-use futures_util::future::try_join;
+use futures_util::future::{try_join, try_join3, try_join4};
 use uuid::Uuid;
 
 use super::models::{NotificationInsert, NotificationRow};
 use super::schema::{notifications, user_inbox};
+use super::{pipelined_tx, preferences};
 use crate::db::DbError;
 
 /// The batch insert: one array per column, so the statement text is the
@@ -219,49 +222,80 @@ impl From<NewNotification> for Prepared {
     }
 }
 
-/// Stores plain notifications (see [`store_prepared`]).
+/// Stores plain notifications (see [`store_preparing`]).
 pub async fn store_batch(
     conn: &mut AsyncPgConnection,
     batch: &[NewNotification],
     now: DateTime<Utc>,
 ) -> Result<StoredBatch, DbError> {
-    let prepared: Vec<Prepared> = batch.iter().cloned().map(Prepared::from).collect();
-    store_prepared(conn, &prepared, now).await
+    let notifications: Vec<&NewNotification> = batch.iter().collect();
+    let (stored, _) = store_preparing(conn, &notifications, now, |i, _| {
+        Ok(Prepared::from(batch[i].clone()))
+    })
+    .await?;
+    Ok(stored)
 }
 
-/// Stores a batch in one transaction. Duplicate ids inside the batch, and
-/// ids stored earlier, are stored once. Muted ones take their `seq` but are
-/// not counted unread (and are not among `visible`).
+/// Stores notifications prepared beforehand (see [`store_preparing`]).
 pub async fn store_prepared(
     conn: &mut AsyncPgConnection,
     batch: &[Prepared],
     now: DateTime<Utc>,
 ) -> Result<StoredBatch, DbError> {
+    let notifications: Vec<&NewNotification> = batch.iter().map(|p| &p.notification).collect();
+    let (stored, _) =
+        store_preparing(conn, &notifications, now, |i, _| Ok(batch[i].clone())).await?;
+    Ok(stored)
+}
+
+/// A notification `prepare` refused: its index in the batch, and why.
+pub type Unprepared = (usize, String);
+
+/// Stores a batch in one transaction. Duplicate ids inside the batch, and
+/// ids stored earlier, are stored once. Muted ones take their `seq` but are
+/// not counted unread (and are not among `visible`).
+///
+/// `prepare` turns the notification at an index into what is stored, given
+/// its user's preferences (read in the transaction's first round trip, with
+/// the locks). It is called once per notification not stored yet; one it
+/// refuses is not stored and is returned with the reason.
+///
+/// Round trips: BEGIN + locks + duplicate check + preferences, then the
+/// rows + counters + COMMIT (see [`pipelined_tx`]); one more to create the
+/// inbox rows of first-time users, one more to read back redelivered ones.
+pub async fn store_preparing(
+    conn: &mut AsyncPgConnection,
+    batch: &[&NewNotification],
+    now: DateTime<Utc>,
+    prepare: impl Fn(usize, Option<&Preferences>) -> Result<Prepared, String>,
+) -> Result<(StoredBatch, Vec<Unprepared>), DbError> {
     if batch.is_empty() {
-        return Ok(StoredBatch::default());
+        return Ok((StoredBatch::default(), Vec::new()));
     }
-    let stored = conn
-        .transaction::<_, diesel::result::Error, _>(async |conn| {
-            store_in_tx(conn, batch, now).await
-        })
-        .await?;
+    let stored = pipelined_tx::run(conn, async |conn| {
+        store_in_tx(conn, batch, now, &prepare).await
+    })
+    .await?;
     Ok(stored)
 }
 
 async fn store_in_tx(
-    conn: &mut AsyncPgConnection,
-    batch: &[Prepared],
+    conn: &AsyncPgConnection,
+    batch: &[&NewNotification],
     now: DateTime<Utc>,
-) -> Result<StoredBatch, diesel::result::Error> {
-    let mut users: Vec<&str> = batch
-        .iter()
-        .map(|p| p.notification.user_id.as_str())
-        .collect();
+    prepare: &impl Fn(usize, Option<&Preferences>) -> Result<Prepared, String>,
+) -> Result<(StoredBatch, Vec<Unprepared>), diesel::result::Error> {
+    let mut users: Vec<&str> = batch.iter().map(|n| n.user_id.as_str()).collect();
     users.sort_unstable();
     users.dedup();
+    let ids: Vec<Uuid> = batch.iter().map(|n| n.id).collect();
 
-    let ids: Vec<Uuid> = batch.iter().map(|p| p.notification.id).collect();
-    let (mut last_seq, mut already_stored) = lock_and_check(conn, &users, &ids).await?;
+    let ((), (mut last_seq, mut already_stored), preferences) = try_join3(
+        pipelined_tx::begin(conn),
+        lock_and_check(conn, &users, &ids),
+        preferences::load_many(conn, &users),
+    )
+    .await?;
     if last_seq.len() < users.len() {
         // Some users get their first notification: create their inbox rows,
         // then lock them and look for stored ids again (an id of one of
@@ -272,23 +306,23 @@ async fn store_in_tx(
             .copied()
             .filter(|u| !last_seq.contains_key(*u))
             .collect();
-        diesel::sql_query(
+        let mut shared = conn;
+        let create = diesel::sql_query(
             "INSERT INTO user_inbox (user_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
         )
         .bind::<Array<Text>, _>(&new_users)
-        .execute(conn)
-        .await?;
-        let (created, stored) = lock_and_check(conn, &new_users, &ids).await?;
+        .execute(&mut shared);
+        let (_, (created, stored)) =
+            try_join(create, lock_and_check(conn, &new_users, &ids)).await?;
         last_seq.extend(created);
         already_stored = stored;
     }
 
     let mut outcome = StoredBatch::default();
+    let mut unprepared = Vec::new();
     let mut seen = HashSet::with_capacity(batch.len());
-    let mut inserts = Vec::with_capacity(batch.len());
-    let mut added: HashMap<&str, i64> = HashMap::new();
-    for prepared in batch {
-        let notification = &prepared.notification;
+    let mut prepared = Vec::with_capacity(batch.len());
+    for (index, notification) in batch.iter().enumerate() {
         if !seen.insert(notification.id) {
             continue;
         }
@@ -296,9 +330,18 @@ async fn store_in_tx(
             outcome.duplicates.insert(notification.id);
             continue;
         }
+        match prepare(index, preferences.get(&notification.user_id)) {
+            Ok(p) => prepared.push(p),
+            Err(reason) => unprepared.push((index, reason)),
+        }
+    }
+    let mut inserts = Vec::with_capacity(prepared.len());
+    let mut added: HashMap<&str, i64> = HashMap::new();
+    for p in &prepared {
+        let notification = &p.notification;
         if notification.is_expired_at(now) {
             outcome.expired.insert(notification.id);
-            inserts.push(NotificationInsert::new(prepared, None));
+            inserts.push(NotificationInsert::new(p, None));
             continue;
         }
         let Some(seq) = last_seq.get_mut(notification.user_id.as_str()) else {
@@ -306,21 +349,23 @@ async fn store_in_tx(
         };
         *seq += 1;
         let unread = added.entry(notification.user_id.as_str()).or_default();
-        if !prepared.muted {
+        if !p.muted {
             *unread += 1;
         }
-        inserts.push(NotificationInsert::new(prepared, Some(*seq)));
+        inserts.push(NotificationInsert::new(p, Some(*seq)));
     }
     outcome.inserted = inserts.len();
-    // The rows and the counters in one round trip (pipelined; the server
-    // still runs them one after the other, in this transaction).
+    // The rows, the counters, the redelivered rows and the COMMIT in one
+    // round trip (the server still runs them one after the other).
     let (names, counts): (Vec<String>, Vec<i64>) =
         added.iter().map(|(u, n)| ((*u).to_owned(), *n)).unzip();
     let seqs: Vec<i64> = names.iter().map(|u| last_seq[u.as_str()]).collect();
-    let shared: &AsyncPgConnection = conn;
-    try_join(
-        insert_rows(shared, &inserts),
-        advance_inboxes(shared, &names, &seqs, &counts),
+    let earlier: Vec<Uuid> = already_stored.iter().copied().collect();
+    let ((), (), earlier, ()) = try_join4(
+        insert_rows(conn, &inserts),
+        advance_inboxes(conn, &names, &seqs, &counts),
+        load_visible(conn, &earlier),
+        pipelined_tx::commit(conn),
     )
     .await?;
 
@@ -330,33 +375,38 @@ async fn store_in_tx(
         .filter_map(NotificationInsert::to_visible)
         .map(|n| (n.id, n))
         .collect();
-    if !already_stored.is_empty() {
-        let earlier: Vec<Uuid> = already_stored.iter().copied().collect();
-        by_id.extend(
-            notifications::table
-                .filter(notifications::id.eq_any(&earlier))
-                .select(NotificationRow::as_select())
-                .load::<NotificationRow>(conn)
-                .await?
-                .into_iter()
-                .filter_map(NotificationRow::into_visible)
-                .filter(|n| !n.muted)
-                .map(|n| (n.id, n)),
-        );
-    }
+    by_id.extend(earlier.into_iter().map(|n| (n.id, n)));
     outcome.visible = ids.iter().filter_map(|id| by_id.remove(id)).collect();
-    Ok(outcome)
+    Ok((outcome, unprepared))
+}
+
+/// Stored notifications by id, as published: not expired and not muted.
+async fn load_visible(
+    mut conn: &AsyncPgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<Notification>, diesel::result::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(notifications::table
+        .filter(notifications::id.eq_any(ids))
+        .select(NotificationRow::as_select())
+        .load::<NotificationRow>(&mut conn)
+        .await?
+        .into_iter()
+        .filter_map(NotificationRow::into_visible)
+        .filter(|n| !n.muted)
+        .collect())
 }
 
 /// Locks the `user_inbox` rows of `users` (in user-id order, so that two
 /// transactions with overlapping users cannot deadlock) and finds which of
-/// `ids` are stored already, in one round trip (pipelined). They run in
-/// this order even when one of them still has to be prepared (diesel-async
-/// prepares under its statement-cache lock and queues the execution in the
-/// same poll), so the check runs with the locks held, and with the users
-/// locked no other transaction can be storing these ids (an id belongs to
-/// one user): the check is exact. Were it ever not, the primary key would
-/// refuse the second copy and the round would be tried again.
+/// `ids` are stored already, pipelined. They run in this order even when
+/// one of them still has to be prepared (see [`pipelined_tx`]), so the
+/// check runs with the locks held, and with the users locked no other
+/// transaction can be storing these ids (an id belongs to one user): the
+/// check is exact. Were it ever not, the primary key would refuse the
+/// second copy and the round would be tried again.
 async fn lock_and_check(
     mut conn: &AsyncPgConnection,
     users: &[&str],

@@ -32,6 +32,14 @@ pub async fn get_many(
     conn: &mut AsyncPgConnection,
     user_ids: &[&str],
 ) -> Result<HashMap<String, Preferences>, DbError> {
+    Ok(load_many(conn, user_ids).await?)
+}
+
+/// [`get_many`] on a shared connection, to join it with other statements.
+pub(crate) async fn load_many(
+    mut conn: &AsyncPgConnection,
+    user_ids: &[&str],
+) -> QueryResult<HashMap<String, Preferences>> {
     let rows: Vec<Row> = user_preferences::table
         .filter(user_preferences::user_id.eq_any(user_ids))
         .select((
@@ -40,7 +48,7 @@ pub async fn get_many(
             user_preferences::timezone,
             user_preferences::muted_categories,
         ))
-        .load(conn)
+        .load(&mut conn)
         .await?;
     Ok(rows
         .into_iter()
