@@ -43,11 +43,27 @@ trap stop_all INT TERM EXIT
 HERALD__HTTP__PORT=$INGEST_PORT "$BIN/ingest-api" 2>.dev/bench-ingest.log & pids+=($!)
 HERALD__HTTP__PORT=$WORKER_PORT HERALD__WORKER__CONSUMER_NAME=bench-worker "$BIN/stream-worker" 2>.dev/bench-worker.log & pids+=($!)
 HERALD__HTTP__PORT=$GATEWAY_PORT "$BIN/ws-gateway" 2>.dev/bench-gateway.log & pids+=($!)
-for port in $INGEST_PORT $WORKER_PORT $GATEWAY_PORT; do
+# A process holds at most its open-files limit of sockets: for 50,000
+# connections on a machine that caps it lower, more gateway replicas (as
+# Kubernetes would run them), used by the `connections` scenario only.
+fd_limit="$(ulimit -n)"
+extra=0
+if [[ "$fd_limit" != unlimited ]] && ((fd_limit > 1000)); then
+  extra=$(( (50000 + fd_limit - 501) / (fd_limit - 500) - 1 ))
+fi
+extra_args=() extra_ports=()
+for ((i = 1; i <= extra; i++)); do
+  port=$((GATEWAY_PORT + 100 * i))
+  HERALD__HTTP__PORT=$port "$BIN/ws-gateway" 2>".dev/bench-gateway-$i.log" & pids+=($!)
+  extra_args+=(--extra-gateway "http://127.0.0.1:$port=$!" --pid "ws-gateway-$((i + 1))=$!")
+  extra_ports+=("$port")
+done
+for port in $INGEST_PORT $WORKER_PORT $GATEWAY_PORT "${extra_ports[@]}"; do
   for _ in $(seq 1 150); do curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
 done
 
 "$BIN/herald-bench" --ingest "http://127.0.0.1:$INGEST_PORT" --gateway "http://127.0.0.1:$GATEWAY_PORT" \
   --worker "http://127.0.0.1:$WORKER_PORT" \
   --gateway-pid "${pids[2]}" --pid "ingest-api=${pids[0]}" --pid "stream-worker=${pids[1]}" --pid "ws-gateway=${pids[2]}" \
+  "${extra_args[@]}" \
   --seconds "${BENCH_SECONDS:-20}" --out bench/results "$@"

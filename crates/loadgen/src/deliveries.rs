@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
@@ -29,6 +29,9 @@ struct Stamp {
 /// Notifications numbered `0..capacity`, posted and received.
 pub struct Deliveries {
     clock: Instant,
+    /// `clock`'s start in Unix microseconds, for holder processes that
+    /// report arrivals on the wall clock.
+    epoch_unix_us: u64,
     accepted: Vec<AtomicBool>,
     received: Vec<AtomicU8>,
     arrivals: AtomicU64,
@@ -39,6 +42,7 @@ impl Deliveries {
     pub fn new(capacity: usize) -> Arc<Self> {
         Arc::new(Self {
             clock: Instant::now(),
+            epoch_unix_us: unix_us(),
             accepted: (0..capacity).map(|_| AtomicBool::new(false)).collect(),
             received: (0..capacity).map(|_| AtomicU8::new(0)).collect(),
             arrivals: AtomicU64::new(0),
@@ -59,6 +63,11 @@ impl Deliveries {
         )
     }
 
+    /// The bench clock's start in Unix microseconds.
+    pub fn epoch_unix_us(&self) -> u64 {
+        self.epoch_unix_us
+    }
+
     pub fn accepted(&self, k: u64) {
         if let Some(slot) = self.accepted.get(k as usize) {
             slot.store(true, Ordering::Relaxed);
@@ -66,6 +75,12 @@ impl Deliveries {
     }
 
     fn arrived(&self, k: u64, sent_us: u64) {
+        self.arrived_at(k, sent_us, self.now_us());
+    }
+
+    /// Records number `k`, sent at `sent_us`, as arrived at `at_us` (both
+    /// on the bench clock).
+    pub fn arrived_at(&self, k: u64, sent_us: u64, at_us: u64) {
         let Some(slot) = self.received.get(k as usize) else {
             return;
         };
@@ -74,8 +89,7 @@ impl Deliveries {
         if !first {
             return;
         }
-        let now = self.now_us();
-        let second = (now / 1_000_000) as usize;
+        let second = (at_us / 1_000_000) as usize;
         let mut per_second = self
             .per_second
             .lock()
@@ -83,25 +97,14 @@ impl Deliveries {
         while per_second.len() <= second {
             per_second.push(crate::report::histogram());
         }
-        let _ = per_second[second].record(now.saturating_sub(sent_us).max(1));
+        let _ = per_second[second].record(at_us.saturating_sub(sent_us).max(1));
     }
 
     /// Reads a user's socket until it closes, recording stamped frames.
-    pub fn read(self: &Arc<Self>, mut socket: Socket) -> tokio::task::JoinHandle<()> {
+    /// See [`read_stamps`].
+    pub fn read(self: &Arc<Self>, socket: Socket) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(message)) = socket.next().await {
-                let Message::Text(text) = message else {
-                    continue;
-                };
-                if let Ok(Frame {
-                    data: Some(Stamp { k, t }),
-                }) = serde_json::from_str::<Frame>(&text)
-                {
-                    this.arrived(k, t);
-                }
-            }
-        })
+        tokio::spawn(read_stamps(socket, move |k, t| this.arrived(k, t)))
     }
 
     /// Distinct notifications received in `range`.
@@ -196,4 +199,27 @@ impl Deliveries {
         }
         (Latency::of(&total), timeline)
     }
+}
+
+/// Reads a socket until it closes, calling `stamped(k, t)` for each frame
+/// that carries a bench stamp.
+pub async fn read_stamps(mut socket: Socket, stamped: impl Fn(u64, u64)) {
+    while let Some(Ok(message)) = socket.next().await {
+        let Message::Text(text) = message else {
+            continue;
+        };
+        if let Ok(Frame {
+            data: Some(Stamp { k, t }),
+        }) = serde_json::from_str::<Frame>(&text)
+        {
+            stamped(k, t);
+        }
+    }
+}
+
+/// Now in Unix microseconds.
+pub fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }

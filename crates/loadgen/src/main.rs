@@ -6,6 +6,7 @@
 
 mod client;
 mod deliveries;
+mod holder;
 mod report;
 mod scenarios;
 
@@ -86,8 +87,20 @@ struct Args {
     gateway_pid: Option<u32>,
     #[arg(long = "pid", value_parser = parse_pid)]
     pids: Vec<(String, u32)>,
+    /// Another gateway for `connections`, as URL=pid (repeatable): one
+    /// process can hold only as many sockets as its open-files limit.
+    #[arg(long = "extra-gateway", value_parser = parse_gateway)]
+    extra_gateways: Vec<(String, u32)>,
+    /// Run as a holder process of `connections` (internal; see holder.rs).
+    #[arg(long, hide = true)]
+    hold_child: bool,
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
+}
+
+fn parse_gateway(s: &str) -> Result<(String, u32), String> {
+    let (url, pid) = s.rsplit_once('=').ok_or("expected URL=pid")?;
+    Ok((url.to_owned(), pid.parse().map_err(|_| "pid is a number")?))
 }
 
 fn parse_pid(s: &str) -> Result<(String, u32), String> {
@@ -112,6 +125,9 @@ fn processes(ctx: &Ctx) -> Vec<(String, CpuProbe)> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.hold_child {
+        return holder::run(&args.gateway, &args.jwt_secret).await;
+    }
     let mut scenarios = if args.scenario.is_empty() {
         DEFAULT.to_vec()
     } else {
@@ -128,6 +144,7 @@ async fn main() -> anyhow::Result<()> {
         jwt_secret: args.jwt_secret.clone(),
         seconds: args.seconds,
         gateway_pid: args.gateway_pid,
+        extra_gateways: args.extra_gateways.clone(),
         pids: args.pids.clone(),
     };
     let machine = report::machine();

@@ -28,6 +28,9 @@ pub struct Ctx {
     pub jwt_secret: String,
     pub seconds: u64,
     pub gateway_pid: Option<u32>,
+    /// More gateways (URL and pid) for `connections`, past one process's
+    /// open-files limit.
+    pub extra_gateways: Vec<(String, u32)>,
     pub pids: Vec<(String, u32)>,
 }
 
@@ -299,9 +302,8 @@ async fn post(
     Some(accepted)
 }
 
-/// Connects users `users` (named by `name`) to the gateway, `parallel` at a
-/// time, from loopback source addresses 127.0.0.2.. when `spread` (each has
-/// its own ~28,000 ephemeral ports), and starts reading their frames.
+/// Connects users `users` (named by `name`) to the gateway and starts
+/// reading their frames into `deliveries` (see [`open_users`]).
 pub async fn connect_users(
     ctx: &Ctx,
     deliveries: &Arc<Deliveries>,
@@ -309,18 +311,39 @@ pub async fn connect_users(
     name: fn(u64) -> String,
     spread: bool,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    open_users(
+        &ctx.gateway,
+        &ctx.jwt_secret,
+        users,
+        name,
+        spread,
+        |socket| deliveries.read(socket),
+    )
+    .await
+}
+
+/// Connects `users` to `gateway` (64 handshakes at a time; `spread`: from
+/// 127.0.0.2-5 in turn, past one source address's ephemeral ports) and
+/// hands each socket to `read`, which returns its reading task.
+pub async fn open_users(
+    gateway: &str,
+    secret: &str,
+    users: Range<u64>,
+    name: fn(u64) -> String,
+    spread: bool,
+    mut read: impl FnMut(client::Socket) -> tokio::task::JoinHandle<()>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let started = Instant::now();
     let total = users.end - users.start;
     let mut readers = Vec::with_capacity(total as usize);
     let mut pending = futures_util::stream::iter(users.clone().map(|u| {
         let source = spread.then(|| std::net::IpAddr::from([127, 0, 0, 2 + (u % 4) as u8]));
-        let (gateway, secret) = (ctx.gateway.clone(), ctx.jwt_secret.clone());
-        async move { client::connect_user(&gateway, &secret, &name(u), source).await }
+        async move { client::connect_user(gateway, secret, &name(u), source).await }
     }))
     .buffer_unordered(64);
     use futures_util::StreamExt;
     while let Some(socket) = pending.next().await {
-        readers.push(deliveries.read(socket?));
+        readers.push(read(socket?));
         if readers.len() % 2_000 == 0 {
             eprint!(
                 "\rconnecting users: {}/{total}, {:.1} s      ",
