@@ -611,9 +611,12 @@ impl RedisStore {
     }
 
     /// Publishes frames to users' channels (see [`Self::publish_to_users`])
-    /// and acknowledges `entries`, in one pipeline: one round trip. Redis
-    /// runs them in order, so the frames are out before the entries are
-    /// acknowledged.
+    /// and acknowledges `entries`, sent together: one round trip. Only the
+    /// acknowledgement decides the outcome: a PUBLISH refused while the
+    /// XACK went through is logged, not returned, since the round is done
+    /// (stored and acknowledged) and live delivery is best effort anyway:
+    /// the gateway fills a gap in a user's `seq` from storage at the next
+    /// frame, and a client resumes from its last `seq` on reconnect.
     pub async fn publish_and_ack(
         &self,
         frames: &[(&str, String)],
@@ -623,12 +626,7 @@ impl RedisStore {
             return Ok(());
         }
         let pipeline = self.client.pipeline();
-        for (user_id, frame) in frames {
-            let () = pipeline
-                .publish(self.keys.user_channel(user_id), frame.as_str())
-                .await
-                .map_err(RedisError::on("PUBLISH"))?;
-        }
+        self.queue_publishes(&pipeline, frames).await?;
         for priority in Priority::ALL {
             let ids: Vec<fred::types::streams::XID> = entries
                 .iter()
@@ -643,11 +641,33 @@ impl RedisStore {
                 .await
                 .map_err(RedisError::on("XACK"))?;
         }
-        pipeline
-            .all::<Vec<Value>>()
-            .await
-            .map(|_| ())
-            .map_err(RedisError::on("PUBLISH/XACK"))
+        let replies = pipeline.try_all::<Value>().await;
+        let (published, acked) = replies.split_at(frames.len().min(replies.len()));
+        if let Some(Err(err)) = acked.iter().find(|r| r.is_err()) {
+            return Err(RedisError::on("XACK")(err.clone()));
+        }
+        let refused = published.iter().filter(|r| r.is_err()).count();
+        if refused > 0 {
+            tracing::warn!(
+                refused,
+                "PUBLISH refused after the round was acknowledged; clients catch up from storage"
+            );
+        }
+        Ok(())
+    }
+
+    async fn queue_publishes(
+        &self,
+        pipeline: &fred::clients::Pipeline<Client>,
+        frames: &[(&str, String)],
+    ) -> Result<(), RedisError> {
+        for (user_id, frame) in frames {
+            let () = pipeline
+                .publish(self.keys.user_channel(user_id), frame.as_str())
+                .await
+                .map_err(RedisError::on("PUBLISH"))?;
+        }
+        Ok(())
     }
 
     /// Copies an entry that can never be processed to the dead-letter stream.
@@ -674,7 +694,16 @@ impl RedisStore {
 
     /// PUBLISH frames to user channels in one pipeline (one round trip).
     pub async fn publish_to_users(&self, frames: &[(&str, String)]) -> Result<(), RedisError> {
-        self.publish_and_ack(frames, &[]).await
+        if frames.is_empty() {
+            return Ok(());
+        }
+        let pipeline = self.client.pipeline();
+        self.queue_publishes(&pipeline, frames).await?;
+        pipeline
+            .all::<Vec<Value>>()
+            .await
+            .map(|_| ())
+            .map_err(RedisError::on("PUBLISH"))
     }
 
     /// Tells every ingest-api that this API key was revoked (they evict it

@@ -260,12 +260,18 @@ impl Consumer {
         self.redis.publish_and_ack(&frames, &entries).await?;
         drop(publishing);
 
+        let dead_entries: HashSet<&str> = dead.iter().map(|(e, _)| e.id.as_str()).collect();
+        let done = || {
+            notifications
+                .iter()
+                .filter(|(entry, _)| !dead_entries.contains(entry.id.as_str()))
+        };
         let now = Utc::now();
-        for (_, n) in &notifications {
+        for (_, n) in done() {
             let age = (now - n.created_at).to_std().unwrap_or_default();
             self.metrics.delivery_seconds.observe(age.as_secs_f64());
         }
-        self.count_outcomes(&notifications, &stored, &dead);
+        self.count_outcomes(done(), &stored, &dead);
         self.metrics.batches.inc();
         self.metrics.batch_size.observe(entries.len() as f64);
         self.metrics
@@ -282,18 +288,16 @@ impl Consumer {
         Ok(())
     }
 
-    fn count_outcomes(
+    /// Counts the round's outcomes: `done` are its notifications that did
+    /// not become dead letters.
+    fn count_outcomes<'a>(
         &self,
-        notifications: &[(StreamEntry, NewNotification)],
+        done: impl Iterator<Item = &'a (StreamEntry, NewNotification)>,
         stored: &StoredBatch,
         dead: &[(StreamEntry, String)],
     ) {
-        let dead_entries: HashSet<&str> = dead.iter().map(|(e, _)| e.id.as_str()).collect();
         let mut counted = HashSet::new();
-        for (entry, n) in notifications {
-            if dead_entries.contains(entry.id.as_str()) {
-                continue;
-            }
+        for (entry, n) in done {
             let outcome = if stored.expired.contains(&n.id) {
                 Outcome::Expired
             } else if stored.duplicates.contains(&n.id) || !counted.insert(n.id) {
@@ -462,14 +466,15 @@ impl Consumer {
                 tracing::warn!(%refusal, "the database refused a batch; storing its entries one by one");
                 let mut total = StoredBatch::default();
                 let mut refused = Vec::new();
-                for one in batch.chunks(1) {
+                for item in batch {
+                    let one = std::slice::from_ref(item);
                     match self.store_retrying(one, templates, shutdown).await? {
                         Ok((stored, unprepared)) => {
                             total.merge(stored);
                             refused.extend(unprepared_entries(one, unprepared));
                         }
                         Err(err) => refused
-                            .push((one[0].0.clone(), format!("refused by the database: {err}"))),
+                            .push((item.0.clone(), format!("refused by the database: {err}"))),
                     }
                 }
                 Ok((total, refused))

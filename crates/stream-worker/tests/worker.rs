@@ -1050,6 +1050,29 @@ async fn a_missing_template_version_is_dead_lettered() {
     assert_eq!(stored_count(&env, "nia").await, 0);
 }
 
+/// A redelivered copy read in the same round as the original (the same id
+/// twice) is refused with it: both entries become dead letters, neither is
+/// stored or counted as stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_copy_of_an_unrenderable_notification_in_a_round_is_dead_lettered() {
+    let env = TestEnv::new().await;
+    let redis = env.redis().await;
+    let twice = templated("noa", 42, 1, None, None);
+    append(&redis, &twice).await;
+    append(&redis, &twice).await;
+    let _worker = start_worker(&env).await;
+    let letters = eventually("both dead-lettered", Duration::from_secs(10), || async {
+        let letters = platform::storage::dead_letters::list(&mut env.db().await, false, 10)
+            .await
+            .unwrap();
+        (letters.len() >= 2).then_some(letters)
+    })
+    .await;
+    assert_eq!(letters.len(), 2, "one dead letter per entry");
+    assert!(letters.iter().all(|l| l.error.contains("greeting")));
+    assert_eq!(stored_count(&env, "noa").await, 0);
+}
+
 /// An idle worker waits with one blocking read over all lanes; when a burst
 /// lands in every lane at once, that read still takes at most one batch
 /// (XREADGROUP's COUNT applies per stream, so the batch is split).

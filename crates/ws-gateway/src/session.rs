@@ -28,6 +28,7 @@ use actix_ws::{CloseCode, CloseReason, Message, MessageStream, ProtocolError, Se
 use chrono::Utc;
 use domain::frames::{ErrorCode, MAX_READ_IDS};
 use domain::{ClientFrame, ServerFrame};
+use futures_util::future::LocalBoxFuture;
 use platform::db::DbPool;
 use platform::redis::RedisStore;
 use platform::storage::inbox;
@@ -125,7 +126,7 @@ impl Connection {
             return None;
         }
         if let Some(since) = since {
-            match Box::pin(self.catch_up(since, 0, ctx)).await {
+            match self.catch_up(since, 0, ctx).await {
                 Ok(closing) => {
                     if closing.is_some() {
                         return closing;
@@ -175,7 +176,7 @@ impl Connection {
                             self.session.pong(&bytes).await.map(|()| None).map_err(|_| Gone)
                         }
                         Some(Ok(Message::Text(text))) => {
-                            Box::pin(self.client_frame(&text, &mut bad_frames, ctx)).await
+                            self.client_frame(&text, &mut bad_frames, ctx).await
                         }
                         Some(Ok(Message::Binary(_))) => {
                             bad_frames += 1;
@@ -209,7 +210,7 @@ impl Connection {
         if frame.resync {
             // The hub may have missed frames (Redis reconnect, lag): read what
             // this connection has not seen from storage.
-            return Box::pin(self.catch_up(self.last_sent, 0, ctx)).await;
+            return self.catch_up(self.last_sent, 0, ctx).await;
         }
         let Some(seq) = frame.seq else {
             // Not a notification (read state): order does not matter, `version` does.
@@ -219,7 +220,7 @@ impl Connection {
             return Ok(None);
         }
         if seq > self.last_sent + 1 {
-            return Box::pin(self.catch_up(self.last_sent, seq, ctx)).await;
+            return self.catch_up(self.last_sent, seq, ctx).await;
         }
         self.write(frame, ctx).await?;
         self.last_sent = seq;
@@ -233,10 +234,19 @@ impl Connection {
     /// extends what must be covered before the catch-up ends (they are in
     /// storage: a notification is published only after it committed).
     ///
-    /// Callers box it (`Box::pin`), as they box `client_frame`: every idle
-    /// connection's task is as large as the largest future it may await,
-    /// and these two (database reads) made it 4.5 KiB instead of 2.2.
-    async fn catch_up(
+    /// Boxed, like `client_frame`: every idle connection's task is as large
+    /// as the largest future it may await, and these two (database reads)
+    /// made it 4.5 KiB instead of 2.2.
+    fn catch_up<'a>(
+        &'a mut self,
+        since: i64,
+        until: i64,
+        ctx: &'a SessionContext,
+    ) -> LocalBoxFuture<'a, Result<Closing, Gone>> {
+        Box::pin(self.catch_up_from_storage(since, until, ctx))
+    }
+
+    async fn catch_up_from_storage(
         &mut self,
         since: i64,
         until: i64,
@@ -305,7 +315,17 @@ impl Connection {
         Ok(want)
     }
 
-    async fn client_frame(
+    /// Boxed (see `catch_up`).
+    fn client_frame<'a>(
+        &'a mut self,
+        text: &'a str,
+        bad_frames: &'a mut u32,
+        ctx: &'a Arc<SessionContext>,
+    ) -> LocalBoxFuture<'a, Result<Closing, Gone>> {
+        Box::pin(self.handle_client_frame(text, bad_frames, ctx))
+    }
+
+    async fn handle_client_frame(
         &mut self,
         text: &str,
         bad_frames: &mut u32,
@@ -322,7 +342,7 @@ impl Connection {
         };
         match frame {
             ClientFrame::Ping => self.send(ServerFrame::Pong).await.map(|()| None),
-            ClientFrame::Resume { since } => Box::pin(self.catch_up(since, 0, ctx)).await,
+            ClientFrame::Resume { since } => self.catch_up(since, 0, ctx).await,
             ClientFrame::Read { ids } if ids.len() > MAX_READ_IDS => {
                 *bad_frames += 1;
                 self.error(

@@ -257,12 +257,14 @@ pub type Unprepared = (usize, String);
 ///
 /// `prepare` turns the notification at an index into what is stored, given
 /// its user's preferences (read in the transaction's first round trip, with
-/// the locks). It is called once per notification not stored yet; one it
-/// refuses is not stored and is returned with the reason.
+/// the locks). It is called once per id not stored yet; one it refuses is
+/// not stored, and every index of the batch with that id is returned with
+/// the reason.
 ///
 /// Round trips: BEGIN + locks + duplicate check + preferences, then the
-/// rows + counters + COMMIT (see [`pipelined_tx`]); one more to create the
-/// inbox rows of first-time users, one more to read back redelivered ones.
+/// rows + counters + read-back of redelivered ones + COMMIT (see
+/// [`pipelined_tx`]); batches with first-time users take two more (their
+/// inbox rows are created by a statement prepared each time).
 pub async fn store_preparing(
     conn: &mut AsyncPgConnection,
     batch: &[&NewNotification],
@@ -319,7 +321,7 @@ async fn store_in_tx(
     }
 
     let mut outcome = StoredBatch::default();
-    let mut unprepared = Vec::new();
+    let mut refused: HashMap<Uuid, String> = HashMap::new();
     let mut seen = HashSet::with_capacity(batch.len());
     let mut prepared = Vec::with_capacity(batch.len());
     for (index, notification) in batch.iter().enumerate() {
@@ -332,9 +334,17 @@ async fn store_in_tx(
         }
         match prepare(index, preferences.get(&notification.user_id)) {
             Ok(p) => prepared.push(p),
-            Err(reason) => unprepared.push((index, reason)),
+            Err(reason) => {
+                refused.insert(notification.id, reason);
+            }
         }
     }
+    // Every copy of a refused id is refused, not only the one prepared.
+    let unprepared: Vec<Unprepared> = batch
+        .iter()
+        .enumerate()
+        .filter_map(|(index, n)| refused.get(&n.id).map(|reason| (index, reason.clone())))
+        .collect();
     let mut inserts = Vec::with_capacity(prepared.len());
     let mut added: HashMap<&str, i64> = HashMap::new();
     for p in &prepared {

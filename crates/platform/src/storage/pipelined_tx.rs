@@ -5,17 +5,25 @@
 //! Order is what makes this safe. Statements joined on one `&AsyncPgConnection`
 //! are sent in the order they are first polled: each takes the connection's
 //! statement-cache lock (a fair mutex), prepares itself if it has to while
-//! holding it, and queues its execution in the same poll. [`Begin`] and
-//! [`Commit`] are cached prepared statements too, so they queue behind the
+//! holding it, and queues its execution in the same poll. [`begin`] and
+//! [`commit`] send cached prepared statements too, so they queue behind the
 //! statements polled before them: `BEGIN` goes out first and `COMMIT` last.
 //! (A simple-protocol `COMMIT` would skip the lock and could overtake a
-//! statement still being prepared.)
+//! statement still being prepared.) One exception: diesel-async resolves
+//! the type ids of custom PostgreSQL types (enums, domains made with
+//! `#[derive(SqlType)]`) before taking the lock, so a statement binding
+//! one for the first time on a connection could be overtaken. None of our
+//! statements binds such a type; one that does must not be joined with
+//! `commit`.
 //!
 //! diesel's transaction manager is told a transaction is open for the whole
 //! body, so a connection whose body was dropped halfway (cancelled) is
 //! "broken" to the pool and never reused. A body that fails is rolled back
 //! (harmless when its pipelined `COMMIT` already ended the transaction:
 //! PostgreSQL answers a `COMMIT` in a failed transaction with a rollback).
+//! Once `COMMIT` was sent, an error (say, decoding a row of the same
+//! pipeline) does not say whether the transaction committed: callers must
+//! be safe to try again, as storing notifications is (idempotent by id).
 
 use diesel::connection::{TransactionDepthChange, TransactionManagerStatus};
 use diesel::pg::Pg;
