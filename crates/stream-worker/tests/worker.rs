@@ -153,6 +153,56 @@ async fn stores_publishes_and_acks_with_gapless_seq() {
     }
 }
 
+/// The scripts behind batch appends and round acknowledgements: every entry
+/// appended in order, frames published, and more ids than one XACK takes
+/// (1,000) acknowledged in every lane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_entries_are_appended_published_and_acknowledged_in_one_command_each() {
+    let env = TestEnv::new().await;
+    let redis = env.redis().await;
+    redis.ensure_consumer_group().await.unwrap();
+    let subscriber = RedisSubscriber::connect(&env.settings().redis, 1_024)
+        .await
+        .unwrap();
+    let mut frames = subscriber.frames();
+    subscriber.subscribe_user("ada").await.unwrap();
+
+    let burst: Vec<(Priority, String)> = (0..3_600)
+        .map(|i| (Priority::ALL[i % 3], format!("entry {i}")))
+        .collect();
+    let ids = redis.append_many(&burst).await.unwrap();
+    assert_eq!(ids.len(), 3_600);
+    for priority in Priority::ALL {
+        assert_eq!(redis.stream_len(priority).await.unwrap(), 1_200);
+    }
+    let reader = redis.stream_reader().await.unwrap();
+    let read = reader
+        .read_group("acker", ReadFrom::New, 5_000, Duration::from_millis(10))
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 3_600);
+    let read_ids: HashSet<&str> = read.iter().map(|e| e.id.as_str()).collect();
+    assert!(ids.iter().all(|id| read_ids.contains(id.as_str())));
+
+    let published = [("ada", "one".to_owned()), ("ada", "two".to_owned())];
+    redis.publish_and_ack(&published, &read).await.unwrap();
+    for expected in ["one", "two"] {
+        let frame = tokio::time::timeout(Duration::from_secs(5), frames.recv())
+            .await
+            .expect("frame within 5 s")
+            .unwrap();
+        assert_eq!(frame.user_id, "ada");
+        assert_eq!(frame.frame.to_string(), expected);
+    }
+    for priority in Priority::ALL {
+        assert_eq!(
+            redis.pending_count(priority).await.unwrap(),
+            0,
+            "{priority}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redelivered_and_repeated_entries_are_stored_once() {
     let mut env = TestEnv::new().await;
