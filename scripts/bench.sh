@@ -6,7 +6,9 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "$ROOT"
-BIN="$ROOT/target/release"
+# BENCH_BIN: binaries built elsewhere (say, a copy of an earlier build, to
+# compare two versions on the same machine in alternating runs); no build then.
+BIN="${BENCH_BIN:-$ROOT/target/release}"
 mkdir -p .dev bench/results
 
 # Its own database and prefix, whatever `make` exported for `make run`.
@@ -21,7 +23,7 @@ export HERALD__LOG__LEVEL="${HERALD__LOG__LEVEL:-warn}"
 export HERALD__WORKER__TRIM_INTERVAL_MS=1000
 INGEST_PORT=18081 WORKER_PORT=18082 GATEWAY_PORT=18083
 
-cargo build --release --bins
+[[ -n "${BENCH_BIN:-}" ]] || cargo build --release --bins
 # A fresh, empty database every run: a table grown by earlier runs (millions
 # of rows past shared_buffers) would make runs incomparable, and a clean
 # machine starts empty too.
