@@ -47,11 +47,23 @@ HERALD__HTTP__PORT=$WORKER_PORT HERALD__WORKER__CONSUMER_NAME=bench-worker "$BIN
 HERALD__HTTP__PORT=$GATEWAY_PORT "$BIN/ws-gateway" 2>.dev/bench-gateway.log & pids+=($!)
 # A process holds at most its open-files limit of sockets: for 50,000
 # connections on a machine that caps it lower, more gateway replicas (as
-# Kubernetes would run them), used by the `connections` scenario only.
+# Kubernetes would run them, at most 4 more: with a lower limit the run
+# holds fewer sockets), only when the `connections` scenario runs.
+wants_connections=1
+if [[ " $* " == *" --scenario "* ]]; then
+  wants_connections=0
+  for ((a = 1; a < $#; a++)); do
+    next=$((a + 1))
+    if [[ "${!a}" == --scenario && "${!next}" == connections ]]; then
+      wants_connections=1
+    fi
+  done
+fi
 fd_limit="$(ulimit -n)"
 extra=0
-if [[ "$fd_limit" != unlimited ]] && ((fd_limit > 1000)); then
+if ((wants_connections)) && [[ "$fd_limit" != unlimited ]] && ((fd_limit > 1000)); then
   extra=$(( (50000 + fd_limit - 501) / (fd_limit - 500) - 1 ))
+  extra=$(( extra > 4 ? 4 : extra ))
 fi
 extra_args=() extra_ports=()
 for ((i = 1; i <= extra; i++)); do

@@ -656,7 +656,7 @@ impl RedisStore {
             .map_err(RedisError::on("XTRIM"))
     }
 
-    /// XACK entries, one command per priority stream present, pipelined.
+    /// XACK entries (see [`Self::publish_and_ack`]).
     pub async fn ack(&self, entries: &[StreamEntry]) -> Result<(), RedisError> {
         self.publish_and_ack(&[], entries).await
     }

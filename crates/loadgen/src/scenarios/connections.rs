@@ -81,12 +81,12 @@ impl Holder {
         Ok(self.commands.flush().await?)
     }
 
-    /// The next answer starting with `word`, as a number.
+    /// The next answer starting with `word`, as a number; a holder silent
+    /// for 5 minutes fails the run.
     async fn answer(&mut self, word: &str) -> anyhow::Result<u64> {
-        let line = self
-            .answers
-            .recv()
+        let line = tokio::time::timeout(Duration::from_secs(300), self.answers.recv())
             .await
+            .context("a holder process did not answer within 5 minutes")?
             .context("a holder process ended early")?;
         line.strip_prefix(word)
             .and_then(|n| n.trim().parse().ok())

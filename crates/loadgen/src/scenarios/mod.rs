@@ -338,7 +338,16 @@ pub async fn open_users(
     let mut readers = Vec::with_capacity(total as usize);
     let mut pending = futures_util::stream::iter(users.clone().map(|u| {
         let source = spread.then(|| std::net::IpAddr::from([127, 0, 0, 2 + (u % 4) as u8]));
-        async move { client::connect_user(gateway, secret, &name(u), source).await }
+        async move {
+            // A handshake the gateway never answers (its listen queue full,
+            // say) must fail the run, not hang it.
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                client::connect_user(gateway, secret, &name(u), source),
+            )
+            .await
+            .map_err(|_| anyhow::anyhow!("connecting user {u}: no answer within 30 s"))?
+        }
     }))
     .buffer_unordered(64);
     use futures_util::StreamExt;
