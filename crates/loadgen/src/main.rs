@@ -89,7 +89,7 @@ struct Args {
     pids: Vec<(String, u32)>,
     /// Another gateway for `connections`, as URL=pid (repeatable): one
     /// process can hold only as many sockets as its open-files limit.
-    #[arg(long = "extra-gateway", value_parser = parse_gateway)]
+    #[arg(long = "extra-gateway", value_parser = parse_pid)]
     extra_gateways: Vec<(String, u32)>,
     /// Run as a holder process of `connections` (internal; see holder.rs).
     #[arg(long, hide = true)]
@@ -98,13 +98,9 @@ struct Args {
     out: PathBuf,
 }
 
-fn parse_gateway(s: &str) -> Result<(String, u32), String> {
-    let (url, pid) = s.rsplit_once('=').ok_or("expected URL=pid")?;
-    Ok((url.to_owned(), pid.parse().map_err(|_| "pid is a number")?))
-}
-
+/// `NAME=PID` (`--pid`) or `URL=PID` (`--extra-gateway`: split at the last `=`).
 fn parse_pid(s: &str) -> Result<(String, u32), String> {
-    let (name, pid) = s.split_once('=').ok_or("expected name=pid")?;
+    let (name, pid) = s.rsplit_once('=').ok_or("expected NAME=PID")?;
     Ok((name.to_owned(), pid.parse().map_err(|_| "pid is a number")?))
 }
 

@@ -178,6 +178,25 @@ impl QueryId for AdvanceInboxes<'_> {
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
+/// Creates the inbox rows of users getting their first notification;
+/// cached like [`InsertUnnest`] (a `sql_query` would be prepared again, one
+/// more round trip, every time).
+struct CreateInboxes<'a> {
+    users: &'a [&'a str],
+}
+
+impl QueryFragment<Pg> for CreateInboxes<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("INSERT INTO user_inbox (user_id) SELECT unnest(");
+        bind_array::<Text, _>(&mut out, self.users, "::text[]) ON CONFLICT DO NOTHING")
+    }
+}
+
+impl QueryId for CreateInboxes<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
 /// What storing a batch did.
 #[derive(Debug, Default)]
 pub struct StoredBatch {
@@ -263,8 +282,8 @@ pub type Unprepared = (usize, String);
 ///
 /// Round trips: BEGIN + locks + duplicate check + preferences, then the
 /// rows + counters + read-back of redelivered ones + COMMIT (see
-/// [`pipelined_tx`]); batches with first-time users take two more (their
-/// inbox rows are created by a statement prepared each time).
+/// [`pipelined_tx`]); batches with first-time users take one more (their
+/// inbox rows are created, locked and checked).
 pub async fn store_preparing(
     conn: &mut AsyncPgConnection,
     batch: &[&NewNotification],
@@ -309,11 +328,7 @@ async fn store_in_tx(
             .filter(|u| !last_seq.contains_key(*u))
             .collect();
         let mut shared = conn;
-        let create = diesel::sql_query(
-            "INSERT INTO user_inbox (user_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
-        )
-        .bind::<Array<Text>, _>(&new_users)
-        .execute(&mut shared);
+        let create = CreateInboxes { users: &new_users }.execute(&mut shared);
         let (_, (created, stored)) =
             try_join(create, lock_and_check(conn, &new_users, &ids)).await?;
         last_seq.extend(created);

@@ -237,6 +237,19 @@ async fn slow_reader_is_disconnected_with_1008() {
     let big = json!({"type": "notification", "pad": "x".repeat(60_000)}).to_string();
     let frames: Vec<(&str, String)> = (0..400).map(|_| ("jane", big.clone())).collect();
     gw.redis.publish_to_users(&frames).await.unwrap();
+    // Still reading nothing until the gateway gave up on this client (the
+    // burst arrives at once: reading right away could keep up with it).
+    eventually(
+        "the slow client kicked",
+        Duration::from_secs(20),
+        || async {
+            testkit::scrape_metrics(gw.port)
+                .await
+                .contains("herald_gateway_send_queue_drops_total 1\n")
+                .then_some(())
+        },
+    )
+    .await;
     // Reading now: whatever was buffered, then the close.
     let (read, ended) = client.drain_until_closed(Duration::from_secs(20)).await;
     assert!(
