@@ -66,7 +66,7 @@ pub struct Connection {
     pub conn_id: u64,
     pub session: Session,
     pub stream: MessageStream,
-    pub frames: mpsc::Receiver<LiveFrame>,
+    pub frames: mpsc::Receiver<Arc<LiveFrame>>,
     pub kicked: CancellationToken,
     pub token_expires_at: Instant,
     /// The last `seq` written to this client (or known to it).
@@ -206,7 +206,11 @@ impl Connection {
     }
 
     /// Writes a live frame in order, filling a gap from storage first.
-    async fn deliver(&mut self, frame: LiveFrame, ctx: &SessionContext) -> Result<Closing, Gone> {
+    async fn deliver(
+        &mut self,
+        frame: Arc<LiveFrame>,
+        ctx: &SessionContext,
+    ) -> Result<Closing, Gone> {
         if frame.resync {
             // The hub may have missed frames (Redis reconnect, lag): read what
             // this connection has not seen from storage.
@@ -413,13 +417,17 @@ impl Connection {
     }
 
     /// Writes a live frame's shared bytes, recording delivery latency.
-    async fn write(&mut self, frame: LiveFrame, ctx: &SessionContext) -> Result<(), Gone> {
+    async fn write(&mut self, frame: Arc<LiveFrame>, ctx: &SessionContext) -> Result<(), Gone> {
         match frame
             .traceparent
             .as_deref()
             .filter(|_| telemetry::exporting())
         {
-            None => self.session.text(frame.bytes).await.map_err(|_| Gone)?,
+            None => self
+                .session
+                .text(frame.bytes.clone())
+                .await
+                .map_err(|_| Gone)?,
             Some(context) => {
                 let span = tracing::info_span!(
                     parent: None,
@@ -429,7 +437,7 @@ impl Connection {
                 );
                 traceparent::adopt(&span, Some(context));
                 self.session
-                    .text(frame.bytes)
+                    .text(frame.bytes.clone())
                     .instrument(span)
                     .await
                     .map_err(|_| Gone)?;

@@ -196,3 +196,53 @@ async fn a_client_that_never_reads_cannot_grow_the_gateways_memory() {
     let (_, ended) = sloth.drain_until_closed(Duration::from_secs(20)).await;
     assert_eq!(ended, testkit::ws::Ended::Closed(Some(1008)));
 }
+
+/// Issue 6's memory target: an idle WebSocket connection, heartbeats on,
+/// costs the gateway at most 12 KiB of RSS. actix-http's dispatcher alone
+/// kept 16 KiB of empty buffers per connection before the vendored patch
+/// (vendor/actix-http).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_websocket_connections_hold_under_12_kib_each() {
+    const WARM_UP: usize = 20;
+    const MEASURED: usize = 500;
+    let stack = Stack::new().await;
+    let mut vars = stack.vars();
+    vars.insert("RUST_LOG".into(), "info".into());
+    vars.insert("HERALD__GATEWAY__PING_INTERVAL_SECS".into(), "1".into());
+    let gateway = start("ws-gateway", &vars, &stack.logs).await;
+    let mut readers = tokio::task::JoinSet::new();
+    let mut connect = async |n: usize| {
+        let token = stack.env.token(&format!("idle-{n}"), 300);
+        let (mut client, _) = WsClient::connect_user(gateway.port, &token).await;
+        // Reading answers the server's pings (tungstenite replies to them).
+        readers.spawn(async move {
+            while let Some(Ok(_)) = client.next_or_end(Duration::from_secs(60)).await {}
+        });
+    };
+    // The first connections size the runtime's and allocator's pools.
+    for n in 0..WARM_UP {
+        connect(n).await;
+    }
+    let before = gateway.process.rss_kib();
+    for n in WARM_UP..WARM_UP + MEASURED {
+        connect(n).await;
+    }
+    // Three heartbeats: pings written, pongs read, on every connection.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let after = gateway.process.rss_kib();
+    let metrics = testkit::scrape_metrics(gateway.port).await;
+    let open = format!("herald_gateway_connections {}", WARM_UP + MEASURED);
+    assert!(
+        metrics.lines().any(|line| line == open),
+        "all connections open while measured: {open}"
+    );
+    assert!(readers.try_join_next().is_none(), "no connection ended");
+    let per_connection = after.saturating_sub(before) as f64 / MEASURED as f64;
+    eprintln!(
+        "gateway RSS {before} KiB -> {after} KiB for {MEASURED} idle connections: {per_connection:.1} KiB each"
+    );
+    assert!(
+        per_connection <= 12.0,
+        "{per_connection:.1} KiB per idle connection"
+    );
+}
