@@ -1409,3 +1409,83 @@ async fn a_check_prepared_on_an_empty_table_still_uses_the_index_once_it_grew() 
         "the duplicate check probes the primary key, not the whole table: {plan:#?}"
     );
 }
+
+/// Two rounds store the first notifications of a new user at once (one id
+/// in both, as after a claim): the second round waits for the first one's
+/// inbox row, then finds that id stored and stores only the other, next in
+/// the user's sequence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_users_inbox_created_by_a_concurrent_round_is_locked_and_checked() {
+    use diesel::sql_types::{Text, Uuid as SqlUuid};
+    use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+
+    let env = TestEnv::new().await;
+    let shared = notification("dora", 1, Priority::Normal);
+    let own = notification("dora", 2, Priority::Normal);
+
+    // The first round, by hand: it created dora's inbox and stored `shared`,
+    // and has not committed yet.
+    let mut first = env.db().await;
+    first.batch_execute("BEGIN").await.unwrap();
+    diesel::sql_query(
+        "INSERT INTO user_inbox (user_id, last_seq, unread_count, version) VALUES ($1, 1, 1, 1)",
+    )
+    .bind::<Text, _>("dora")
+    .execute(&mut first)
+    .await
+    .unwrap();
+    diesel::sql_query(
+        "INSERT INTO notifications (id, user_id, seq, title, body, priority, created_at) \
+         VALUES ($1, 'dora', 1, 't', 'b', 'normal', now())",
+    )
+    .bind::<SqlUuid, _>(shared.id)
+    .execute(&mut first)
+    .await
+    .unwrap();
+
+    // The second round sees no inbox row yet and waits in its insert.
+    let second = tokio::spawn({
+        let mut conn = env.db().await;
+        let batch = vec![shared.clone(), own.clone()];
+        async move { notifications::store_batch(&mut conn, &batch, Utc::now()).await }
+    });
+    #[derive(diesel::QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut observer = env.db().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: Waiting = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .get_result(&mut observer)
+        .await
+        .unwrap();
+        if waiting.n > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second round never waited for the first one's row"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.batch_execute("COMMIT").await.unwrap();
+
+    let stored = second.await.unwrap().unwrap();
+    assert_eq!(stored.duplicates, HashSet::from([shared.id]));
+    assert_eq!(stored.inserted, 1);
+    let mut conn = env.db().await;
+    let rows = notifications::list_for_user(&mut conn, "dora")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|n| (n.id, n.seq)).collect::<Vec<_>>(),
+        vec![(shared.id, 1), (own.id, 2)]
+    );
+    let state = inbox::state(&mut conn, "dora").await.unwrap();
+    assert_eq!((state.last_seq, state.unread), (2, 2));
+}

@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{
     Array, BigInt, Bool, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
@@ -178,9 +178,10 @@ impl QueryId for AdvanceInboxes<'_> {
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-/// Creates the inbox rows of users getting their first notification;
-/// cached like [`InsertUnnest`] (a `sql_query` would be prepared again, one
-/// more round trip, every time).
+/// Creates the inbox rows of users getting their first notification and
+/// returns the users whose row this transaction created (not those another
+/// one created first); cached like [`InsertUnnest`] (a `sql_query` would be
+/// prepared again, one more round trip, every time).
 struct CreateInboxes<'a> {
     users: &'a [&'a str],
 }
@@ -188,8 +189,16 @@ struct CreateInboxes<'a> {
 impl QueryFragment<Pg> for CreateInboxes<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql("INSERT INTO user_inbox (user_id) SELECT unnest(");
-        bind_array::<Text, _>(&mut out, self.users, "::text[]) ON CONFLICT DO NOTHING")
+        bind_array::<Text, _>(
+            &mut out,
+            self.users,
+            "::text[]) ON CONFLICT DO NOTHING RETURNING user_id",
+        )
     }
+}
+
+impl Query for CreateInboxes<'_> {
+    type SqlType = Text;
 }
 
 impl QueryId for CreateInboxes<'_> {
@@ -318,21 +327,41 @@ async fn store_in_tx(
     )
     .await?;
     if last_seq.len() < users.len() {
-        // Some users get their first notification: create their inbox rows,
-        // then lock them and look for stored ids again (an id of one of
-        // them may have been stored meanwhile by a transaction that created
-        // the row first; ours waited for it in the insert).
+        // Some users get their first notification: create their inbox rows.
+        // A row this transaction created is locked by it (last_seq 0), and
+        // none of that user's notifications can be stored yet (storing one
+        // takes the row's lock first), so their ids need no second check. A
+        // row another transaction created meanwhile (ours waited for it to
+        // commit in the insert) is locked and checked like any other: that
+        // transaction may have stored one of these ids. Were the reasoning
+        // ever wrong, the primary key would refuse the second copy and the
+        // round would be tried again.
         let new_users: Vec<&str> = users
             .iter()
             .copied()
             .filter(|u| !last_seq.contains_key(*u))
             .collect();
         let mut shared = conn;
-        let create = CreateInboxes { users: &new_users }.execute(&mut shared);
-        let (_, (created, stored)) =
-            try_join(create, lock_and_check(conn, &new_users, &ids)).await?;
-        last_seq.extend(created);
-        already_stored = stored;
+        let created: HashSet<String> = CreateInboxes { users: &new_users }
+            .load::<String>(&mut shared)
+            .await?
+            .into_iter()
+            .collect();
+        let raced: Vec<&str> = new_users
+            .into_iter()
+            .filter(|u| !created.contains(*u))
+            .collect();
+        last_seq.extend(created.into_iter().map(|user| (user, 0)));
+        if !raced.is_empty() {
+            let raced_ids: Vec<Uuid> = batch
+                .iter()
+                .filter(|n| raced.contains(&n.user_id.as_str()))
+                .map(|n| n.id)
+                .collect();
+            let (locked, stored) = lock_and_check(conn, &raced, &raced_ids).await?;
+            last_seq.extend(locked);
+            already_stored.extend(stored);
+        }
     }
 
     let mut outcome = StoredBatch::default();
