@@ -35,6 +35,8 @@ pub struct Deliveries {
     accepted: Vec<AtomicBool>,
     received: Vec<AtomicU8>,
     arrivals: AtomicU64,
+    /// When the latest first copy of a notification arrived, bench clock.
+    last_arrival_us: AtomicU64,
     per_second: Mutex<Vec<Histogram<u64>>>,
 }
 
@@ -46,6 +48,7 @@ impl Deliveries {
             accepted: (0..capacity).map(|_| AtomicBool::new(false)).collect(),
             received: (0..capacity).map(|_| AtomicU8::new(0)).collect(),
             arrivals: AtomicU64::new(0),
+            last_arrival_us: AtomicU64::new(0),
             per_second: Mutex::new(Vec::new()),
         })
     }
@@ -89,6 +92,7 @@ impl Deliveries {
         if !first {
             return;
         }
+        self.last_arrival_us.fetch_max(at_us, Ordering::Relaxed);
         let second = (at_us / 1_000_000) as usize;
         let mut per_second = self
             .per_second
@@ -98,6 +102,12 @@ impl Deliveries {
             per_second.push(crate::report::histogram());
         }
         let _ = per_second[second].record(at_us.saturating_sub(sent_us).max(1));
+    }
+
+    /// When the last notification (first copy) arrived at its client, on
+    /// the bench clock; 0 before any did.
+    pub fn last_arrival_us(&self) -> u64 {
+        self.last_arrival_us.load(Ordering::Relaxed)
     }
 
     /// Reads a user's socket until it closes, recording stamped frames.

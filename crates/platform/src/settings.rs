@@ -32,6 +32,8 @@ pub struct DatabaseSettings {
     pub pool_size: usize,
     pub connect_timeout_ms: u64,
     pub acquire_timeout_ms: u64,
+    /// `random_page_cost` for Herald's sessions; 0 keeps the server's.
+    pub random_page_cost: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -189,6 +191,12 @@ impl Settings {
         if self.database.pool_size == 0 {
             return fail("database.pool_size", "must be at least 1");
         }
+        if !(self.database.random_page_cost.is_finite() && self.database.random_page_cost >= 0.0) {
+            return fail(
+                "database.random_page_cost",
+                "must be 0 (the server's setting) or more",
+            );
+        }
         let redis_url = self.redis.url.expose_secret();
         if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
             return fail("redis.url", "must start with redis:// or rediss://");
@@ -337,6 +345,10 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("worker.block_ms"), "{err}");
+        let err = load(&[("HERALD__DATABASE__RANDOM_PAGE_COST", "-1")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database.random_page_cost"), "{err}");
         let err = load(&[("HERALD__GATEWAY__SUBSCRIBER_BUFFER_MESSAGES", "0")])
             .unwrap_err()
             .to_string();

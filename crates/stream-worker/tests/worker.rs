@@ -1410,6 +1410,56 @@ async fn a_check_prepared_on_an_empty_table_still_uses_the_index_once_it_grew() 
     );
 }
 
+/// A round's users are looked up through the primary key even in a table
+/// that grew past its statistics (analyzed empty by the migrations, 20,000
+/// rows now): with PostgreSQL's default `random_page_cost` both the lock and
+/// the counter update read the whole table (a sequential scan, a hash join).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rounds_users_are_found_through_the_index_in_a_table_grown_since_its_statistics() {
+    use diesel::sql_types::Text;
+    use diesel_async::RunQueryDsl;
+
+    #[derive(diesel::QueryableByName)]
+    struct PlanLine {
+        #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+    let env = TestEnv::new().await;
+    let pool = env.pool();
+    let mut conn = pool.get().await.unwrap();
+    diesel::sql_query(
+        "INSERT INTO user_inbox (user_id) SELECT 'user-' || g FROM generate_series(1, 20000) g",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let users: Vec<String> = (1..=256).map(|u| format!("user-{}", u * 73)).collect();
+    let list = users.join(",");
+    let ones = vec!["1"; users.len()].join(",");
+    for statement in [
+        format!(
+            "SELECT user_id, last_seq FROM user_inbox WHERE user_id = ANY('{{{list}}}'::text[]) \
+             ORDER BY user_id FOR UPDATE"
+        ),
+        format!(
+            "UPDATE user_inbox AS u SET last_seq = d.last_seq, unread_count = u.unread_count + d.added \
+             FROM unnest('{{{list}}}'::text[], '{{{ones}}}'::bigint[], '{{{ones}}}'::bigint[]) \
+             AS d(user_id, last_seq, added) WHERE u.user_id = d.user_id"
+        ),
+    ] {
+        let plan: Vec<PlanLine> = diesel::sql_query(format!("EXPLAIN {statement}"))
+            .load(&mut conn)
+            .await
+            .unwrap();
+        let plan: Vec<String> = plan.into_iter().map(|l| l.line).collect();
+        assert!(
+            plan.iter().any(|l| l.contains("user_inbox_pkey"))
+                && !plan.iter().any(|l| l.contains("Seq Scan on user_inbox")),
+            "{statement}\nprobes the primary key, not the whole table: {plan:#?}"
+        );
+    }
+}
+
 /// Two rounds store the first notifications of a new user at once (one id
 /// in both, as after a claim): the second round waits for the first one's
 /// inbox row, then finds that id stored and stores only the other, next in
