@@ -1354,6 +1354,22 @@ async fn the_batch_statements_are_prepared_once_per_connection() {
     );
 }
 
+/// PostgreSQL's plan for `statement` on this connection, one line each.
+async fn explain(conn: &mut diesel_async::AsyncPgConnection, statement: &str) -> Vec<String> {
+    use diesel_async::RunQueryDsl;
+
+    #[derive(diesel::QueryableByName)]
+    struct PlanLine {
+        #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+    let plan: Vec<PlanLine> = diesel::sql_query(format!("EXPLAIN {statement}"))
+        .load(conn)
+        .await
+        .unwrap();
+    plan.into_iter().map(|l| l.line).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_check_prepared_on_an_empty_table_still_uses_the_index_once_it_grew() {
     use diesel::sql_types::Text;
@@ -1363,11 +1379,6 @@ async fn a_check_prepared_on_an_empty_table_still_uses_the_index_once_it_grew() 
     struct Named {
         #[diesel(sql_type = Text)]
         name: String,
-    }
-    #[derive(diesel::QueryableByName)]
-    struct PlanLine {
-        #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
-        line: String,
     }
     let env = TestEnv::new().await;
     let pool = env.pool();
@@ -1396,14 +1407,14 @@ async fn a_check_prepared_on_an_empty_table_still_uses_the_index_once_it_grew() 
     .get_result(&mut conn)
     .await
     .expect("the duplicate check is a cached prepared statement");
-    let plan: Vec<PlanLine> = diesel::sql_query(format!(
-        "EXPLAIN EXECUTE {}('{{018f0000-0000-7000-8000-000000000001}}')",
-        check.name
-    ))
-    .load(&mut conn)
-    .await
-    .unwrap();
-    let plan: Vec<String> = plan.into_iter().map(|l| l.line).collect();
+    let plan = explain(
+        &mut conn,
+        &format!(
+            "EXECUTE {}('{{018f0000-0000-7000-8000-000000000001}}')",
+            check.name
+        ),
+    )
+    .await;
     assert!(
         plan.iter().any(|l| l.contains("Index")) && !plan.iter().any(|l| l.contains("Seq Scan")),
         "the duplicate check probes the primary key, not the whole table: {plan:#?}"
@@ -1416,14 +1427,8 @@ async fn a_check_prepared_on_an_empty_table_still_uses_the_index_once_it_grew() 
 /// the counter update read the whole table (a sequential scan, a hash join).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rounds_users_are_found_through_the_index_in_a_table_grown_since_its_statistics() {
-    use diesel::sql_types::Text;
     use diesel_async::RunQueryDsl;
 
-    #[derive(diesel::QueryableByName)]
-    struct PlanLine {
-        #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
-        line: String,
-    }
     let env = TestEnv::new().await;
     let pool = env.pool();
     let mut conn = pool.get().await.unwrap();
@@ -1447,11 +1452,7 @@ async fn a_rounds_users_are_found_through_the_index_in_a_table_grown_since_its_s
              AS d(user_id, last_seq, added) WHERE u.user_id = d.user_id"
         ),
     ] {
-        let plan: Vec<PlanLine> = diesel::sql_query(format!("EXPLAIN {statement}"))
-            .load(&mut conn)
-            .await
-            .unwrap();
-        let plan: Vec<String> = plan.into_iter().map(|l| l.line).collect();
+        let plan = explain(&mut conn, &statement).await;
         assert!(
             plan.iter().any(|l| l.contains("user_inbox_pkey"))
                 && !plan.iter().any(|l| l.contains("Seq Scan on user_inbox")),
