@@ -218,7 +218,7 @@ impl Connection {
         }
         let Some(seq) = frame.seq else {
             // Not a notification (read state): order does not matter, `version` does.
-            return self.write(frame, ctx).await.map(|()| None);
+            return self.write(&frame, ctx).await.map(|()| None);
         };
         if seq <= self.last_sent {
             return Ok(None);
@@ -226,7 +226,7 @@ impl Connection {
         if seq > self.last_sent + 1 {
             return self.catch_up(self.last_sent, seq, ctx).await;
         }
-        self.write(frame, ctx).await?;
+        self.write(&frame, ctx).await?;
         self.last_sent = seq;
         Ok(None)
     }
@@ -313,7 +313,7 @@ impl Connection {
             match frame.seq {
                 Some(seq) => want = want.max(seq),
                 None if frame.resync => {}
-                None => self.write(frame, ctx).await?,
+                None => self.write(&frame, ctx).await?,
             }
         }
         Ok(want)
@@ -417,7 +417,7 @@ impl Connection {
     }
 
     /// Writes a live frame's shared bytes, recording delivery latency.
-    async fn write(&mut self, frame: Arc<LiveFrame>, ctx: &SessionContext) -> Result<(), Gone> {
+    async fn write(&mut self, frame: &LiveFrame, ctx: &SessionContext) -> Result<(), Gone> {
         match frame
             .traceparent
             .as_deref()

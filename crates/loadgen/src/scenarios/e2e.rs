@@ -210,15 +210,13 @@ fn batches_at(rate: u64) -> Send {
     }
 }
 
-/// The worker's backlog every 5 s for `seconds`, as (second, entries);
-/// a reading the worker's /metrics did not answer is left out.
 /// The least-squares slope of `(seconds, backlog)` samples: how many
 /// entries per second the backlog grew by (negative: it shrank).
 fn growth_per_sec(samples: &[(f64, f64)]) -> f64 {
-    let n = samples.len() as f64;
     if samples.len() < 2 {
         return 0.0;
     }
+    let n = samples.len() as f64;
     let mean_t = samples.iter().map(|(t, _)| t).sum::<f64>() / n;
     let mean_b = samples.iter().map(|(_, b)| b).sum::<f64>() / n;
     let (num, den) = samples.iter().fold((0.0, 0.0), |(num, den), (t, b)| {
@@ -230,6 +228,8 @@ fn growth_per_sec(samples: &[(f64, f64)]) -> f64 {
     if den == 0.0 { 0.0 } else { num / den }
 }
 
+/// The worker's backlog every 5 s for `seconds`, as (second, entries);
+/// a reading the worker's /metrics did not answer is left out.
 async fn sample_backlog(ctx: Ctx, seconds: u64) -> Vec<(f64, f64)> {
     let mut samples = Vec::new();
     for i in 1..=(seconds / 5).max(1) {

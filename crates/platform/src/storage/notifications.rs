@@ -292,7 +292,9 @@ pub type Unprepared = (usize, String);
 /// Round trips: BEGIN + locks + duplicate check + preferences, then the
 /// rows + counters + read-back of redelivered ones + COMMIT (see
 /// [`pipelined_tx`]); batches with first-time users take one more (their
-/// inbox rows are created, locked and checked).
+/// inbox rows are created), and one more again in the rare case another
+/// transaction created one of those rows first (it is then locked and its
+/// user's ids checked).
 pub async fn store_preparing(
     conn: &mut AsyncPgConnection,
     batch: &[&NewNotification],
