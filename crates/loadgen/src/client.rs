@@ -7,65 +7,170 @@ use std::net::{IpAddr, SocketAddr};
 use anyhow::Context;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{StatusCode, Uri};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Host and port of an `http://host:port` base URL.
 pub fn authority(base: &str) -> anyhow::Result<String> {
-    let uri: hyper::Uri = base.parse().with_context(|| format!("bad URL {base}"))?;
+    let uri: Uri = base.parse().with_context(|| format!("bad URL {base}"))?;
     uri.authority()
         .map(|a| a.to_string())
         .with_context(|| format!("no host in {base}"))
 }
 
-/// One producer connection to ingest-api.
+/// One producer connection to ingest-api: HTTP/1.1 keep-alive, spoken by
+/// hand. A request is one write (head and body), its answer is read into a
+/// buffer kept for the connection and parsed with `httparse`, all in the
+/// task that posts: no connection task and no channel hop per request, as
+/// hyper's client has (the load generator shares the machine's two cores
+/// with what it measures: hyper's cost about as much CPU per request as the
+/// server did; see bench/README.md).
 pub struct Producer {
     authority: String,
-    api_key: String,
-    sender: SendRequest<Full<Bytes>>,
+    /// `Host`, `Content-Type` and `x-api-key`, the same for every request.
+    headers: String,
+    connection: Option<TcpStream>,
+    buffer: Vec<u8>,
 }
 
 impl Producer {
     pub async fn connect(authority: &str, api_key: &str) -> anyhow::Result<Self> {
         Ok(Self {
             authority: authority.to_owned(),
-            api_key: api_key.to_owned(),
-            sender: handshake(authority).await?,
+            headers: format!(
+                "host: {authority}\r\ncontent-type: application/json\r\nx-api-key: {api_key}\r\n"
+            ),
+            connection: Some(open(authority).await?),
+            buffer: Vec::with_capacity(4096),
         })
     }
 
     /// POSTs a JSON body; answers the status and the response body. A
-    /// connection the server closed is reopened once.
+    /// connection the server had closed (it ends before any byte of the
+    /// answer: the request was not taken) is reopened and the request sent
+    /// once more.
     pub async fn post(&mut self, path: &str, body: Bytes) -> anyhow::Result<(StatusCode, Bytes)> {
-        if self.sender.ready().await.is_err() {
-            self.sender = handshake(&self.authority).await?;
+        let request = [
+            format!(
+                "POST {path} HTTP/1.1\r\n{}content-length: {}\r\n\r\n",
+                self.headers,
+                body.len()
+            )
+            .as_bytes(),
+            &body,
+        ]
+        .concat();
+        match self.exchange(&request).await {
+            Err(Exchange::NotTaken(_)) => {
+                self.connection = Some(open(&self.authority).await?);
+                self.exchange(&request).await.map_err(Exchange::into_error)
+            }
+            answered => answered.map_err(Exchange::into_error),
         }
-        let request = Request::post(path)
-            .header("host", &self.authority)
-            .header("content-type", "application/json")
-            .header("x-api-key", &self.api_key)
-            .body(Full::new(body))?;
-        let response = self.sender.send_request(request).await?;
-        let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok((status, body))
+    }
+
+    async fn exchange(&mut self, request: &[u8]) -> Result<(StatusCode, Bytes), Exchange> {
+        let Some(connection) = self.connection.as_mut() else {
+            return Err(Exchange::NotTaken(anyhow::anyhow!("not connected")));
+        };
+        let answer = send(connection, &mut self.buffer, request).await;
+        if answer.is_err() {
+            self.connection = None;
+        }
+        answer
     }
 }
 
-async fn handshake(authority: &str) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+/// Why an exchange failed: before the server answered anything (safe to
+/// send again on a new connection) or after.
+enum Exchange {
+    NotTaken(anyhow::Error),
+    Failed(anyhow::Error),
+}
+
+impl Exchange {
+    fn into_error(self) -> anyhow::Error {
+        match self {
+            Exchange::NotTaken(err) | Exchange::Failed(err) => err,
+        }
+    }
+}
+
+async fn open(authority: &str) -> anyhow::Result<TcpStream> {
     let stream = TcpStream::connect(authority).await?;
     stream.set_nodelay(true)?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
-    Ok(sender)
+    Ok(stream)
+}
+
+/// Writes `request` and reads one answer with a `Content-Length` (what
+/// actix-web sends for JSON and problem+json bodies).
+async fn send(
+    connection: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+    request: &[u8],
+) -> Result<(StatusCode, Bytes), Exchange> {
+    connection
+        .write_all(request)
+        .await
+        .map_err(|err| Exchange::NotTaken(err.into()))?;
+    buffer.clear();
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut headers);
+        let parsed = response
+            .parse(buffer)
+            .map_err(|err| Exchange::Failed(err.into()))?;
+        if let httparse::Status::Complete(head) = parsed {
+            let status = StatusCode::from_u16(response.code.unwrap_or(0))
+                .map_err(|err| Exchange::Failed(err.into()))?;
+            let length = response
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| {
+                    std::str::from_utf8(h.value)
+                        .ok()?
+                        .trim()
+                        .parse::<usize>()
+                        .ok()
+                })
+                .ok_or_else(|| {
+                    Exchange::Failed(anyhow::anyhow!("answer without Content-Length"))
+                })?;
+            while buffer.len() < head + length {
+                read_some(connection, buffer)
+                    .await
+                    .map_err(Exchange::Failed)?;
+            }
+            let body = Bytes::copy_from_slice(&buffer[head..head + length]);
+            return Ok((status, body));
+        }
+        let before = buffer.len();
+        read_some(connection, buffer).await.map_err(|err| {
+            if before == 0 {
+                Exchange::NotTaken(err)
+            } else {
+                Exchange::Failed(err)
+            }
+        })?;
+    }
+}
+
+/// Appends what the connection has to `buffer`; an error at its end.
+async fn read_some(connection: &mut TcpStream, buffer: &mut Vec<u8>) -> anyhow::Result<()> {
+    if buffer.capacity() - buffer.len() < 1024 {
+        buffer.reserve(4096);
+    }
+    if connection.read_buf(buffer).await? == 0 {
+        anyhow::bail!("the server closed the connection");
+    }
+    Ok(())
 }
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -125,11 +230,143 @@ pub async fn connect_user(
 /// GETs `path` from an `http://host:port` base and answers the body as text.
 pub async fn get_text(base: &str, path: &str) -> anyhow::Result<String> {
     let authority = authority(base)?;
-    let mut sender = handshake(&authority).await?;
-    let request = Request::get(path)
-        .header("host", &authority)
-        .body(Full::new(Bytes::new()))?;
-    let response = sender.send_request(request).await?;
-    let body = response.into_body().collect().await?.to_bytes();
+    let mut connection = open(&authority).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\n\r\n");
+    let (_, body) = send(&mut connection, &mut Vec::new(), request.as_bytes())
+        .await
+        .map_err(Exchange::into_error)?;
     Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// Reads one request (head and `Content-Length` body) from `stream`;
+    /// answers its head and body as text, `None` if the client closed first.
+    async fn read_request(stream: &mut TcpStream) -> Option<(String, String)> {
+        let mut buffer = Vec::new();
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut request = httparse::Request::new(&mut headers);
+            if let httparse::Status::Complete(head) = request.parse(&buffer).unwrap() {
+                let length: usize = request
+                    .headers
+                    .iter()
+                    .find(|h| h.name == "content-length")
+                    .map_or(0, |h| {
+                        std::str::from_utf8(h.value).unwrap().parse().unwrap()
+                    });
+                while buffer.len() < head + length {
+                    assert!(stream.read_buf(&mut buffer).await.unwrap() > 0);
+                }
+                let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+                return Some((text(&buffer[..head]), text(&buffer[head..head + length])));
+            }
+            if stream.read_buf(&mut buffer).await.unwrap() == 0 {
+                return None;
+            }
+        }
+    }
+
+    async fn listener() -> (TcpListener, String) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority = listener.local_addr().unwrap().to_string();
+        (listener, authority)
+    }
+
+    #[tokio::test]
+    async fn a_post_sends_the_key_and_body_and_reads_an_answer_that_arrives_in_pieces() {
+        let (listener, authority) = listener().await;
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let (head, body) = read_request(&mut stream).await.unwrap();
+            stream
+                .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 12\r\n\r\n{\"id\":")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            stream.write_all(b"\"abc\"}").await.unwrap();
+            (head, body)
+        });
+        let mut producer = Producer::connect(&authority, "key-1").await.unwrap();
+        let (status, body) = producer
+            .post("/v1/notifications", Bytes::from_static(b"{\"a\":1}"))
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(&body[..], br#"{"id":"abc"}"#);
+        let (head, sent) = server.await.unwrap();
+        assert!(
+            head.starts_with("POST /v1/notifications HTTP/1.1\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("x-api-key: key-1\r\n"), "{head}");
+        assert!(
+            head.contains("content-type: application/json\r\n"),
+            "{head}"
+        );
+        assert_eq!(sent, "{\"a\":1}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_is_reopened_and_the_request_sent_once_more() {
+        let (listener, authority) = listener().await;
+        let server = tokio::spawn(async move {
+            let mut handled = Vec::new();
+            // The first connection answers one request, then is closed.
+            let (mut first, _) = listener.accept().await.unwrap();
+            handled.push(read_request(&mut first).await.unwrap().1);
+            first
+                .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{}")
+                .await
+                .unwrap();
+            drop(first);
+            let (mut second, _) = listener.accept().await.unwrap();
+            handled.push(read_request(&mut second).await.unwrap().1);
+            second
+                .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{}")
+                .await
+                .unwrap();
+            handled
+        });
+        let mut producer = Producer::connect(&authority, "k").await.unwrap();
+        for body in ["1", "2"] {
+            let (status, _) = producer
+                .post("/v1/notifications", Bytes::from(body))
+                .await
+                .unwrap();
+            assert_eq!(status, StatusCode::ACCEPTED);
+        }
+        // Each request was taken exactly once.
+        assert_eq!(server.await.unwrap(), ["1", "2"]);
+    }
+
+    #[tokio::test]
+    async fn an_answer_cut_short_is_an_error_and_the_request_is_not_sent_again() {
+        let (listener, authority) = listener().await;
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            read_request(&mut stream).await.unwrap();
+            stream
+                .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 10\r\n\r\n{\"i")
+                .await
+                .unwrap();
+            drop(stream);
+            // A second connection would be a resend: none must come.
+            tokio::time::timeout(Duration::from_millis(300), listener.accept())
+                .await
+                .is_err()
+        });
+        let mut producer = Producer::connect(&authority, "k").await.unwrap();
+        let answer = producer
+            .post("/v1/notifications", Bytes::from_static(b"{}"))
+            .await;
+        assert!(answer.is_err(), "{answer:?}");
+        assert!(server.await.unwrap(), "the request was sent again");
+    }
 }

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hyper::StatusCode;
 use serde_json::Value;
 use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::http::StatusCode;
 
 use super::{Ctx, ticker};
 use crate::client::{self, Producer};

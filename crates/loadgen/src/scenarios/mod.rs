@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hyper::StatusCode;
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::http::StatusCode;
 
 use crate::client::{self, Producer};
 use crate::deliveries::Deliveries;
