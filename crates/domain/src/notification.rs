@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::validation::{FieldError, RequestError, decode_json, decode_value};
+use crate::validation::{FieldError, RequestError, decode_json};
 
 pub const USER_ID_MAX_CHARS: usize = 128;
 pub const TITLE_MAX_CHARS: usize = 256;
@@ -105,11 +105,6 @@ impl NotificationRequest {
     /// at once so a producer can fix them in one round trip.
     pub fn parse(body: &[u8]) -> Result<Self, RequestError> {
         decode_json::<Self>(body)?.validated()
-    }
-
-    /// Like [`parse`](Self::parse), for one item of a batch already parsed as JSON.
-    pub fn from_value(value: Value) -> Result<Self, RequestError> {
-        decode_value::<Self>(value)?.validated()
     }
 
     fn validated(self) -> Result<Self, RequestError> {

@@ -55,14 +55,6 @@ pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> 
     Ok(value)
 }
 
-/// Like [`decode_json`], for a document already parsed (one item of a batch).
-pub fn decode_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, RequestError> {
-    serde_path_to_error::deserialize(value).map_err(|err| {
-        let path = err.path().to_string();
-        RequestError::InvalidFields(vec![field_error_from_serde(&path, &err.into_inner())])
-    })
-}
-
 /// serde reports a missing field at its parent's path; pull the field's own
 /// name out of the message so the client sees which one. (An unknown field
 /// is already in the path.)

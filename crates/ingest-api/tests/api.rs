@@ -80,7 +80,8 @@ impl TestApp {
         request.send().await.expect("request sent")
     }
 
-    /// Ids of every notification entry appended to the streams so far, per priority.
+    /// Ids of the notification entries appended since the last call (read
+    /// through an inspector consumer group), with their priority.
     async fn appended(&self) -> Vec<(Priority, String)> {
         self.redis.ensure_consumer_group().await.expect("group");
         let mut found = Vec::new();
@@ -1087,6 +1088,66 @@ impl TestApp {
         }
         request.send().await.expect("request sent")
     }
+
+    /// A batch body as written, for JSON that `json!` cannot express.
+    async fn post_batch_text(&self, body: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/notifications/batch", self.base))
+            .header("x-api-key", &self.key)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request sent")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_items_are_decoded_like_single_bodies() {
+    let app = TestApp::spawn().await;
+    let json_ct = Some("application/json");
+    // A field given twice: the single endpoint refuses the body...
+    let twice = r#"{"user_id":"u1","title":"a","title":"b","body":"c"}"#;
+    let single = problem(
+        app.post_raw(Some(&app.key), json_ct, twice.into()).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(app.appended().await.len(), 0);
+    // ...and a batch refuses that item alone, for the same field; an item
+    // of the wrong type or with a mistyped field is refused alone too.
+    let body = format!(
+        r#"{{"notifications":[{},{twice},{{"user_id":"u2","title":5,"body":"b"}},42,{}]}}"#,
+        valid("u0"),
+        valid("u3")
+    );
+    let response = app.post_batch_text(&body).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let result: Value = response.json().await.unwrap();
+    let results = result["results"].as_array().unwrap();
+    let statuses: Vec<&str> = results
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["accepted", "rejected", "rejected", "rejected", "accepted"]
+    );
+    assert_eq!(
+        results[1]["errors"][0]["field"],
+        single["errors"][0]["field"]
+    );
+    assert_eq!(results[2]["errors"][0]["field"], "title");
+    assert!(results[3]["errors"][0]["message"].is_string());
+    assert_eq!(app.appended().await.len(), 2, "the two valid items only");
+    // Broken JSON inside an item is the whole request's: nothing appended.
+    let broken = format!(r#"{{"notifications":[{},{{"user_id": }}]}}"#, valid("u4"));
+    problem(app.post_batch_text(&broken).await, StatusCode::BAD_REQUEST).await;
+    assert_eq!(
+        app.appended().await.len(),
+        0,
+        "a malformed batch appends nothing (appended() reads what is new)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

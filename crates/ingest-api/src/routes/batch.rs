@@ -8,6 +8,7 @@ use platform::hashing::sha256_hex;
 use platform::redis::IdempotentAppend;
 use platform::telemetry::traceparent;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -25,7 +26,9 @@ pub const MAX_BATCH: usize = 1_000;
 pub struct BatchRequest {
     /// 1..=1000 notifications, each the body of `POST /v1/notifications`.
     #[schema(value_type = Vec<NotificationRequest>)]
-    pub notifications: Vec<serde_json::Value>,
+    /// Each item is kept as its JSON text (checked for syntax) and decoded
+    /// like a single request's body: no `Value` tree built first.
+    pub notifications: Vec<Box<RawValue>>,
 }
 
 /// The outcome of one item, in the order sent.
@@ -97,7 +100,7 @@ pub async fn create_batch(
     let mut results = Vec::with_capacity(batch.notifications.len());
     let mut entries: Vec<(Priority, String)> = Vec::new();
     for item in batch.notifications {
-        let checked = match NotificationRequest::from_value(item) {
+        let checked = match NotificationRequest::parse(item.get().as_bytes()) {
             Ok(request) => match admit(&state, request, now).await {
                 Ok(notification) => Ok(notification),
                 Err(ApiError::InvalidRequest(RequestError::InvalidFields(errors))) => Err(errors),
