@@ -7,6 +7,11 @@ use ws_gateway::Application;
 use ws_gateway::auth::TokenVerifier;
 use ws_gateway::cli::{Cli, Command};
 
+/// jemalloc: about 13% less gateway CPU per connection than glibc's
+/// malloc in `connections` (see the README's crate table).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
