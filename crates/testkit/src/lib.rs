@@ -49,7 +49,8 @@ pub fn init_test_log() {
     }
 }
 
-/// One test's world: its own database and its own Redis key prefix.
+/// One test's world: its own database and its own Redis key prefix, both
+/// removed when it is dropped.
 pub struct TestEnv {
     pub db_name: String,
     pub prefix: String,
@@ -147,13 +148,15 @@ impl TestEnv {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         let db_name = self.db_name.clone();
+        let prefix = self.prefix.clone();
         // Drop runs outside any async context guarantee: use a private runtime on a thread.
-        let dropped = std::thread::spawn(move || {
+        let cleaned = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .ok()?;
             rt.block_on(async {
+                let keys = tokio::time::timeout(Duration::from_secs(5), forget_keys(&prefix)).await;
                 let mut admin =
                     AsyncPgConnection::establish(&format!("{}/postgres", pg_server_url()))
                         .await
@@ -163,14 +166,39 @@ impl Drop for TestEnv {
                 ))
                 .execute(&mut admin)
                 .await
-                .ok()
+                .ok()?;
+                Some(matches!(keys, Ok(Some(()))))
             })
         })
         .join();
-        if !matches!(dropped, Ok(Some(_))) {
-            eprintln!("warning: could not drop test database {}", self.db_name);
+        match cleaned {
+            Ok(Some(true)) => {}
+            Ok(Some(false)) => eprintln!("warning: could not delete Redis keys {}:*", self.prefix),
+            _ => eprintln!("warning: could not drop test database {}", self.db_name),
         }
     }
+}
+
+/// Deletes every key of a test's prefix on the shared Redis (streams,
+/// idempotency records, consumer groups): without it each run of the suite
+/// leaves a few thousand keys behind. Keys on a test's private Redis server
+/// go with the server.
+async fn forget_keys(prefix: &str) -> Option<()> {
+    use fred::prelude::{Builder, ClientLike, Config, KeysInterface};
+    use futures_util::TryStreamExt;
+    let client = Builder::from_config(Config::from_url(&redis_url()).ok()?)
+        .build()
+        .ok()?;
+    client.init().await.ok()?;
+    let keys: Vec<fred::types::Key> = client
+        .scan_buffered(format!("{prefix}:*"), Some(1_000), None)
+        .try_collect()
+        .await
+        .ok()?;
+    for chunk in keys.chunks(1_000) {
+        client.unlink::<i64, _>(chunk.to_vec()).await.ok()?;
+    }
+    client.quit().await.ok()
 }
 
 async fn admin_connection() -> AsyncPgConnection {
