@@ -52,9 +52,9 @@ impl Producer {
     }
 
     /// POSTs a JSON body; answers the status and the response body. A
-    /// connection the server had closed (it ends before any byte of the
-    /// answer: the request was not taken) is reopened and the request sent
-    /// once more.
+    /// connection the server closed while it was idle is reopened before the
+    /// request is written; once written, a request is never sent again (the
+    /// server may have taken it), whatever happens to the answer.
     pub async fn post(&mut self, path: &str, body: Bytes) -> anyhow::Result<(StatusCode, Bytes)> {
         let request = [
             format!(
@@ -66,20 +66,12 @@ impl Producer {
             &body,
         ]
         .concat();
-        match self.exchange(&request).await {
-            Err(Exchange::NotTaken(_)) => {
-                self.connection = Some(open(&self.authority).await?);
-                self.exchange(&request).await.map_err(Exchange::into_error)
-            }
-            answered => answered.map_err(Exchange::into_error),
-        }
-    }
-
-    async fn exchange(&mut self, request: &[u8]) -> Result<(StatusCode, Bytes), Exchange> {
-        let Some(connection) = self.connection.as_mut() else {
-            return Err(Exchange::NotTaken(anyhow::anyhow!("not connected")));
+        let connection = match self.connection.take() {
+            Some(connection) if still_open(&connection) => connection,
+            _ => open(&self.authority).await?,
         };
-        let answer = send(connection, &mut self.buffer, request).await;
+        let connection = self.connection.insert(connection);
+        let answer = send(connection, &mut self.buffer, &request).await;
         if answer.is_err() {
             self.connection = None;
         }
@@ -87,19 +79,13 @@ impl Producer {
     }
 }
 
-/// Why an exchange failed: before the server answered anything (safe to
-/// send again on a new connection) or after.
-enum Exchange {
-    NotTaken(anyhow::Error),
-    Failed(anyhow::Error),
-}
-
-impl Exchange {
-    fn into_error(self) -> anyhow::Error {
-        match self {
-            Exchange::NotTaken(err) | Exchange::Failed(err) => err,
-        }
-    }
+/// Whether an idle keep-alive connection is still open: the server has
+/// neither closed it nor written anything unasked.
+fn still_open(connection: &TcpStream) -> bool {
+    matches!(
+        connection.try_read(&mut [0u8; 1]),
+        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock
+    )
 }
 
 async fn open(authority: &str) -> anyhow::Result<TcpStream> {
@@ -108,27 +94,23 @@ async fn open(authority: &str) -> anyhow::Result<TcpStream> {
     Ok(stream)
 }
 
+/// The largest answer body read (ingest-api's answers are a few KiB).
+const MAX_ANSWER_BYTES: usize = 16 << 20;
+
 /// Writes `request` and reads one answer with a `Content-Length` (what
 /// actix-web sends for JSON and problem+json bodies).
 async fn send(
     connection: &mut TcpStream,
     buffer: &mut Vec<u8>,
     request: &[u8],
-) -> Result<(StatusCode, Bytes), Exchange> {
-    connection
-        .write_all(request)
-        .await
-        .map_err(|err| Exchange::NotTaken(err.into()))?;
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    connection.write_all(request).await?;
     buffer.clear();
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut response = httparse::Response::new(&mut headers);
-        let parsed = response
-            .parse(buffer)
-            .map_err(|err| Exchange::Failed(err.into()))?;
-        if let httparse::Status::Complete(head) = parsed {
-            let status = StatusCode::from_u16(response.code.unwrap_or(0))
-                .map_err(|err| Exchange::Failed(err.into()))?;
+        if let httparse::Status::Complete(head) = response.parse(buffer)? {
+            let status = StatusCode::from_u16(response.code.unwrap_or(0))?;
             let length = response
                 .headers
                 .iter()
@@ -140,25 +122,15 @@ async fn send(
                         .parse::<usize>()
                         .ok()
                 })
-                .ok_or_else(|| {
-                    Exchange::Failed(anyhow::anyhow!("answer without Content-Length"))
-                })?;
+                .filter(|length| *length <= MAX_ANSWER_BYTES)
+                .context("answer without a Content-Length up to 16 MiB")?;
             while buffer.len() < head + length {
-                read_some(connection, buffer)
-                    .await
-                    .map_err(Exchange::Failed)?;
+                read_some(connection, buffer).await?;
             }
             let body = Bytes::copy_from_slice(&buffer[head..head + length]);
             return Ok((status, body));
         }
-        let before = buffer.len();
-        read_some(connection, buffer).await.map_err(|err| {
-            if before == 0 {
-                Exchange::NotTaken(err)
-            } else {
-                Exchange::Failed(err)
-            }
-        })?;
+        read_some(connection, buffer).await?;
     }
 }
 
@@ -232,9 +204,8 @@ pub async fn get_text(base: &str, path: &str) -> anyhow::Result<String> {
     let authority = authority(base)?;
     let mut connection = open(&authority).await?;
     let request = format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\n\r\n");
-    let (_, body) = send(&mut connection, &mut Vec::new(), request.as_bytes())
-        .await
-        .map_err(Exchange::into_error)?;
+    let (status, body) = send(&mut connection, &mut Vec::new(), request.as_bytes()).await?;
+    anyhow::ensure!(status.is_success(), "GET {path}: {status}");
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
@@ -314,7 +285,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_connection_the_server_closed_is_reopened_and_the_request_sent_once_more() {
+    async fn a_connection_the_server_closed_while_idle_is_reopened_before_the_request_is_written() {
         let (listener, authority) = listener().await;
         let server = tokio::spawn(async move {
             let mut handled = Vec::new();
@@ -341,9 +312,31 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(status, StatusCode::ACCEPTED);
+            // Idle long enough for the server's close to arrive.
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // Each request was taken exactly once.
         assert_eq!(server.await.unwrap(), ["1", "2"]);
+    }
+
+    #[tokio::test]
+    async fn a_request_the_server_read_and_left_unanswered_is_an_error_and_not_sent_again() {
+        let (listener, authority) = listener().await;
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            read_request(&mut stream).await.unwrap();
+            // Taken (say, appended), then the server goes away unanswering.
+            drop(stream);
+            tokio::time::timeout(Duration::from_millis(300), listener.accept())
+                .await
+                .is_err()
+        });
+        let mut producer = Producer::connect(&authority, "k").await.unwrap();
+        let answer = producer
+            .post("/v1/notifications", Bytes::from_static(b"{}"))
+            .await;
+        assert!(answer.is_err(), "{answer:?}");
+        assert!(server.await.unwrap(), "the request was sent again");
     }
 
     #[tokio::test]

@@ -25,9 +25,9 @@ pub const MAX_BATCH: usize = 1_000;
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// 1..=1000 notifications, each the body of `POST /v1/notifications`.
+    // Each item is kept as its JSON text and decoded like a single
+    // request's body: no `Value` tree built first.
     #[schema(value_type = Vec<NotificationRequest>)]
-    /// Each item is kept as its JSON text (checked for syntax) and decoded
-    /// like a single request's body: no `Value` tree built first.
     pub notifications: Vec<Box<RawValue>>,
 }
 
@@ -99,7 +99,7 @@ pub async fn create_batch(
     let trace = traceparent::of(&xadd);
     let mut results = Vec::with_capacity(batch.notifications.len());
     let mut entries: Vec<(Priority, String)> = Vec::new();
-    for item in batch.notifications {
+    for (index, item) in batch.notifications.into_iter().enumerate() {
         let checked = match NotificationRequest::parse(item.get().as_bytes()) {
             Ok(request) => match admit(&state, request, now).await {
                 Ok(notification) => Ok(notification),
@@ -107,7 +107,14 @@ pub async fn create_batch(
                 Err(other) => return Err(other),
             },
             Err(RequestError::InvalidFields(errors)) => Err(errors),
-            Err(RequestError::MalformedJson(why)) => Err(vec![FieldError::new("$", why)]),
+            // The envelope's parse only skims each item: a lone surrogate
+            // escape or a number out of range shows here. Broken JSON is
+            // the whole request's, as in a single body.
+            Err(RequestError::MalformedJson(why)) => {
+                return Err(
+                    RequestError::MalformedJson(format!("notifications[{index}]: {why}")).into(),
+                );
+            }
         };
         match checked {
             Ok(mut notification) => {
