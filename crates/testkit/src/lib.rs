@@ -150,33 +150,43 @@ impl Drop for TestEnv {
         let db_name = self.db_name.clone();
         let prefix = self.prefix.clone();
         // Drop runs outside any async context guarantee: use a private runtime on a thread.
+        // (Redis keys deleted, database dropped)
         let cleaned = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .ok()?;
+            else {
+                return (false, false);
+            };
             rt.block_on(async {
-                let keys = tokio::time::timeout(Duration::from_secs(5), forget_keys(&prefix)).await;
-                let mut admin =
-                    AsyncPgConnection::establish(&format!("{}/postgres", pg_server_url()))
-                        .await
-                        .ok()?;
-                diesel::sql_query(format!(
-                    "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
-                ))
-                .execute(&mut admin)
-                .await
-                .ok()?;
-                Some(matches!(keys, Ok(Some(()))))
+                let keys = tokio::time::timeout(Duration::from_secs(5), forget_keys(&prefix))
+                    .await
+                    .is_ok_and(|done| done.is_some());
+                (keys, drop_database(&db_name).await.is_some())
             })
         })
-        .join();
-        match cleaned {
-            Ok(Some(true)) => {}
-            Ok(Some(false)) => eprintln!("warning: could not delete Redis keys {}:*", self.prefix),
-            _ => eprintln!("warning: could not drop test database {}", self.db_name),
+        .join()
+        .unwrap_or((false, false));
+        if !cleaned.0 {
+            eprintln!("warning: could not delete Redis keys {}:*", self.prefix);
+        }
+        if !cleaned.1 {
+            eprintln!("warning: could not drop test database {}", self.db_name);
         }
     }
+}
+
+async fn drop_database(db_name: &str) -> Option<()> {
+    let mut admin = AsyncPgConnection::establish(&format!("{}/postgres", pg_server_url()))
+        .await
+        .ok()?;
+    diesel::sql_query(format!(
+        "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
+    ))
+    .execute(&mut admin)
+    .await
+    .ok()?;
+    Some(())
 }
 
 /// Deletes every key of a test's prefix on the shared Redis (streams,
