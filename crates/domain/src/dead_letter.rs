@@ -19,8 +19,10 @@ pub struct DeadLetter {
     pub error: String,
     /// How many times it had been delivered to a worker.
     pub deliveries: i64,
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
     /// Set once it was appended to the stream again.
+    #[serde(serialize_with = "crate::timestamp::serialize_option")]
     pub replayed_at: Option<DateTime<Utc>>,
     pub replay_entry_id: Option<String>,
 }

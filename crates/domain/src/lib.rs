@@ -10,6 +10,7 @@ pub mod keys;
 pub mod notification;
 pub mod preferences;
 pub mod published;
+pub mod timestamp;
 pub mod validation;
 
 pub use dead_letter::DeadLetter;

@@ -329,9 +329,11 @@ pub struct NewNotification {
     pub priority: Priority,
     pub category: Option<String>,
     pub data: Option<Map<String, Value>>,
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
     /// When it stops being worth delivering; `None` never expires.
     #[serde(default)]
+    #[serde(serialize_with = "crate::timestamp::serialize_option")]
     pub expires_at: Option<DateTime<Utc>>,
     /// Set when the notification is rendered from a template by the worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -402,15 +404,19 @@ pub struct Notification {
     pub category: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub data: Option<Map<String, Value>>,
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
     /// When it stops being worth showing; `null` never expires.
     #[serde(default)]
+    #[serde(serialize_with = "crate::timestamp::serialize_option")]
     pub expires_at: Option<DateTime<Utc>>,
     /// When the user read it; absent while unread (live frames never carry it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "crate::timestamp::serialize_option")]
     pub read_at: Option<DateTime<Utc>>,
     /// When the user archived it; absent unless archived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "crate::timestamp::serialize_option")]
     pub archived_at: Option<DateTime<Utc>>,
     /// The locale a template was rendered in; absent for plain notifications.
     #[serde(default, skip_serializing_if = "Option::is_none")]
