@@ -1540,3 +1540,65 @@ async fn a_new_users_inbox_created_by_a_concurrent_round_is_locked_and_checked()
     let state = inbox::state(&mut conn, "dora").await.unwrap();
     assert_eq!((state.last_seq, state.unread), (2, 2));
 }
+
+/// A user's first round creates the inbox row in the state the round leaves
+/// it in: expired ones take no number, muted ones a number but no unread,
+/// a copy of an id is stored once; a user whose only notification expired
+/// gets an empty row; a known user in the same round moves on from its own
+/// state. Every count matches the rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_round_creates_inboxes_in_their_final_state() {
+    use notifications::Prepared;
+
+    let env = TestEnv::new().await;
+    let mut conn = env.db().await;
+    let now = Utc::now();
+    let expire = |mut n: domain::NewNotification| {
+        n.expires_at = Some(now - chrono::Duration::seconds(1));
+        n
+    };
+    let known = notification("kai", 0, Priority::Normal);
+    notifications::store_batch(&mut conn, std::slice::from_ref(&known), now)
+        .await
+        .unwrap();
+
+    let plain = notification("ada", 1, Priority::Normal);
+    let batch: Vec<Prepared> = vec![
+        expire(notification("ada", 0, Priority::Normal)).into(),
+        plain.clone().into(),
+        Prepared {
+            muted: true,
+            ..notification("ada", 2, Priority::Normal).into()
+        },
+        plain.clone().into(),
+        notification("ada", 3, Priority::Normal).into(),
+        expire(notification("bo", 0, Priority::Normal)).into(),
+        notification("kai", 1, Priority::Normal).into(),
+    ];
+    let stored = notifications::store_prepared(&mut conn, &batch, now)
+        .await
+        .unwrap();
+    assert_eq!(stored.inserted, 6, "the copy of `plain` is stored once");
+    assert_eq!(stored.expired.len(), 2);
+
+    for (user, last_seq, unread, version) in [("ada", 3, 2, 1), ("bo", 0, 0, 0), ("kai", 2, 2, 2)] {
+        let state = inbox::state(&mut conn, user).await.unwrap();
+        assert_eq!(
+            (state.last_seq, state.unread, state.version),
+            (last_seq, unread, version),
+            "{user}"
+        );
+        assert_eq!(
+            state.unread,
+            inbox::count_unread_rows(&mut conn, user).await.unwrap(),
+            "{user}: unread count == unread rows"
+        );
+        let seqs: Vec<i64> = notifications::list_for_user(&mut conn, user)
+            .await
+            .unwrap()
+            .iter()
+            .map(|n| n.seq)
+            .collect();
+        assert_eq!(seqs, (1..=last_seq).collect::<Vec<_>>(), "{user}: no gap");
+    }
+}

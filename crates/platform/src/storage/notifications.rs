@@ -12,8 +12,9 @@
 //!
 //! Round trips: BEGIN + locks + duplicate check + preferences, then rows +
 //! counters + COMMIT, each pipelined (see [`super::pipelined_tx`]). A
-//! user's inbox row is created the first time the user gets a notification
-//! (one more round trip for such batches, and those users are locked after
+//! user's inbox row is created the first time the user gets a notification,
+//! already in the state the transaction leaves it in (one more round trip
+//! for such batches, no update of the new row; those users are locked after
 //! the others: two such transactions can, rarely, deadlock; PostgreSQL
 //! aborts one and the worker tries its round again).
 
@@ -178,21 +179,30 @@ impl QueryId for AdvanceInboxes<'_> {
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-/// Creates the inbox rows of users getting their first notification and
-/// returns the users whose row this transaction created (not those another
-/// one created first); cached like [`InsertUnnest`] (a `sql_query` would be
+/// Creates the inbox rows of users getting their first notification, with
+/// their state after this transaction (so they need no update), and returns
+/// the users whose row this transaction created (not those another one
+/// created first); cached like [`InsertUnnest`] (a `sql_query` would be
 /// prepared again, one more round trip, every time).
 struct CreateInboxes<'a> {
     users: &'a [&'a str],
+    last_seqs: &'a [i64],
+    unread: &'a [i64],
+    versions: &'a [i64],
 }
 
 impl QueryFragment<Pg> for CreateInboxes<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("INSERT INTO user_inbox (user_id) SELECT unnest(");
-        bind_array::<Text, _>(
+        out.push_sql(
+            "INSERT INTO user_inbox (user_id, last_seq, unread_count, version) SELECT * FROM unnest(",
+        );
+        bind_array::<Text, _>(&mut out, self.users, "::text[], ")?;
+        bind_array::<BigInt, _>(&mut out, self.last_seqs, "::bigint[], ")?;
+        bind_array::<BigInt, _>(&mut out, self.unread, "::bigint[], ")?;
+        bind_array::<BigInt, _>(
             &mut out,
-            self.users,
-            "::text[]) ON CONFLICT DO NOTHING RETURNING user_id",
+            self.versions,
+            "::bigint[]) ON CONFLICT DO NOTHING RETURNING user_id",
         )
     }
 }
@@ -204,6 +214,40 @@ impl Query for CreateInboxes<'_> {
 impl QueryId for CreateInboxes<'_> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+/// The inbox state of users getting their first notification, as this
+/// transaction leaves it: each one's prepared notifications numbered from
+/// 1, the unmuted ones unread, the version moved once if any was numbered
+/// (as [`AdvanceInboxes`] moves it for everyone else). Expired ones take no
+/// number.
+struct FreshInboxes {
+    last_seqs: Vec<i64>,
+    unread: Vec<i64>,
+    versions: Vec<i64>,
+}
+
+impl FreshInboxes {
+    fn of(users: &[&str], prepared: &[Prepared], now: DateTime<Utc>) -> Self {
+        let mut counts: HashMap<&str, (i64, i64)> = users.iter().map(|u| (*u, (0, 0))).collect();
+        for p in prepared {
+            let notification = &p.notification;
+            if notification.is_expired_at(now) {
+                continue;
+            }
+            if let Some((seq, unread)) = counts.get_mut(notification.user_id.as_str()) {
+                *seq += 1;
+                *unread += i64::from(!p.muted);
+            }
+        }
+        let (last_seqs, unread): (Vec<i64>, Vec<i64>) = users.iter().map(|u| counts[u]).unzip();
+        let versions = last_seqs.iter().map(|&seq| i64::from(seq > 0)).collect();
+        Self {
+            last_seqs,
+            unread,
+            versions,
+        }
+    }
 }
 
 /// What storing a batch did.
@@ -328,44 +372,6 @@ async fn store_in_tx(
         preferences::load_many(conn, &users),
     )
     .await?;
-    if last_seq.len() < users.len() {
-        // Some users get their first notification: create their inbox rows.
-        // A row this transaction created is locked by it (last_seq 0), and
-        // none of that user's notifications can be stored yet (storing one
-        // takes the row's lock first), so their ids need no second check. A
-        // row another transaction created meanwhile (ours waited for it to
-        // commit in the insert) is locked and checked like any other: that
-        // transaction may have stored one of these ids. Were the reasoning
-        // ever wrong, the primary key would refuse the second copy and the
-        // round would be tried again.
-        let new_users: Vec<&str> = users
-            .iter()
-            .copied()
-            .filter(|u| !last_seq.contains_key(*u))
-            .collect();
-        let mut shared = conn;
-        let created: HashSet<String> = CreateInboxes { users: &new_users }
-            .load::<String>(&mut shared)
-            .await?
-            .into_iter()
-            .collect();
-        let raced: Vec<&str> = new_users
-            .into_iter()
-            .filter(|u| !created.contains(*u))
-            .collect();
-        last_seq.extend(created.into_iter().map(|user| (user, 0)));
-        if !raced.is_empty() {
-            let raced_ids: Vec<Uuid> = batch
-                .iter()
-                .filter(|n| raced.contains(&n.user_id.as_str()))
-                .map(|n| n.id)
-                .collect();
-            let (locked, stored) = lock_and_check(conn, &raced, &raced_ids).await?;
-            last_seq.extend(locked);
-            already_stored.extend(stored);
-        }
-    }
-
     let mut outcome = StoredBatch::default();
     let mut refused: HashMap<Uuid, String> = HashMap::new();
     let mut seen = HashSet::with_capacity(batch.len());
@@ -385,6 +391,57 @@ async fn store_in_tx(
             }
         }
     }
+
+    // Users getting their first notification: their inbox rows are created
+    // with the state this transaction leaves them in. A row this
+    // transaction created is locked by it, and none of that user's
+    // notifications can be stored yet (storing one takes the row's lock
+    // first), so their ids need no second check and the state counts every
+    // one prepared. A row another transaction created meanwhile (ours
+    // waited for it to commit in the insert) is locked and checked like any
+    // other: that transaction may have stored one of these ids. Were the
+    // reasoning ever wrong, the primary key would refuse the second copy and
+    // the round would be tried again.
+    let mut created: HashSet<String> = HashSet::new();
+    if last_seq.len() < users.len() {
+        let new_users: Vec<&str> = users
+            .iter()
+            .copied()
+            .filter(|u| !last_seq.contains_key(*u))
+            .collect();
+        let fresh = FreshInboxes::of(&new_users, &prepared, now);
+        let mut shared = conn;
+        created = CreateInboxes {
+            users: &new_users,
+            last_seqs: &fresh.last_seqs,
+            unread: &fresh.unread,
+            versions: &fresh.versions,
+        }
+        .load::<String>(&mut shared)
+        .await?
+        .into_iter()
+        .collect();
+        let raced: Vec<&str> = new_users
+            .into_iter()
+            .filter(|u| !created.contains(*u))
+            .collect();
+        last_seq.extend(created.iter().map(|user| (user.clone(), 0)));
+        if !raced.is_empty() {
+            let raced_ids: Vec<Uuid> = batch
+                .iter()
+                .filter(|n| raced.contains(&n.user_id.as_str()))
+                .map(|n| n.id)
+                .collect();
+            let (locked, stored) = lock_and_check(conn, &raced, &raced_ids).await?;
+            last_seq.extend(locked);
+            // Stored by the other transaction: duplicates, not stored or refused again.
+            prepared.retain(|p| !stored.contains(&p.notification.id));
+            refused.retain(|id, _| !stored.contains(id));
+            outcome.duplicates.extend(stored.iter().copied());
+            already_stored.extend(stored);
+        }
+    }
+
     // Every copy of a refused id is refused, not only the one prepared.
     let unprepared: Vec<Unprepared> = batch
         .iter()
@@ -400,13 +457,17 @@ async fn store_in_tx(
             inserts.push(NotificationInsert::new(p, None));
             continue;
         }
-        let Some(seq) = last_seq.get_mut(notification.user_id.as_str()) else {
+        let user = notification.user_id.as_str();
+        let Some(seq) = last_seq.get_mut(user) else {
             return Err(diesel::result::Error::NotFound);
         };
         *seq += 1;
-        let unread = added.entry(notification.user_id.as_str()).or_default();
-        if !p.muted {
-            *unread += 1;
+        // Rows created above already hold their final state.
+        if !created.contains(user) {
+            let unread = added.entry(user).or_default();
+            if !p.muted {
+                *unread += 1;
+            }
         }
         inserts.push(NotificationInsert::new(p, Some(*seq)));
     }
