@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use actix_web::http::header::HeaderName;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use platform::storage::api_keys::{self, Scope};
 use uuid::Uuid;
@@ -11,7 +12,9 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
-pub const API_KEY_HEADER: &str = "x-api-key";
+/// A `HeaderName` constant: looking a header up by `&str` parses the name
+/// (and copies it) on every request.
+pub const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-api-key");
 
 /// The producer's API key, verified. Holding one means the request is authenticated.
 #[derive(Debug, Clone, Copy)]
@@ -51,7 +54,7 @@ impl FromRequest for Producer {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let key = req
             .headers()
-            .get(API_KEY_HEADER)
+            .get(&API_KEY_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let state = req.app_data::<web::Data<AppState>>().cloned();

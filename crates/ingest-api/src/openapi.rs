@@ -59,7 +59,7 @@ impl Modify for ApiKeyScheme {
         components.add_security_scheme(
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new(
-                crate::auth::API_KEY_HEADER,
+                crate::auth::API_KEY_HEADER.as_str(),
             ))),
         );
     }

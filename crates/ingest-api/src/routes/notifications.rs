@@ -1,6 +1,6 @@
 //! `POST /v1/notifications`.
 
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderName};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use domain::NotificationRequest;
@@ -28,7 +28,7 @@ pub struct Accepted {
     pub status: &'static str,
 }
 
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
 /// Queue one notification for a user.
@@ -203,7 +203,7 @@ fn accepted(id: Uuid, replayed: bool) -> HttpResponse {
 
 /// The optional `Idempotency-Key`: 1..=255 visible ASCII characters.
 fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let Some(value) = req.headers().get(IDEMPOTENCY_KEY) else {
+    let Some(value) = req.headers().get(&IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
     let key = value
