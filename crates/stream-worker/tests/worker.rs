@@ -1461,45 +1461,41 @@ async fn a_rounds_users_are_found_through_the_index_in_a_table_grown_since_its_s
     }
 }
 
-/// Two rounds store the first notifications of a new user at once (one id
-/// in both, as after a claim): the second round waits for the first one's
-/// inbox row, then finds that id stored and stores only the other, next in
-/// the user's sequence.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_users_inbox_created_by_a_concurrent_round_is_locked_and_checked() {
+/// A round, by hand, that created `user`'s inbox row and stored `id` for
+/// them, and has not committed yet.
+async fn first_round_in_flight(
+    env: &TestEnv,
+    user: &str,
+    id: Uuid,
+) -> diesel_async::AsyncPgConnection {
     use diesel::sql_types::{Text, Uuid as SqlUuid};
     use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 
-    let env = TestEnv::new().await;
-    let shared = notification("dora", 1, Priority::Normal);
-    let own = notification("dora", 2, Priority::Normal);
-
-    // The first round, by hand: it created dora's inbox and stored `shared`,
-    // and has not committed yet.
     let mut first = env.db().await;
     first.batch_execute("BEGIN").await.unwrap();
     diesel::sql_query(
         "INSERT INTO user_inbox (user_id, last_seq, unread_count, version) VALUES ($1, 1, 1, 1)",
     )
-    .bind::<Text, _>("dora")
+    .bind::<Text, _>(user)
     .execute(&mut first)
     .await
     .unwrap();
     diesel::sql_query(
         "INSERT INTO notifications (id, user_id, seq, title, body, priority, created_at) \
-         VALUES ($1, 'dora', 1, 't', 'b', 'normal', now())",
+         VALUES ($1, $2, 1, 't', 'b', 'normal', now())",
     )
-    .bind::<SqlUuid, _>(shared.id)
+    .bind::<SqlUuid, _>(id)
+    .bind::<Text, _>(user)
     .execute(&mut first)
     .await
     .unwrap();
+    first
+}
 
-    // The second round sees no inbox row yet and waits in its insert.
-    let second = tokio::spawn({
-        let mut conn = env.db().await;
-        let batch = vec![shared.clone(), own.clone()];
-        async move { notifications::store_batch(&mut conn, &batch, Utc::now()).await }
-    });
+/// Waits until a session of the test's database waits for a lock.
+async fn some_round_waits_for_a_lock(env: &TestEnv) {
+    use diesel_async::RunQueryDsl;
+
     #[derive(diesel::QueryableByName)]
     struct Waiting {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -1516,7 +1512,7 @@ async fn a_new_users_inbox_created_by_a_concurrent_round_is_locked_and_checked()
         .await
         .unwrap();
         if waiting.n > 0 {
-            break;
+            return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -1524,6 +1520,28 @@ async fn a_new_users_inbox_created_by_a_concurrent_round_is_locked_and_checked()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Two rounds store the first notifications of a new user at once (one id
+/// in both, as after a claim): the second round waits for the first one's
+/// inbox row, then finds that id stored and stores only the other, next in
+/// the user's sequence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_users_inbox_created_by_a_concurrent_round_is_locked_and_checked() {
+    use diesel_async::SimpleAsyncConnection;
+
+    let env = TestEnv::new().await;
+    let shared = notification("dora", 1, Priority::Normal);
+    let own = notification("dora", 2, Priority::Normal);
+    let mut first = first_round_in_flight(&env, "dora", shared.id).await;
+
+    // The second round sees no inbox row yet and waits in its insert.
+    let second = tokio::spawn({
+        let mut conn = env.db().await;
+        let batch = vec![shared.clone(), own.clone()];
+        async move { notifications::store_batch(&mut conn, &batch, Utc::now()).await }
+    });
+    some_round_waits_for_a_lock(&env).await;
     first.batch_execute("COMMIT").await.unwrap();
 
     let stored = second.await.unwrap().unwrap();
@@ -1538,7 +1556,59 @@ async fn a_new_users_inbox_created_by_a_concurrent_round_is_locked_and_checked()
         vec![(shared.id, 1), (own.id, 2)]
     );
     let state = inbox::state(&mut conn, "dora").await.unwrap();
-    assert_eq!((state.last_seq, state.unread), (2, 2));
+    assert_eq!(
+        (state.last_seq, state.unread, state.version),
+        (2, 2, 2),
+        "the first round's row (1, 1, 1), moved on once by the second"
+    );
+}
+
+/// One id under two new users in a round (a replayed payload can say any
+/// user), and a concurrent round stores it under the second one first: the
+/// row this round created for the first user already counted it, so the
+/// round is rolled back with a retryable error (not a refusal), and tried
+/// again it finds the id stored and leaves the first user's row empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_counted_in_a_new_inbox_but_stored_meanwhile_rolls_the_round_back() {
+    use diesel_async::SimpleAsyncConnection;
+
+    let env = TestEnv::new().await;
+    let for_eve = notification("eve", 1, Priority::Normal);
+    let for_dora = domain::NewNotification {
+        user_id: "dora".into(),
+        ..for_eve.clone()
+    };
+    let mut first = first_round_in_flight(&env, "dora", for_eve.id).await;
+    let batch = vec![for_eve.clone(), for_dora];
+    let second = tokio::spawn({
+        let mut conn = env.db().await;
+        let batch = batch.clone();
+        async move { notifications::store_batch(&mut conn, &batch, Utc::now()).await }
+    });
+    some_round_waits_for_a_lock(&env).await;
+    first.batch_execute("COMMIT").await.unwrap();
+
+    let err = second.await.unwrap().unwrap_err();
+    assert!(!err.is_refusal(), "retryable, not dead-lettered: {err}");
+    let mut conn = env.db().await;
+    assert_eq!(
+        inbox::state(&mut conn, "eve").await.unwrap(),
+        inbox::InboxState::default(),
+        "rolled back"
+    );
+
+    let retried = notifications::store_batch(&mut conn, &batch, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(retried.duplicates, HashSet::from([for_eve.id]));
+    assert_eq!(retried.inserted, 0);
+    assert_eq!(
+        inbox::state(&mut conn, "eve").await.unwrap(),
+        inbox::InboxState::default()
+    );
+    assert_eq!(inbox::count_unread_rows(&mut conn, "eve").await.unwrap(), 0);
+    let dora = inbox::state(&mut conn, "dora").await.unwrap();
+    assert_eq!((dora.last_seq, dora.unread), (1, 1));
 }
 
 /// A user's first round creates the inbox row in the state the round leaves
@@ -1548,7 +1618,10 @@ async fn a_new_users_inbox_created_by_a_concurrent_round_is_locked_and_checked()
 /// state. Every count matches the rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_round_creates_inboxes_in_their_final_state() {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
     use notifications::Prepared;
+    use platform::storage::schema::user_inbox;
 
     let env = TestEnv::new().await;
     let mut conn = env.db().await;
@@ -1582,14 +1655,20 @@ async fn a_first_round_creates_inboxes_in_their_final_state() {
     assert_eq!(stored.expired.len(), 2);
 
     for (user, last_seq, unread, version) in [("ada", 3, 2, 1), ("bo", 0, 0, 0), ("kai", 2, 2, 2)] {
-        let state = inbox::state(&mut conn, user).await.unwrap();
+        // The row itself (inbox::state answers zeros for a missing one).
+        let row: (i64, i64, i64) = user_inbox::table
+            .find(user)
+            .select((
+                user_inbox::last_seq,
+                user_inbox::unread_count,
+                user_inbox::version,
+            ))
+            .first(&mut conn)
+            .await
+            .unwrap_or_else(|err| panic!("{user}: no inbox row: {err}"));
+        assert_eq!(row, (last_seq, unread, version), "{user}");
         assert_eq!(
-            (state.last_seq, state.unread, state.version),
-            (last_seq, unread, version),
-            "{user}"
-        );
-        assert_eq!(
-            state.unread,
+            row.1,
             inbox::count_unread_rows(&mut conn, user).await.unwrap(),
             "{user}: unread count == unread rows"
         );

@@ -24,6 +24,7 @@ use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::result::DatabaseErrorKind;
 use diesel::serialize::ToSql;
 use diesel::sql_types::{
     Array, BigInt, Bool, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
@@ -329,9 +330,11 @@ pub type Unprepared = (usize, String);
 ///
 /// `prepare` turns the notification at an index into what is stored, given
 /// its user's preferences (read in the transaction's first round trip, with
-/// the locks). It is called once per id not stored yet; one it refuses is
+/// the locks). It is called once per id not found stored then (in the rare
+/// race on a new user's inbox row, also for ids the other transaction had
+/// just stored: those are then dropped as duplicates); one it refuses is
 /// not stored, and every index of the batch with that id is returned with
-/// the reason.
+/// the reason. It must have no side effects.
 ///
 /// Round trips: BEGIN + locks + duplicate check + preferences, then the
 /// rows + counters + read-back of redelivered ones + COMMIT (see
@@ -433,6 +436,19 @@ async fn store_in_tx(
                 .map(|n| n.id)
                 .collect();
             let (locked, stored) = lock_and_check(conn, &raced, &raced_ids).await?;
+            // One id under two users in the batch, stored by the other
+            // transaction under the raced one: the row created above already
+            // counts it for the other user. Start over; the next attempt
+            // finds the id stored in its first round trip.
+            if prepared.iter().any(|p| {
+                stored.contains(&p.notification.id)
+                    && created.contains(p.notification.user_id.as_str())
+            }) {
+                return Err(diesel::result::Error::DatabaseError(
+                    DatabaseErrorKind::SerializationFailure,
+                    Box::new("a concurrent round stored an id counted in a new inbox".to_owned()),
+                ));
+            }
             last_seq.extend(locked);
             // Stored by the other transaction: duplicates, not stored or refused again.
             prepared.retain(|p| !stored.contains(&p.notification.id));
