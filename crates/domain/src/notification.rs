@@ -332,8 +332,7 @@ pub struct NewNotification {
     #[serde(serialize_with = "crate::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
     /// When it stops being worth delivering; `None` never expires.
-    #[serde(default)]
-    #[serde(serialize_with = "crate::timestamp::serialize_option")]
+    #[serde(default, serialize_with = "crate::timestamp::serialize_option")]
     pub expires_at: Option<DateTime<Utc>>,
     /// Set when the notification is rendered from a template by the worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -407,16 +406,21 @@ pub struct Notification {
     #[serde(serialize_with = "crate::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
     /// When it stops being worth showing; `null` never expires.
-    #[serde(default)]
-    #[serde(serialize_with = "crate::timestamp::serialize_option")]
+    #[serde(default, serialize_with = "crate::timestamp::serialize_option")]
     pub expires_at: Option<DateTime<Utc>>,
     /// When the user read it; absent while unread (live frames never carry it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[serde(serialize_with = "crate::timestamp::serialize_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::timestamp::serialize_option"
+    )]
     pub read_at: Option<DateTime<Utc>>,
     /// When the user archived it; absent unless archived.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[serde(serialize_with = "crate::timestamp::serialize_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::timestamp::serialize_option"
+    )]
     pub archived_at: Option<DateTime<Utc>>,
     /// The locale a template was rendered in; absent for plain notifications.
     #[serde(default, skip_serializing_if = "Option::is_none")]

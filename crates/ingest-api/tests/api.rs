@@ -67,10 +67,20 @@ impl TestApp {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> reqwest::Response {
-        let mut request = self
-            .http
-            .post(format!("{}/v1/notifications", self.base))
-            .body(body);
+        self.post_raw_to("/v1/notifications", key, content_type, body)
+            .await
+    }
+
+    /// A body as written (for JSON that `json!` cannot express), with the
+    /// headers given, to `path`.
+    async fn post_raw_to(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let mut request = self.http.post(format!("{}{path}", self.base)).body(body);
         if let Some(key) = key {
             request = request.header("x-api-key", key);
         }
@@ -1091,14 +1101,13 @@ impl TestApp {
 
     /// A batch body as written, for JSON that `json!` cannot express.
     async fn post_batch_text(&self, body: &str) -> reqwest::Response {
-        self.http
-            .post(format!("{}/v1/notifications/batch", self.base))
-            .header("x-api-key", &self.key)
-            .header("content-type", "application/json")
-            .body(body.to_owned())
-            .send()
-            .await
-            .expect("request sent")
+        self.post_raw_to(
+            "/v1/notifications/batch",
+            Some(&self.key),
+            Some("application/json"),
+            body.into(),
+        )
+        .await
     }
 }
 

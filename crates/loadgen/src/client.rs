@@ -278,20 +278,15 @@ mod tests {
         let (listener, authority) = listener().await;
         let server = tokio::spawn(async move {
             let mut handled = Vec::new();
-            // The first connection answers one request, then is closed.
-            let (mut first, _) = listener.accept().await.unwrap();
-            handled.push(read_request(&mut first).await.unwrap().1);
-            first
-                .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{}")
-                .await
-                .unwrap();
-            drop(first);
-            let (mut second, _) = listener.accept().await.unwrap();
-            handled.push(read_request(&mut second).await.unwrap().1);
-            second
-                .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{}")
-                .await
-                .unwrap();
+            // Each connection answers one request, then is closed: the
+            // second request must come on a new one.
+            for _ in 0..2 {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                handled.push(read_request(&mut conn).await.unwrap().1);
+                conn.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{}")
+                    .await
+                    .unwrap();
+            }
             handled
         });
         let mut producer = Producer::connect(&authority, "k").await.unwrap();

@@ -402,9 +402,8 @@ async fn store_in_tx(
     // first), so their ids need no second check and the state counts every
     // one prepared. A row another transaction created meanwhile (ours
     // waited for it to commit in the insert) is locked and checked like any
-    // other: that transaction may have stored one of these ids. Were the
-    // reasoning ever wrong, the primary key would refuse the second copy and
-    // the round would be tried again.
+    // other: that transaction may have stored one of these ids (if one of
+    // them was also counted in a created row, the round starts over, below).
     let mut created: HashSet<String> = HashSet::new();
     if last_seq.len() < users.len() {
         let new_users: Vec<&str> = users
