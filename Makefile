@@ -9,7 +9,7 @@ export HERALD__REDIS__URL ?= redis://127.0.0.1:6379
 export HERALD_TEST_PG ?= postgres://postgres@127.0.0.1:5432
 export HERALD_TEST_REDIS ?= redis://127.0.0.1:6379
 
-.PHONY: help build run test deps-test lint-deploy bench bench-micro lint fmt clippy clean
+.PHONY: help build run test deps-test lint-deploy check-vendor bench bench-micro lint fmt clippy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,7 +24,7 @@ run: build ## Start PostgreSQL/Redis if needed, migrate, create a dev key, run a
 deps-test:
 	HERALD__DATABASE__URL=$(HERALD_TEST_PG)/postgres HERALD__REDIS__URL=$(HERALD_TEST_REDIS) scripts/dev-deps.sh up
 
-test: deps-test lint-deploy ## Run the whole test suite against real PostgreSQL and Redis
+test: deps-test lint-deploy check-vendor ## Run the whole test suite against real PostgreSQL and Redis
 	cargo build --bins
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		cargo nextest run --workspace --no-fail-fast; \
@@ -34,6 +34,9 @@ test: deps-test lint-deploy ## Run the whole test suite against real PostgreSQL 
 
 lint-deploy: ## Validate deploy/ and k8s/ offline (installs pinned tools into .tools/ on first run)
 	scripts/lint-deploy.sh
+
+check-vendor: ## Check vendor/actix-http is the crates.io release plus herald.patch, nothing else
+	scripts/check-vendor.sh
 
 bench: ## Release build, start everything, run herald-bench, write bench/results/latest.{json,md,svg}
 	scripts/bench.sh

@@ -8,6 +8,9 @@
 #   - validates deploy/docker-compose.yml against the compose-spec schema
 #   - parses the Grafana dashboard and the alert rules (PromQL included) and
 #     checks every herald_* metric they use is listed in docs/operations.md
+#   - checks deploy/Dockerfile copies every [patch] path and path dependency
+#     of Cargo.toml that is not a workspace member (cargo-chef's recipe has
+#     only the members) before `cargo chef cook`, and .dockerignore keeps it
 # Exits non-zero, with one line per problem, on any failure.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"

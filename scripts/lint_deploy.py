@@ -6,12 +6,15 @@ line per problem and exits 1 if there is any.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import json
 import os
+import posixpath
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import jsonschema
@@ -450,6 +453,233 @@ def check_alerts(known: set[str]) -> None:
         fail(path, "no `up == 0` rule")
 
 
+# ---------------------------------------------------------------- Dockerfile: what `cargo chef cook` needs
+
+DOCKERFILE = "deploy/Dockerfile"
+DEP_TABLES = ("dependencies", "dev-dependencies", "build-dependencies")
+# A builder stage without the COPY that cook needs: the check must flag every
+# path it requires outside the members (see check_cook_inputs).
+COOK_SELF_TEST = """FROM rust AS chef
+WORKDIR /src
+FROM chef AS builder
+COPY --from=planner /src/recipe.json recipe.json
+RUN cargo chef cook --release --recipe-path recipe.json
+"""
+
+
+def workspace_members(manifest: dict) -> list[str]:
+    """Member directories as Cargo finds them: `members` globs (one path
+    component per `*`), minus `exclude` prefixes, each with a Cargo.toml."""
+    ws = manifest.get("workspace", {})
+    excluded = [posixpath.normpath(e) for e in ws.get("exclude", [])]
+    found = set()
+    for pattern in ws.get("members", []):
+        for d in ROOT.glob(pattern):
+            rel = d.relative_to(ROOT).as_posix()
+            if (d / "Cargo.toml").is_file() and not any(rel == e or rel.startswith(e + "/") for e in excluded):
+                found.add(rel)
+    return sorted(found)
+
+
+def cargo_path_deps(manifest: dict, members: list[str]) -> list[tuple[str, str]]:
+    """(where it is declared, path from the repository root) of every `path` in
+    [patch.*] and [workspace.dependencies], and of the members' own path
+    dependencies: Cargo needs all of them to resolve the workspace."""
+    found = []
+
+    def add(where: str, base: str, deps: dict) -> None:
+        for name, dep in deps.items():
+            if isinstance(dep, dict) and "path" in dep:
+                found.append((f"{where} {name}", posixpath.normpath(posixpath.join(base, dep["path"]))))
+
+    for registry, deps in manifest.get("patch", {}).items():
+        add(f"Cargo.toml [patch.{registry}]", "", deps)
+    add("Cargo.toml [workspace.dependencies]", "", manifest.get("workspace", {}).get("dependencies", {}))
+    for member in members:
+        m = tomllib.loads((ROOT / member / "Cargo.toml").read_text())
+        tables = [(t, m.get(t, {})) for t in DEP_TABLES]
+        tables += [(f"target.{k}.{t}", v.get(t, {})) for k, v in m.get("target", {}).items() for t in DEP_TABLES]
+        for table, deps in tables:
+            add(f"{member}/Cargo.toml [{table}]", member, deps)
+    return found
+
+
+def repo_files(path: str) -> list[str]:
+    """Files under `path` that a clean checkout has (git-tracked: an editor's
+    stray file is not the build's business), relative to the root; a plain
+    walk outside a git checkout."""
+    proc = subprocess.run(["git", "-C", str(ROOT), "ls-files", "--cached", "--", path],
+                          capture_output=True, text=True)
+    if proc.returncode == 0:
+        return sorted({f for f in proc.stdout.splitlines() if (ROOT / f).is_file()})
+    return sorted((p.relative_to(ROOT).as_posix()) for p in (ROOT / path).rglob("*") if p.is_file())
+
+
+def dockerignore_rules(text: str) -> list[tuple[bool, re.Pattern]]:
+    """(exception?, regex) per .dockerignore line, as Docker's patternmatcher
+    reads them (`*`/`?` stay within a path component, `**` spans several)."""
+    rules = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pat = posixpath.normpath(line.lstrip("!").strip().strip("/"))
+        rx, i = "", 0
+        while i < len(pat):
+            if pat.startswith("**/", i):
+                rx, i = rx + "(.*/)?", i + 3
+            elif pat.startswith("**", i):
+                rx, i = rx + ".*", i + 2
+            elif pat[i] == "*":
+                rx, i = rx + "[^/]*", i + 1
+            elif pat[i] == "?":
+                rx, i = rx + "[^/]", i + 1
+            elif pat[i] == "[" and "]" in pat[i:]:
+                j = pat.index("]", i)
+                rx, i = rx + pat[i : j + 1], j + 1
+            else:
+                rx, i = rx + re.escape(pat[i]), i + 1
+        rules.append((negate, re.compile(rx + r"\Z")))
+    return rules
+
+
+def dockerignored(rules: list[tuple[bool, re.Pattern]], file: str) -> bool:
+    # A pattern excludes a file when it matches the file or one of its parent
+    # directories; later lines win, `!` lines re-include.
+    parts = file.split("/")
+    candidates = [file] + ["/".join(parts[: i + 1]) for i in range(len(parts) - 1)]
+    ignored = False
+    for negate, rx in rules:
+        if ignored != negate:
+            continue
+        if any(rx.match(c) for c in candidates):
+            ignored = not negate
+    return ignored
+
+
+def dockerfile_instructions(text: str) -> list[tuple[int, str, str]]:
+    """(first line, KEYWORD, arguments), continuation lines joined and
+    comment lines dropped (the default `\\` escape)."""
+    out, buf, start = [], "", 0
+    for n, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if not buf:
+            start = n
+        if stripped.endswith("\\"):
+            buf += stripped[:-1] + " "
+            continue
+        buf += stripped
+        keyword, _, args = buf.partition(" ")
+        out.append((start, keyword.upper(), args.strip()))
+        buf = ""
+    return out
+
+
+def copy_lands(src: str, dest: str, dest_is_dir: bool, file: str) -> str | None:
+    """Where `COPY src dest` (src from the build context) puts context file
+    `file`, or None if it does not copy it. A directory's contents go into
+    dest; a file goes to dest/<name> when dest is a directory."""
+    src = posixpath.normpath(src.lstrip("/"))
+    parts, sparts = file.split("/"), [] if src == "." else src.split("/")
+    if len(parts) < len(sparts) or not all(fnmatch.fnmatchcase(p, s) for p, s in zip(parts, sparts)):
+        return None
+    if len(parts) == len(sparts):
+        return posixpath.join(dest, parts[-1]) if dest_is_dir else dest
+    return posixpath.join(dest, *parts[len(sparts):])
+
+
+def check_cook_inputs(dockerfile_text: str) -> list[tuple[str, str, str]]:
+    """`cargo chef cook` builds from the recipe, which restores Cargo.toml,
+    Cargo.lock and the workspace members only. Every other path Cargo needs
+    (a [patch] path, a path dependency outside the members) must be COPY'd
+    from the build context, to the same place under WORKDIR, before the cook
+    RUN of its stage, and not be dropped by .dockerignore.
+    Returns (path, where, problem) triples."""
+    manifest = tomllib.loads((ROOT / "Cargo.toml").read_text())
+    members = workspace_members(manifest)
+    needed: dict[str, str] = {}
+    for what, p in cargo_path_deps(manifest, members):
+        if p not in members:
+            needed.setdefault(p, what)
+    ignore_file = ROOT / ".dockerignore"
+    rules = dockerignore_rules(ignore_file.read_text() if ignore_file.exists() else "")
+    problems: list[tuple[str, str, str]] = []
+    stages: dict[str, dict] = {}
+    cooks = []
+    stage = None
+    for line, keyword, args in dockerfile_instructions(dockerfile_text):
+        if keyword == "FROM":
+            words = [w for w in args.split() if not w.startswith("--")]
+            parent = stages.get(words[0]) if words else None
+            stage = {
+                "name": words[2] if len(words) >= 3 and words[1].lower() == "as" else f"#{len(stages) + 1}",
+                "workdir": parent["workdir"] if parent else "/",
+                "copies": list(parent["copies"]) if parent else [],
+            }
+            stages[stage["name"]] = stage
+        elif stage is None:
+            continue
+        elif keyword == "WORKDIR":
+            stage["workdir"] = posixpath.normpath(posixpath.join(stage["workdir"], args))
+        elif keyword in ("COPY", "ADD"):
+            words = args.split()
+            n = next((i for i, w in enumerate(words) if not w.startswith("--")), len(words))
+            flags, rest = words[:n], (args.split(None, n)[n:] or [""])[0]
+            paths = json.loads(rest) if rest.startswith("[") else rest.split()
+            # --from copies out of another stage or image, not the context.
+            if len(paths) >= 2 and not any(f.startswith("--from") for f in flags):
+                dest = posixpath.join(stage["workdir"], paths[-1])
+                dest_is_dir = paths[-1].endswith("/") or len(paths) > 2 or any(c in "".join(paths[:-1]) for c in "*?[")
+                stage["copies"] += [(s, posixpath.normpath(dest), dest_is_dir) for s in paths[:-1]]
+        elif keyword == "RUN" and re.search(r"\bcargo\s+chef\s+cook\b", args):
+            cooks.append((line, stage["name"], stage["workdir"], list(stage["copies"])))
+    if not cooks:
+        problems.append(("", DOCKERFILE, "no `cargo chef cook` RUN found (update check_cook_inputs if chef is gone)"))
+    for line, name, workdir, copies in cooks:
+        where = f"{DOCKERFILE}:{line}"
+        for path, what in needed.items():
+            if path == ".." or path.startswith("../"):
+                problems.append((path, where, f"{path} ({what}) is outside the build context"))
+                continue
+            files = repo_files(path)
+            if not files:
+                problems.append((path, where, f"{path} ({what}) has no tracked files"))
+                continue
+            missing = [f for f in files
+                       if posixpath.join(workdir, f) not in
+                       {copy_lands(s, d, isdir, f) for s, d, isdir in copies}]
+            ignored = [f for f in files if dockerignored(rules, f)]
+            if missing:
+                problems.append((path, where, f"`cargo chef cook` (stage {name}) needs {path} ({what}), "
+                                 f"but {len(missing)} of its {len(files)} files are not copied to {workdir} "
+                                 f"before it (e.g. {missing[0]}); add `COPY {path}/ {path}/` before the cook"))
+            if ignored:
+                problems.append((path, where, f"{path} ({what}): {len(ignored)} file(s) excluded by "
+                                 f".dockerignore (e.g. {ignored[0]}); the cook cannot see them"))
+    return problems
+
+
+def check_dockerfile() -> None:
+    try:
+        problems = check_cook_inputs((ROOT / DOCKERFILE).read_text())
+        manifest = tomllib.loads((ROOT / "Cargo.toml").read_text())
+        members = workspace_members(manifest)
+        want = {p for _, p in cargo_path_deps(manifest, members) if p not in members}
+        got = {p for p, _, _ in check_cook_inputs(COOK_SELF_TEST)}
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        fail(DOCKERFILE, f"cannot check what cargo chef cook needs: {err}")
+        return
+    for _, where, msg in problems:
+        fail(where, msg)
+    # The check itself: a builder stage without those COPYs must be flagged
+    # for each path it requires, or the check has gone blind.
+    if got != want:
+        fail("scripts/lint_deploy.py", f"check_cook_inputs self-test: flagged {sorted(got)}, expected {sorted(want)}")
+
+
 def main() -> int:
     keda_validators = {}
     for kind, rel in KEDA_SCHEMAS.items():
@@ -468,6 +698,7 @@ def main() -> int:
     known = documented_metrics()
     check_dashboard(known)
     check_alerts(known)
+    check_dockerfile()
     if errors:
         for e in errors:
             print(f"lint-deploy: ERROR {e}", file=sys.stderr)
@@ -475,7 +706,8 @@ def main() -> int:
         return 1
     rendered = ", ".join(f"{p} {n} objects" for p, n in counts.items())
     print(f"lint-deploy: ok ({rendered}; Kubernetes {'/'.join(K8S_VERSIONS)} strict; "
-          f"compose-spec; dashboard and alerts against {len(known)} documented metrics)")
+          f"compose-spec; dashboard and alerts against {len(known)} documented metrics; "
+          f"Dockerfile copies what cargo chef cook needs)")
     return 0
 
 
