@@ -8,6 +8,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use templates::MAX_PARAMS;
 use uuid::Uuid;
 
 use crate::validation::{FieldError, RequestError, decode_json};
@@ -232,9 +233,6 @@ fn content_errors(content: Content<'_>) -> Vec<FieldError> {
     errors
 }
 
-/// Most parameters one notification may carry.
-pub const MAX_PARAMS: usize = 20;
-
 fn template_errors(
     errors: &mut Vec<FieldError>,
     key: &str,
@@ -245,6 +243,7 @@ fn template_errors(
         errors.push(FieldError::new("template", message));
     }
     if let Some(params) = params {
+        // A template declares at most this many: a request cannot need more.
         if params.len() > MAX_PARAMS {
             errors.push(FieldError::new(
                 "params",

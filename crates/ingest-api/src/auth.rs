@@ -1,20 +1,56 @@
 //! `x-api-key` authentication: an extractor that resolves the key against
-//! the stored hashes, before the body is read.
+//! the stored hashes (remembered for a while in the [`KeyCache`]), before
+//! the body is read.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use actix_web::http::header::HeaderName;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use platform::db::DbPool;
 use platform::storage::api_keys::{self, Scope};
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::key_cache::KeyCache;
 
 /// A `HeaderName` constant: looking a header up by `&str` parses the name
 /// (and copies it) on every request.
 pub const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-api-key");
+
+/// What the extractors check a key against: the cache of verified keys,
+/// then PostgreSQL. The app holds it as `web::Data<ApiKeys>`.
+pub struct ApiKeys {
+    pub cache: Arc<KeyCache>,
+    pub db: DbPool,
+}
+
+impl ApiKeys {
+    /// The identity of a presented key, or 401 (503 if PostgreSQL cannot tell).
+    async fn verify(&self, key: &str) -> Result<Producer, ApiError> {
+        if key.is_empty() || key.len() > 256 {
+            return Err(ApiError::Unauthorized);
+        }
+        let hash = api_keys::hash_key(key);
+        let identity = match self.cache.get(&hash) {
+            Ok(identity) => identity,
+            Err(generation) => {
+                let mut conn = self.db.get().await.map_err(ApiError::database)?;
+                let identity = api_keys::authenticate(&mut conn, &hash)
+                    .await
+                    .map_err(ApiError::database)?
+                    .ok_or(ApiError::Unauthorized)?;
+                self.cache.insert(generation, hash, identity);
+                identity
+            }
+        };
+        Ok(Producer {
+            key_id: identity.id,
+            scope: identity.scope,
+        })
+    }
+}
 
 /// The producer's API key, verified. Holding one means the request is authenticated.
 #[derive(Debug, Clone, Copy)]
@@ -57,31 +93,12 @@ impl FromRequest for Producer {
             .get(&API_KEY_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let keys = req.app_data::<web::Data<ApiKeys>>().cloned();
         Box::pin(async move {
-            let (Some(key), Some(state)) = (key, state) else {
+            let (Some(key), Some(keys)) = (key, keys) else {
                 return Err(ApiError::Unauthorized);
             };
-            if key.is_empty() || key.len() > 256 {
-                return Err(ApiError::Unauthorized);
-            }
-            let hash = api_keys::hash_key(&key);
-            let identity = match state.api_keys.get(&hash) {
-                Ok(identity) => identity,
-                Err(generation) => {
-                    let mut conn = state.conn().await?;
-                    let identity = api_keys::authenticate(&mut conn, &hash)
-                        .await
-                        .map_err(|err| state.db_unavailable(err))?
-                        .ok_or(ApiError::Unauthorized)?;
-                    state.api_keys.insert(generation, hash, identity);
-                    identity
-                }
-            };
-            Ok(Producer {
-                key_id: identity.id,
-                scope: identity.scope,
-            })
+            keys.verify(&key).await
         })
     }
 }

@@ -30,15 +30,31 @@ pub enum ApiError {
     InvalidRequest(#[from] RequestError),
     #[error("no route for this method and path")]
     NotFound,
+    /// 503; the server adds `Retry-After` (`http.retry_after_secs`).
     #[error("{dependency} unavailable: {cause}")]
     Unavailable {
         dependency: &'static str,
         cause: String,
-        retry_after_secs: u32,
     },
 }
 
 impl ApiError {
+    /// PostgreSQL did not answer (or refused): 503, nothing done.
+    pub fn database(cause: impl std::fmt::Display) -> Self {
+        ApiError::Unavailable {
+            dependency: "database",
+            cause: cause.to_string(),
+        }
+    }
+
+    /// Redis did not answer (or refused): 503, nothing appended.
+    pub fn redis(cause: impl std::fmt::Display) -> Self {
+        ApiError::Unavailable {
+            dependency: "redis",
+            cause: cause.to_string(),
+        }
+    }
+
     fn problem(&self) -> Problem {
         match self {
             ApiError::Unauthorized => {
@@ -84,19 +100,14 @@ impl ApiError {
             ApiError::InvalidRequest(invalid) => Problem::invalid(invalid),
             ApiError::NotFound => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found")
                 .detail("no such endpoint; see /openapi.json"),
-            ApiError::Unavailable {
-                dependency,
-                retry_after_secs,
-                ..
-            } => Problem::new(
+            ApiError::Unavailable { dependency, .. } => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Service unavailable",
             )
             .detail(format!(
                 "{dependency} is unavailable; nothing was accepted, retry later"
-            ))
-            .retry_after(*retry_after_secs),
+            )),
         }
     }
 }
@@ -110,16 +121,8 @@ impl From<platform::dlq::ReplayError> for ApiError {
                 ApiError::Conflict("this dead letter was already replayed")
             }
             ReplayError::InvalidPayload(invalid) => ApiError::InvalidRequest(invalid),
-            ReplayError::Db(err) => ApiError::Unavailable {
-                dependency: "database",
-                cause: err.to_string(),
-                retry_after_secs: 1,
-            },
-            ReplayError::Redis(err) => ApiError::Unavailable {
-                dependency: "redis",
-                cause: err.to_string(),
-                retry_after_secs: 1,
-            },
+            ReplayError::Db(err) => ApiError::database(err),
+            ReplayError::Redis(err) => ApiError::redis(err),
         }
     }
 }

@@ -8,7 +8,9 @@ pub mod error;
 pub mod key_cache;
 pub mod metrics;
 pub mod openapi;
+pub mod pipeline;
 pub mod routes;
 pub mod startup;
+pub mod state;
 
 pub use startup::Application;

@@ -6,8 +6,7 @@ use ingest_api::cli::{Cli, Command, KeysCommand};
 use ingest_api::key_cache;
 use platform::redis::RedisStore;
 use platform::storage::api_keys::{self, Scope};
-use platform::{Settings, db, service, shutdown};
-use tokio_util::sync::CancellationToken;
+use platform::{Settings, db, service};
 
 /// jemalloc: glibc's malloc and free were about a fifth of the CPU of a
 /// request under load (perf of `ingest-batch`); see the README's crate table.
@@ -21,19 +20,11 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     service::run("ingest-api", async |settings| {
         match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => serve(&settings).await,
+            Command::Serve => service::serve::<Application>(&settings).await,
             Command::Keys { action } => keys(&settings, action).await,
         }
     })
     .await
-}
-
-async fn serve(settings: &Settings) -> anyhow::Result<()> {
-    let token = CancellationToken::new();
-    shutdown::cancel_on_signal(token.clone());
-    let app = Application::build(settings).await?;
-    app.run_until_stopped(token).await?;
-    Ok(())
 }
 
 async fn keys(settings: &Settings, action: KeysCommand) -> anyhow::Result<()> {

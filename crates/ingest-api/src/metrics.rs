@@ -11,8 +11,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::startup::AppState;
-
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PriorityLabels {
     priority: &'static str,
@@ -117,17 +115,18 @@ impl IngestMetrics {
     }
 }
 
-/// Middleware on the producer endpoints: a request answered with an error
+/// Middleware on the producer endpoints (the app holds
+/// `web::Data<IngestMetrics>`): a request answered with an error
 /// status counts as one rejected notification (a batch refused as a whole
 /// counts once; its invalid items in a 200 are counted by the handler).
 pub async fn count_rejections(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let metrics = req.app_data::<web::Data<IngestMetrics>>().cloned();
     let response = next.call(req).await?;
-    if let (Some(state), Some(reason)) = (state, Rejection::of_status(response.status())) {
-        state.metrics.rejected(reason, 1);
+    if let (Some(metrics), Some(reason)) = (metrics, Rejection::of_status(response.status())) {
+        metrics.rejected(reason, 1);
     }
     Ok(response)
 }

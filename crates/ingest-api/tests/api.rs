@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use testkit::TestEnv;
 use testkit::processes::RedisServer;
-use tokio_util::sync::CancellationToken;
+use testkit::service::Running;
 
 struct TestApp {
     env: TestEnv,
@@ -22,7 +22,7 @@ struct TestApp {
     key: String,
     http: reqwest::Client,
     redis: RedisStore,
-    _shutdown: tokio_util::sync::DropGuard,
+    _running: Running,
 }
 
 impl TestApp {
@@ -31,12 +31,8 @@ impl TestApp {
     }
 
     async fn spawn_in(env: TestEnv) -> Self {
-        let app = Application::build(&env.settings())
-            .await
-            .expect("app builds");
-        let base = format!("http://127.0.0.1:{}", app.port());
-        let token = CancellationToken::new();
-        tokio::spawn(app.run_until_stopped(token.clone()));
+        let running = testkit::service::start::<Application>(&env.settings()).await;
+        let base = format!("http://127.0.0.1:{}", running.port);
         let key = api_keys::create(&mut env.db().await, "tests", Scope::Producer)
             .await
             .expect("key");
@@ -47,7 +43,7 @@ impl TestApp {
             key,
             http: reqwest::Client::new(),
             redis,
-            _shutdown: token.drop_guard(),
+            _running: running,
         }
     }
 
@@ -320,12 +316,14 @@ async fn redis_down_answers_503_with_retry_after_never_202() {
     let mut env = TestEnv::new().await;
     env.set("HERALD__REDIS__URL", redis.url());
     env.set("HERALD__REDIS__COMMAND_TIMEOUT_MS", "500");
+    env.set("HERALD__HTTP__RETRY_AFTER_SECS", "7");
     let app = TestApp::spawn_in(env).await;
     assert_eq!(app.post(&valid("u")).await.status(), StatusCode::ACCEPTED);
 
     redis.kill();
     let response = app.post(&valid("u")).await;
-    assert!(response.headers().contains_key("retry-after"));
+    // The configured wait, not a constant.
+    assert_eq!(response.headers()["retry-after"], "7");
     let body = problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
     assert!(
         !body["detail"].as_str().unwrap().contains("127.0.0.1"),
@@ -1078,7 +1076,7 @@ async fn templates_load_from_a_folder_at_start_and_broken_ones_stop_it() {
     .unwrap();
     let mut env = TestEnv::new().await;
     env.set("HERALD__TEMPLATES__DIR", broken.to_str().unwrap());
-    let err = match Application::build(&env.settings()).await {
+    let err = match testkit::service::try_start::<Application>(&env.settings()).await {
         Ok(_) => panic!("a broken template folder must stop the start"),
         Err(err) => format!("{err:#}"),
     };

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use diesel::sql_types::BigInt;
 use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
 use diesel_async::pooled_connection::{
@@ -138,19 +138,11 @@ pub async fn ping(pool: &DbPool) -> Result<(), DbError> {
 pub async fn wait_until_reachable(pool: &DbPool) {
     let attempt = || ping(pool);
     let _ = attempt
-        .retry(startup_backoff())
+        .retry(crate::retry::backoff())
         .notify(|err, delay| {
             tracing::warn!(%err, retry_in = ?delay, "PostgreSQL not reachable yet");
         })
         .await;
-}
-
-pub(crate) fn startup_backoff() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times()
 }
 
 /// Applies pending migrations, holding a session-level advisory lock on a

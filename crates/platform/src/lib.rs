@@ -1,5 +1,6 @@
 //! Infrastructure shared by Herald's three services: settings, logging,
-//! the PostgreSQL pool and storage queries, the Redis wrapper, health
+//! the PostgreSQL pool and storage queries, the Redis wrapper, the HTTP
+//! server every service starts from, health
 //! endpoints, problem+json errors and shutdown. Services own their HTTP
 //! routes and their loops; everything that talks to the outside lives here
 //! once.
@@ -11,12 +12,14 @@ pub mod health;
 pub mod metrics;
 pub mod problem;
 pub mod redis;
+pub mod rendering;
+pub mod retry;
+pub mod server;
 pub mod service;
 pub mod settings;
 pub mod shutdown;
 pub mod storage;
 pub mod telemetry;
-pub mod template_cache;
 pub mod template_dir;
 
 pub use settings::Settings;

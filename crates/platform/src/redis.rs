@@ -211,7 +211,7 @@ async fn connect_client(settings: &RedisSettings) -> Result<Client, RedisError> 
         Ok::<_, RedisError>(client)
     };
     attempt
-        .retry(crate::db::startup_backoff())
+        .retry(crate::retry::backoff())
         .notify(|err, delay| tracing::warn!(%err, retry_in = ?delay, "Redis not reachable yet"))
         .await
 }
@@ -910,7 +910,7 @@ impl RedisSubscriber {
             Ok::<_, RedisError>(client)
         };
         let client = attempt
-            .retry(crate::db::startup_backoff())
+            .retry(crate::retry::backoff())
             .notify(|err, delay| tracing::warn!(%err, retry_in = ?delay, "Redis not reachable yet"))
             .await?;
         let _resubscribe_task = client.manage_subscriptions();

@@ -1,11 +1,40 @@
 //! What every binary's `main` does around its command: load settings (exit
 //! code 2 naming the bad key), start logging and tracing, run, flush traces, and turn the outcome into
-//! an exit code with the error chain on stderr and in the log.
+//! an exit code with the error chain on stderr and in the log. And the
+//! shape every service has ([`Service`]): built from settings and a
+//! shutdown token, bound to a port, run until the token is cancelled.
 
 use std::process::ExitCode;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::settings::Settings;
-use crate::telemetry;
+use crate::{shutdown, telemetry};
+
+/// A Herald service: ingest-api, stream-worker and ws-gateway all start,
+/// report their port and stop the same way, so `main`, tests and tools
+/// drive them alike.
+pub trait Service: Sized {
+    /// Connects to what the service needs (waiting for PostgreSQL and Redis
+    /// at start) and binds its HTTP port; `shutdown` stops it once run.
+    fn build(
+        settings: &Settings,
+        shutdown: CancellationToken,
+    ) -> impl Future<Output = anyhow::Result<Self>>;
+
+    /// The HTTP port it listens on (the one picked when `http.port` is 0).
+    fn port(&self) -> u16;
+
+    /// Serves until the shutdown token is cancelled, then drains and returns.
+    fn run_until_stopped(self) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// Builds and runs `S` until SIGTERM or Ctrl-C: a binary's `serve` command.
+pub async fn serve<S: Service>(settings: &Settings) -> anyhow::Result<()> {
+    let token = CancellationToken::new();
+    shutdown::cancel_on_signal(token.clone());
+    S::build(settings, token).await?.run_until_stopped().await
+}
 
 pub async fn run<F, Fut>(service: &'static str, command: F) -> ExitCode
 where

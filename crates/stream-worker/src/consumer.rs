@@ -23,15 +23,15 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
 use domain::{NewNotification, Priority, ServerFrame, published};
 use platform::db::{DbError, DbPool};
 use platform::redis::{ReadFrom, RedisError, RedisStore, StreamEntry};
+use platform::rendering::{Renderer, TemplateLookupError, Wanted};
+use platform::retry::{Cancelled, Retry, sleep_or_cancel};
 use platform::storage::dead_letters::{self, NewDeadLetter};
 use platform::storage::notifications::{self, Prepared, StoredBatch, Unprepared};
 use platform::telemetry::traceparent;
-use platform::template_cache::{TemplateCache, TemplateLookupError};
 use tokio_util::sync::CancellationToken;
 
 use crate::lanes::LanePolicy;
@@ -57,9 +57,8 @@ pub struct Consumer {
     pub claim_interval: Duration,
     pub max_deliveries: u64,
     pub metrics: Arc<WorkerMetrics>,
-    pub templates: TemplateCache,
-    /// Locale used when neither the notification nor the user names one the template has.
-    pub default_locale: String,
+    /// Shared by every consumer of the process.
+    pub renderer: Renderer,
 }
 
 /// The round's compiled templates by (key, version), or why one cannot be used.
@@ -99,7 +98,7 @@ impl Consumer {
         tracing::info!(consumer = %self.name, "consuming");
         let mut source = Source::OwnPending;
         let mut next_claim = Instant::now();
-        let mut read_backoff = backoff();
+        let mut read_retry = Retry::new(&shutdown);
         while !shutdown.is_cancelled() {
             let reading_new = |source| matches!(source, Source::New | Source::Waiting);
             if reading_new(source) && self.claims && Instant::now() >= next_claim {
@@ -118,13 +117,12 @@ impl Consumer {
                     continue;
                 }
                 Err(err) => {
-                    let delay = read_backoff.next().unwrap_or(Duration::from_secs(5));
-                    tracing::warn!(%err, retry_in = ?delay, "cannot read the streams");
-                    sleep_or_cancel(delay, &shutdown).await;
+                    // Cancelled: the loop ends at its condition.
+                    let _ = read_retry.after("cannot read the streams", &err).await;
                     continue;
                 }
             };
-            read_backoff = backoff();
+            read_retry = Retry::new(&shutdown);
             if entries.is_empty() {
                 source = if reading_new {
                     Source::Waiting
@@ -371,16 +369,12 @@ impl Consumer {
                 .get(&(template_ref.key.clone(), template_ref.version))
                 .cloned()
                 .unwrap_or_else(|| Err("template not loaded".into()));
-            // The request's locale, then the user's, then the default.
-            let wanted: Vec<&str> = [
-                template_ref.locale.as_deref(),
-                preferences.and_then(|p| p.locale.as_deref()),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
+            let wanted = Wanted {
+                request: template_ref.locale.as_deref(),
+                user: preferences.and_then(|p| p.locale.as_deref()),
+            };
             let rendered = compiled
-                .and_then(|t| t.render(&wanted, &self.default_locale, &template_ref.params))
+                .and_then(|t| self.renderer.render(&t, wanted, &template_ref.params))
                 .map_err(|error| {
                     format!(
                         "template `{}` v{}: {error}",
@@ -414,13 +408,13 @@ impl Consumer {
         }
         wanted.sort();
         wanted.dedup();
-        let mut retry = backoff();
+        let mut retry = self.retry(shutdown);
         loop {
             let attempt = async {
                 let mut conn = self.db.get().await?;
                 let mut templates = Templates::new();
                 for (key, version) in &wanted {
-                    let compiled = match self.templates.version(&mut conn, key, *version).await {
+                    let compiled = match self.renderer.version(&mut conn, key, *version).await {
                         Ok(compiled) => Ok(compiled),
                         Err(TemplateLookupError::Db(err)) => return Err(err),
                         Err(err) => Err(err.to_string()),
@@ -431,14 +425,7 @@ impl Consumer {
             };
             match attempt.await {
                 Ok(templates) => return Ok(templates),
-                Err(err) => {
-                    self.metrics.retries.inc();
-                    let delay = retry.next().unwrap_or(Duration::from_secs(5));
-                    tracing::warn!(%err, retry_in = ?delay, "cannot load templates");
-                    if sleep_or_cancel(delay, shutdown).await {
-                        return Err(RoundError::Cancelled);
-                    }
-                }
+                Err(err) => retry.after("cannot load templates", &err).await?,
             }
         }
     }
@@ -494,7 +481,7 @@ impl Consumer {
         let prepare = |index: usize, preferences: Option<&domain::Preferences>| {
             self.prepare(notifications[index], preferences, templates)
         };
-        let mut retry = backoff();
+        let mut retry = self.retry(shutdown);
         let mut refusals = 0;
         loop {
             let attempt = async {
@@ -514,12 +501,8 @@ impl Consumer {
                     return Ok(Err(err));
                 }
             }
-            self.metrics.retries.inc();
-            let delay = retry.next().unwrap_or(Duration::from_secs(5));
-            tracing::warn!(%err, retry_in = ?delay, batch = batch.len(), "cannot store batch");
-            if sleep_or_cancel(delay, shutdown).await {
-                return Err(RoundError::Cancelled);
-            }
+            let what = format!("cannot store a batch of {}", batch.len());
+            retry.after(&what, &err).await?;
         }
     }
 
@@ -545,7 +528,7 @@ impl Consumer {
                 )
             })
             .collect();
-        let mut retry = backoff();
+        let mut retry = self.retry(shutdown);
         loop {
             let attempt = async {
                 let mut conn = self.db.get().await?;
@@ -553,14 +536,7 @@ impl Consumer {
             };
             match attempt.await {
                 Ok(()) => break,
-                Err(err) => {
-                    self.metrics.retries.inc();
-                    let delay = retry.next().unwrap_or(Duration::from_secs(5));
-                    tracing::warn!(%err, retry_in = ?delay, "cannot record dead letters");
-                    if sleep_or_cancel(delay, shutdown).await {
-                        return Err(RoundError::Cancelled);
-                    }
-                }
+                Err(err) => retry.after("cannot record dead letters", &err).await?,
             }
         }
         for (entry, error) in dead {
@@ -572,19 +548,17 @@ impl Consumer {
     }
 }
 
-fn backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times()
-        .build()
+impl Consumer {
+    /// Waits between the attempts of a round's step that failed
+    /// transiently: the shared backoff, each retry counted in the retries
+    /// metric, [`RoundError::Cancelled`] when shutdown comes first.
+    fn retry<'a>(&'a self, shutdown: &'a CancellationToken) -> Retry<'a> {
+        Retry::new(shutdown).counting(&self.metrics.retries)
+    }
 }
 
-/// Sleeps, or returns `true` early when shutdown is requested.
-async fn sleep_or_cancel(delay: Duration, shutdown: &CancellationToken) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(delay) => false,
-        () = shutdown.cancelled() => true,
+impl From<Cancelled> for RoundError {
+    fn from(Cancelled: Cancelled) -> Self {
+        RoundError::Cancelled
     }
 }

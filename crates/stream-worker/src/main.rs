@@ -3,10 +3,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use platform::redis::RedisStore;
 use platform::storage::dead_letters;
-use platform::{Settings, db, dlq, service, shutdown};
+use platform::{Settings, db, dlq, service};
 use stream_worker::Worker;
 use stream_worker::cli::{Cli, Command, DlqCommand};
-use tokio_util::sync::CancellationToken;
 
 /// One thread: the consumers mostly wait on Redis and PostgreSQL, and on one
 /// runtime thread their I/O completes where they run, with no wake-up of
@@ -19,19 +18,12 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     service::run("stream-worker", async |settings| {
         match cli.command.unwrap_or(Command::Run) {
-            Command::Run => run(&settings).await,
+            Command::Run => service::serve::<Worker>(&settings).await,
             Command::Migrate => migrate(&settings).await,
             Command::Dlq { action } => dead_letter_command(&settings, action).await,
         }
     })
     .await
-}
-
-async fn run(settings: &Settings) -> anyhow::Result<()> {
-    let token = CancellationToken::new();
-    shutdown::cancel_on_signal(token.clone());
-    let worker = Worker::build(settings).await?;
-    worker.run_until_stopped(token).await
 }
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {

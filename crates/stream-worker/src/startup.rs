@@ -1,18 +1,17 @@
 //! Builds the worker: database pool, Redis connections, consumer group,
-//! metrics, the trimmer, and the HTTP server for `/metrics`, `/healthz` and
-//! `/readyz` on `http.port`.
+//! metrics, the consumers, the trimmer, and the HTTP server for `/metrics`,
+//! `/healthz` and `/readyz` on `http.port`.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
 use platform::Settings;
 use platform::db;
-use platform::health::{self, Dependencies};
+use platform::health::Dependencies;
 use platform::redis::RedisStore;
+use platform::rendering::Renderer;
+use platform::server::{self, ServerBase, ServerOptions, Serving, Workers};
+use platform::service::Service;
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer::Consumer;
@@ -22,15 +21,15 @@ use crate::trimmer::Trimmer;
 use domain::Priority;
 
 pub struct Worker {
-    port: u16,
-    server: Server,
+    serving: Serving,
     consumers: Vec<Consumer>,
     trimmer: Trimmer,
+    shutdown: CancellationToken,
     shutdown_timeout: Duration,
 }
 
-impl Worker {
-    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+impl Service for Worker {
+    async fn build(settings: &Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let pool = db::pool(&settings.database)?;
         db::wait_until_reachable(&pool).await;
         let redis = RedisStore::connect(&settings.redis).await?;
@@ -38,29 +37,22 @@ impl Worker {
 
         let (mut registry, http_metrics) = platform::metrics::service_registry("stream-worker");
         let metrics = Arc::new(WorkerMetrics::register(&mut registry));
-        let registry = web::Data::new(Arc::new(registry));
-
-        let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))?;
-        let port = listener.local_addr()?.port();
-        let deps = web::Data::new(Dependencies {
-            database: Some(pool.clone()),
-            redis: Some(redis.clone()),
-            subscriber: None,
-        });
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(from_fn(platform::metrics::observe))
-                .app_data(deps.clone())
-                .app_data(registry.clone())
-                .app_data(http_metrics.clone())
-                .configure(health::configure)
-                .configure(platform::metrics::configure)
-        })
-        .workers(1)
-        .disable_signals()
-        .tcp_nodelay(true)
-        .listen(listener)?
-        .run();
+        let base = ServerBase::new(
+            &settings.http,
+            Dependencies {
+                database: Some(pool.clone()),
+                redis: Some(redis.clone()),
+                subscriber: None,
+            },
+            registry,
+            http_metrics,
+        );
+        // Probes and /metrics only: one thread is plenty.
+        let options = ServerOptions {
+            workers: Workers::Fixed(1),
+            ..ServerOptions::default()
+        };
+        let serving = server::serve(&settings.http, options, move || base.app())?;
 
         let worker = &settings.worker;
         // `concurrency` consumers over all lanes, plus the express one.
@@ -74,6 +66,7 @@ impl Worker {
         if worker.high_express {
             roles.push((format!("{base}-high"), &[Priority::High]));
         }
+        let renderer = Renderer::new(settings.templates.default_locale.clone());
         let mut consumers = Vec::with_capacity(roles.len());
         for (i, (name, reads)) in roles.into_iter().enumerate() {
             consumers.push(Consumer {
@@ -93,38 +86,39 @@ impl Worker {
                 claim_interval: Duration::from_millis(worker.claim_interval_ms),
                 max_deliveries: worker.max_deliveries,
                 metrics: metrics.clone(),
-                templates: platform::template_cache::TemplateCache::default(),
-                default_locale: settings.templates.default_locale.clone(),
+                renderer: renderer.clone(),
             });
         }
         let trimmer = Trimmer {
             redis,
-            db: pool.clone(),
+            db: pool,
             target_len: worker.trim_target_len,
             interval: Duration::from_millis(worker.trim_interval_ms),
             prune_idle_consumers: (worker.prune_idle_consumers_secs > 0)
                 .then(|| Duration::from_secs(worker.prune_idle_consumers_secs)),
             metrics,
         };
-        tracing::info!(port, consumer = %settings.consumer_name(), concurrency = consumers.len(), "stream-worker ready");
+        tracing::info!(port = serving.port(), consumer = %settings.consumer_name(), concurrency = consumers.len(), "stream-worker ready");
         Ok(Self {
-            port,
-            server,
+            serving,
             consumers,
             trimmer,
+            shutdown,
             shutdown_timeout: Duration::from_millis(worker.shutdown_timeout_ms),
         })
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
+    fn port(&self) -> u16 {
+        self.serving.port()
     }
 
-    /// Consumes until `shutdown` is cancelled, finishes the round in hand
-    /// (bounded by the shutdown timeout), then stops the HTTP server.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let handle = self.server.handle();
-        let server = tokio::spawn(self.server);
+    /// Consumes until the shutdown token is cancelled, finishes the round in
+    /// hand (bounded by the shutdown timeout), leaves the group, then stops
+    /// the HTTP server (probes answer while it drains).
+    async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let shutdown = self.shutdown;
+        let server_stop = CancellationToken::new();
+        let server = tokio::spawn(self.serving.until_cancelled(server_stop.clone()));
         let trimmer = tokio::spawn(self.trimmer.run(shutdown.clone()));
         let deadline = async {
             shutdown.cancelled().await;
@@ -140,7 +134,7 @@ impl Worker {
         }
         trimmer.abort();
         leave_group(&self.consumers).await;
-        handle.stop(true).await;
+        server_stop.cancel();
         server.await??;
         Ok(())
     }

@@ -12,18 +12,15 @@ use domain::Priority;
 use platform::redis::{ReadFrom, RedisSubscriber, UserFrames};
 use platform::storage::{dead_letters, inbox, notifications};
 use stream_worker::Worker;
+use testkit::service::Running;
 use testkit::{TestEnv, eventually};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use testkit::{append, new_notification as notification};
 
-/// Starts a worker in this process; it stops when the guard drops.
-async fn start_worker(env: &TestEnv) -> tokio_util::sync::DropGuard {
-    let worker = Worker::build(&env.settings()).await.expect("worker builds");
-    let token = CancellationToken::new();
-    tokio::spawn(worker.run_until_stopped(token.clone()));
-    token.drop_guard()
+/// Starts a worker in this process; it stops when dropped.
+async fn start_worker(env: &TestEnv) -> Running {
+    testkit::service::start::<Worker>(&env.settings()).await
 }
 
 /// The next published frame (within 5 s): its user and its JSON.
@@ -326,10 +323,8 @@ async fn health_endpoints_and_prompt_shutdown() {
     let redis = env.redis().await;
     let n = notification("erin", 1, Priority::Low);
     append(&redis, &n).await;
-    let worker = Worker::build(&env.settings()).await.unwrap();
-    let port = worker.port();
-    let token = CancellationToken::new();
-    let handle = tokio::spawn(worker.run_until_stopped(token.clone()));
+    let worker = start_worker(&env).await;
+    let port = worker.port;
     eventually("stored", Duration::from_secs(10), || async {
         (stored_count(&env, "erin").await == 1).then_some(())
     })
@@ -344,11 +339,9 @@ async fn health_endpoints_and_prompt_shutdown() {
     assert_eq!(health.status(), 200);
 
     // Shutdown ends the loop and the HTTP server promptly.
-    token.cancel();
-    tokio::time::timeout(Duration::from_secs(5), handle)
+    tokio::time::timeout(Duration::from_secs(5), worker.stop())
         .await
         .expect("worker stops within 5 s")
-        .unwrap()
         .unwrap();
 }
 
@@ -374,21 +367,19 @@ async fn worker_waits_for_redis_at_start_and_recovers_after_an_outage() {
     env.set("HERALD__REDIS__URL", redis_server.url());
     let settings = env.settings();
     // Nothing answers yet: the worker keeps retrying instead of exiting.
-    let building = tokio::spawn(async move { Worker::build(&settings).await });
+    let building =
+        tokio::spawn(async move { testkit::service::try_start::<Worker>(&settings).await });
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(
         !building.is_finished(),
         "worker must wait for Redis, not give up"
     );
     redis_server.restart().await;
-    let worker = tokio::time::timeout(Duration::from_secs(15), building)
+    let _worker = tokio::time::timeout(Duration::from_secs(15), building)
         .await
         .expect("worker connects once Redis is up")
         .unwrap()
         .unwrap();
-    let token = CancellationToken::new();
-    tokio::spawn(worker.run_until_stopped(token.clone()));
-    let _stop = token.drop_guard();
 
     let redis = env.redis().await;
     append(&redis, &notification("frank", 1, Priority::Normal)).await;
@@ -808,11 +799,8 @@ async fn metrics_are_exposed() {
     env.set("HERALD__WORKER__TRIM_INTERVAL_MS", "100");
     let redis = env.redis().await;
     append(&redis, &notification("lou", 0, Priority::High)).await;
-    let worker = Worker::build(&env.settings()).await.unwrap();
-    let port = worker.port();
-    let token = CancellationToken::new();
-    tokio::spawn(worker.run_until_stopped(token.clone()));
-    let _stop = token.drop_guard();
+    let worker = start_worker(&env).await;
+    let port = worker.port;
     eventually("stored", Duration::from_secs(10), || async {
         (stored_count(&env, "lou").await == 1).then_some(())
     })
@@ -1135,11 +1123,8 @@ async fn a_read_over_all_lanes_stays_within_the_batch() {
     env.set("HERALD__WORKER__BLOCK_MS", "50");
     env.set("HERALD__HTTP__PORT", "0");
     let redis = env.redis().await;
-    let worker = Worker::build(&env.settings()).await.unwrap();
-    let metrics_port = worker.port();
-    let token = CancellationToken::new();
-    tokio::spawn(worker.run_until_stopped(token.clone()));
-    let _stop = token.drop_guard();
+    let worker = start_worker(&env).await;
+    let metrics_port = worker.port;
     // Let every consumer find the lanes empty and block on all of them.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -1236,9 +1221,7 @@ async fn consumers_with_nothing_pending_leave_the_group_and_busy_ones_stay() {
     // A worker that stops cleanly takes its consumers (pod-a, pod-a-1,
     // pod-a-high) out of the group; `busy` is not its own and stays (its
     // entry is younger than claim_min_idle, so nobody claimed it).
-    let stop = CancellationToken::new();
-    let worker = Worker::build(&env.settings()).await.unwrap();
-    let running = tokio::spawn(worker.run_until_stopped(stop.clone()));
+    let worker = start_worker(&env).await;
     eventually(
         "the worker joined the group",
         Duration::from_secs(5),
@@ -1248,8 +1231,7 @@ async fn consumers_with_nothing_pending_leave_the_group_and_busy_ones_stay() {
         },
     )
     .await;
-    stop.cancel();
-    running.await.unwrap().unwrap();
+    worker.stop().await.unwrap();
     for priority in Priority::ALL {
         let left: Vec<String> = redis
             .consumer_names(priority)
@@ -1281,10 +1263,7 @@ async fn a_round_retrying_through_a_long_outage_is_not_claimed_away_or_dead_lett
     let _second = {
         let mut other = env.settings();
         other.worker.consumer_name = "w2".into();
-        let worker = Worker::build(&other).await.expect("second worker builds");
-        let token = CancellationToken::new();
-        tokio::spawn(worker.run_until_stopped(token.clone()));
-        token.drop_guard()
+        testkit::service::start::<Worker>(&other).await
     };
     let redis = env.redis().await;
 

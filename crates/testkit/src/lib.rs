@@ -13,6 +13,7 @@
 
 pub mod processes;
 pub mod proxy;
+pub mod service;
 pub mod ws;
 
 use std::collections::HashMap;

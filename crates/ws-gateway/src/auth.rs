@@ -2,6 +2,8 @@
 //! `exp` is required. Tokens come as `Authorization: Bearer <jwt>` or, for
 //! browsers that cannot set headers on a WebSocket, `?token=<jwt>`.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use actix_web::HttpRequest;
 use actix_web::http::header;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -18,6 +20,19 @@ pub struct Claims {
     pub nbf: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+}
+
+impl Claims {
+    /// The monotonic instant at which the token expires.
+    pub fn expires_at(&self) -> tokio::time::Instant {
+        let now_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        // Capped at a year: an absurd `exp` must not overflow the clock.
+        let left = Duration::from_secs(self.exp.saturating_sub(now_unix).min(365 * 24 * 3600));
+        tokio::time::Instant::now() + left
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +142,8 @@ mod tests {
     }
 }
 
-/// The authenticated user of a REST request (`Authorization: Bearer <jwt>`).
+/// The authenticated user of a REST request (`Authorization: Bearer <jwt>`);
+/// the app holds the verifier as `web::Data<TokenVerifier>`.
 #[derive(Debug, Clone)]
 pub struct User {
     pub id: String,
@@ -139,10 +155,10 @@ impl actix_web::FromRequest for User {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let verified = (|| {
-            let state = req
-                .app_data::<actix_web::web::Data<crate::startup::GatewayState>>()
+            let verifier = req
+                .app_data::<actix_web::web::Data<TokenVerifier>>()
                 .ok_or(AuthError::Missing)?;
-            let claims = state.verifier.verify(&token_from_request(req)?)?;
+            let claims = verifier.verify(&token_from_request(req)?)?;
             Ok(User { id: claims.sub })
         })();
         std::future::ready(verified.map_err(|err: AuthError| err.into()))

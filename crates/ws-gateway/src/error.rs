@@ -21,6 +21,7 @@ pub enum GatewayError {
     BadQuery(String),
     #[error(transparent)]
     Invalid(domain::RequestError),
+    /// 503; the server adds `Retry-After` (`http.retry_after_secs`).
     #[error("{dependency} unavailable: {cause}")]
     Unavailable {
         dependency: &'static str,
@@ -62,8 +63,7 @@ impl GatewayError {
                 "unavailable",
                 "Service unavailable",
             )
-            .detail(format!("{dependency} is unavailable; retry later"))
-            .retry_after(1),
+            .detail(format!("{dependency} is unavailable; retry later")),
         }
     }
 }

@@ -5,6 +5,7 @@
 use actix_web::{HttpResponse, web};
 use domain::Notification;
 use domain::Preferences;
+use platform::rendering::Wanted;
 use platform::storage::inbox::{self, InboxChange, PageQuery};
 use platform::storage::preferences;
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,7 @@ use uuid::Uuid;
 use crate::auth::User;
 use crate::error::GatewayError;
 use crate::read_state::{self, Action};
-use crate::startup::GatewayState;
+use crate::state::GatewayState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/me/notifications", web::get().to(list))
@@ -207,20 +208,22 @@ async fn render_again(
         .await
         .map_err(GatewayError::database)?
         .locale;
-    let wanted: Vec<&str> = locale.as_deref().into_iter().collect();
     for item in items.iter_mut() {
         let Some((key, version, params)) = refs.get(&item.id) else {
             continue;
         };
-        let template = match state.templates.latest(conn, key).await {
+        let template = match state.renderer.latest(conn, key).await {
             Ok(template) => Ok(template),
-            Err(_) => state.templates.version(conn, key, *version).await,
+            Err(_) => state.renderer.version(conn, key, *version).await,
         };
         let params = params.as_object().cloned().unwrap_or_default();
-        if let Ok(rendered) = template
-            .map_err(|e| e.to_string())
-            .and_then(|t| t.render(&wanted, &state.default_locale, &params))
-        {
+        if let Ok(rendered) = template.map_err(|e| e.to_string()).and_then(|t| {
+            let wanted = Wanted {
+                request: None,
+                user: locale.as_deref(),
+            };
+            state.renderer.render(&t, wanted, &params)
+        }) {
             item.title = rendered.title;
             item.body = rendered.body;
             item.locale = Some(rendered.locale);

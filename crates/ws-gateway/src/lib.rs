@@ -5,14 +5,15 @@
 
 pub mod auth;
 pub mod cli;
+pub mod connect;
 pub mod error;
 pub mod hub;
 pub mod inbox;
 pub mod metrics;
 pub mod openapi;
 pub mod read_state;
-pub mod routes;
 pub mod session;
 pub mod startup;
+pub mod state;
 
 pub use startup::Application;

@@ -1,8 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use platform::{Settings, service, shutdown};
-use tokio_util::sync::CancellationToken;
+use platform::{Settings, service};
 use ws_gateway::Application;
 use ws_gateway::auth::TokenVerifier;
 use ws_gateway::cli::{Cli, Command};
@@ -17,19 +16,11 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     service::run("ws-gateway", async |settings| {
         match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => serve(&settings).await,
+            Command::Serve => service::serve::<Application>(&settings).await,
             Command::Token { user, ttl } => print_token(&settings, &user, ttl),
         }
     })
     .await
-}
-
-async fn serve(settings: &Settings) -> anyhow::Result<()> {
-    let token = CancellationToken::new();
-    shutdown::cancel_on_signal(token.clone());
-    let app = Application::build(settings, token).await?;
-    app.run_until_stopped().await?;
-    Ok(())
 }
 
 fn print_token(settings: &Settings, user: &str, ttl: u64) -> anyhow::Result<()> {

@@ -22,15 +22,13 @@
 //! the same catch-up, from the client's own last `seq`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use actix_web::web;
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, ProtocolError, Session};
 use chrono::Utc;
 use domain::frames::{ErrorCode, MAX_READ_IDS};
 use domain::{ClientFrame, ServerFrame};
 use futures_util::future::LocalBoxFuture;
-use platform::db::DbPool;
-use platform::redis::RedisStore;
 use platform::storage::inbox;
 use platform::telemetry::{self, traceparent};
 use tokio::sync::mpsc;
@@ -38,28 +36,14 @@ use tokio::time::{Instant, interval, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::auth::TokenVerifier;
-use crate::hub::{Hub, LiveFrame};
-use crate::metrics::GatewayMetrics;
+use crate::hub::LiveFrame;
 use crate::read_state::{self, Action};
-use crate::routes::instant_of;
+use crate::state::GatewayState;
 
 /// Bad frames tolerated on one connection before it is closed.
 const MAX_BAD_FRAMES: u32 = 10;
 /// Notifications read from storage per query during a catch-up.
 const CATCH_UP_PAGE: i64 = 200;
-
-/// What every session shares.
-pub struct SessionContext {
-    pub hub: Hub,
-    pub db: DbPool,
-    pub redis: RedisStore,
-    pub verifier: TokenVerifier,
-    pub metrics: Arc<GatewayMetrics>,
-    pub ping_interval: Duration,
-    pub client_timeout: Duration,
-    pub shutdown: CancellationToken,
-}
 
 pub struct Connection {
     pub user_id: String,
@@ -104,7 +88,12 @@ struct Gone;
 impl Connection {
     /// Sends `hello`, the backlog after `since` if asked, then serves the
     /// connection until it closes.
-    pub async fn run(mut self, hello: ServerFrame, since: Option<i64>, ctx: Arc<SessionContext>) {
+    pub async fn run(
+        mut self,
+        hello: ServerFrame,
+        since: Option<i64>,
+        ctx: web::Data<GatewayState>,
+    ) {
         ctx.metrics.connections.inc();
         let reason = self.serve(hello, since, &ctx).await;
         if let Some(change) = self.change_in_flight.take() {
@@ -120,7 +109,7 @@ impl Connection {
         &mut self,
         hello: ServerFrame,
         since: Option<i64>,
-        ctx: &Arc<SessionContext>,
+        ctx: &web::Data<GatewayState>,
     ) -> Closing {
         if self.send(hello).await.is_err() {
             return None;
@@ -135,7 +124,7 @@ impl Connection {
                 Err(Gone) => return None,
             }
         }
-        let mut ping = interval(ctx.ping_interval);
+        let mut ping = interval(ctx.sessions.ping_interval);
         ping.tick().await;
         let mut last_heard = Instant::now();
         let mut bad_frames = 0u32;
@@ -160,7 +149,7 @@ impl Connection {
                     return close_reason(CloseCode::Other(4001), "token expired");
                 }
                 _ = ping.tick() => {
-                    if last_heard.elapsed() > ctx.client_timeout {
+                    if last_heard.elapsed() > ctx.sessions.client_timeout {
                         return close_reason(CloseCode::Other(4408), "no pong within the client timeout");
                     }
                     if self.session.ping(b"").await.is_err() {
@@ -209,7 +198,7 @@ impl Connection {
     async fn deliver(
         &mut self,
         frame: Arc<LiveFrame>,
-        ctx: &SessionContext,
+        ctx: &GatewayState,
     ) -> Result<Closing, Gone> {
         if frame.resync {
             // The hub may have missed frames (Redis reconnect, lag): read what
@@ -245,7 +234,7 @@ impl Connection {
         &'a mut self,
         since: i64,
         until: i64,
-        ctx: &'a SessionContext,
+        ctx: &'a GatewayState,
     ) -> LocalBoxFuture<'a, Result<Closing, Gone>> {
         Box::pin(self.catch_up_from_storage(since, until, ctx))
     }
@@ -254,7 +243,7 @@ impl Connection {
         &mut self,
         since: i64,
         until: i64,
-        ctx: &SessionContext,
+        ctx: &GatewayState,
     ) -> Result<Closing, Gone> {
         let mut cursor = since.max(0);
         let mut want = until;
@@ -308,7 +297,7 @@ impl Connection {
     /// Takes the live frames queued during a catch-up without waiting:
     /// notifications only raise `want` (they are in storage and the
     /// catch-up sends them in order), other frames are written now.
-    async fn drain_live(&mut self, mut want: i64, ctx: &SessionContext) -> Result<i64, Gone> {
+    async fn drain_live(&mut self, mut want: i64, ctx: &GatewayState) -> Result<i64, Gone> {
         while let Ok(frame) = self.frames.try_recv() {
             match frame.seq {
                 Some(seq) => want = want.max(seq),
@@ -324,7 +313,7 @@ impl Connection {
         &'a mut self,
         text: &'a str,
         bad_frames: &'a mut u32,
-        ctx: &'a Arc<SessionContext>,
+        ctx: &'a web::Data<GatewayState>,
     ) -> LocalBoxFuture<'a, Result<Closing, Gone>> {
         Box::pin(self.handle_client_frame(text, bad_frames, ctx))
     }
@@ -333,7 +322,7 @@ impl Connection {
         &mut self,
         text: &str,
         bad_frames: &mut u32,
-        ctx: &Arc<SessionContext>,
+        ctx: &web::Data<GatewayState>,
     ) -> Result<Closing, Gone> {
         let frame = match serde_json::from_str::<ClientFrame>(text) {
             Ok(frame) => frame,
@@ -359,7 +348,7 @@ impl Connection {
             ClientFrame::ReadAll => self.change(OwnedAction::ReadAll, ctx).await,
             ClientFrame::Refresh { token } => match ctx.verifier.verify(&token) {
                 Ok(claims) if claims.sub == self.user_id => {
-                    self.token_expires_at = instant_of(claims.exp);
+                    self.token_expires_at = claims.expires_at();
                     Ok(None)
                 }
                 Ok(_) => {
@@ -378,7 +367,7 @@ impl Connection {
     async fn change(
         &mut self,
         action: OwnedAction,
-        ctx: &Arc<SessionContext>,
+        ctx: &web::Data<GatewayState>,
     ) -> Result<Closing, Gone> {
         if let Some(previous) = self.change_in_flight.take() {
             let _ = previous.await;
@@ -417,7 +406,7 @@ impl Connection {
     }
 
     /// Writes a live frame's shared bytes, recording delivery latency.
-    async fn write(&mut self, frame: &LiveFrame, ctx: &SessionContext) -> Result<(), Gone> {
+    async fn write(&mut self, frame: &LiveFrame, ctx: &GatewayState) -> Result<(), Gone> {
         match frame
             .traceparent
             .as_deref()

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::auth::Admin;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ListQuery {
@@ -43,7 +43,7 @@ pub async fn list_dead_letters(
     let mut conn = state.conn().await?;
     let letters = dead_letters::list(&mut conn, query.all, limit)
         .await
-        .map_err(|e| state.db_unavailable(e))?;
+        .map_err(ApiError::database)?;
     Ok(HttpResponse::Ok().json(letters))
 }
 

@@ -4,19 +4,16 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use domain::{FieldError, NotificationRequest, Priority, RequestError};
-use platform::hashing::sha256_hex;
-use platform::redis::IdempotentAppend;
 use platform::telemetry::traceparent;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use tracing::Instrument;
 use uuid::Uuid;
 
-use super::notifications::{IDEMPOTENT_REPLAYED, admit, read_request, xadd_span};
 use crate::auth::Producer;
 use crate::error::ApiError;
 use crate::metrics::Rejection;
-use crate::startup::{AppState, Appender};
+use crate::pipeline::{self, Appended, IDEMPOTENT_REPLAYED, Idempotency};
+use crate::state::{AppState, Appender};
 
 /// Most notifications in one batch.
 pub const MAX_BATCH: usize = 1_000;
@@ -81,7 +78,7 @@ pub async fn create_batch(
     state: web::Data<AppState>,
     appender: web::Data<Appender>,
 ) -> Result<HttpResponse, ApiError> {
-    let (idempotency_key, body) = read_request(&req, payload, state.max_batch_body_bytes).await?;
+    let (idempotency_key, body) = pipeline::read_request(&req, payload, state.limits.batch).await?;
     let batch: BatchRequest = domain::validation::decode_json(&body)?;
     if batch.notifications.is_empty() || batch.notifications.len() > MAX_BATCH {
         return Err(RequestError::InvalidFields(vec![FieldError::new(
@@ -95,13 +92,13 @@ pub async fn create_batch(
     }
 
     let now = Utc::now();
-    let xadd = xadd_span(batch.notifications.len());
+    let xadd = pipeline::xadd_span(batch.notifications.len());
     let trace = traceparent::of(&xadd);
     let mut results = Vec::with_capacity(batch.notifications.len());
     let mut entries: Vec<(Priority, String)> = Vec::new();
     for (index, item) in batch.notifications.into_iter().enumerate() {
         let checked = match NotificationRequest::parse(item.get().as_bytes()) {
-            Ok(request) => match admit(&state, request, now).await {
+            Ok(request) => match pipeline::admit(&state, request, now).await {
                 Ok(notification) => Ok(notification),
                 Err(ApiError::InvalidRequest(RequestError::InvalidFields(errors))) => Err(errors),
                 Err(other) => return Err(other),
@@ -135,48 +132,25 @@ pub async fn create_batch(
         rejected: results.len() - accepted,
         results,
     };
-    let unavailable = |err: platform::redis::RedisError| ApiError::Unavailable {
-        dependency: "redis",
-        cause: err.to_string(),
-        retry_after_secs: state.retry_after_secs,
-    };
-    let Some(key) = idempotency_key else {
-        appender
-            .append_many(&entries)
-            .instrument(xadd)
-            .await
-            .map_err(unavailable)?;
-        count_items(&state, &entries, answer.rejected);
-        return Ok(HttpResponse::Ok().json(answer));
-    };
-    let scoped = format!("{}:batch:{}", producer.key_id, sha256_hex(key.as_bytes()));
-    let fingerprint = sha256_hex(&body);
-    let answer_json =
-        serde_json::to_string(&answer).map_err(|err| ApiError::BadBody(err.to_string()))?;
-    match appender
-        .append_idempotent(
-            &entries,
-            &scoped,
-            &fingerprint,
-            &answer_json,
+    let idempotency = idempotency_key.map(|key| {
+        (
+            Idempotency::new(&producer, Some("batch"), &key, &body),
             state.idempotency_ttl,
         )
-        .instrument(xadd)
-        .await
-        .map_err(unavailable)?
-    {
-        IdempotentAppend::Appended => {
+    });
+    let appended = pipeline::append(&appender, &entries, xadd, idempotency, || {
+        serde_json::to_string(&answer).map_err(|err| ApiError::BadBody(err.to_string()))
+    })
+    .await?;
+    match appended {
+        Appended::Now => {
             count_items(&state, &entries, answer.rejected);
             Ok(HttpResponse::Ok().json(answer))
         }
-        IdempotentAppend::Replayed {
-            fingerprint: first,
-            answer,
-        } if first == fingerprint => Ok(HttpResponse::Ok()
+        Appended::Replayed(first) => Ok(HttpResponse::Ok()
             .insert_header((IDEMPOTENT_REPLAYED, "true"))
             .content_type("application/json")
-            .body(answer)),
-        IdempotentAppend::Replayed { .. } => Err(ApiError::IdempotencyKeyReused),
+            .body(first)),
     }
 }
 

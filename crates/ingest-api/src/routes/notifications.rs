@@ -1,22 +1,16 @@
 //! `POST /v1/notifications`.
 
-use actix_web::http::header::{self, HeaderName};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use domain::NotificationRequest;
+use platform::telemetry::traceparent;
 use serde::Serialize;
 use uuid::Uuid;
 
-use domain::{FieldError, RequestError};
-use platform::hashing::sha256_hex;
-use platform::redis::IdempotentAppend;
-use platform::telemetry::traceparent;
-use platform::template_cache::TemplateLookupError;
-use tracing::Instrument;
-
 use crate::auth::Producer;
 use crate::error::ApiError;
-use crate::startup::{AppState, Appender};
+use crate::pipeline::{self, Appended, IDEMPOTENT_REPLAYED, Idempotency};
+use crate::state::{AppState, Appender};
 
 /// Answer to an accepted notification.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -27,9 +21,6 @@ pub struct Accepted {
     #[schema(example = "accepted")]
     pub status: &'static str,
 }
-
-pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
 /// Queue one notification for a user.
 ///
@@ -65,128 +56,35 @@ pub async fn create_notification(
     state: web::Data<AppState>,
     appender: web::Data<Appender>,
 ) -> Result<HttpResponse, ApiError> {
-    let (idempotency_key, body) = read_request(&req, payload, state.max_body_bytes).await?;
-    let mut notification = admit(&state, NotificationRequest::parse(&body)?, Utc::now()).await?;
-    let xadd = xadd_span(1);
+    let (idempotency_key, body) =
+        pipeline::read_request(&req, payload, state.limits.single).await?;
+    let mut notification =
+        pipeline::admit(&state, NotificationRequest::parse(&body)?, Utc::now()).await?;
+    let xadd = pipeline::xadd_span(1);
     notification.traceparent = traceparent::of(&xadd);
     let entry =
         serde_json::to_string(&notification).map_err(|err| ApiError::BadBody(err.to_string()))?;
-    let unavailable = |err: platform::redis::RedisError| ApiError::Unavailable {
-        dependency: "redis",
-        cause: err.to_string(),
-        retry_after_secs: state.retry_after_secs,
-    };
-
-    let Some(key) = idempotency_key else {
-        appender
-            .append(notification.priority, &entry)
-            .instrument(xadd)
-            .await
-            .map_err(unavailable)?;
-        state.metrics.accepted(notification.priority, 1);
-        return Ok(accepted(notification.id, false));
-    };
-    // Scoped to the producer's key, so two producers cannot collide.
-    let scoped = format!("{}:{}", producer.key_id, sha256_hex(key.as_bytes()));
-    let fingerprint = sha256_hex(&body);
-    let appended = appender
-        .append_idempotent(
-            &[(notification.priority, entry)],
-            &scoped,
-            &fingerprint,
-            &notification.id.to_string(),
+    let idempotency = idempotency_key.map(|key| {
+        (
+            Idempotency::new(&producer, None, &key, &body),
             state.idempotency_ttl,
         )
-        .instrument(xadd)
-        .await
-        .map_err(unavailable)?;
+    });
+    let entries = [(notification.priority, entry)];
+    let appended = pipeline::append(&appender, &entries, xadd, idempotency, || {
+        Ok(notification.id.to_string())
+    })
+    .await?;
     match appended {
-        IdempotentAppend::Appended => {
+        Appended::Now => {
             state.metrics.accepted(notification.priority, 1);
             Ok(accepted(notification.id, false))
         }
-        IdempotentAppend::Replayed {
-            fingerprint: first,
-            answer,
-        } if first == fingerprint => {
-            let id = Uuid::parse_str(&answer).map_err(|err| ApiError::BadBody(err.to_string()))?;
+        Appended::Replayed(first) => {
+            let id = Uuid::parse_str(&first).map_err(|err| ApiError::BadBody(err.to_string()))?;
             Ok(accepted(id, true))
         }
-        IdempotentAppend::Replayed { .. } => Err(ApiError::IdempotencyKeyReused),
     }
-}
-
-/// The span of appending `entries` notifications to the streams; its
-/// `traceparent` goes into each entry, so the worker continues the trace.
-pub(crate) fn xadd_span(entries: usize) -> tracing::Span {
-    if !platform::telemetry::exporting() {
-        return tracing::Span::none();
-    }
-    tracing::info_span!(
-        "XADD",
-        otel.kind = "producer",
-        db.system.name = "redis",
-        entries
-    )
-}
-
-/// What every producer request starts with: a JSON content type, a valid
-/// optional `Idempotency-Key`, and a body within `limit`.
-pub(crate) async fn read_request(
-    req: &HttpRequest,
-    payload: web::Payload,
-    limit: usize,
-) -> Result<(Option<String>, web::Bytes), ApiError> {
-    require_json(req)?;
-    let key = idempotency_key(req)?;
-    let body = payload
-        .to_bytes_limited(limit)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge(limit))?
-        .map_err(|err| ApiError::BadBody(err.to_string()))?;
-    Ok((key, body))
-}
-
-/// Stamps a validated request with its id and time, and pins its template
-/// to the version its params were checked against.
-pub(crate) async fn admit(
-    state: &AppState,
-    request: NotificationRequest,
-    now: chrono::DateTime<Utc>,
-) -> Result<domain::NewNotification, ApiError> {
-    let mut notification = request.into_notification(Uuid::now_v7(), now);
-    if let Some(template) = &mut notification.template {
-        template.version = check_template(state, template).await?;
-    }
-    Ok(notification)
-}
-
-/// The current version of the template, if the params fit every locale of it.
-/// An unknown template or a missing or mistyped parameter is the producer's
-/// to fix now: nothing is queued.
-async fn check_template(state: &AppState, template: &domain::TemplateRef) -> Result<i32, ApiError> {
-    let mut conn = state.conn().await?;
-    let compiled = match state.templates.latest(&mut conn, &template.key).await {
-        Ok(compiled) => compiled,
-        Err(TemplateLookupError::Db(err)) => return Err(state.db_unavailable(err.to_string())),
-        Err(err) => {
-            return Err(RequestError::InvalidFields(vec![FieldError::new(
-                "template",
-                err.to_string(),
-            )])
-            .into());
-        }
-    };
-    compiled.check_params(&template.params).map_err(|err| {
-        RequestError::InvalidFields(vec![FieldError::new(
-            format!("params.{}", err.param),
-            format!(
-                "template `{}`: parameter `{}` {}",
-                template.key, err.param, err.problem
-            ),
-        )])
-    })?;
-    Ok(compiled.version)
 }
 
 fn accepted(id: Uuid, replayed: bool) -> HttpResponse {
@@ -199,38 +97,4 @@ fn accepted(id: Uuid, replayed: bool) -> HttpResponse {
         id,
         status: "accepted",
     })
-}
-
-/// The optional `Idempotency-Key`: 1..=255 visible ASCII characters.
-fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let Some(value) = req.headers().get(&IDEMPOTENCY_KEY) else {
-        return Ok(None);
-    };
-    let key = value
-        .to_str()
-        .map_err(|_| ApiError::BadIdempotencyKey("must be visible ASCII"))?;
-    if key.is_empty() || key.len() > 255 {
-        return Err(ApiError::BadIdempotencyKey("must be 1..=255 characters"));
-    }
-    if !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::BadIdempotencyKey(
-            "must be visible ASCII without spaces",
-        ));
-    }
-    Ok(Some(key.to_owned()))
-}
-
-/// `application/json`, with or without parameters such as `charset`.
-fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let essence = content_type.split(';').next().unwrap_or_default().trim();
-    if essence.eq_ignore_ascii_case("application/json") {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType)
-    }
 }

@@ -11,7 +11,7 @@ use templates::{Template, TemplateIssue, TemplateSource};
 
 use crate::auth::{Admin, Producer};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedVersion {
@@ -77,7 +77,7 @@ pub async fn create_version(
     let mut conn = state.conn().await?;
     let version = stored::create_version(&mut conn, &key, &source)
         .await
-        .map_err(|e| state.db_unavailable(e))?;
+        .map_err(ApiError::database)?;
     Ok(HttpResponse::Created().json(CreatedVersion {
         key: key.into_inner(),
         version,
@@ -99,9 +99,7 @@ pub async fn create_version(
 )]
 pub async fn list(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut conn = state.conn().await?;
-    let all = stored::list(&mut conn)
-        .await
-        .map_err(|e| state.db_unavailable(e))?;
+    let all = stored::list(&mut conn).await.map_err(ApiError::database)?;
     Ok(HttpResponse::Ok().json(all))
 }
 
@@ -137,7 +135,7 @@ pub async fn get(
         Some(version) => stored::version(&mut conn, &key, version).await,
         None => stored::latest(&mut conn, &key).await,
     }
-    .map_err(|e| state.db_unavailable(e))?;
+    .map_err(ApiError::database)?;
     match found {
         Some(template) => Ok(HttpResponse::Ok().json(template)),
         None => Err(ApiError::NotFoundDetail("no such template")),
@@ -167,7 +165,7 @@ pub async fn delete(
     let mut conn = state.conn().await?;
     if stored::delete(&mut conn, &key)
         .await
-        .map_err(|e| state.db_unavailable(e))?
+        .map_err(ApiError::database)?
     {
         Ok(HttpResponse::NoContent().finish())
     } else {
@@ -229,9 +227,9 @@ pub async fn set_user_locale(
         wanted.timezone.as_deref(),
     )
     .await
-    .map_err(|e| state.db_unavailable(e))?;
+    .map_err(ApiError::database)?;
     let now = preferences::get(&mut conn, &user_id)
         .await
-        .map_err(|e| state.db_unavailable(e))?;
+        .map_err(ApiError::database)?;
     Ok(HttpResponse::Ok().json(now))
 }

@@ -139,14 +139,11 @@ async fn concurrent_producers_and_readers_keep_seq_and_unread_exact() {
         a.worker.consumer_name = "w-a".into();
         let mut b = gw.env.settings();
         b.worker.consumer_name = "w-b".into();
-        let mut guards = Vec::new();
+        let mut running = Vec::new();
         for settings in [a, b] {
-            let worker = stream_worker::Worker::build(&settings).await.unwrap();
-            let token = tokio_util::sync::CancellationToken::new();
-            tokio::spawn(worker.run_until_stopped(token.clone()));
-            guards.push(token.drop_guard());
+            running.push(testkit::service::start::<stream_worker::Worker>(&settings).await);
         }
-        guards
+        running
     };
 
     // 4 producers x 1,000.
@@ -250,13 +247,8 @@ fn seqs_of(rows: &[domain::Notification]) -> Vec<i64> {
 async fn two_instances_share_delivery_and_read_state() {
     let a = TestGateway::spawn().await;
     // A second gateway process would share the database and Redis prefix: same env.
-    let shutdown_b = tokio_util::sync::CancellationToken::new();
-    let app_b = ws_gateway::Application::build(&a.env.settings(), shutdown_b.clone())
-        .await
-        .unwrap();
-    let port_b = app_b.port();
-    tokio::spawn(app_b.run_until_stopped());
-    let _stop_b = shutdown_b.drop_guard();
+    let b = testkit::service::start::<ws_gateway::Application>(&a.env.settings()).await;
+    let port_b = b.port;
     let _worker = start_worker(&a.env).await;
 
     let token = a.env.token("uma", 300);

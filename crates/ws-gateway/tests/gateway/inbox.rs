@@ -462,3 +462,29 @@ async fn history_can_follow_the_users_new_language() {
         StatusCode::BAD_REQUEST
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_answers_503_with_the_configured_retry_after() {
+    let proxy = testkit::proxy::Proxy::start(5432).await;
+    let mut env = testkit::TestEnv::new().await;
+    env.database_through(&proxy);
+    env.set("HERALD__HTTP__RETRY_AFTER_SECS", "9");
+    let gw = TestGateway::spawn_in(env).await;
+    let api = Api::new(&gw, "rita");
+    assert_eq!(
+        api.get("/v1/me/unread-count").await.status(),
+        StatusCode::OK
+    );
+
+    proxy.cut();
+    let response = api.get("/v1/me/unread-count").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "9");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "https://herald.dev/problems/unavailable");
+    proxy.restore();
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 use platform::redis::RedisStore;
 use serde_json::Value;
 use testkit::TestEnv;
+use testkit::service::Running;
 use testkit::ws::WsClient;
 use tokio_util::sync::CancellationToken;
 use ws_gateway::Application;
@@ -17,6 +18,7 @@ pub struct TestGateway {
     pub port: u16,
     pub redis: RedisStore,
     pub shutdown: CancellationToken,
+    _running: Running,
 }
 
 impl TestGateway {
@@ -25,18 +27,14 @@ impl TestGateway {
     }
 
     pub async fn spawn_in(env: TestEnv) -> Self {
-        let shutdown = CancellationToken::new();
-        let app = Application::build(&env.settings(), shutdown.clone())
-            .await
-            .expect("gateway builds");
-        let port = app.port();
-        tokio::spawn(app.run_until_stopped());
+        let running = testkit::service::start::<Application>(&env.settings()).await;
         let redis = env.redis().await;
         Self {
             env,
-            port,
+            port: running.port,
             redis,
-            shutdown,
+            shutdown: running.shutdown.clone(),
+            _running: running,
         }
     }
 
@@ -53,20 +51,9 @@ impl TestGateway {
     }
 }
 
-impl Drop for TestGateway {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
 /// A real stream-worker in this process, stopped when dropped.
-pub async fn start_worker(env: &TestEnv) -> tokio_util::sync::DropGuard {
-    let worker = stream_worker::Worker::build(&env.settings())
-        .await
-        .expect("worker builds");
-    let token = CancellationToken::new();
-    tokio::spawn(worker.run_until_stopped(token.clone()));
-    token.drop_guard()
+pub async fn start_worker(env: &TestEnv) -> Running {
+    testkit::service::start::<stream_worker::Worker>(&env.settings()).await
 }
 
 /// Reads frames until `n` notification frames arrived; returns them and

@@ -1,22 +1,19 @@
 //! `GET /v1/ws`: authenticate, register with the hub, upgrade.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use domain::ServerFrame;
 use platform::storage::inbox;
 use serde::Deserialize;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::token_from_request;
 use crate::error::GatewayError;
 use crate::hub::ConnectionHandle;
-use crate::session::{Connection, SessionContext};
-use crate::startup::GatewayState;
+use crate::session::Connection;
+use crate::state::GatewayState;
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -30,7 +27,6 @@ pub async fn connect(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<GatewayState>,
-    ctx: web::Data<Arc<SessionContext>>,
 ) -> Result<HttpResponse, GatewayError> {
     // Authenticate before upgrading, so a bad token is a plain HTTP 401.
     let claims = state.verifier.verify(&token_from_request(&req)?)?;
@@ -43,9 +39,10 @@ pub async fn connect(
     let (response, session, stream) =
         actix_ws::handle(&req, body).map_err(|err| GatewayError::NotWebSocket(err.to_string()))?;
 
+    let token_expires_at = claims.expires_at();
     let user_id = claims.sub;
     let conn_id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
-    let (frames_tx, frames) = mpsc::channel(state.send_queue_frames);
+    let (frames_tx, frames) = mpsc::channel(state.sessions.send_queue_frames);
     let kicked = CancellationToken::new();
     let handle = ConnectionHandle {
         frames: frames_tx,
@@ -54,7 +51,8 @@ pub async fn connect(
     // Subscribed before the inbox state is read: a notification committed
     // after the read is published after the subscription, so it reaches this
     // socket; one committed before it is in storage for a resume.
-    ctx.hub
+    state
+        .hub
         .join(&user_id, conn_id, handle)
         .await
         .map_err(|err| GatewayError::Unavailable {
@@ -64,7 +62,7 @@ pub async fn connect(
     let inbox = match read_inbox(&state, &user_id).await {
         Ok(inbox) => inbox,
         Err(err) => {
-            ctx.hub.leave(&user_id, conn_id).await;
+            state.hub.leave(&user_id, conn_id).await;
             return Err(err);
         }
     };
@@ -81,14 +79,14 @@ pub async fn connect(
         user_id,
         conn_id,
         session,
-        stream: stream.max_frame_size(state.max_frame_bytes),
+        stream: stream.max_frame_size(state.sessions.max_frame_bytes),
         frames,
         kicked,
-        token_expires_at: instant_of(claims.exp),
+        token_expires_at,
         last_sent: since.unwrap_or(inbox.last_seq),
         change_in_flight: None,
     };
-    actix_web::rt::spawn(connection.run(hello, since, ctx.get_ref().clone()));
+    actix_web::rt::spawn(connection.run(hello, since, state));
     Ok(response)
 }
 
@@ -100,15 +98,4 @@ async fn read_inbox(
     inbox::state(&mut conn, user_id)
         .await
         .map_err(GatewayError::database)
-}
-
-/// The monotonic instant at which a Unix timestamp (`exp`) is reached.
-pub fn instant_of(unix_secs: u64) -> Instant {
-    let now_unix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    // Capped at a year: an absurd `exp` must not overflow the clock.
-    let left = Duration::from_secs(unix_secs.saturating_sub(now_unix).min(365 * 24 * 3600));
-    Instant::now() + left
 }

@@ -1,15 +1,21 @@
-//! Compiled templates, cached by `(key, version)`. Versions are immutable,
-//! so an entry never goes stale; an edit is a new version, which ingest-api
-//! finds with one indexed query per request ([`TemplateCache::latest`]) and
-//! workers by the version pinned in each notification
-//! ([`TemplateCache::version`]). So an edit reaches everyone at once, without
-//! a restart or an invalidation message.
+//! Rendering templated notifications, the one place that decides which
+//! template version and which language a text comes out in: the worker's
+//! storing and the gateway's `render=current` go through one [`Renderer`]
+//! per process.
+//!
+//! Compiled templates are cached by `(key, version)`. Versions are
+//! immutable, so an entry never goes stale; an edit is a new version, which
+//! ingest-api finds with one indexed query per request
+//! ([`Renderer::latest`]) and workers by the version pinned in each
+//! notification ([`Renderer::version`]). So an edit reaches everyone at
+//! once, without a restart or an invalidation message.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use ::templates::Template;
+use ::templates::{Rendered, Template};
 use diesel_async::AsyncPgConnection;
+use serde_json::{Map, Value};
 
 use crate::db::DbError;
 use crate::storage::templates::{self as stored, StoredTemplate};
@@ -27,12 +33,49 @@ pub enum TemplateLookupError {
 /// Compiled templates by `(key, version)`.
 type Compiled = HashMap<(String, i32), Arc<Template>>;
 
-#[derive(Clone, Default)]
-pub struct TemplateCache {
-    compiled: Arc<RwLock<Compiled>>,
+/// The languages a text may be rendered in, most wanted first; the
+/// renderer's default locale comes after them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wanted<'a> {
+    /// The locale the producer named in the request.
+    pub request: Option<&'a str>,
+    /// The user's `locale` preference.
+    pub user: Option<&'a str>,
 }
 
-impl TemplateCache {
+/// Templates compiled once per process (cheap to clone: clones share the
+/// cache), and the locale used when none wanted is available.
+#[derive(Clone)]
+pub struct Renderer {
+    compiled: Arc<RwLock<Compiled>>,
+    default_locale: String,
+}
+
+impl Renderer {
+    /// `default_locale`: `templates.default_locale`.
+    pub fn new(default_locale: impl Into<String>) -> Self {
+        Self {
+            compiled: Arc::default(),
+            default_locale: default_locale.into(),
+        }
+    }
+
+    /// Renders `template` in the first language of `wanted` it can serve
+    /// (following fallback chains: `pt-BR` falls back to `pt`), else the
+    /// default locale, else the template's first one.
+    pub fn render(
+        &self,
+        template: &Template,
+        wanted: Wanted<'_>,
+        params: &Map<String, Value>,
+    ) -> Result<Rendered, String> {
+        let locales: Vec<&str> = [wanted.request, wanted.user]
+            .into_iter()
+            .flatten()
+            .collect();
+        template.render(&locales, &self.default_locale, params)
+    }
+
     /// The current version of `key`, compiled.
     pub async fn latest(
         &self,

@@ -1,0 +1,211 @@
+//! What a producer request goes through, for `POST /v1/notifications` and
+//! `/batch` alike: a JSON body within its limit with an optional
+//! `Idempotency-Key` ([`read_request`]), each notification stamped with its
+//! id and checked against its template ([`admit`]), and the entries
+//! appended to their streams, once per idempotency key ([`append`]).
+
+use actix_web::http::header::{self, HeaderName};
+use actix_web::{HttpRequest, web};
+use chrono::{DateTime, Utc};
+use domain::{FieldError, NewNotification, NotificationRequest, Priority, RequestError};
+use platform::hashing::sha256_hex;
+use platform::redis::IdempotentAppend;
+use platform::rendering::TemplateLookupError;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::auth::Producer;
+use crate::error::ApiError;
+use crate::state::{AppState, Appender};
+
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// What every producer request starts with: a JSON content type, a valid
+/// optional `Idempotency-Key`, and a body within `limit`.
+pub async fn read_request(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<(Option<String>, web::Bytes), ApiError> {
+    require_json(req)?;
+    let key = idempotency_key(req)?;
+    let body = payload
+        .to_bytes_limited(limit)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(limit))?
+        .map_err(|err| ApiError::BadBody(err.to_string()))?;
+    Ok((key, body))
+}
+
+/// Stamps a validated request with its id and time, and pins its template
+/// to the version its params were checked against.
+pub async fn admit(
+    state: &AppState,
+    request: NotificationRequest,
+    now: DateTime<Utc>,
+) -> Result<NewNotification, ApiError> {
+    let mut notification = request.into_notification(Uuid::now_v7(), now);
+    if let Some(template) = &mut notification.template {
+        template.version = check_template(state, template).await?;
+    }
+    Ok(notification)
+}
+
+/// The current version of the template, if the params fit every locale of it.
+/// An unknown template or a missing or mistyped parameter is the producer's
+/// to fix now: nothing is queued.
+async fn check_template(state: &AppState, template: &domain::TemplateRef) -> Result<i32, ApiError> {
+    let mut conn = state.conn().await?;
+    let compiled = match state.templates.latest(&mut conn, &template.key).await {
+        Ok(compiled) => compiled,
+        Err(TemplateLookupError::Db(err)) => return Err(ApiError::database(err)),
+        Err(err) => {
+            return Err(RequestError::InvalidFields(vec![FieldError::new(
+                "template",
+                err.to_string(),
+            )])
+            .into());
+        }
+    };
+    compiled.check_params(&template.params).map_err(|err| {
+        RequestError::InvalidFields(vec![FieldError::new(
+            format!("params.{}", err.param),
+            format!(
+                "template `{}`: parameter `{}` {}",
+                template.key, err.param, err.problem
+            ),
+        )])
+    })?;
+    Ok(compiled.version)
+}
+
+/// The span of appending `entries` notifications to the streams; its
+/// `traceparent` goes into each entry, so the worker continues the trace.
+pub fn xadd_span(entries: usize) -> tracing::Span {
+    if !platform::telemetry::exporting() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        "XADD",
+        otel.kind = "producer",
+        db.system.name = "redis",
+        entries
+    )
+}
+
+/// A request's `Idempotency-Key`, as remembered: scoped to the producer's
+/// API key (two producers cannot collide) and to the endpoint, with the
+/// fingerprint of the body it was first used with.
+pub struct Idempotency {
+    record: String,
+    fingerprint: String,
+}
+
+impl Idempotency {
+    /// `endpoint` is `None` for single notifications, `Some("batch")` for batches.
+    pub fn new(producer: &Producer, endpoint: Option<&str>, key: &str, body: &[u8]) -> Self {
+        let key = sha256_hex(key.as_bytes());
+        let record = match endpoint {
+            None => format!("{}:{key}", producer.key_id),
+            Some(endpoint) => format!("{}:{endpoint}:{key}", producer.key_id),
+        };
+        Self {
+            record,
+            fingerprint: sha256_hex(body),
+        }
+    }
+}
+
+/// How [`append`] went.
+pub enum Appended {
+    /// Appended now.
+    Now,
+    /// The same request came before with this key: nothing appended, this
+    /// was the first answer.
+    Replayed(String),
+}
+
+/// Appends `entries` to their streams inside `span` (an [`xadd_span`]
+/// whose `traceparent` the entries carry), all or none; 503 when Redis
+/// fails. With an idempotency key, the first request appends and remembers
+/// `answer`; a retry with the same body appends nothing and gets the first
+/// answer back; the same key with another body is refused with 409.
+pub async fn append(
+    appender: &Appender,
+    entries: &[(Priority, String)],
+    span: tracing::Span,
+    idempotency: Option<(Idempotency, std::time::Duration)>,
+    answer: impl FnOnce() -> Result<String, ApiError>,
+) -> Result<Appended, ApiError> {
+    let Some((idempotency, ttl)) = idempotency else {
+        match entries {
+            // One XADD: cheaper for Redis than the script.
+            [(priority, entry)] => appender
+                .append(*priority, entry)
+                .instrument(span)
+                .await
+                .map(drop),
+            _ => appender
+                .append_many(entries)
+                .instrument(span)
+                .await
+                .map(drop),
+        }
+        .map_err(ApiError::redis)?;
+        return Ok(Appended::Now);
+    };
+    let appended = appender
+        .append_idempotent(
+            entries,
+            &idempotency.record,
+            &idempotency.fingerprint,
+            &answer()?,
+            ttl,
+        )
+        .instrument(span)
+        .await
+        .map_err(ApiError::redis)?;
+    match appended {
+        IdempotentAppend::Appended => Ok(Appended::Now),
+        IdempotentAppend::Replayed {
+            fingerprint,
+            answer,
+        } if fingerprint == idempotency.fingerprint => Ok(Appended::Replayed(answer)),
+        IdempotentAppend::Replayed { .. } => Err(ApiError::IdempotencyKeyReused),
+    }
+}
+
+/// The optional `Idempotency-Key`: 1..=255 visible ASCII characters.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(&IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::BadIdempotencyKey("must be visible ASCII"))?;
+    if key.is_empty() || key.len() > 255 {
+        return Err(ApiError::BadIdempotencyKey("must be 1..=255 characters"));
+    }
+    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::BadIdempotencyKey(
+            "must be visible ASCII without spaces",
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// `application/json`, with or without parameters such as `charset`.
+fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType)
+    }
+}

@@ -1,0 +1,200 @@
+//! The one way a Herald service serves HTTP: every service's app starts
+//! from [`ServerBase::app`] (request metrics and tracing, `Retry-After` on
+//! 503 problems, `/healthz`, `/readyz`, `/metrics`) and is served by
+//! [`serve`] (the listener from `http.host`/`http.port`, worker threads,
+//! no signal handling of its own: a service stops when its shutdown token
+//! is cancelled, after finishing the requests in flight).
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServerHandle, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{App, HttpServer, web};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::health::{self, Dependencies};
+use crate::metrics::{self, HttpMetrics};
+use crate::problem::PROBLEM_JSON;
+use crate::settings::HttpSettings;
+
+/// What every service's app holds whatever its routes: the dependencies
+/// `/readyz` checks, the metrics registry and the HTTP metrics, and the
+/// `Retry-After` of its 503 answers.
+#[derive(Clone)]
+pub struct ServerBase {
+    dependencies: web::Data<Dependencies>,
+    registry: web::Data<Arc<Registry>>,
+    http_metrics: web::Data<HttpMetrics>,
+    retry_after: web::Data<RetryAfter>,
+}
+
+/// Seconds a 503 answer asks the client to wait (`http.retry_after_secs`).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryAfter(pub u32);
+
+impl ServerBase {
+    /// `registry` and `http_metrics` come from
+    /// [`metrics::service_registry`], with the service's own metrics
+    /// registered in it.
+    pub fn new(
+        http: &HttpSettings,
+        dependencies: Dependencies,
+        registry: Registry,
+        http_metrics: web::Data<HttpMetrics>,
+    ) -> Self {
+        Self {
+            dependencies: web::Data::new(dependencies),
+            registry: web::Data::new(Arc::new(registry)),
+            http_metrics,
+            retry_after: web::Data::new(RetryAfter(http.retry_after_secs)),
+        }
+    }
+
+    /// An app with the shared middleware, data and routes; the service adds
+    /// its own data, routes and answer to unknown paths.
+    pub fn app(
+        &self,
+    ) -> App<
+        impl ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<impl MessageBody + use<>>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + use<>,
+    > {
+        App::new()
+            .wrap(from_fn(retry_after))
+            .wrap(from_fn(metrics::observe))
+            .app_data(self.dependencies.clone())
+            .app_data(self.registry.clone())
+            .app_data(self.http_metrics.clone())
+            .app_data(self.retry_after.clone())
+            .configure(health::configure)
+            .configure(metrics::configure)
+    }
+}
+
+/// Middleware: a problem answer with status 503 that names no
+/// `Retry-After` gets the configured one, so every service answers an
+/// outage the same way without its error types knowing the setting.
+async fn retry_after(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let secs = req.app_data::<web::Data<RetryAfter>>().map(|r| r.0);
+    let mut response = next.call(req).await?;
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE
+        && let Some(secs) = secs
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes())
+        && !response.headers().contains_key(header::RETRY_AFTER)
+    {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    Ok(response)
+}
+
+/// How many HTTP worker threads a service runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    /// `http.workers`, or one per core when it is 0.
+    FromSettings,
+    /// Exactly this many (the worker's `/metrics` and probes need one).
+    Fixed(usize),
+}
+
+/// How a service's server behaves beyond its app.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerOptions {
+    pub workers: Workers,
+    /// How long a stopping server waits for open connections (actix-web's
+    /// default when `None`: 30 s).
+    pub shutdown_timeout: Option<Duration>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            workers: Workers::FromSettings,
+            shutdown_timeout: None,
+        }
+    }
+}
+
+/// A bound, running HTTP server.
+pub struct Serving {
+    port: u16,
+    server: Server,
+}
+
+/// Binds `http.host:http.port` (port 0 picks a free one) and starts serving
+/// the apps `factory` builds, one per worker thread.
+pub fn serve<F, T, B>(
+    http: &HttpSettings,
+    options: ServerOptions,
+    factory: F,
+) -> std::io::Result<Serving>
+where
+    F: Fn() -> App<T> + Send + Clone + 'static,
+    T: ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static,
+    B: MessageBody + 'static,
+{
+    let listener = TcpListener::bind((http.host.as_str(), http.port))?;
+    let port = listener.local_addr()?.port();
+    let mut server = HttpServer::new(factory)
+        .disable_signals()
+        // Answers and frames are small and must leave at once, not wait
+        // for the previous segment's ACK.
+        .tcp_nodelay(true)
+        .listen(listener)?;
+    server = match options.workers {
+        Workers::FromSettings if http.workers > 0 => server.workers(http.workers),
+        Workers::FromSettings => server,
+        Workers::Fixed(n) => server.workers(n),
+    };
+    if let Some(timeout) = options.shutdown_timeout {
+        server = server.shutdown_timeout(timeout.as_secs());
+    }
+    Ok(Serving {
+        port,
+        server: server.run(),
+    })
+}
+
+impl Serving {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until `shutdown` is cancelled, then finishes the requests in
+    /// flight (within the shutdown timeout) and returns.
+    pub async fn until_cancelled(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            handle.stop(true).await;
+        });
+        self.server.await
+    }
+}

@@ -1,0 +1,43 @@
+//! What ws-gateway's handlers and sessions share, built once by `startup`:
+//! the app holds it as `web::Data<GatewayState>`, and each WebSocket
+//! session keeps a clone of that handle for its life.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use platform::db::DbPool;
+use platform::redis::RedisStore;
+use platform::rendering::Renderer;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::TokenVerifier;
+use crate::hub::Hub;
+use crate::metrics::GatewayMetrics;
+
+pub struct GatewayState {
+    pub db: DbPool,
+    /// Publishes read-state changes to the user's channel.
+    pub redis: RedisStore,
+    /// The process's one subscriber, fanned out to the connections.
+    pub hub: Hub,
+    /// Verifies the tokens of new connections and of `refresh` frames.
+    pub verifier: Arc<TokenVerifier>,
+    pub metrics: Arc<GatewayMetrics>,
+    /// `render=current` of the inbox.
+    pub renderer: Renderer,
+    pub sessions: SessionLimits,
+    /// Cancelled when the gateway drains: sessions close with 1012.
+    pub shutdown: CancellationToken,
+}
+
+/// How a WebSocket session behaves (`gateway.*` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// Live frames queued for a connection before it counts as too slow.
+    pub send_queue_frames: usize,
+    /// Largest client frame accepted.
+    pub max_frame_bytes: usize,
+    pub ping_interval: Duration,
+    /// A connection silent this long (not even a pong) is closed with 4408.
+    pub client_timeout: Duration,
+}
