@@ -24,8 +24,11 @@ run: build ## Start PostgreSQL/Redis if needed, migrate, create a dev key, run a
 deps-test:
 	HERALD__DATABASE__URL=$(HERALD_TEST_PG)/postgres HERALD__REDIS__URL=$(HERALD_TEST_REDIS) scripts/dev-deps.sh up
 
+# Binaries and tests in one build: the end-to-end tests run these binaries,
+# and the test run then reuses every artifact (one feature set: testkit
+# turns on platform's test-support).
 test: deps-test lint-deploy check-vendor ## Run the whole test suite against real PostgreSQL and Redis
-	cargo build --bins
+	cargo build --workspace --bins --tests
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		cargo nextest run --workspace --no-fail-fast; \
 	else \

@@ -39,6 +39,10 @@ pub enum DbError {
     Query(#[from] diesel::result::Error),
     #[error("migration failed: {0}")]
     Migration(String),
+    /// A concurrent transaction changed what this one had counted on; it
+    /// was rolled back and trying again finds the new state.
+    #[error("concurrent change: {0}; try again")]
+    Conflict(&'static str),
 }
 
 impl DbError {

@@ -48,7 +48,7 @@ async fn pending_total(redis: &platform::redis::RedisStore) -> u64 {
 }
 
 async fn stored_count(env: &TestEnv, user: &str) -> i64 {
-    notifications::count_for_user(&mut env.db().await, user)
+    platform::storage::inspect::count_for_user(&mut env.db().await, user)
         .await
         .unwrap()
 }
@@ -92,7 +92,9 @@ async fn stores_publishes_and_acks_with_gapless_seq() {
 
     let mut conn = env.db().await;
     for user in ["alice", "bob"] {
-        let rows = notifications::list_for_user(&mut conn, user).await.unwrap();
+        let rows = platform::storage::inspect::list_for_user(&mut conn, user)
+            .await
+            .unwrap();
         let seqs: Vec<i64> = rows.iter().map(|n| n.seq).collect();
         assert_eq!(
             seqs,
@@ -107,7 +109,7 @@ async fn stores_publishes_and_acks_with_gapless_seq() {
         );
         assert_eq!(state.last_seq, rows.len() as i64);
     }
-    let stored_ids: HashSet<Uuid> = notifications::list_for_user(&mut conn, "alice")
+    let stored_ids: HashSet<Uuid> = platform::storage::inspect::list_for_user(&mut conn, "alice")
         .await
         .unwrap()
         .into_iter()
@@ -119,7 +121,7 @@ async fn stores_publishes_and_acks_with_gapless_seq() {
     // and each live frame is exactly the notification as stored (the worker
     // builds frames from what it inserted, not from a read-back).
     let stored_frames: std::collections::HashMap<Uuid, serde_json::Value> =
-        notifications::list_for_user(&mut conn, "alice")
+        platform::storage::inspect::list_for_user(&mut conn, "alice")
             .await
             .unwrap()
             .into_iter()
@@ -221,7 +223,7 @@ async fn redelivered_and_repeated_entries_are_stored_once() {
         .unwrap();
     assert_eq!(delivered.len(), 3);
     // ...and even stored one of them before dying.
-    notifications::store_batch(
+    testkit::store_batch(
         &mut env.db().await,
         std::slice::from_ref(&first),
         Utc::now(),
@@ -242,7 +244,7 @@ async fn redelivered_and_repeated_entries_are_stored_once() {
     )
     .await;
     let mut conn = env.db().await;
-    let rows = notifications::list_for_user(&mut conn, "carol")
+    let rows = platform::storage::inspect::list_for_user(&mut conn, "carol")
         .await
         .unwrap();
     assert_eq!(
@@ -450,7 +452,7 @@ async fn database_outage_is_retried_without_acking_and_then_drains() {
         || async { (stored_count(&env, "gus").await == 51).then_some(()) },
     )
     .await;
-    let rows = notifications::list_for_user(&mut env.db().await, "gus")
+    let rows = platform::storage::inspect::list_for_user(&mut env.db().await, "gus")
         .await
         .unwrap();
     assert_eq!(
@@ -466,7 +468,7 @@ async fn database_outage_is_retried_without_acking_and_then_drains() {
 }
 
 async fn stored_ids(env: &TestEnv) -> HashSet<Uuid> {
-    notifications::all_ids(&mut env.db().await)
+    platform::storage::inspect::all_ids(&mut env.db().await)
         .await
         .unwrap()
         .into_iter()
@@ -722,7 +724,7 @@ async fn expired_notifications_are_stored_but_not_published_or_counted() {
     assert_eq!(value["seq"], 1, "the expired one took no seq");
     let mut conn = env.db().await;
     assert_eq!(inbox::state(&mut conn, "kim").await.unwrap().unread, 1);
-    let visible = notifications::list_for_user(&mut conn, "kim")
+    let visible = platform::storage::inspect::list_for_user(&mut conn, "kim")
         .await
         .unwrap();
     assert_eq!(
@@ -1014,12 +1016,13 @@ async fn a_template_edit_reaches_a_running_worker() {
         (stored_count(&env, "hans").await == 2).then_some(())
     })
     .await;
-    let titles: Vec<String> = notifications::list_for_user(&mut env.db().await, "hans")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|n| n.title)
-        .collect();
+    let titles: Vec<String> =
+        platform::storage::inspect::list_for_user(&mut env.db().await, "hans")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| n.title)
+            .collect();
     assert_eq!(titles, ["Hello", "Hallo"]);
 }
 
@@ -1058,9 +1061,11 @@ async fn muted_categories_are_stored_but_not_published_or_counted() {
     assert_eq!(state.unread, 1, "the muted one is not counted");
     assert_eq!(
         state.unread,
-        inbox::count_unread_rows(&mut conn, "mia").await.unwrap()
+        platform::storage::inspect::count_unread_rows(&mut conn, "mia")
+            .await
+            .unwrap()
     );
-    let history = notifications::list_for_user(&mut conn, "mia")
+    let history = platform::storage::inspect::list_for_user(&mut conn, "mia")
         .await
         .unwrap();
     assert_eq!(history.len(), 2, "both are in the history");
@@ -1137,7 +1142,7 @@ async fn a_read_over_all_lanes_stays_within_the_batch() {
         .collect();
     redis.append_many(&burst).await.unwrap();
     eventually("the burst stored", Duration::from_secs(20), || async {
-        let total: i64 = notifications::all_ids(&mut env.db().await)
+        let total: i64 = platform::storage::inspect::all_ids(&mut env.db().await)
             .await
             .unwrap()
             .len() as i64;
@@ -1289,7 +1294,7 @@ async fn a_round_retrying_through_a_long_outage_is_not_claimed_away_or_dead_lett
         "no entry became a dead letter by being claimed back and forth"
     );
     assert_eq!(redis.dead_letter_len().await.unwrap(), 0);
-    let rows = notifications::list_for_user(&mut conn, "hal")
+    let rows = platform::storage::inspect::list_for_user(&mut conn, "hal")
         .await
         .unwrap();
     assert_eq!(
@@ -1314,7 +1319,7 @@ async fn the_batch_statements_are_prepared_once_per_connection() {
         let batch: Vec<_> = (0..5)
             .map(|i| notification(&format!("pat{}", i % 2), round * 5 + i, Priority::Normal))
             .collect();
-        notifications::store_batch(&mut conn, &batch, Utc::now())
+        testkit::store_batch(&mut conn, &batch, Utc::now())
             .await
             .unwrap();
     }
@@ -1366,7 +1371,7 @@ async fn a_check_prepared_on_an_empty_table_still_uses_the_index_once_it_grew() 
     // point where PostgreSQL would settle on a generic plan.
     for round in 0..8 {
         let batch = vec![notification("ida", round, Priority::Normal)];
-        notifications::store_batch(&mut conn, &batch, Utc::now())
+        testkit::store_batch(&mut conn, &batch, Utc::now())
             .await
             .unwrap();
     }
@@ -1518,7 +1523,7 @@ async fn a_new_users_inbox_created_by_a_concurrent_round_is_locked_and_checked()
     let second = tokio::spawn({
         let mut conn = env.db().await;
         let batch = vec![shared.clone(), own.clone()];
-        async move { notifications::store_batch(&mut conn, &batch, Utc::now()).await }
+        async move { testkit::store_batch(&mut conn, &batch, Utc::now()).await }
     });
     some_round_waits_for_a_lock(&env).await;
     first.batch_execute("COMMIT").await.unwrap();
@@ -1527,7 +1532,7 @@ async fn a_new_users_inbox_created_by_a_concurrent_round_is_locked_and_checked()
     assert_eq!(stored.duplicates, HashSet::from([shared.id]));
     assert_eq!(stored.inserted, 1);
     let mut conn = env.db().await;
-    let rows = notifications::list_for_user(&mut conn, "dora")
+    let rows = platform::storage::inspect::list_for_user(&mut conn, "dora")
         .await
         .unwrap();
     assert_eq!(
@@ -1562,7 +1567,7 @@ async fn an_id_counted_in_a_new_inbox_but_stored_meanwhile_rolls_the_round_back(
     let second = tokio::spawn({
         let mut conn = env.db().await;
         let batch = batch.clone();
-        async move { notifications::store_batch(&mut conn, &batch, Utc::now()).await }
+        async move { testkit::store_batch(&mut conn, &batch, Utc::now()).await }
     });
     some_round_waits_for_a_lock(&env).await;
     first.batch_execute("COMMIT").await.unwrap();
@@ -1576,7 +1581,7 @@ async fn an_id_counted_in_a_new_inbox_but_stored_meanwhile_rolls_the_round_back(
         "rolled back"
     );
 
-    let retried = notifications::store_batch(&mut conn, &batch, Utc::now())
+    let retried = testkit::store_batch(&mut conn, &batch, Utc::now())
         .await
         .unwrap();
     assert_eq!(retried.duplicates, HashSet::from([for_eve.id]));
@@ -1585,7 +1590,12 @@ async fn an_id_counted_in_a_new_inbox_but_stored_meanwhile_rolls_the_round_back(
         inbox::state(&mut conn, "eve").await.unwrap(),
         inbox::InboxState::default()
     );
-    assert_eq!(inbox::count_unread_rows(&mut conn, "eve").await.unwrap(), 0);
+    assert_eq!(
+        platform::storage::inspect::count_unread_rows(&mut conn, "eve")
+            .await
+            .unwrap(),
+        0
+    );
     let dora = inbox::state(&mut conn, "dora").await.unwrap();
     assert_eq!((dora.last_seq, dora.unread), (1, 1));
 }
@@ -1610,7 +1620,7 @@ async fn a_first_round_creates_inboxes_in_their_final_state() {
         n
     };
     let known = notification("kai", 0, Priority::Normal);
-    notifications::store_batch(&mut conn, std::slice::from_ref(&known), now)
+    testkit::store_batch(&mut conn, std::slice::from_ref(&known), now)
         .await
         .unwrap();
 
@@ -1627,7 +1637,7 @@ async fn a_first_round_creates_inboxes_in_their_final_state() {
         expire(notification("bo", 0, Priority::Normal)).into(),
         notification("kai", 1, Priority::Normal).into(),
     ];
-    let stored = notifications::store_prepared(&mut conn, &batch, now)
+    let stored = testkit::store_prepared(&mut conn, &batch, now)
         .await
         .unwrap();
     assert_eq!(stored.inserted, 6, "the copy of `plain` is stored once");
@@ -1648,10 +1658,12 @@ async fn a_first_round_creates_inboxes_in_their_final_state() {
         assert_eq!(row, (last_seq, unread, version), "{user}");
         assert_eq!(
             row.1,
-            inbox::count_unread_rows(&mut conn, user).await.unwrap(),
+            platform::storage::inspect::count_unread_rows(&mut conn, user)
+                .await
+                .unwrap(),
             "{user}: unread count == unread rows"
         );
-        let seqs: Vec<i64> = notifications::list_for_user(&mut conn, user)
+        let seqs: Vec<i64> = platform::storage::inspect::list_for_user(&mut conn, user)
             .await
             .unwrap()
             .iter()

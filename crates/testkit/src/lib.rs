@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use platform::Settings;
-use platform::db::DbPool;
+use platform::db::{DbError, DbPool};
 use platform::redis::RedisStore;
+use platform::storage::notifications::{Prepared, StoredBatch, store_preparing};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -149,7 +150,10 @@ impl TestEnv {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         let db_name = self.db_name.clone();
-        let prefix = self.prefix.clone();
+        // The shared server's keys; a test pointed at a private server
+        // cleans nothing there.
+        let mut vars = self.vars.clone();
+        vars.insert("HERALD__REDIS__URL".into(), redis_url());
         // Drop runs outside any async context guarantee: use a private runtime on a thread.
         // (Redis keys deleted, database dropped)
         let cleaned = std::thread::spawn(move || {
@@ -160,7 +164,7 @@ impl Drop for TestEnv {
                 return (false, false);
             };
             rt.block_on(async {
-                let keys = tokio::time::timeout(Duration::from_secs(5), forget_keys(&prefix))
+                let keys = tokio::time::timeout(Duration::from_secs(5), forget_keys(vars))
                     .await
                     .is_ok_and(|done| done.is_some());
                 (keys, drop_database(&db_name).await.is_some())
@@ -194,22 +198,10 @@ async fn drop_database(db_name: &str) -> Option<()> {
 /// idempotency records, consumer groups): without it each run of the suite
 /// leaves a few thousand keys behind. Keys on a test's private Redis server
 /// go with the server.
-async fn forget_keys(prefix: &str) -> Option<()> {
-    use fred::prelude::{Builder, ClientLike, Config, KeysInterface};
-    use futures_util::TryStreamExt;
-    let client = Builder::from_config(Config::from_url(&redis_url()).ok()?)
-        .build()
-        .ok()?;
-    client.init().await.ok()?;
-    let keys: Vec<fred::types::Key> = client
-        .scan_buffered(format!("{prefix}:*"), Some(1_000), None)
-        .try_collect()
-        .await
-        .ok()?;
-    for chunk in keys.chunks(1_000) {
-        client.unlink::<i64, _>(chunk.to_vec()).await.ok()?;
-    }
-    client.quit().await.ok()
+async fn forget_keys(vars: HashMap<String, String>) -> Option<()> {
+    let settings = Settings::load_with_vars(vars).ok()?;
+    let redis = RedisStore::connect(&settings.redis).await.ok()?;
+    redis.delete_prefix().await.ok().map(drop)
 }
 
 async fn admin_connection() -> AsyncPgConnection {
@@ -310,7 +302,7 @@ pub async fn append(redis: &RedisStore, notification: &domain::NewNotification) 
         .expect("append");
 }
 
-/// Appends many notifications in one pipeline.
+/// Appends many notifications, up to 1,000 per command.
 pub async fn append_all(redis: &RedisStore, notifications: &[domain::NewNotification]) {
     let entries: Vec<(domain::Priority, String)> = notifications
         .iter()
@@ -319,4 +311,32 @@ pub async fn append_all(redis: &RedisStore, notifications: &[domain::NewNotifica
     for chunk in entries.chunks(1_000) {
         redis.append_many(chunk).await.expect("append");
     }
+}
+
+/// Stores plain notifications, as the worker would store them unrendered
+/// and unmuted, at `now`.
+pub async fn store_batch(
+    conn: &mut AsyncPgConnection,
+    batch: &[domain::NewNotification],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<StoredBatch, DbError> {
+    let notifications: Vec<&domain::NewNotification> = batch.iter().collect();
+    let (stored, _) = store_preparing(conn, &notifications, now, |i, _| {
+        Ok(Prepared::from(batch[i].clone()))
+    })
+    .await?;
+    Ok(stored)
+}
+
+/// Stores notifications prepared beforehand (rendered, muted as given).
+pub async fn store_prepared(
+    conn: &mut AsyncPgConnection,
+    batch: &[Prepared],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<StoredBatch, DbError> {
+    let notifications: Vec<&domain::NewNotification> =
+        batch.iter().map(|p| &p.notification).collect();
+    let (stored, _) =
+        store_preparing(conn, &notifications, now, |i, _| Ok(batch[i].clone())).await?;
+    Ok(stored)
 }

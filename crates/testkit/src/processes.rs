@@ -137,10 +137,6 @@ impl ChildGuard {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
 }
 
 impl Drop for ChildGuard {

@@ -98,15 +98,6 @@ enum Command {
         user_id: String,
         conn_id: u64,
     },
-    Stats {
-        reply: oneshot::Sender<HubStats>,
-    },
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HubStats {
-    pub users: usize,
-    pub connections: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,15 +158,6 @@ impl Hub {
                 conn_id,
             })
             .await;
-    }
-
-    pub async fn stats(&self) -> Result<HubStats, HubError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Stats { reply })
-            .await
-            .map_err(|_| HubError::Stopped)?;
-        answer.await.map_err(|_| HubError::Stopped)
     }
 }
 
@@ -250,12 +232,6 @@ impl HubTask {
                 let _ = done.send(Ok(()));
             }
             Command::Leave { user_id, conn_id } => self.remove(&user_id, conn_id).await,
-            Command::Stats { reply } => {
-                let _ = reply.send(HubStats {
-                    users: self.users.len(),
-                    connections: self.users.values().map(HashMap::len).sum(),
-                });
-            }
         }
     }
 

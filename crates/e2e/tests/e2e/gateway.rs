@@ -132,7 +132,7 @@ async fn rolling_restart_of_gateways_loses_and_duplicates_nothing() {
     let mut conn = stack.env.db().await;
     for u in 0..USERS {
         let user = format!("user-{u}");
-        let n = platform::storage::notifications::count_for_user(&mut conn, &user)
+        let n = platform::storage::inspect::count_for_user(&mut conn, &user)
             .await
             .unwrap();
         expected.insert(u, n);

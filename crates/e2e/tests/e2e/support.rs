@@ -110,7 +110,7 @@ impl Stack {
 
     /// Ids of every stored notification, and the count of rows (to catch duplicates).
     pub async fn stored(&self) -> (HashSet<Uuid>, usize) {
-        let ids = platform::storage::notifications::all_ids(&mut self.env.db().await)
+        let ids = platform::storage::inspect::all_ids(&mut self.env.db().await)
             .await
             .unwrap();
         let rows = ids.len();
@@ -137,7 +137,7 @@ impl Stack {
         let mut conn = self.env.db().await;
         let users: HashSet<String> = (0..USERS).map(|u| format!("user-{u}")).collect();
         for user in users {
-            let visible = platform::storage::notifications::list_for_user(&mut conn, &user)
+            let visible = platform::storage::inspect::list_for_user(&mut conn, &user)
                 .await
                 .unwrap();
             let seqs: Vec<i64> = visible.iter().map(|n| n.seq).collect();

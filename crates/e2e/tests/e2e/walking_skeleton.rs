@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use platform::storage::notifications;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use testkit::TestEnv;
@@ -113,7 +112,7 @@ async fn notification_travels_from_producer_to_the_users_websocket() {
 
     // Every id answered 202 is a row in PostgreSQL, in order, once.
     let mut conn = env.db().await;
-    let stored: Vec<String> = notifications::list_for_user(&mut conn, "alice")
+    let stored: Vec<String> = platform::storage::inspect::list_for_user(&mut conn, "alice")
         .await
         .unwrap()
         .into_iter()
@@ -161,7 +160,7 @@ async fn notification_travels_from_producer_to_the_users_websocket() {
         "every accepted notification stored",
         Duration::from_secs(10),
         || async {
-            let stored = notifications::count_for_user(&mut env.db().await, "alice")
+            let stored = platform::storage::inspect::count_for_user(&mut env.db().await, "alice")
                 .await
                 .unwrap();
             (stored == total).then_some(())

@@ -2,7 +2,7 @@
 //! version, and every change of read state.
 //!
 //! Every change locks the user's `user_inbox` row first (the same lock
-//! `store_batch` takes), so counts move in one order: `unread_count` always
+//! storing a batch takes), so counts move in one order: `unread_count` always
 //! equals the user's visible, unread, unarchived rows; reading twice changes
 //! nothing; and `version` is bumped in the same transaction as every change
 //! of unread state, so clients can keep the newest count.
@@ -287,22 +287,6 @@ async fn change(
         })
         .await?;
     Ok(change)
-}
-
-/// Unread rows counted the slow way, to check `unread_count` against in tests.
-pub async fn count_unread_rows(
-    conn: &mut AsyncPgConnection,
-    user_id: &str,
-) -> Result<i64, DbError> {
-    Ok(notifications::table
-        .filter(notifications::user_id.eq(user_id))
-        .filter(notifications::seq.is_not_null())
-        .filter(notifications::read_at.is_null())
-        .filter(notifications::archived_at.is_null())
-        .filter(notifications::muted.eq(false))
-        .count()
-        .get_result(conn)
-        .await?)
 }
 
 /// Template key, version and params of a stored notification.

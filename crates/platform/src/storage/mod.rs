@@ -5,6 +5,8 @@
 pub mod api_keys;
 pub mod dead_letters;
 pub mod inbox;
+#[cfg(feature = "test-support")]
+pub mod inspect;
 mod models;
 pub mod notifications;
 mod pipelined_tx;

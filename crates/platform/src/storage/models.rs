@@ -2,12 +2,29 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::prelude::*;
-use domain::{Notification, Priority};
-
-use super::notifications::Prepared;
+use domain::{NewNotification, Notification, Priority};
 use uuid::Uuid;
 
 use super::schema::{api_keys, notifications};
+
+/// A notification ready to store: rendered (title and body filled in), with
+/// the locale it was rendered in and whether the user muted its category.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub notification: NewNotification,
+    pub locale: Option<String>,
+    pub muted: bool,
+}
+
+impl From<NewNotification> for Prepared {
+    fn from(notification: NewNotification) -> Self {
+        Self {
+            notification,
+            locale: None,
+            muted: false,
+        }
+    }
+}
 
 #[derive(Debug, Insertable)]
 #[diesel(table_name = notifications)]

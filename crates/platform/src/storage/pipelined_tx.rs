@@ -63,13 +63,13 @@ pub(crate) async fn commit(mut conn: &AsyncPgConnection) -> QueryResult<()> {
 /// Runs `body` as one transaction. The body must send [`begin`] before any
 /// other statement and [`commit`] after the last one, and return `Ok` only
 /// when `commit` answered `Ok`.
-pub(crate) async fn run<T>(
+pub(crate) async fn run<T, E: From<Error>>(
     conn: &mut AsyncPgConnection,
-    body: impl AsyncFnOnce(&AsyncPgConnection) -> QueryResult<T>,
-) -> QueryResult<T> {
+    body: impl AsyncFnOnce(&AsyncPgConnection) -> Result<T, E>,
+) -> Result<T, E> {
     if in_transaction(conn)? {
         // `BEGIN` would be ignored and `COMMIT` would end the caller's transaction.
-        return Err(Error::AlreadyInTransaction);
+        return Err(Error::AlreadyInTransaction.into());
     }
     change_depth(conn, TransactionDepthChange::IncreaseDepth)?;
     match body(conn).await {
@@ -155,7 +155,7 @@ mod tests {
         let (first, second) = run(&mut conn, async |conn| {
             let ((), first) = try_join(begin(conn), txid(conn)).await?;
             let (second, ()) = try_join(txid(conn), commit(conn)).await?;
-            Ok((first, second))
+            Ok::<_, Error>((first, second))
         })
         .await
         .unwrap();
@@ -182,7 +182,7 @@ mod tests {
         let result = run(&mut conn, async |conn| {
             try_join(begin(conn), insert(conn, 1)).await?;
             try_join3(insert(conn, 2), insert(conn, 1), commit(conn)).await?;
-            Ok(())
+            Ok::<_, Error>(())
         })
         .await;
         assert!(

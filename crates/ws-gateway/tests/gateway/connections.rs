@@ -43,7 +43,7 @@ async fn hello_reports_stored_unread_state() {
     let batch: Vec<_> = (0..3)
         .map(|i| testkit::new_notification("carol", i, domain::Priority::Normal))
         .collect();
-    platform::storage::notifications::store_batch(&mut conn, &batch, chrono::Utc::now())
+    testkit::store_batch(&mut conn, &batch, chrono::Utc::now())
         .await
         .unwrap();
     let (_client, hello) = gw.connect("carol").await;

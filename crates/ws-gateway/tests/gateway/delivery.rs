@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use domain::Priority;
-use platform::storage::{inbox, notifications};
+use platform::storage::inbox;
 use serde_json::{Value, json};
 use testkit::ws::{Ended, WsClient};
 use testkit::{TestEnv, eventually, new_notification};
@@ -34,7 +34,7 @@ async fn resume_seam_delivers_exactly_1_to_1000_in_order() {
     // 500 while the client is away.
     testkit::append_all(&gw.redis, &batch("rose", 0, 500)).await;
     eventually("500 stored", Duration::from_secs(30), || async {
-        (notifications::count_for_user(&mut gw.env.db().await, "rose")
+        (platform::storage::inspect::count_for_user(&mut gw.env.db().await, "rose")
             .await
             .unwrap()
             == 500)
@@ -80,7 +80,7 @@ async fn resume_frame_and_gaps_are_filled_from_storage_duplicates_dropped() {
     let (mut client, hello) = gw.connect("sid").await;
     assert_eq!(hello["last_seq"], 0);
     // Three stored, only the third published (the first two were "lost" live).
-    let stored = notifications::store_batch(
+    let stored = testkit::store_batch(
         &mut gw.env.db().await,
         &batch("sid", 0, 3),
         chrono::Utc::now(),
@@ -104,7 +104,7 @@ async fn resume_frame_and_gaps_are_filled_from_storage_duplicates_dropped() {
         .publish_to_users(&[("sid", frame(1))])
         .await
         .unwrap();
-    let more = notifications::store_batch(
+    let more = testkit::store_batch(
         &mut gw.env.db().await,
         &batch("sid", 3, 1),
         chrono::Utc::now(),
@@ -209,7 +209,7 @@ async fn concurrent_producers_and_readers_keep_seq_and_unread_exact() {
     }
     drop(workers);
     let mut conn = gw.env.db().await;
-    let rows = notifications::list_for_user(&mut conn, "tess")
+    let rows = platform::storage::inspect::list_for_user(&mut conn, "tess")
         .await
         .unwrap();
     assert_eq!(
@@ -223,9 +223,10 @@ async fn concurrent_producers_and_readers_keep_seq_and_unread_exact() {
         Duration::from_secs(10),
         || async {
             let state = inbox::state(&mut gw.env.db().await, "tess").await.unwrap();
-            let rows = inbox::count_unread_rows(&mut gw.env.db().await, "tess")
-                .await
-                .unwrap();
+            let rows =
+                platform::storage::inspect::count_unread_rows(&mut gw.env.db().await, "tess")
+                    .await
+                    .unwrap();
             (state.unread == rows).then_some(())
         },
     )
@@ -304,7 +305,7 @@ async fn slow_consumer_is_cut_off_and_resumes_without_loss() {
     }
     testkit::append_all(&gw.redis, &big).await;
     eventually("all stored", Duration::from_secs(30), || async {
-        (notifications::count_for_user(&mut gw.env.db().await, "vic")
+        (platform::storage::inspect::count_for_user(&mut gw.env.db().await, "vic")
             .await
             .unwrap()
             == 400)
@@ -358,7 +359,7 @@ async fn a_resume_from_the_future_does_not_swallow_what_comes_next() {
     // Give the resume time to run: then the first real notification must still arrive.
     client.send_text(r#"{"type":"ping"}"#).await;
     assert_eq!(client.next_json(WAIT).await.unwrap()["type"], "pong");
-    let stored = notifications::store_batch(
+    let stored = testkit::store_batch(
         &mut gw.env.db().await,
         &batch("yara", 0, 1),
         chrono::Utc::now(),
@@ -386,7 +387,7 @@ async fn after_a_redis_reconnect_connections_catch_up_from_storage() {
 
     // Redis goes away; meanwhile a notification commits whose publish is lost.
     redis.kill();
-    let stored = notifications::store_batch(
+    let stored = testkit::store_batch(
         &mut gw.env.db().await,
         &batch("zed", 0, 1),
         chrono::Utc::now(),

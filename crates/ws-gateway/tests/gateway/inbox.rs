@@ -59,7 +59,7 @@ async fn seed(gw: &TestGateway, user: &str, n: usize) -> Vec<domain::Notificatio
             n
         })
         .collect();
-    notifications::store_batch(&mut gw.env.db().await, &batch, chrono::Utc::now())
+    testkit::store_batch(&mut gw.env.db().await, &batch, chrono::Utc::now())
         .await
         .unwrap()
         .visible
@@ -152,7 +152,7 @@ async fn pages_filters_and_archive() {
     assert_eq!(badge["last_seq"], 25);
     assert_eq!(
         badge["unread"],
-        inbox::count_unread_rows(&mut gw.env.db().await, "wes")
+        platform::storage::inspect::count_unread_rows(&mut gw.env.db().await, "wes")
             .await
             .unwrap()
     );
@@ -252,7 +252,7 @@ async fn read_state_syncs_between_socket_and_rest_and_devices() {
     assert_eq!(done["unread"], 0);
     assert_eq!(done["ids"].as_array().unwrap().len(), 2);
     assert_eq!(
-        inbox::count_unread_rows(&mut gw.env.db().await, "zoe")
+        platform::storage::inspect::count_unread_rows(&mut gw.env.db().await, "zoe")
             .await
             .unwrap(),
         0
@@ -379,7 +379,7 @@ async fn preferences_are_validated_and_muted_ones_are_skipped_on_resume() {
             muted: i == 1,
         })
         .collect();
-    notifications::store_prepared(&mut gw.env.db().await, &prepared, chrono::Utc::now())
+    testkit::store_prepared(&mut gw.env.db().await, &prepared, chrono::Utc::now())
         .await
         .unwrap();
     let token = gw.env.token("cleo", 300);
@@ -434,7 +434,7 @@ async fn history_can_follow_the_users_new_language() {
         locale: Some("en".into()),
         muted: false,
     };
-    notifications::store_prepared(&mut gw.env.db().await, &[prepared], chrono::Utc::now())
+    testkit::store_prepared(&mut gw.env.db().await, &[prepared], chrono::Utc::now())
         .await
         .unwrap();
 

@@ -1,0 +1,110 @@
+//! Redis clients: the command client every service uses, a client per
+//! blocking reader, and what they share (timeouts, Nagle off, reconnecting
+//! forever after the first connection).
+
+use std::time::Duration;
+
+use backon::Retryable;
+use domain::KeySpace;
+use fred::prelude::*;
+use secrecy::ExposeSecret;
+
+use super::RedisError;
+use crate::settings::RedisSettings;
+
+/// fred gives every client eight broadcast channels of one capacity, each
+/// allocated in full up front: a command client needs none of them large.
+pub(super) const COMMAND_CLIENT_BUFFER: usize = 32;
+
+pub(super) fn builder(
+    settings: &RedisSettings,
+    broadcast_capacity: usize,
+) -> Result<Builder, RedisError> {
+    let config =
+        Config::from_url(settings.url.expose_secret()).map_err(RedisError::on("config"))?;
+    let mut builder = Builder::from_config(config);
+    let command_timeout = settings.command_timeout();
+    let connect_timeout = Duration::from_millis(settings.connect_timeout_ms);
+    builder
+        .with_connection_config(|c| {
+            // Commands are small and pipelined: send each at once (Nagle
+            // would hold one back until the previous one is acknowledged).
+            c.tcp.nodelay = Some(true);
+            c.connection_timeout = connect_timeout;
+            c.internal_command_timeout = command_timeout;
+            c.max_command_attempts = 1;
+        })
+        .with_performance_config(|p| {
+            p.default_command_timeout = command_timeout;
+            p.broadcast_channel_capacity = broadcast_capacity;
+        })
+        // After the first connection, reconnect forever: 100 ms doubling to 5 s.
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
+    Ok(builder)
+}
+
+/// Connects, retrying with backoff (and logging why) until Redis answers.
+async fn connect_client(settings: &RedisSettings) -> Result<Client, RedisError> {
+    let builder = builder(settings, COMMAND_CLIENT_BUFFER)?;
+    let attempt = || async {
+        let client = builder.build().map_err(RedisError::on("connect"))?;
+        client.init().await.map_err(RedisError::on("connect"))?;
+        Ok::<_, RedisError>(client)
+    };
+    attempt
+        .retry(crate::retry::backoff())
+        .notify(|err, delay| tracing::warn!(%err, retry_in = ?delay, "Redis not reachable yet"))
+        .await
+}
+
+#[derive(Clone)]
+pub struct RedisStore {
+    pub(super) client: Client,
+    pub(super) keys: KeySpace,
+    settings: RedisSettings,
+}
+
+impl RedisStore {
+    /// Connects (waiting for Redis at start) with the configured key prefix.
+    pub async fn connect(settings: &RedisSettings) -> Result<Self, RedisError> {
+        Ok(Self {
+            client: connect_client(settings).await?,
+            keys: KeySpace::new(settings.key_prefix.clone()),
+            settings: settings.clone(),
+        })
+    }
+
+    /// A store whose connection opens in the background: returns at once,
+    /// and fred keeps (re)connecting with the usual backoff. Commands sent
+    /// before it is up wait up to `redis.command_timeout_ms`, then fail.
+    /// For connections opened while serving (an HTTP worker starting or
+    /// restarting), which must not wait for Redis.
+    pub fn connect_in_background(settings: &RedisSettings) -> Result<Self, RedisError> {
+        let mut builder = builder(settings, COMMAND_CLIENT_BUFFER)?;
+        builder.with_config(|c| c.fail_fast = false);
+        let client = builder.build().map_err(RedisError::on("connect"))?;
+        // The task lives as long as the client; dropping its handle does not stop it.
+        drop(client.connect());
+        Ok(Self {
+            client,
+            keys: KeySpace::new(settings.key_prefix.clone()),
+            settings: settings.clone(),
+        })
+    }
+
+    pub fn keys(&self) -> &KeySpace {
+        &self.keys
+    }
+
+    /// A second store on its own connection, for blocking stream reads.
+    pub async fn stream_reader(&self) -> Result<Self, RedisError> {
+        Self::connect(&self.settings).await
+    }
+
+    pub async fn ping(&self) -> Result<(), RedisError> {
+        self.client
+            .ping::<()>(None)
+            .await
+            .map_err(RedisError::on("PING"))
+    }
+}

@@ -1,0 +1,47 @@
+//! The only module that speaks to Redis (through fred). Each Redis command
+//! Herald uses is one named method here; every key comes from
+//! [`domain::KeySpace`].
+//!
+//! Connections: [`RedisStore`] serves ordinary commands (append, ack,
+//! publish, ping). A blocking `XREADGROUP` must never share that connection
+//! (it would stall every command queued behind it), so readers get their own
+//! client from [`RedisStore::stream_reader`]. The gateway's one subscriber
+//! connection per process is [`RedisSubscriber`].
+//!
+//! By topic: [`connection`] (clients, timeouts, reconnecting), [`streams`]
+//! (the priority streams and their consumer group), [`pubsub`] (users'
+//! channels, publishing and the subscriber), `replies` (reading fred's
+//! untyped replies) and `scripts` (the Lua scripts, one `.lua` file each).
+
+mod connection;
+#[cfg(feature = "test-support")]
+mod inspect;
+mod pubsub;
+mod replies;
+mod scripts;
+mod streams;
+
+pub use connection::RedisStore;
+pub use pubsub::{FramesError, Messages, Reconnects, RedisSubscriber, UserFrame, UserFrames};
+pub use replies::cmp_ids;
+pub use streams::{GroupInfo, IdempotentAppend, ReadFrom, StreamEntry};
+
+#[derive(Debug, thiserror::Error)]
+#[error("redis {command} failed: {source}")]
+pub struct RedisError {
+    command: &'static str,
+    #[source]
+    source: fred::error::Error,
+}
+
+impl RedisError {
+    /// The consumer group (or its stream) does not exist: a Redis without
+    /// persistence restarted, or an operator deleted it.
+    pub fn is_missing_group(&self) -> bool {
+        self.source.details().starts_with("NOGROUP")
+    }
+
+    pub(crate) fn on(command: &'static str) -> impl FnOnce(fred::error::Error) -> Self {
+        move |source| RedisError { command, source }
+    }
+}

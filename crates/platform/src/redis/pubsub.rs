@@ -1,0 +1,275 @@
+//! Users' channels: publishing frames (with the worker's acknowledgements
+//! in the same command), API key revocations, and the subscriber the
+//! gateway (one per process) and ingest-api listen with.
+
+use backon::Retryable;
+use bytestring::ByteString;
+use domain::keys::CONSUMER_GROUP;
+use domain::{KeySpace, Priority};
+use fred::clients::SubscriberClient;
+use fred::prelude::*;
+use tokio::sync::broadcast;
+
+use super::connection::{COMMAND_CLIENT_BUFFER, builder};
+use super::scripts::PUBLISH_AND_ACK;
+use super::streams::StreamEntry;
+use super::{RedisError, RedisStore};
+use crate::settings::RedisSettings;
+
+impl RedisStore {
+    /// Publishes frames to users' channels (see [`Self::publish_to_users`])
+    /// and acknowledges `entries`, in one command (`publish_and_ack.lua`):
+    /// Redis runs it at once, frames first. Only the acknowledgement
+    /// decides the outcome: a PUBLISH refused while the XACK went through
+    /// is logged, not returned, since the round is done
+    /// (stored and acknowledged) and live delivery is best effort anyway:
+    /// the gateway fills a gap in a user's `seq` from storage at the next
+    /// frame, and a client resumes from its last `seq` on reconnect.
+    pub async fn publish_and_ack(
+        &self,
+        frames: &[(&str, String)],
+        entries: &[StreamEntry],
+    ) -> Result<(), RedisError> {
+        let refused = self.run_publish_and_ack(frames, entries).await?;
+        if refused > 0 {
+            tracing::warn!(
+                refused,
+                "PUBLISH refused while the round was acknowledged; clients catch up from storage"
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs `publish_and_ack.lua`; answers how many PUBLISHes Redis refused.
+    async fn run_publish_and_ack(
+        &self,
+        frames: &[(&str, String)],
+        entries: &[StreamEntry],
+    ) -> Result<u64, RedisError> {
+        if frames.is_empty() && entries.is_empty() {
+            return Ok(0);
+        }
+        let channels: Vec<String> = frames
+            .iter()
+            .map(|(user_id, _)| self.keys.user_channel(user_id))
+            .collect();
+        let lanes: Vec<(Priority, Vec<&str>)> = Priority::ALL
+            .into_iter()
+            .map(|p| {
+                let ids = entries
+                    .iter()
+                    .filter(|e| e.priority == p)
+                    .map(|e| e.id.as_str());
+                (p, ids.collect::<Vec<_>>())
+            })
+            .filter(|(_, ids)| !ids.is_empty())
+            .collect();
+        let counts: Vec<String> = std::iter::once(frames.len())
+            .chain(lanes.iter().map(|(_, ids)| ids.len()))
+            .map(|n| n.to_string())
+            .collect();
+        let mut args: Vec<&str> =
+            Vec::with_capacity(2 + 2 * frames.len() + lanes.len() + entries.len());
+        args.extend([CONSUMER_GROUP, counts[0].as_str()]);
+        for (channel, (_, frame)) in channels.iter().zip(frames) {
+            args.extend([channel.as_str(), frame.as_str()]);
+        }
+        for ((_, ids), count) in lanes.iter().zip(&counts[1..]) {
+            args.push(count);
+            args.extend(ids);
+        }
+        let keys: Vec<String> = lanes.iter().map(|(p, _)| self.keys.stream(*p)).collect();
+        PUBLISH_AND_ACK
+            .evalsha_with_reload(&self.client, keys, args)
+            .await
+            .map_err(RedisError::on("EVALSHA publish_and_ack"))
+    }
+
+    /// PUBLISH frames to user channels in one command (`publish_and_ack.lua`
+    /// with nothing to acknowledge); an error if Redis refused any of them.
+    pub async fn publish_to_users(&self, frames: &[(&str, String)]) -> Result<(), RedisError> {
+        match self.run_publish_and_ack(frames, &[]).await? {
+            0 => Ok(()),
+            refused => Err(RedisError::on("PUBLISH")(fred::error::Error::new(
+                fred::error::ErrorKind::Unknown,
+                format!("{refused} of {} frames refused", frames.len()),
+            ))),
+        }
+    }
+
+    /// Tells every ingest-api that this API key was revoked (they evict it
+    /// from their caches); answers how many processes listened.
+    pub async fn announce_key_revoked(&self, key_id: &str) -> Result<u64, RedisError> {
+        self.client
+            .publish(self.keys.api_key_revocations(), key_id)
+            .await
+            .map_err(RedisError::on("PUBLISH"))
+    }
+}
+
+/// A user's live frames as they arrive from Pub/Sub.
+#[derive(Debug, Clone)]
+pub struct UserFrame {
+    pub user_id: String,
+    pub frame: ByteString,
+}
+
+/// The gateway's single Pub/Sub connection, shared by all users of a process.
+/// Subscriptions are re-established by fred after a reconnect.
+#[derive(Clone)]
+pub struct RedisSubscriber {
+    client: SubscriberClient,
+    keys: KeySpace,
+}
+
+impl RedisSubscriber {
+    /// The gateway's subscriber: room for `buffer` messages the hub has not
+    /// read yet (a hub that falls further behind resynchronises its users
+    /// from storage).
+    pub async fn connect(settings: &RedisSettings, buffer: usize) -> Result<Self, RedisError> {
+        Self::connect_with_buffer(settings, buffer).await
+    }
+
+    /// A subscriber for a few control messages (API key revocations).
+    pub async fn connect_for_control(settings: &RedisSettings) -> Result<Self, RedisError> {
+        Self::connect_with_buffer(settings, COMMAND_CLIENT_BUFFER).await
+    }
+
+    async fn connect_with_buffer(
+        settings: &RedisSettings,
+        buffer: usize,
+    ) -> Result<Self, RedisError> {
+        let builder = builder(settings, buffer)?;
+        let attempt = || async {
+            let client = builder
+                .build_subscriber_client()
+                .map_err(RedisError::on("connect"))?;
+            client.init().await.map_err(RedisError::on("connect"))?;
+            Ok::<_, RedisError>(client)
+        };
+        let client = attempt
+            .retry(crate::retry::backoff())
+            .notify(|err, delay| tracing::warn!(%err, retry_in = ?delay, "Redis not reachable yet"))
+            .await?;
+        let _resubscribe_task = client.manage_subscriptions();
+        Ok(Self {
+            client,
+            keys: KeySpace::new(settings.key_prefix.clone()),
+        })
+    }
+
+    pub async fn subscribe_user(&self, user_id: &str) -> Result<(), RedisError> {
+        self.client
+            .subscribe(self.keys.user_channel(user_id))
+            .await
+            .map_err(RedisError::on("SUBSCRIBE"))
+    }
+
+    /// Listens to API key revocations (see [`RedisStore::announce_key_revoked`]).
+    pub async fn subscribe_key_revocations(&self) -> Result<(), RedisError> {
+        self.client
+            .subscribe(self.keys.api_key_revocations())
+            .await
+            .map_err(RedisError::on("SUBSCRIBE"))
+    }
+
+    pub async fn unsubscribe_user(&self, user_id: &str) -> Result<(), RedisError> {
+        self.client
+            .unsubscribe(self.keys.user_channel(user_id))
+            .await
+            .map_err(RedisError::on("UNSUBSCRIBE"))
+    }
+
+    pub async fn ping(&self) -> Result<(), RedisError> {
+        self.client
+            .ping::<()>(None)
+            .await
+            .map_err(RedisError::on("PING"))
+    }
+
+    /// Fires each time the subscriber connection was re-established:
+    /// messages published while it was down were lost for this process.
+    pub fn reconnects(&self) -> Reconnects {
+        Reconnects {
+            rx: self.client.reconnect_rx(),
+        }
+    }
+
+    /// Receives every user frame published to a channel this process
+    /// subscribed to. Frames that are not text are skipped.
+    pub fn frames(&self) -> UserFrames {
+        UserFrames {
+            messages: self.messages(),
+            keys: self.keys.clone(),
+        }
+    }
+
+    /// Every text message on a channel this process subscribed to.
+    pub fn messages(&self) -> Messages {
+        Messages {
+            rx: self.client.message_rx(),
+        }
+    }
+}
+
+/// Text messages received by a [`RedisSubscriber`], with their channel.
+pub struct Messages {
+    rx: broadcast::Receiver<fred::types::Message>,
+}
+
+impl Messages {
+    /// The next text message as `(channel, text)`; others are skipped.
+    pub async fn recv(&mut self) -> Result<(String, String), FramesError> {
+        loop {
+            let message = match self.rx.recv().await {
+                Ok(message) => message,
+                Err(broadcast::error::RecvError::Lagged(n)) => return Err(FramesError::Lagged(n)),
+                Err(broadcast::error::RecvError::Closed) => return Err(FramesError::Closed),
+            };
+            if let Some(text) = message.value.as_bytes_str() {
+                return Ok((message.channel.to_string(), text.to_string()));
+            }
+        }
+    }
+}
+
+pub struct Reconnects {
+    rx: broadcast::Receiver<Server>,
+}
+
+impl Reconnects {
+    /// Waits for the next reconnect; `false` once the client is gone.
+    pub async fn recv(&mut self) -> bool {
+        !matches!(
+            self.rx.recv().await,
+            Err(broadcast::error::RecvError::Closed)
+        )
+    }
+}
+
+pub struct UserFrames {
+    messages: Messages,
+    keys: KeySpace,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FramesError {
+    #[error("subscriber fell behind and skipped {0} messages")]
+    Lagged(u64),
+    #[error("subscriber closed")]
+    Closed,
+}
+
+impl UserFrames {
+    pub async fn recv(&mut self) -> Result<UserFrame, FramesError> {
+        loop {
+            let (channel, text) = self.messages.recv().await?;
+            if let Some(user_id) = self.keys.user_of_channel(&channel) {
+                return Ok(UserFrame {
+                    user_id: user_id.to_owned(),
+                    frame: ByteString::from(text),
+                });
+            }
+        }
+    }
+}

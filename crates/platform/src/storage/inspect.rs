@@ -1,0 +1,61 @@
+//! Reads only tests need, to check Herald's promises against the rows
+//! themselves (built with the `test-support` feature only).
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::Notification;
+use uuid::Uuid;
+
+use super::models::NotificationRow;
+use super::schema::notifications;
+use crate::db::DbError;
+
+/// Every stored notification id: what was accepted, compared with what was stored.
+pub async fn all_ids(conn: &mut AsyncPgConnection) -> Result<Vec<Uuid>, DbError> {
+    Ok(notifications::table
+        .select(notifications::id)
+        .load(conn)
+        .await?)
+}
+
+/// How many notifications a user has stored (expired ones included).
+pub async fn count_for_user(conn: &mut AsyncPgConnection, user_id: &str) -> Result<i64, DbError> {
+    Ok(notifications::table
+        .filter(notifications::user_id.eq(user_id))
+        .count()
+        .get_result(conn)
+        .await?)
+}
+
+/// Every visible notification of a user in `seq` order.
+pub async fn list_for_user(
+    conn: &mut AsyncPgConnection,
+    user_id: &str,
+) -> Result<Vec<Notification>, DbError> {
+    Ok(notifications::table
+        .filter(notifications::user_id.eq(user_id))
+        .filter(notifications::seq.is_not_null())
+        .order(notifications::seq.asc())
+        .select(NotificationRow::as_select())
+        .load::<NotificationRow>(conn)
+        .await?
+        .into_iter()
+        .filter_map(NotificationRow::into_visible)
+        .collect())
+}
+
+/// Unread rows counted the slow way, to check `unread_count` against in tests.
+pub async fn count_unread_rows(
+    conn: &mut AsyncPgConnection,
+    user_id: &str,
+) -> Result<i64, DbError> {
+    Ok(notifications::table
+        .filter(notifications::user_id.eq(user_id))
+        .filter(notifications::seq.is_not_null())
+        .filter(notifications::read_at.is_null())
+        .filter(notifications::archived_at.is_null())
+        .filter(notifications::muted.eq(false))
+        .count()
+        .get_result(conn)
+        .await?)
+}

@@ -1,0 +1,334 @@
+//! The steps of storing one batch, inside its transaction, in the order
+//! they run: lock and look ([`lock_users`]), prepare what is new
+//! ([`Round::prepare`]), create first-time users' inboxes
+//! ([`create_inboxes`]), number the rows ([`number`]), then write and
+//! commit ([`write_and_commit`]).
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::{NewNotification, Notification, Preferences};
+use futures_util::future::{try_join3, try_join4};
+use uuid::Uuid;
+
+use super::statements::{
+    CreateInboxes, advance_inboxes, insert_rows, load_visible, lock_and_check,
+};
+use super::{StoredBatch, Unprepared};
+use crate::db::DbError;
+use crate::storage::models::{NotificationInsert, Prepared};
+use crate::storage::{pipelined_tx, preferences};
+
+/// Each locked user's `last_seq`, as numbering moves it.
+type LastSeqs = HashMap<String, i64>;
+
+/// Stores `batch` (see [`super::store_preparing`]); runs inside
+/// [`pipelined_tx::run`], which rolls back on an error.
+pub(super) async fn store_in_tx(
+    conn: &AsyncPgConnection,
+    batch: &[&NewNotification],
+    now: DateTime<Utc>,
+    prepare: &impl Fn(usize, Option<&Preferences>) -> Result<Prepared, String>,
+) -> Result<(StoredBatch, Vec<Unprepared>), DbError> {
+    let mut users: Vec<&str> = batch.iter().map(|n| n.user_id.as_str()).collect();
+    users.sort_unstable();
+    users.dedup();
+    let ids: Vec<Uuid> = batch.iter().map(|n| n.id).collect();
+
+    let (mut last_seqs, mut stored, preferences) = lock_users(conn, &users, &ids).await?;
+    let mut round = Round::prepare(batch, &stored, &preferences, prepare);
+    let created = create_inboxes(
+        conn,
+        batch,
+        &users,
+        &mut last_seqs,
+        &mut round,
+        &mut stored,
+        now,
+    )
+    .await?;
+    let prepared = std::mem::take(&mut round.prepared);
+    let numbered = number(&prepared, &mut last_seqs, &created, now)?;
+    let earlier = write_and_commit(conn, &numbered, &last_seqs, &stored).await?;
+    Ok(round.finish(batch, &ids, numbered, earlier))
+}
+
+/// First round trip: `BEGIN`, the users' inbox rows locked (their
+/// `last_seq`), which of `ids` are stored already, and the users'
+/// preferences. Users without an inbox row yet are not in the map.
+async fn lock_users(
+    conn: &AsyncPgConnection,
+    users: &[&str],
+    ids: &[Uuid],
+) -> Result<(LastSeqs, HashSet<Uuid>, HashMap<String, Preferences>), DbError> {
+    let ((), (last_seqs, stored), preferences) = try_join3(
+        pipelined_tx::begin(conn),
+        lock_and_check(conn, users, ids),
+        preferences::load_many(conn, users),
+    )
+    .await?;
+    Ok((last_seqs, stored, preferences))
+}
+
+/// The batch after [`Round::prepare`]: what will be stored, what was stored
+/// before, and what `prepare` refused.
+struct Round {
+    /// Each id not stored before, once, rendered; in batch order (taken
+    /// out to be numbered).
+    prepared: Vec<Prepared>,
+    /// Refused ids and why.
+    refused: HashMap<Uuid, String>,
+    /// Duplicates so far; the rest is filled in by [`Round::finish`].
+    outcome: StoredBatch,
+}
+
+impl Round {
+    /// Prepares every id of the batch once, unless it is stored already.
+    fn prepare(
+        batch: &[&NewNotification],
+        stored: &HashSet<Uuid>,
+        preferences: &HashMap<String, Preferences>,
+        prepare: &impl Fn(usize, Option<&Preferences>) -> Result<Prepared, String>,
+    ) -> Self {
+        let mut round = Round {
+            prepared: Vec::with_capacity(batch.len()),
+            refused: HashMap::new(),
+            outcome: StoredBatch::default(),
+        };
+        let mut seen = HashSet::with_capacity(batch.len());
+        for (index, notification) in batch.iter().enumerate() {
+            if !seen.insert(notification.id) {
+                continue;
+            }
+            if stored.contains(&notification.id) {
+                round.outcome.duplicates.insert(notification.id);
+                continue;
+            }
+            match prepare(index, preferences.get(&notification.user_id)) {
+                Ok(p) => round.prepared.push(p),
+                Err(reason) => {
+                    round.refused.insert(notification.id, reason);
+                }
+            }
+        }
+        round
+    }
+
+    /// Ids another transaction stored meanwhile: duplicates, neither stored
+    /// nor refused again.
+    fn stored_meanwhile(&mut self, ids: &HashSet<Uuid>) {
+        self.prepared.retain(|p| !ids.contains(&p.notification.id));
+        self.refused.retain(|id, _| !ids.contains(id));
+        self.outcome.duplicates.extend(ids.iter().copied());
+    }
+
+    /// The outcome: what was inserted, and every visible notification of
+    /// the batch in batch order (new ones as numbered, redelivered ones as
+    /// stored then); every index of a refused id, with why.
+    fn finish(
+        mut self,
+        batch: &[&NewNotification],
+        ids: &[Uuid],
+        numbered: Numbered<'_>,
+        earlier: Vec<Notification>,
+    ) -> (StoredBatch, Vec<Unprepared>) {
+        let unprepared = batch
+            .iter()
+            .enumerate()
+            .filter_map(|(index, n)| {
+                self.refused
+                    .get(&n.id)
+                    .map(|reason| (index, reason.clone()))
+            })
+            .collect();
+        self.outcome.inserted = numbered.rows.len();
+        self.outcome.expired = numbered.expired;
+        let mut by_id: HashMap<Uuid, Notification> = numbered
+            .rows
+            .iter()
+            .filter_map(NotificationInsert::to_visible)
+            .map(|n| (n.id, n))
+            .collect();
+        by_id.extend(earlier.into_iter().map(|n| (n.id, n)));
+        self.outcome.visible = ids.iter().filter_map(|id| by_id.remove(id)).collect();
+        (self.outcome, unprepared)
+    }
+}
+
+/// Users getting their first notification: their inbox rows are created
+/// with the state this transaction leaves them in, and the users whose row
+/// this transaction created are returned (their counters need no update).
+///
+/// A row this transaction created is locked by it, and none of that user's
+/// notifications can be stored yet (storing one takes the row's lock
+/// first), so the state counts every one prepared. A row another
+/// transaction created meanwhile (ours waited for it to commit in the
+/// insert) is locked and checked like any other: that transaction may have
+/// stored some of these ids. One id under two users in the batch (a
+/// replayed payload can name any user) that the other transaction stored
+/// under the raced user while our new row for the other user counted it
+/// would leave that row one too far: the round then rolls back with
+/// [`DbError::Conflict`], and the next attempt finds the id stored.
+async fn create_inboxes(
+    conn: &AsyncPgConnection,
+    batch: &[&NewNotification],
+    users: &[&str],
+    last_seqs: &mut LastSeqs,
+    round: &mut Round,
+    stored: &mut HashSet<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<HashSet<String>, DbError> {
+    if last_seqs.len() == users.len() {
+        return Ok(HashSet::new());
+    }
+    let new_users: Vec<&str> = users
+        .iter()
+        .copied()
+        .filter(|u| !last_seqs.contains_key(*u))
+        .collect();
+    let fresh = FreshInboxes::of(&new_users, &round.prepared, now);
+    let mut shared = conn;
+    let created: HashSet<String> = CreateInboxes {
+        users: &new_users,
+        last_seqs: &fresh.last_seqs,
+        unread: &fresh.unread,
+        versions: &fresh.versions,
+    }
+    .load::<String>(&mut shared)
+    .await?
+    .into_iter()
+    .collect();
+    last_seqs.extend(created.iter().map(|user| (user.clone(), 0)));
+    let raced: Vec<&str> = new_users
+        .into_iter()
+        .filter(|u| !created.contains(*u))
+        .collect();
+    if raced.is_empty() {
+        return Ok(created);
+    }
+    let raced_ids: Vec<Uuid> = batch
+        .iter()
+        .filter(|n| raced.contains(&n.user_id.as_str()))
+        .map(|n| n.id)
+        .collect();
+    let (locked, stored_meanwhile) = lock_and_check(conn, &raced, &raced_ids).await?;
+    let counted_in_a_new_row = round.prepared.iter().any(|p| {
+        stored_meanwhile.contains(&p.notification.id)
+            && created.contains(p.notification.user_id.as_str())
+    });
+    if counted_in_a_new_row {
+        return Err(DbError::Conflict(
+            "a concurrent round stored an id counted in a new inbox",
+        ));
+    }
+    last_seqs.extend(locked);
+    round.stored_meanwhile(&stored_meanwhile);
+    stored.extend(stored_meanwhile);
+    Ok(created)
+}
+
+/// The inbox state of users getting their first notification, as this
+/// transaction leaves it: each one's prepared notifications numbered from
+/// 1, the unmuted ones unread, the version moved once if any was numbered
+/// (as the counter update moves it for everyone else). Expired ones take
+/// no number.
+struct FreshInboxes {
+    last_seqs: Vec<i64>,
+    unread: Vec<i64>,
+    versions: Vec<i64>,
+}
+
+impl FreshInboxes {
+    fn of(users: &[&str], prepared: &[Prepared], now: DateTime<Utc>) -> Self {
+        let mut counts: HashMap<&str, (i64, i64)> = users.iter().map(|u| (*u, (0, 0))).collect();
+        for p in prepared {
+            let notification = &p.notification;
+            if notification.is_expired_at(now) {
+                continue;
+            }
+            if let Some((seq, unread)) = counts.get_mut(notification.user_id.as_str()) {
+                *seq += 1;
+                *unread += i64::from(!p.muted);
+            }
+        }
+        let (last_seqs, unread): (Vec<i64>, Vec<i64>) = users.iter().map(|u| counts[u]).unzip();
+        let versions = last_seqs.iter().map(|&seq| i64::from(seq > 0)).collect();
+        Self {
+            last_seqs,
+            unread,
+            versions,
+        }
+    }
+}
+
+/// The rows to insert, numbered.
+struct Numbered<'p> {
+    rows: Vec<NotificationInsert<'p>>,
+    /// Unread rows added per user whose inbox existed before this round.
+    added: HashMap<&'p str, i64>,
+    /// Ids stored as expired: no `seq`, not unread, not published.
+    expired: HashSet<Uuid>,
+}
+
+/// Numbers each user's new rows after their `last_seq` (moved in
+/// `last_seqs`), in batch order; expired ones take no number. Muted ones
+/// take a number but are not unread.
+fn number<'p>(
+    prepared: &'p [Prepared],
+    last_seqs: &mut LastSeqs,
+    created: &HashSet<String>,
+    now: DateTime<Utc>,
+) -> Result<Numbered<'p>, DbError> {
+    let mut numbered = Numbered {
+        rows: Vec::with_capacity(prepared.len()),
+        added: HashMap::new(),
+        expired: HashSet::new(),
+    };
+    for p in prepared {
+        let notification = &p.notification;
+        if notification.is_expired_at(now) {
+            numbered.expired.insert(notification.id);
+            numbered.rows.push(NotificationInsert::new(p, None));
+            continue;
+        }
+        let user = notification.user_id.as_str();
+        // Every user of the batch was locked or created above.
+        let Some(seq) = last_seqs.get_mut(user) else {
+            return Err(diesel::result::Error::NotFound.into());
+        };
+        *seq += 1;
+        // Rows created above already hold their final state.
+        if !created.contains(user) {
+            *numbered.added.entry(user).or_default() += i64::from(!p.muted);
+        }
+        numbered.rows.push(NotificationInsert::new(p, Some(*seq)));
+    }
+    Ok(numbered)
+}
+
+/// Last round trip: the rows, the counters of users whose inbox existed,
+/// the redelivered notifications read back (to publish them as stored),
+/// and `COMMIT`. Answers the redelivered ones.
+async fn write_and_commit(
+    conn: &AsyncPgConnection,
+    numbered: &Numbered<'_>,
+    last_seqs: &LastSeqs,
+    stored: &HashSet<Uuid>,
+) -> Result<Vec<Notification>, DbError> {
+    let (users, added): (Vec<String>, Vec<i64>) = numbered
+        .added
+        .iter()
+        .map(|(user, n)| ((*user).to_owned(), *n))
+        .unzip();
+    let seqs: Vec<i64> = users.iter().map(|u| last_seqs[u.as_str()]).collect();
+    let earlier: Vec<Uuid> = stored.iter().copied().collect();
+    let ((), (), earlier, ()) = try_join4(
+        insert_rows(conn, &numbered.rows),
+        advance_inboxes(conn, &users, &seqs, &added),
+        load_visible(conn, &earlier),
+        pipelined_tx::commit(conn),
+    )
+    .await?;
+    Ok(earlier)
+}
