@@ -112,6 +112,13 @@ impl ApiError {
     }
 }
 
+/// Every storage failure answers 503: the request can be tried again.
+impl From<platform::db::DbError> for ApiError {
+    fn from(err: platform::db::DbError) -> Self {
+        ApiError::database(err)
+    }
+}
+
 impl From<platform::dlq::ReplayError> for ApiError {
     fn from(err: platform::dlq::ReplayError) -> Self {
         use platform::dlq::ReplayError;

@@ -94,8 +94,6 @@ async fn read_inbox(
     state: &GatewayState,
     user_id: &str,
 ) -> Result<inbox::InboxState, GatewayError> {
-    let mut conn = state.db.get().await.map_err(GatewayError::database)?;
-    inbox::state(&mut conn, user_id)
-        .await
-        .map_err(GatewayError::database)
+    let mut conn = state.conn().await?;
+    Ok(inbox::state(&mut conn, user_id).await?)
 }

@@ -77,6 +77,13 @@ impl GatewayError {
     }
 }
 
+/// Every storage failure answers 503: the request can be tried again.
+impl From<platform::db::DbError> for GatewayError {
+    fn from(err: platform::db::DbError) -> Self {
+        GatewayError::database(err)
+    }
+}
+
 impl ResponseError for GatewayError {
     fn status_code(&self) -> StatusCode {
         self.problem().status()

@@ -43,10 +43,8 @@ pub async fn get_preferences(
     user: User,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, GatewayError> {
-    let mut conn = state.db.get().await.map_err(GatewayError::database)?;
-    let current = preferences::get(&mut conn, &user.id)
-        .await
-        .map_err(GatewayError::database)?;
+    let mut conn = state.conn().await?;
+    let current = preferences::get(&mut conn, &user.id).await?;
     Ok(HttpResponse::Ok().json(current))
 }
 
@@ -78,10 +76,8 @@ pub async fn put_preferences(
         )));
     }
     let wanted = wanted.normalized();
-    let mut conn = state.db.get().await.map_err(GatewayError::database)?;
-    preferences::put(&mut conn, &user.id, &wanted)
-        .await
-        .map_err(GatewayError::database)?;
+    let mut conn = state.conn().await?;
+    preferences::put(&mut conn, &user.id, &wanted).await?;
     Ok(HttpResponse::Ok().json(wanted))
 }
 
@@ -178,10 +174,8 @@ pub async fn list(
             ));
         }
     };
-    let mut conn = state.db.get().await.map_err(GatewayError::database)?;
-    let (mut items, next_before) = inbox::page(&mut conn, &user.id, &page_query)
-        .await
-        .map_err(GatewayError::database)?;
+    let mut conn = state.conn().await?;
+    let (mut items, next_before) = inbox::page(&mut conn, &user.id, &page_query).await?;
     if render_current {
         render_again(&state, &mut conn, &user.id, &mut items).await?;
     }
@@ -198,16 +192,11 @@ async fn render_again(
     items: &mut [Notification],
 ) -> Result<(), GatewayError> {
     let ids: Vec<Uuid> = items.iter().map(|n| n.id).collect();
-    let refs = inbox::template_refs(conn, &ids)
-        .await
-        .map_err(GatewayError::database)?;
+    let refs = inbox::template_refs(conn, &ids).await?;
     if refs.is_empty() {
         return Ok(());
     }
-    let locale = preferences::get(conn, user_id)
-        .await
-        .map_err(GatewayError::database)?
-        .locale;
+    let locale = preferences::get(conn, user_id).await?.locale;
     for item in items.iter_mut() {
         let Some((key, version, params)) = refs.get(&item.id) else {
             continue;
@@ -248,10 +237,8 @@ pub async fn unread_count(
     user: User,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, GatewayError> {
-    let mut conn = state.db.get().await.map_err(GatewayError::database)?;
-    let current = inbox::state(&mut conn, &user.id)
-        .await
-        .map_err(GatewayError::database)?;
+    let mut conn = state.conn().await?;
+    let current = inbox::state(&mut conn, &user.id).await?;
     Ok(HttpResponse::Ok().json(UnreadState {
         unread: current.unread,
         version: current.version,
@@ -279,11 +266,8 @@ pub async fn read_one(
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, GatewayError> {
     let id = parse_id(&id)?;
-    let mut conn = state.db.get().await.map_err(GatewayError::database)?;
-    if !inbox::owns(&mut conn, &user.id, id)
-        .await
-        .map_err(GatewayError::database)?
-    {
+    let mut conn = state.conn().await?;
+    if !inbox::owns(&mut conn, &user.id, id).await? {
         return Err(GatewayError::NoSuchNotification);
     }
     drop(conn);
@@ -343,8 +327,7 @@ async fn change(
     action: Action<'_>,
 ) -> Result<HttpResponse, GatewayError> {
     let change = read_state::apply(&state.db, &state.redis, &user.id, action)
-        .await
-        .map_err(GatewayError::database)?
+        .await?
         .ok_or(GatewayError::NoSuchNotification)?;
     Ok(HttpResponse::Ok().json(ChangeResult::from(change)))
 }

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform::db::DbPool;
+use platform::db::{DbConn, DbPool};
 use platform::redis::RedisStore;
 use platform::rendering::Renderer;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenVerifier;
+use crate::error::GatewayError;
 use crate::hub::Hub;
 use crate::metrics::GatewayMetrics;
 
@@ -28,6 +29,13 @@ pub struct GatewayState {
     pub sessions: SessionLimits,
     /// Cancelled when the gateway drains: sessions close with 1012.
     pub shutdown: CancellationToken,
+}
+
+impl GatewayState {
+    /// A pooled connection, or 503.
+    pub async fn conn(&self) -> Result<DbConn, GatewayError> {
+        self.db.get().await.map_err(GatewayError::database)
+    }
 }
 
 /// How a WebSocket session behaves (`gateway.*` settings).

@@ -41,9 +41,7 @@ pub async fn list_dead_letters(
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1_000);
     let mut conn = state.conn().await?;
-    let letters = dead_letters::list(&mut conn, query.all, limit)
-        .await
-        .map_err(ApiError::database)?;
+    let letters = dead_letters::list(&mut conn, query.all, limit).await?;
     Ok(HttpResponse::Ok().json(letters))
 }
 

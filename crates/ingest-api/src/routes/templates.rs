@@ -75,9 +75,7 @@ pub async fn create_version(
         return Ok(invalid_template(issues));
     }
     let mut conn = state.conn().await?;
-    let version = stored::create_version(&mut conn, &key, &source)
-        .await
-        .map_err(ApiError::database)?;
+    let version = stored::create_version(&mut conn, &key, &source).await?;
     Ok(HttpResponse::Created().json(CreatedVersion {
         key: key.into_inner(),
         version,
@@ -99,7 +97,7 @@ pub async fn create_version(
 )]
 pub async fn list(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut conn = state.conn().await?;
-    let all = stored::list(&mut conn).await.map_err(ApiError::database)?;
+    let all = stored::list(&mut conn).await?;
     Ok(HttpResponse::Ok().json(all))
 }
 
@@ -134,8 +132,7 @@ pub async fn get(
     let found = match query.version {
         Some(version) => stored::version(&mut conn, &key, version).await,
         None => stored::latest(&mut conn, &key).await,
-    }
-    .map_err(ApiError::database)?;
+    }?;
     match found {
         Some(template) => Ok(HttpResponse::Ok().json(template)),
         None => Err(ApiError::NotFoundDetail("no such template")),
@@ -163,10 +160,7 @@ pub async fn delete(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = state.conn().await?;
-    if stored::delete(&mut conn, &key)
-        .await
-        .map_err(ApiError::database)?
-    {
+    if stored::delete(&mut conn, &key).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFoundDetail("no such template"))
@@ -226,10 +220,7 @@ pub async fn set_user_locale(
         wanted.locale.as_deref(),
         wanted.timezone.as_deref(),
     )
-    .await
-    .map_err(ApiError::database)?;
-    let now = preferences::get(&mut conn, &user_id)
-        .await
-        .map_err(ApiError::database)?;
+    .await?;
+    let now = preferences::get(&mut conn, &user_id).await?;
     Ok(HttpResponse::Ok().json(now))
 }

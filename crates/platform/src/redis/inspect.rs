@@ -13,15 +13,7 @@ use super::{RedisError, RedisStore};
 impl RedisStore {
     /// Entries delivered to a consumer and not yet acknowledged, per group.
     pub async fn pending_count(&self, priority: Priority) -> Result<u64, RedisError> {
-        let reply: Value = self
-            .client
-            .xpending(self.keys.stream(priority), CONSUMER_GROUP, ())
-            .await
-            .map_err(RedisError::on("XPENDING"))?;
-        Ok(match reply {
-            Value::Array(items) => items.first().and_then(Value::as_u64).unwrap_or(0),
-            _ => 0,
-        })
+        Ok(self.pending_summary(priority).await?.0)
     }
 
     /// How many connections (on all gateways) subscribe to a user's channel.

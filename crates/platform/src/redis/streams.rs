@@ -398,17 +398,26 @@ impl RedisStore {
         &self,
         priority: Priority,
     ) -> Result<Option<String>, RedisError> {
+        Ok(self.pending_summary(priority).await?.1)
+    }
+
+    /// XPENDING's summary: how many entries are pending in the group, and
+    /// the smallest pending id when there are any.
+    pub(super) async fn pending_summary(
+        &self,
+        priority: Priority,
+    ) -> Result<(u64, Option<String>), RedisError> {
         let reply: Value = self
             .client
             .xpending(self.keys.stream(priority), CONSUMER_GROUP, ())
             .await
             .map_err(RedisError::on("XPENDING"))?;
-        Ok(match reply {
-            Value::Array(summary) if summary.first().and_then(Value::as_u64).unwrap_or(0) > 0 => {
-                summary.get(1).and_then(Value::as_string)
-            }
-            _ => None,
-        })
+        let Value::Array(summary) = reply else {
+            return Ok((0, None));
+        };
+        let count = summary.first().and_then(Value::as_u64).unwrap_or(0);
+        let oldest = summary.get(1).and_then(Value::as_string);
+        Ok((count, oldest.filter(|_| count > 0)))
     }
 
     /// XTRIM MINID: deletes the entries with ids below `min_id`. Callers

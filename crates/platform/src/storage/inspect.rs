@@ -6,7 +6,6 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::Notification;
 use uuid::Uuid;
 
-use super::models::NotificationRow;
 use super::schema::notifications;
 use crate::db::DbError;
 
@@ -32,16 +31,8 @@ pub async fn list_for_user(
     conn: &mut AsyncPgConnection,
     user_id: &str,
 ) -> Result<Vec<Notification>, DbError> {
-    Ok(notifications::table
-        .filter(notifications::user_id.eq(user_id))
-        .filter(notifications::seq.is_not_null())
-        .order(notifications::seq.asc())
-        .select(NotificationRow::as_select())
-        .load::<NotificationRow>(conn)
-        .await?
-        .into_iter()
-        .filter_map(NotificationRow::into_visible)
-        .collect())
+    // Every `seq` is 1 or more.
+    super::inbox::after(conn, user_id, 0, i64::MAX).await
 }
 
 /// Unread rows counted the slow way, to check `unread_count` against in tests.

@@ -20,6 +20,19 @@ pub struct StoredTemplate {
 
 type Row = (String, i32, serde_json::Value, DateTime<Utc>);
 
+/// The columns of a [`Row`].
+const ROW: (
+    templates::key,
+    templates::version,
+    templates::source,
+    templates::created_at,
+) = (
+    templates::key,
+    templates::version,
+    templates::source,
+    templates::created_at,
+);
+
 fn from_row((key, version, source, created_at): Row) -> Option<StoredTemplate> {
     Some(StoredTemplate {
         key,
@@ -80,15 +93,7 @@ pub async fn latest(
     let row: Option<(Row, Option<DateTime<Utc>>)> = templates::table
         .filter(templates::key.eq(key))
         .order(templates::version.desc())
-        .select((
-            (
-                templates::key,
-                templates::version,
-                templates::source,
-                templates::created_at,
-            ),
-            templates::deleted_at,
-        ))
+        .select((ROW, templates::deleted_at))
         .first(conn)
         .await
         .optional()?;
@@ -110,12 +115,7 @@ pub async fn version(
     let row: Option<Row> = templates::table
         .filter(templates::key.eq(key))
         .filter(templates::version.eq(version))
-        .select((
-            templates::key,
-            templates::version,
-            templates::source,
-            templates::created_at,
-        ))
+        .select(ROW)
         .first(conn)
         .await
         .optional()?;
@@ -127,15 +127,7 @@ pub async fn list(conn: &mut AsyncPgConnection) -> Result<Vec<StoredTemplate>, D
     let rows: Vec<(Row, Option<DateTime<Utc>>)> = templates::table
         .distinct_on(templates::key)
         .order((templates::key, templates::version.desc()))
-        .select((
-            (
-                templates::key,
-                templates::version,
-                templates::source,
-                templates::created_at,
-            ),
-            templates::deleted_at,
-        ))
+        .select((ROW, templates::deleted_at))
         .load(conn)
         .await?;
     Ok(rows
