@@ -1,0 +1,122 @@
+//! The operators' dead-letter endpoints.
+
+use domain::Priority;
+use platform::storage::api_keys::{self, Scope};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_dead_letter_endpoints() {
+    let app = TestApp::spawn().await;
+    let admin_key = api_keys::create(&mut app.env.db().await, "ops", Scope::Admin)
+        .await
+        .unwrap();
+    let url = |path: &str| format!("{}{path}", app.base);
+
+    // A producer key may not use them.
+    let response = app
+        .with_key(&app.key)
+        .get("/v1/admin/dead-letters")
+        .send()
+        .await
+        .unwrap();
+    problem(response, StatusCode::FORBIDDEN).await;
+    let response = app
+        .http
+        .get(url("/v1/admin/dead-letters"))
+        .send()
+        .await
+        .unwrap();
+    problem(response, StatusCode::UNAUTHORIZED).await;
+
+    // Two dead letters, as the worker records them.
+    let fixable = testkit::new_notification("sam", 1, Priority::Low);
+    let mut broken = serde_json::to_value(&fixable).unwrap();
+    broken["user_id"] = json!("not valid");
+    let records = vec![
+        platform::storage::dead_letters::NewDeadLetter::new(
+            Priority::Low,
+            "1-0",
+            &broken.to_string(),
+            "user_id: invalid",
+            1,
+        ),
+        platform::storage::dead_letters::NewDeadLetter::new(
+            Priority::Normal,
+            "2-0",
+            "{garbage",
+            "malformed",
+            1,
+        ),
+    ];
+    platform::storage::dead_letters::record(&mut app.env.db().await, &records)
+        .await
+        .unwrap();
+
+    let listed: Value = app
+        .with_key(&admin_key)
+        .get("/v1/admin/dead-letters")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+
+    // Replay as is: invalid -> 400, nothing appended.
+    let id = records[0].id;
+    let response = app
+        .with_key(&admin_key)
+        .post(&format!("/v1/admin/dead-letters/{id}/replay"))
+        .send()
+        .await
+        .unwrap();
+    problem(response, StatusCode::BAD_REQUEST).await;
+    // Replay corrected: 200 with the new entry id.
+    let response = app
+        .with_key(&admin_key)
+        .post(&format!("/v1/admin/dead-letters/{id}/replay"))
+        .json(&json!({"payload": fixable}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let replayed: Value = response.json().await.unwrap();
+    assert!(replayed["entry_id"].is_string());
+    let appended = app.appended().await;
+    assert_eq!(appended, vec![(Priority::Low, fixable.id.to_string())]);
+    // Twice: 409. Unknown: 404.
+    let again = app
+        .with_key(&admin_key)
+        .post(&format!("/v1/admin/dead-letters/{id}/replay"))
+        .send()
+        .await
+        .unwrap();
+    problem(again, StatusCode::CONFLICT).await;
+    let unknown = app
+        .with_key(&admin_key)
+        .post(&format!(
+            "/v1/admin/dead-letters/{}/replay",
+            uuid::Uuid::now_v7()
+        ))
+        .send()
+        .await
+        .unwrap();
+    problem(unknown, StatusCode::NOT_FOUND).await;
+
+    // Replay all: the garbage one cannot be replayed as it is and is reported.
+    let report: Value = app
+        .with_key(&admin_key)
+        .post("/v1/admin/dead-letters/replay")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["replayed"], json!([]));
+    assert_eq!(report["failed"][0]["id"], records[1].id.to_string());
+}

@@ -1,0 +1,223 @@
+//! A real ingest-api in the test process, its producer key, and requests and checks the tests share.
+
+use domain::Priority;
+use ingest_api::Application;
+use platform::redis::{ReadFrom, RedisStore};
+use platform::storage::api_keys::{self, Scope};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+use testkit::TestEnv;
+use testkit::service::Running;
+
+pub struct TestApp {
+    pub env: TestEnv,
+    pub base: String,
+    /// A producer key.
+    pub key: String,
+    pub http: reqwest::Client,
+    pub redis: RedisStore,
+    _running: Running,
+}
+
+/// Requests that carry one API key (`x-api-key`), to paths of the app.
+pub struct WithKey<'a> {
+    app: &'a TestApp,
+    key: &'a str,
+}
+
+impl WithKey<'_> {
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, path)
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::POST, path)
+    }
+
+    pub fn put(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::PUT, path)
+    }
+
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::DELETE, path)
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.app
+            .http
+            .request(method, format!("{}{path}", self.app.base))
+            .header("x-api-key", self.key)
+    }
+}
+
+impl TestApp {
+    /// Requests sent with `key`.
+    pub fn with_key<'a>(&'a self, key: &'a str) -> WithKey<'a> {
+        WithKey { app: self, key }
+    }
+
+    pub async fn spawn() -> Self {
+        Self::spawn_in(TestEnv::new().await).await
+    }
+
+    pub async fn spawn_in(env: TestEnv) -> Self {
+        let running = testkit::service::start::<Application>(&env.settings()).await;
+        let base = format!("http://127.0.0.1:{}", running.port);
+        let key = api_keys::create(&mut env.db().await, "tests", Scope::Producer)
+            .await
+            .expect("key");
+        let redis = env.redis().await;
+        Self {
+            env,
+            base,
+            key,
+            http: reqwest::Client::new(),
+            redis,
+            _running: running,
+        }
+    }
+
+    pub async fn post(&self, body: &Value) -> reqwest::Response {
+        self.with_key(&self.key)
+            .post("/v1/notifications")
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_raw(
+        &self,
+        key: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        self.post_raw_to("/v1/notifications", key, content_type, body)
+            .await
+    }
+
+    /// A body as written (for JSON that `json!` cannot express), with the
+    /// headers given, to `path`.
+    pub async fn post_raw_to(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let mut request = self.http.post(format!("{}{path}", self.base)).body(body);
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// Ids of the notification entries appended since the last call (read
+    /// through an inspector consumer group), with their priority.
+    pub async fn appended(&self) -> Vec<(Priority, String)> {
+        self.redis.ensure_consumer_group().await.expect("group");
+        let mut found = Vec::new();
+        loop {
+            let entries = self
+                .redis
+                .read_group("inspector", ReadFrom::New, 1_000, Duration::from_millis(1))
+                .await
+                .expect("read");
+            if entries.is_empty() {
+                return found;
+            }
+            for entry in entries {
+                let payload: Value =
+                    serde_json::from_str(entry.payload.as_deref().unwrap()).unwrap();
+                found.push((entry.priority, payload["id"].as_str().unwrap().to_owned()));
+            }
+        }
+    }
+}
+
+pub fn valid(user: &str) -> Value {
+    json!({ "user_id": user, "title": "Order shipped", "body": "Your order is on its way" })
+}
+
+pub async fn problem(response: reqwest::Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16());
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://herald.dev/problems/")
+    );
+    assert!(body["title"].is_string());
+    body
+}
+
+impl TestApp {
+    pub async fn post_with_key(&self, idempotency_key: &str, body: &Value) -> reqwest::Response {
+        self.with_key(&self.key)
+            .post("/v1/notifications")
+            .header("idempotency-key", idempotency_key)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+}
+
+impl TestApp {
+    pub async fn admin_key(&self) -> String {
+        api_keys::create(
+            &mut self.env.db().await,
+            &format!("ops-{}", uuid::Uuid::now_v7().simple()),
+            Scope::Admin,
+        )
+        .await
+        .unwrap()
+    }
+
+    pub async fn upload(&self, key: &str, admin: &str, template: &Value) -> reqwest::Response {
+        self.with_key(admin)
+            .post(&format!("/v1/admin/templates/{key}"))
+            .json(template)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+impl TestApp {
+    pub async fn post_batch(
+        &self,
+        idempotency_key: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut request = self
+            .with_key(&self.key)
+            .post("/v1/notifications/batch")
+            .json(body);
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// A batch body as written, for JSON that `json!` cannot express.
+    pub async fn post_batch_text(&self, body: &str) -> reqwest::Response {
+        self.post_raw_to(
+            "/v1/notifications/batch",
+            Some(&self.key),
+            Some("application/json"),
+            body.into(),
+        )
+        .await
+    }
+}
