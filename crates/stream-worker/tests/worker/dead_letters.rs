@@ -1,0 +1,192 @@
+//! Entries that can never be stored become dead letters, and do not block the stream.
+
+use domain::Priority;
+use platform::redis::ReadFrom;
+use platform::storage::dead_letters;
+use std::collections::HashSet;
+use std::time::Duration;
+use testkit::{TestEnv, eventually};
+use testkit::{append, new_notification as notification};
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_entries_go_to_the_dead_letter_stream_and_do_not_block() {
+    let mut env = TestEnv::new().await;
+    env.set("HERALD__WORKER__CONSUMER_NAME", "w1");
+    let redis = env.redis().await;
+    let _worker = start_worker(&env).await;
+
+    let good_before = notification("dave", 1, Priority::Normal);
+    let good_after = notification("dave", 2, Priority::Normal);
+    append(&redis, &good_before).await;
+    redis.append(Priority::Normal, "{not json").await.unwrap();
+    redis
+        .append(
+            Priority::Normal,
+            r#"{"id":"00000000-0000-7000-8000-000000000000","user_id":"bad user"}"#,
+        )
+        .await
+        .unwrap();
+    append(&redis, &good_after).await;
+
+    eventually("good entries stored", Duration::from_secs(10), || async {
+        (stored_count(&env, "dave").await == 2).then_some(())
+    })
+    .await;
+    eventually(
+        "poison entries dead-lettered and acked",
+        Duration::from_secs(10),
+        || async {
+            let dead = redis.dead_letter_len().await.unwrap();
+            let pending = redis.pending_count(Priority::Normal).await.unwrap();
+            (dead == 2 && pending == 0).then_some(())
+        },
+    )
+    .await;
+
+    // herald_dlq_entries counts the dead letters not replayed yet.
+    let metrics = std::sync::Arc::new(stream_worker::metrics::WorkerMetrics::register(
+        &mut prometheus_client::registry::Registry::default(),
+    ));
+    let trimmer = stream_worker::trimmer::Trimmer {
+        redis: redis.clone(),
+        db: env.pool(),
+        target_len: 100,
+        interval: Duration::from_secs(1),
+        prune_idle_consumers: None,
+        metrics: metrics.clone(),
+    };
+    trimmer.count_dead_letters().await.unwrap();
+    assert_eq!(metrics.dlq_entries.get(), 2);
+    let mut conn = env.db().await;
+    let ids = dead_letters::not_replayed_ids(&mut conn).await.unwrap();
+    assert!(
+        dead_letters::mark_replayed(&mut conn, ids[0], "0-1")
+            .await
+            .unwrap()
+    );
+    trimmer.count_dead_letters().await.unwrap();
+    assert_eq!(metrics.dlq_entries.get(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_delivered_too_often_are_dead_lettered() {
+    let mut env = TestEnv::new().await;
+    env.set("HERALD__WORKER__CONSUMER_NAME", "alive");
+    env.set("HERALD__WORKER__MAX_DELIVERIES", "3");
+    // A 1 ms claim idle time would let this process's claiming consumer take
+    // entries its other consumers are still storing (each take counts as a
+    // delivery); one consumer keeps the count exact.
+    env.set("HERALD__WORKER__CONCURRENCY", "1");
+    env.set("HERALD__WORKER__HIGH_EXPRESS", "false");
+    env.set("HERALD__WORKER__CLAIM_MIN_IDLE_MS", "1");
+    env.set("HERALD__WORKER__CLAIM_INTERVAL_MS", "100");
+    let redis = env.redis().await;
+    redis.ensure_consumer_group().await.unwrap();
+    let cursed = notification("ivy", 0, Priority::Normal);
+    append(&redis, &cursed).await;
+    // A consumer that crashes on it every time: delivered 3 times, never acked.
+    let reader = redis.stream_reader().await.unwrap();
+    reader
+        .read_group("crasher", ReadFrom::New, 10, Duration::from_millis(10))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let again = reader
+            .read_group("crasher", ReadFrom::OwnPending, 10, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+    }
+    let fine = notification("ivy", 1, Priority::Normal);
+    append(&redis, &fine).await;
+
+    let _worker = start_worker(&env).await;
+    eventually("the fine one stored", Duration::from_secs(10), || async {
+        (stored_count(&env, "ivy").await == 1).then_some(())
+    })
+    .await;
+    let letters = eventually(
+        "the cursed one dead-lettered",
+        Duration::from_secs(10),
+        || async {
+            let letters = platform::storage::dead_letters::list(&mut env.db().await, false, 10)
+                .await
+                .unwrap();
+            (!letters.is_empty()).then_some(letters)
+        },
+    )
+    .await;
+    assert_eq!(letters.len(), 1);
+    assert!(
+        letters[0].error.contains("max_deliveries"),
+        "{}",
+        letters[0].error
+    );
+    assert_eq!(letters[0].deliveries, 4);
+    assert_eq!(redis.dead_letter_len().await.unwrap(), 1);
+    assert_eq!(redis.pending_count(Priority::Normal).await.unwrap(), 0);
+    assert_eq!(stored_ids(&env).await, HashSet::from([fine.id]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_is_dead_lettered_and_a_fixed_replay_is_stored() {
+    let mut env = TestEnv::new().await;
+    env.set("HERALD__WORKER__CONSUMER_NAME", "w1");
+    let redis = env.redis().await;
+    let _worker = start_worker(&env).await;
+    let good: Vec<_> = (0..10)
+        .map(|i| notification("jill", i, Priority::Normal))
+        .collect();
+    testkit::append_all(&redis, &good[..5]).await;
+    redis
+        .append(Priority::Normal, "{\"id\": broken")
+        .await
+        .unwrap();
+    testkit::append_all(&redis, &good[5..]).await;
+
+    let letters = eventually("poison dead-lettered", Duration::from_secs(10), || async {
+        let letters = platform::storage::dead_letters::list(&mut env.db().await, false, 10)
+            .await
+            .unwrap();
+        (letters.len() == 1).then_some(letters)
+    })
+    .await;
+    eventually("good ones stored", Duration::from_secs(10), || async {
+        (stored_count(&env, "jill").await == 10).then_some(())
+    })
+    .await;
+    let pool = env.pool();
+    // Replaying it as it is fails validation and appends nothing.
+    let as_is = platform::dlq::replay(&pool, &redis, letters[0].id, None).await;
+    assert!(
+        matches!(as_is, Err(platform::dlq::ReplayError::InvalidPayload(_))),
+        "{as_is:?}"
+    );
+    // The operator fixes it and replays.
+    let fixed = notification("jill", 99, Priority::High);
+    let entry = platform::dlq::replay(
+        &pool,
+        &redis,
+        letters[0].id,
+        Some(&serde_json::to_string(&fixed).unwrap()),
+    )
+    .await
+    .unwrap();
+    assert!(!entry.is_empty());
+    eventually("fixed entry stored", Duration::from_secs(10), || async {
+        (stored_count(&env, "jill").await == 11).then_some(())
+    })
+    .await;
+    let again = platform::dlq::replay(&pool, &redis, letters[0].id, None).await;
+    assert!(matches!(
+        again,
+        Err(platform::dlq::ReplayError::AlreadyReplayed)
+    ));
+    let record = platform::storage::dead_letters::get(&mut env.db().await, letters[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.replay_entry_id.as_deref(), Some(entry.as_str()));
+}

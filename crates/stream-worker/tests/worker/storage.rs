@@ -1,0 +1,380 @@
+//! The storing transaction itself: prepared statements, query plans, and rounds racing on a new user's inbox.
+
+use chrono::Utc;
+use domain::Priority;
+use platform::storage::{inbox, notifications};
+use std::collections::HashSet;
+use std::time::Duration;
+use testkit::TestEnv;
+use testkit::new_notification as notification;
+use uuid::Uuid;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_statements_are_prepared_once_per_connection() {
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let env = TestEnv::new().await;
+    let mut conn = env.db().await;
+    for round in 0..3 {
+        let batch: Vec<_> = (0..5)
+            .map(|i| notification(&format!("pat{}", i % 2), round * 5 + i, Priority::Normal))
+            .collect();
+        testkit::store_batch(&mut conn, &batch, Utc::now())
+            .await
+            .unwrap();
+    }
+    // Kept as named statements of this session (a statement diesel does not
+    // cache is closed after its one use, and prepared again the next time).
+    let kept: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_prepared_statements \
+         WHERE statement LIKE 'INSERT INTO notifications%' OR statement LIKE 'UPDATE user_inbox%'",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        kept.n, 2,
+        "the row insert and the counters update, once each"
+    );
+}
+
+/// PostgreSQL's plan for `statement` on this connection, one line each.
+async fn explain(conn: &mut diesel_async::AsyncPgConnection, statement: &str) -> Vec<String> {
+    use diesel_async::RunQueryDsl;
+
+    #[derive(diesel::QueryableByName)]
+    struct PlanLine {
+        #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+    let plan: Vec<PlanLine> = diesel::sql_query(format!("EXPLAIN {statement}"))
+        .load(conn)
+        .await
+        .unwrap();
+    plan.into_iter().map(|l| l.line).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_prepared_on_an_empty_table_still_uses_the_index_once_it_grew() {
+    use diesel::sql_types::Text;
+    use diesel_async::RunQueryDsl;
+
+    #[derive(diesel::QueryableByName)]
+    struct Named {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    let env = TestEnv::new().await;
+    let pool = env.pool();
+    let mut conn = pool.get().await.unwrap();
+    // More than five executions while the table is (nearly) empty: the
+    // point where PostgreSQL would settle on a generic plan.
+    for round in 0..8 {
+        let batch = vec![notification("ida", round, Priority::Normal)];
+        testkit::store_batch(&mut conn, &batch, Utc::now())
+            .await
+            .unwrap();
+    }
+    // The table grows, with no ANALYZE to invalidate cached plans.
+    diesel::sql_query(
+        "INSERT INTO notifications (id, user_id, title, body, priority, created_at, seq) \
+         SELECT gen_random_uuid(), 'filler-' || (g % 1000), 't', 'b', 'normal', now(), g \
+         FROM generate_series(1, 50000) g",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let check: Named = diesel::sql_query(
+        "SELECT name FROM pg_prepared_statements \
+         WHERE statement LIKE 'SELECT \"notifications\".\"id\" FROM \"notifications\"%'",
+    )
+    .get_result(&mut conn)
+    .await
+    .expect("the duplicate check is a cached prepared statement");
+    let plan = explain(
+        &mut conn,
+        &format!(
+            "EXECUTE {}('{{018f0000-0000-7000-8000-000000000001}}')",
+            check.name
+        ),
+    )
+    .await;
+    assert!(
+        plan.iter().any(|l| l.contains("Index")) && !plan.iter().any(|l| l.contains("Seq Scan")),
+        "the duplicate check probes the primary key, not the whole table: {plan:#?}"
+    );
+}
+
+/// A round's users are looked up through the primary key even in a table
+/// that grew past its statistics (analyzed empty by the migrations, 20,000
+/// rows now): with PostgreSQL's default `random_page_cost` both the lock and
+/// the counter update read the whole table (a sequential scan, a hash join).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rounds_users_are_found_through_the_index_in_a_table_grown_since_its_statistics() {
+    use diesel_async::RunQueryDsl;
+
+    let env = TestEnv::new().await;
+    let pool = env.pool();
+    let mut conn = pool.get().await.unwrap();
+    diesel::sql_query(
+        "INSERT INTO user_inbox (user_id) SELECT 'user-' || g FROM generate_series(1, 20000) g",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let users: Vec<String> = (1..=256).map(|u| format!("user-{}", u * 73)).collect();
+    let list = users.join(",");
+    let ones = vec!["1"; users.len()].join(",");
+    for statement in [
+        format!(
+            "SELECT user_id, last_seq FROM user_inbox WHERE user_id = ANY('{{{list}}}'::text[]) \
+             ORDER BY user_id FOR UPDATE"
+        ),
+        format!(
+            "UPDATE user_inbox AS u SET last_seq = d.last_seq, unread_count = u.unread_count + d.added \
+             FROM unnest('{{{list}}}'::text[], '{{{ones}}}'::bigint[], '{{{ones}}}'::bigint[]) \
+             AS d(user_id, last_seq, added) WHERE u.user_id = d.user_id"
+        ),
+    ] {
+        let plan = explain(&mut conn, &statement).await;
+        assert!(
+            plan.iter().any(|l| l.contains("user_inbox_pkey"))
+                && !plan.iter().any(|l| l.contains("Seq Scan on user_inbox")),
+            "{statement}\nprobes the primary key, not the whole table: {plan:#?}"
+        );
+    }
+}
+
+/// A round, by hand, that created `user`'s inbox row and stored `id` for
+/// them, and has not committed yet.
+async fn first_round_in_flight(
+    env: &TestEnv,
+    user: &str,
+    id: Uuid,
+) -> diesel_async::AsyncPgConnection {
+    use diesel::sql_types::{Text, Uuid as SqlUuid};
+    use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+
+    let mut first = env.db().await;
+    first.batch_execute("BEGIN").await.unwrap();
+    diesel::sql_query(
+        "INSERT INTO user_inbox (user_id, last_seq, unread_count, version) VALUES ($1, 1, 1, 1)",
+    )
+    .bind::<Text, _>(user)
+    .execute(&mut first)
+    .await
+    .unwrap();
+    diesel::sql_query(
+        "INSERT INTO notifications (id, user_id, seq, title, body, priority, created_at) \
+         VALUES ($1, $2, 1, 't', 'b', 'normal', now())",
+    )
+    .bind::<SqlUuid, _>(id)
+    .bind::<Text, _>(user)
+    .execute(&mut first)
+    .await
+    .unwrap();
+    first
+}
+
+/// Waits until a session of the test's database waits for a lock.
+async fn some_round_waits_for_a_lock(env: &TestEnv) {
+    use diesel_async::RunQueryDsl;
+
+    #[derive(diesel::QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut observer = env.db().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: Waiting = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .get_result(&mut observer)
+        .await
+        .unwrap();
+        if waiting.n > 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second round never waited for the first one's row"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Two rounds store the first notifications of a new user at once (one id
+/// in both, as after a claim): the second round waits for the first one's
+/// inbox row, then finds that id stored and stores only the other, next in
+/// the user's sequence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_users_inbox_created_by_a_concurrent_round_is_locked_and_checked() {
+    use diesel_async::SimpleAsyncConnection;
+
+    let env = TestEnv::new().await;
+    let shared = notification("dora", 1, Priority::Normal);
+    let own = notification("dora", 2, Priority::Normal);
+    let mut first = first_round_in_flight(&env, "dora", shared.id).await;
+
+    // The second round sees no inbox row yet and waits in its insert.
+    let second = tokio::spawn({
+        let mut conn = env.db().await;
+        let batch = vec![shared.clone(), own.clone()];
+        async move { testkit::store_batch(&mut conn, &batch, Utc::now()).await }
+    });
+    some_round_waits_for_a_lock(&env).await;
+    first.batch_execute("COMMIT").await.unwrap();
+
+    let stored = second.await.unwrap().unwrap();
+    assert_eq!(stored.duplicates, HashSet::from([shared.id]));
+    assert_eq!(stored.inserted, 1);
+    let mut conn = env.db().await;
+    let rows = platform::storage::inspect::list_for_user(&mut conn, "dora")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|n| (n.id, n.seq)).collect::<Vec<_>>(),
+        vec![(shared.id, 1), (own.id, 2)]
+    );
+    let state = inbox::state(&mut conn, "dora").await.unwrap();
+    assert_eq!(
+        (state.last_seq, state.unread, state.version),
+        (2, 2, 2),
+        "the first round's row (1, 1, 1), moved on once by the second"
+    );
+}
+
+/// One id under two new users in a round (a replayed payload can say any
+/// user), and a concurrent round stores it under the second one first: the
+/// row this round created for the first user already counted it, so the
+/// round is rolled back with a retryable error (not a refusal), and tried
+/// again it finds the id stored and leaves the first user's row empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_counted_in_a_new_inbox_but_stored_meanwhile_rolls_the_round_back() {
+    use diesel_async::SimpleAsyncConnection;
+
+    let env = TestEnv::new().await;
+    let for_eve = notification("eve", 1, Priority::Normal);
+    let for_dora = domain::NewNotification {
+        user_id: "dora".into(),
+        ..for_eve.clone()
+    };
+    let mut first = first_round_in_flight(&env, "dora", for_eve.id).await;
+    let batch = vec![for_eve.clone(), for_dora];
+    let second = tokio::spawn({
+        let mut conn = env.db().await;
+        let batch = batch.clone();
+        async move { testkit::store_batch(&mut conn, &batch, Utc::now()).await }
+    });
+    some_round_waits_for_a_lock(&env).await;
+    first.batch_execute("COMMIT").await.unwrap();
+
+    let err = second.await.unwrap().unwrap_err();
+    assert!(!err.is_refusal(), "retryable, not dead-lettered: {err}");
+    let mut conn = env.db().await;
+    assert_eq!(
+        inbox::state(&mut conn, "eve").await.unwrap(),
+        inbox::InboxState::default(),
+        "rolled back"
+    );
+
+    let retried = testkit::store_batch(&mut conn, &batch, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(retried.duplicates, HashSet::from([for_eve.id]));
+    assert_eq!(retried.inserted, 0);
+    assert_eq!(
+        inbox::state(&mut conn, "eve").await.unwrap(),
+        inbox::InboxState::default()
+    );
+    assert_eq!(
+        platform::storage::inspect::count_unread_rows(&mut conn, "eve")
+            .await
+            .unwrap(),
+        0
+    );
+    let dora = inbox::state(&mut conn, "dora").await.unwrap();
+    assert_eq!((dora.last_seq, dora.unread), (1, 1));
+}
+
+/// A user's first round creates the inbox row in the state the round leaves
+/// it in: expired ones take no number, muted ones a number but no unread,
+/// a copy of an id is stored once; a user whose only notification expired
+/// gets an empty row; a known user in the same round moves on from its own
+/// state. Every count matches the rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_round_creates_inboxes_in_their_final_state() {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use notifications::Prepared;
+    use platform::storage::schema::user_inbox;
+
+    let env = TestEnv::new().await;
+    let mut conn = env.db().await;
+    let now = Utc::now();
+    let expire = |mut n: domain::NewNotification| {
+        n.expires_at = Some(now - chrono::Duration::seconds(1));
+        n
+    };
+    let known = notification("kai", 0, Priority::Normal);
+    testkit::store_batch(&mut conn, std::slice::from_ref(&known), now)
+        .await
+        .unwrap();
+
+    let plain = notification("ada", 1, Priority::Normal);
+    let batch: Vec<Prepared> = vec![
+        expire(notification("ada", 0, Priority::Normal)).into(),
+        plain.clone().into(),
+        Prepared {
+            muted: true,
+            ..notification("ada", 2, Priority::Normal).into()
+        },
+        plain.clone().into(),
+        notification("ada", 3, Priority::Normal).into(),
+        expire(notification("bo", 0, Priority::Normal)).into(),
+        notification("kai", 1, Priority::Normal).into(),
+    ];
+    let stored = testkit::store_prepared(&mut conn, &batch, now)
+        .await
+        .unwrap();
+    assert_eq!(stored.inserted, 6, "the copy of `plain` is stored once");
+    assert_eq!(stored.expired.len(), 2);
+
+    for (user, last_seq, unread, version) in [("ada", 3, 2, 1), ("bo", 0, 0, 0), ("kai", 2, 2, 2)] {
+        // The row itself (inbox::state answers zeros for a missing one).
+        let row: (i64, i64, i64) = user_inbox::table
+            .find(user)
+            .select((
+                user_inbox::last_seq,
+                user_inbox::unread_count,
+                user_inbox::version,
+            ))
+            .first(&mut conn)
+            .await
+            .unwrap_or_else(|err| panic!("{user}: no inbox row: {err}"));
+        assert_eq!(row, (last_seq, unread, version), "{user}");
+        assert_eq!(
+            row.1,
+            platform::storage::inspect::count_unread_rows(&mut conn, user)
+                .await
+                .unwrap(),
+            "{user}: unread count == unread rows"
+        );
+        let seqs: Vec<i64> = platform::storage::inspect::list_for_user(&mut conn, user)
+            .await
+            .unwrap()
+            .iter()
+            .map(|n| n.seq)
+            .collect();
+        assert_eq!(seqs, (1..=last_seq).collect::<Vec<_>>(), "{user}: no gap");
+    }
+}

@@ -1,0 +1,53 @@
+//! A worker in the test process, and what the tests read back: frames published, entries pending, rows stored.
+
+use domain::Priority;
+use platform::redis::UserFrames;
+use std::collections::HashSet;
+use std::time::Duration;
+use stream_worker::Worker;
+use testkit::TestEnv;
+use testkit::service::Running;
+use uuid::Uuid;
+
+/// Starts a worker in this process; it stops when dropped.
+pub async fn start_worker(env: &TestEnv) -> Running {
+    testkit::service::start::<Worker>(&env.settings()).await
+}
+
+/// The next published frame (within 5 s): its user and its JSON.
+pub async fn next_frame(frames: &mut UserFrames) -> (String, serde_json::Value) {
+    let frame = tokio::time::timeout(Duration::from_secs(5), frames.recv())
+        .await
+        .expect("frame within 5 s")
+        .unwrap();
+    (frame.user_id, serde_json::from_str(&frame.frame).unwrap())
+}
+
+/// Nothing more is published within 300 ms.
+pub async fn no_more_frames(frames: &mut UserFrames) {
+    let extra = tokio::time::timeout(Duration::from_millis(300), frames.recv()).await;
+    assert!(extra.is_err(), "no other frame published: {extra:?}");
+}
+
+/// Entries delivered and not acknowledged, over all lanes.
+pub async fn pending_total(redis: &platform::redis::RedisStore) -> u64 {
+    let mut pending = 0;
+    for priority in Priority::ALL {
+        pending += redis.pending_count(priority).await.unwrap();
+    }
+    pending
+}
+
+pub async fn stored_count(env: &TestEnv, user: &str) -> i64 {
+    platform::storage::inspect::count_for_user(&mut env.db().await, user)
+        .await
+        .unwrap()
+}
+
+pub async fn stored_ids(env: &TestEnv) -> HashSet<Uuid> {
+    platform::storage::inspect::all_ids(&mut env.db().await)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
