@@ -1,4 +1,4 @@
-//! herald-bench: the scenarios of issue 6 against running Herald services,
+//! herald-bench: the benchmark scenarios against running Herald services,
 //! driven from a separate process over real HTTP and WebSockets. Every
 //! scenario is bounded in time and count and stops by itself; a progress
 //! line shows where it is. Results go to `<out>/latest.json`, `latest.md`

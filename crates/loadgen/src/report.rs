@@ -138,7 +138,7 @@ impl Point {
     }
 }
 
-/// A target from issue 6 and whether this run met it.
+/// One of the benchmark targets (bench/README.md) and whether this run met it.
 #[derive(Debug, Serialize)]
 pub struct Target {
     pub goal: String,

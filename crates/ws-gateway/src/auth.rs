@@ -111,6 +111,29 @@ pub fn token_from_request(req: &HttpRequest) -> Result<String, AuthError> {
         .ok_or(AuthError::Missing)
 }
 
+/// The authenticated user of a REST request (`Authorization: Bearer <jwt>`);
+/// the app holds the verifier as `web::Data<TokenVerifier>`.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+}
+
+impl actix_web::FromRequest for User {
+    type Error = crate::error::GatewayError;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let verified = (|| {
+            let verifier = req
+                .app_data::<actix_web::web::Data<TokenVerifier>>()
+                .ok_or(AuthError::Missing)?;
+            let claims = verifier.verify(&token_from_request(req)?)?;
+            Ok(User { id: claims.sub })
+        })();
+        std::future::ready(verified.map_err(|err: AuthError| err.into()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,28 +162,5 @@ mod tests {
         let v = verifier();
         let token = v.issue("has space", 60).unwrap();
         assert!(v.verify(&token).is_err());
-    }
-}
-
-/// The authenticated user of a REST request (`Authorization: Bearer <jwt>`);
-/// the app holds the verifier as `web::Data<TokenVerifier>`.
-#[derive(Debug, Clone)]
-pub struct User {
-    pub id: String,
-}
-
-impl actix_web::FromRequest for User {
-    type Error = crate::error::GatewayError;
-    type Future = std::future::Ready<Result<Self, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let verified = (|| {
-            let verifier = req
-                .app_data::<actix_web::web::Data<TokenVerifier>>()
-                .ok_or(AuthError::Missing)?;
-            let claims = verifier.verify(&token_from_request(req)?)?;
-            Ok(User { id: claims.sub })
-        })();
-        std::future::ready(verified.map_err(|err: AuthError| err.into()))
     }
 }

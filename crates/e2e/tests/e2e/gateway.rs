@@ -197,7 +197,7 @@ async fn a_client_that_never_reads_cannot_grow_the_gateways_memory() {
     assert_eq!(ended, testkit::ws::Ended::Closed(Some(1008)));
 }
 
-/// Issue 6's memory target: an idle WebSocket connection, heartbeats on,
+/// A benchmark target (bench/README.md): an idle WebSocket connection, heartbeats on,
 /// costs the gateway at most 12 KiB of RSS. actix-http's dispatcher alone
 /// kept 16 KiB of empty buffers per connection before the vendored patch
 /// (vendor/actix-http).

@@ -1,4 +1,4 @@
-//! The scenarios of issue 6. Each is bounded in time and count, prints a
+//! The benchmark scenarios (bench/README.md). Each is bounded in time and count, prints a
 //! progress line, and answers an [`Outcome`](crate::report::Outcome).
 
 pub mod connections;

@@ -8,8 +8,8 @@
 //! client from [`RedisStore::stream_reader`]. The gateway's one subscriber
 //! connection per process is [`RedisSubscriber`].
 //!
-//! By topic: [`connection`] (clients, timeouts, reconnecting), [`streams`]
-//! (the priority streams and their consumer group), [`pubsub`] (users'
+//! By topic: `connection` (clients, timeouts, reconnecting), `streams`
+//! (the priority streams and their consumer group), `pubsub` (users'
 //! channels, publishing and the subscriber), `replies` (reading fred's
 //! untyped replies) and `scripts` (the Lua scripts, one `.lua` file each).
 

@@ -18,8 +18,8 @@
 //! the others: two such transactions can, rarely, deadlock; PostgreSQL
 //! aborts one and the worker tries its round again).
 //!
-//! [`store_preparing`] runs [`store`]'s named steps in one pipelined
-//! transaction; [`statements`] holds the SQL they send.
+//! [`store_preparing`] runs `store`'s named steps in one pipelined
+//! transaction; `statements` holds the SQL they send.
 
 mod statements;
 mod store;
