@@ -55,15 +55,7 @@ async fn admin_dead_letter_endpoints() {
         .await
         .unwrap();
 
-    let listed: Value = app
-        .with_key(&admin_key)
-        .get("/v1/admin/dead-letters")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = json_of(app.with_key(&admin_key).get("/v1/admin/dead-letters")).await;
     assert_eq!(listed.as_array().unwrap().len(), 2);
 
     // Replay as is: invalid -> 400, nothing appended.
@@ -108,15 +100,11 @@ async fn admin_dead_letter_endpoints() {
     problem(unknown, StatusCode::NOT_FOUND).await;
 
     // Replay all: the garbage one cannot be replayed as it is and is reported.
-    let report: Value = app
-        .with_key(&admin_key)
-        .post("/v1/admin/dead-letters/replay")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report: Value = json_of(
+        app.with_key(&admin_key)
+            .post("/v1/admin/dead-letters/replay"),
+    )
+    .await;
     assert_eq!(report["replayed"], json!([]));
     assert_eq!(report["failed"][0]["id"], records[1].id.to_string());
 }

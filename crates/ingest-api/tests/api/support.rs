@@ -20,13 +20,13 @@ pub struct TestApp {
     _running: Running,
 }
 
-/// Requests that carry one API key (`x-api-key`), to paths of the app.
-pub struct WithKey<'a> {
+/// Requests to paths of the app, carrying one API key (`x-api-key`) or none.
+pub struct Requests<'a> {
     app: &'a TestApp,
-    key: &'a str,
+    key: Option<&'a str>,
 }
 
-impl WithKey<'_> {
+impl Requests<'_> {
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.request(reqwest::Method::GET, path)
     }
@@ -44,17 +44,39 @@ impl WithKey<'_> {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.app
+        let request = self
+            .app
             .http
-            .request(method, format!("{}{path}", self.app.base))
-            .header("x-api-key", self.key)
+            .request(method, format!("{}{path}", self.app.base));
+        match self.key {
+            Some(key) => request.header("x-api-key", key),
+            None => request,
+        }
     }
+}
+
+/// The JSON body of a request answered 200.
+pub async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    let response = request.send().await.expect("request sent");
+    assert_eq!(response.status(), StatusCode::OK, "{}", response.url());
+    response.json().await.expect("a JSON body")
 }
 
 impl TestApp {
     /// Requests sent with `key`.
-    pub fn with_key<'a>(&'a self, key: &'a str) -> WithKey<'a> {
-        WithKey { app: self, key }
+    pub fn with_key<'a>(&'a self, key: &'a str) -> Requests<'a> {
+        Requests {
+            app: self,
+            key: Some(key),
+        }
+    }
+
+    /// Requests sent without an API key.
+    pub fn without_key(&self) -> Requests<'_> {
+        Requests {
+            app: self,
+            key: None,
+        }
     }
 
     pub async fn spawn() -> Self {

@@ -93,26 +93,14 @@ async fn template_upload_is_validated_versioned_listed_and_deleted() {
         .unwrap();
     assert_eq!(v2["version"], 2);
 
-    let list: Value = app
-        .with_key(&admin)
-        .get("/v1/admin/templates")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = json_of(app.with_key(&admin).get("/v1/admin/templates")).await;
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["version"], 2);
-    let v1: Value = app
-        .with_key(&admin)
-        .get("/v1/admin/templates/order_shipped?version=1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v1: Value = json_of(
+        app.with_key(&admin)
+            .get("/v1/admin/templates/order_shipped?version=1"),
+    )
+    .await;
     assert!(v1["source"]["locales"]["de"].is_null());
 
     let deleted = app
@@ -270,15 +258,7 @@ async fn templates_load_from_a_folder_at_start_and_broken_ones_stop_it() {
     );
     let app = TestApp::spawn_in(env).await;
     let admin = app.admin_key().await;
-    let list: Value = app
-        .with_key(&admin)
-        .get("/v1/admin/templates")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = json_of(app.with_key(&admin).get("/v1/admin/templates")).await;
     let keys: Vec<&str> = list
         .as_array()
         .unwrap()
