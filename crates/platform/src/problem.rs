@@ -19,7 +19,6 @@ pub struct Problem {
     detail: String,
     errors: Vec<FieldError>,
     extensions: Vec<(&'static str, serde_json::Value)>,
-    retry_after_secs: Option<u32>,
 }
 
 impl Problem {
@@ -33,7 +32,6 @@ impl Problem {
             detail: String::new(),
             errors: Vec::new(),
             extensions: Vec::new(),
-            retry_after_secs: None,
         }
     }
 
@@ -50,11 +48,6 @@ impl Problem {
     /// An extension member (RFC 9457 section 3.2), e.g. `issues` with positions.
     pub fn extension(mut self, name: &'static str, value: serde_json::Value) -> Self {
         self.extensions.push((name, value));
-        self
-    }
-
-    pub fn retry_after(mut self, secs: u32) -> Self {
-        self.retry_after_secs = Some(secs);
         self
     }
 
@@ -116,9 +109,6 @@ impl Problem {
         }
         let mut builder = HttpResponseBuilder::new(self.status);
         builder.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
-        if let Some(secs) = self.retry_after_secs {
-            builder.insert_header((header::RETRY_AFTER, secs.to_string()));
-        }
         builder.body(problem.json_bytes())
     }
 }
@@ -150,17 +140,5 @@ mod tests {
         assert_eq!(body["status"], 400);
         assert_eq!(body["detail"], "1 invalid field");
         assert_eq!(body["errors"][0]["field"], "user_id");
-    }
-
-    #[test]
-    fn retry_after_header() {
-        let response = Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "Unavailable",
-        )
-        .retry_after(3)
-        .to_response();
-        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "3");
     }
 }

@@ -280,6 +280,10 @@ async fn an_id_counted_in_a_new_inbox_but_stored_meanwhile_rolls_the_round_back(
 
     let err = second.await.unwrap().unwrap_err();
     assert!(!err.is_refusal(), "retryable, not dead-lettered: {err}");
+    assert!(
+        matches!(err, platform::db::DbError::Conflict(_)),
+        "rolled back as a conflict: {err}"
+    );
     let mut conn = env.db().await;
     assert_eq!(
         inbox::state(&mut conn, "eve").await.unwrap(),

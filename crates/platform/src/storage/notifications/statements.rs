@@ -219,7 +219,7 @@ pub(super) async fn load_visible(
 /// Locks the `user_inbox` rows of `users` (in user-id order, so that two
 /// transactions with overlapping users cannot deadlock) and finds which of
 /// `ids` are stored already, pipelined. They run in this order even when
-/// one of them still has to be prepared (see [`pipelined_tx`]), so the
+/// one of them still has to be prepared (see [`crate::storage::pipelined_tx`]), so the
 /// check runs with the locks held, and with the users locked no other
 /// transaction can be storing these ids (an id belongs to one user): the
 /// check is exact. Were it ever not, the primary key would refuse the
