@@ -1,8 +1,9 @@
 //! `POST /v1/notifications/batch`: items checked like single bodies, appended together, once per key.
 
+use std::collections::HashSet;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::collections::HashSet;
 
 use crate::support::*;
 

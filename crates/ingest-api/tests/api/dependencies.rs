@@ -1,9 +1,10 @@
 //! Redis and PostgreSQL outages, health, readiness and the OpenAPI document.
 
+use std::time::Duration;
+
 use platform::storage::api_keys::{self, Scope};
 use reqwest::StatusCode;
 use serde_json::Value;
-use std::time::Duration;
 use testkit::TestEnv;
 use testkit::processes::RedisServer;
 
@@ -28,12 +29,7 @@ async fn redis_down_answers_503_with_retry_after_never_202() {
         !body["detail"].as_str().unwrap().contains("127.0.0.1"),
         "no internals leak: {body}"
     );
-    let ready = app
-        .http
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.without_key().get("/readyz").send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
 
     // Redis comes back (empty: it keeps nothing); the service recovers by itself.
@@ -98,12 +94,7 @@ async fn health_readiness_and_openapi() {
     let app = TestApp::spawn().await;
     let health: Value = json_of(app.without_key().get("/healthz")).await;
     assert_eq!(health["status"], "ok");
-    let ready = app
-        .http
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.without_key().get("/readyz").send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(ready["checks"]["postgres"]["status"], "ok");

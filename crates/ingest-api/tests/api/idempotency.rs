@@ -1,9 +1,10 @@
 //! `Idempotency-Key`: one append per key, the first answer replayed, keys per producer.
 
+use std::collections::HashSet;
+
 use platform::storage::api_keys::{self, Scope};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::collections::HashSet;
 
 use crate::support::*;
 

@@ -1,12 +1,13 @@
 //! `POST /v1/notifications`: what is answered 202 is in its stream; what is refused is problem+json with nothing written.
 
+use std::collections::HashSet;
+use std::time::Duration;
+
 use domain::Priority;
 use platform::redis::ReadFrom;
 use platform::storage::api_keys::{self, Scope};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::collections::HashSet;
-use std::time::Duration;
 
 use crate::support::*;
 
@@ -83,12 +84,7 @@ async fn bad_input_is_refused_with_problem_json_and_nothing_written() {
         StatusCode::BAD_REQUEST,
     )
     .await;
-    let fields: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields: Vec<&str> = error_fields(&body);
     assert_eq!(fields, ["user_id", "data"]);
 
     // data must be an object.
@@ -167,12 +163,7 @@ async fn bad_input_is_refused_with_problem_json_and_nothing_written() {
     assert_eq!(app.appended().await.len(), 1);
 
     // Unknown routes are problem+json too.
-    let response = app
-        .http
-        .get(format!("{}/v1/nothing", app.base))
-        .send()
-        .await
-        .unwrap();
+    let response = app.without_key().get("/v1/nothing").send().await.unwrap();
     problem(response, StatusCode::NOT_FOUND).await;
 }
 

@@ -1,12 +1,13 @@
 //! A real ingest-api in the test process, its producer key, and requests and checks the tests share.
 
+use std::time::Duration;
+
 use domain::Priority;
 use ingest_api::Application;
 use platform::redis::{ReadFrom, RedisStore};
 use platform::storage::api_keys::{self, Scope};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::time::Duration;
 use testkit::TestEnv;
 use testkit::service::Running;
 
@@ -53,6 +54,16 @@ impl Requests<'_> {
             None => request,
         }
     }
+}
+
+/// The fields a problem's `errors` name, in order.
+pub fn error_fields(body: &Value) -> Vec<&str> {
+    body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["field"].as_str().expect("a field"))
+        .collect()
 }
 
 /// The JSON body of a request answered 200.

@@ -235,12 +235,7 @@ async fn producers_can_set_a_users_locale() {
         StatusCode::BAD_REQUEST,
     )
     .await;
-    let fields: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields: Vec<&str> = error_fields(&body);
     assert_eq!(fields, ["locale", "timezone"]);
     problem(
         put("bad user", json!({"locale": "en"})).await.unwrap(),

@@ -1,10 +1,11 @@
 //! Entries that can never be stored become dead letters, and do not block the stream.
 
+use std::collections::HashSet;
+use std::time::Duration;
+
 use domain::Priority;
 use platform::redis::ReadFrom;
 use platform::storage::dead_letters;
-use std::collections::HashSet;
-use std::time::Duration;
 use testkit::{TestEnv, eventually};
 use testkit::{append, new_notification as notification};
 
@@ -30,10 +31,7 @@ async fn undecodable_entries_go_to_the_dead_letter_stream_and_do_not_block() {
         .unwrap();
     append(&redis, &good_after).await;
 
-    eventually("good entries stored", Duration::from_secs(10), || async {
-        (stored_count(&env, "dave").await == 2).then_some(())
-    })
-    .await;
+    wait_until_stored(&env, "dave", 2, Duration::from_secs(10)).await;
     eventually(
         "poison entries dead-lettered and acked",
         Duration::from_secs(10),
@@ -103,10 +101,7 @@ async fn entries_delivered_too_often_are_dead_lettered() {
     append(&redis, &fine).await;
 
     let _worker = start_worker(&env).await;
-    eventually("the fine one stored", Duration::from_secs(10), || async {
-        (stored_count(&env, "ivy").await == 1).then_some(())
-    })
-    .await;
+    wait_until_stored(&env, "ivy", 1, Duration::from_secs(10)).await;
     let letters = eventually(
         "the cursed one dead-lettered",
         Duration::from_secs(10),
@@ -153,10 +148,7 @@ async fn poison_is_dead_lettered_and_a_fixed_replay_is_stored() {
         (letters.len() == 1).then_some(letters)
     })
     .await;
-    eventually("good ones stored", Duration::from_secs(10), || async {
-        (stored_count(&env, "jill").await == 10).then_some(())
-    })
-    .await;
+    wait_until_stored(&env, "jill", 10, Duration::from_secs(10)).await;
     let pool = env.pool();
     // Replaying it as it is fails validation and appends nothing.
     let as_is = platform::dlq::replay(&pool, &redis, letters[0].id, None).await;
@@ -175,10 +167,7 @@ async fn poison_is_dead_lettered_and_a_fixed_replay_is_stored() {
     .await
     .unwrap();
     assert!(!entry.is_empty());
-    eventually("fixed entry stored", Duration::from_secs(10), || async {
-        (stored_count(&env, "jill").await == 11).then_some(())
-    })
-    .await;
+    wait_until_stored(&env, "jill", 11, Duration::from_secs(10)).await;
     let again = platform::dlq::replay(&pool, &redis, letters[0].id, None).await;
     assert!(matches!(
         again,

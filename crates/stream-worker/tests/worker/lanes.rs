@@ -1,9 +1,10 @@
 //! Priority lanes, claiming a dead consumer's entries, and safe trimming.
 
-use domain::Priority;
-use platform::redis::ReadFrom;
 use std::collections::HashSet;
 use std::time::Duration;
+
+use domain::Priority;
+use platform::redis::ReadFrom;
 use testkit::{TestEnv, eventually};
 use testkit::{append, new_notification as notification};
 use uuid::Uuid;
@@ -26,10 +27,7 @@ async fn high_is_served_before_a_low_backlog_drains() {
     // Posted after the whole low backlog.
     let urgent = notification("vip", 0, Priority::High);
     append(&redis, &urgent).await;
-    eventually("high stored", Duration::from_secs(60), || async {
-        (stored_count(&env, "vip").await == 1).then_some(())
-    })
-    .await;
+    wait_until_stored(&env, "vip", 1, Duration::from_secs(60)).await;
     let low_stored_when_high_landed = stored_ids(&env).await.len() - 1;
     assert!(
         low_stored_when_high_landed < backlog.len(),
@@ -61,10 +59,7 @@ async fn low_is_not_starved_by_a_high_backlog() {
     append(&redis, &low).await;
 
     let _worker = start_worker(&env).await;
-    eventually("low stored", Duration::from_secs(60), || async {
-        (stored_count(&env, "patient").await == 1).then_some(())
-    })
-    .await;
+    wait_until_stored(&env, "patient", 1, Duration::from_secs(60)).await;
     let highs_before = stored_count(&env, "busy").await;
     assert!(
         highs_before < 5_000,
@@ -93,10 +88,7 @@ async fn entries_of_a_dead_consumer_are_claimed() {
     assert_eq!(taken.len(), 40);
 
     let _worker = start_worker(&env).await;
-    eventually("claimed and stored", Duration::from_secs(20), || async {
-        (stored_count(&env, "hank").await == 40).then_some(())
-    })
-    .await;
+    wait_until_stored(&env, "hank", 40, Duration::from_secs(20)).await;
     for priority in Priority::ALL {
         eventually("all acked", Duration::from_secs(10), || async {
             (redis.pending_count(priority).await.unwrap() == 0).then_some(())

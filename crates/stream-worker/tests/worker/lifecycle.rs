@@ -1,9 +1,10 @@
 //! Start, health, metrics, outages of Redis and PostgreSQL, and leaving the group at shutdown.
 
+use std::time::Duration;
+
 use domain::Priority;
 use platform::redis::ReadFrom;
 use platform::storage::dead_letters;
-use std::time::Duration;
 use stream_worker::Worker;
 use testkit::{TestEnv, eventually};
 use testkit::{append, new_notification as notification};
@@ -18,10 +19,7 @@ async fn health_endpoints_and_prompt_shutdown() {
     append(&redis, &n).await;
     let worker = start_worker(&env).await;
     let port = worker.port;
-    eventually("stored", Duration::from_secs(10), || async {
-        (stored_count(&env, "erin").await == 1).then_some(())
-    })
-    .await;
+    wait_until_stored(&env, "erin", 1, Duration::from_secs(10)).await;
     let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
         .await
         .unwrap();
@@ -76,10 +74,7 @@ async fn worker_waits_for_redis_at_start_and_recovers_after_an_outage() {
 
     let redis = env.redis().await;
     append(&redis, &notification("frank", 1, Priority::Normal)).await;
-    eventually("first stored", Duration::from_secs(10), || async {
-        (stored_count(&env, "frank").await == 1).then_some(())
-    })
-    .await;
+    wait_until_stored(&env, "frank", 1, Duration::from_secs(10)).await;
 
     // Redis dies (losing everything: it keeps nothing) and comes back.
     redis_server.kill();
@@ -94,12 +89,7 @@ async fn worker_waits_for_redis_at_start_and_recovers_after_an_outage() {
     )
     .await;
     append(&producer, &notification("frank", 2, Priority::Normal)).await;
-    eventually(
-        "second stored after the outage",
-        Duration::from_secs(20),
-        || async { (stored_count(&env, "frank").await == 2).then_some(()) },
-    )
-    .await;
+    wait_until_stored(&env, "frank", 2, Duration::from_secs(20)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,12 +101,7 @@ async fn database_outage_is_retried_without_acking_and_then_drains() {
     let redis = env.redis().await;
 
     append(&redis, &notification("gus", 0, Priority::Normal)).await;
-    eventually(
-        "stored before the outage",
-        Duration::from_secs(10),
-        || async { (stored_count(&env, "gus").await == 1).then_some(()) },
-    )
-    .await;
+    wait_until_stored(&env, "gus", 1, Duration::from_secs(10)).await;
 
     proxy.cut();
     for i in 1..=50 {
@@ -137,12 +122,7 @@ async fn database_outage_is_retried_without_acking_and_then_drains() {
     );
 
     proxy.restore();
-    eventually(
-        "backlog drained after the database returned",
-        Duration::from_secs(30),
-        || async { (stored_count(&env, "gus").await == 51).then_some(()) },
-    )
-    .await;
+    wait_until_stored(&env, "gus", 51, Duration::from_secs(30)).await;
     let rows = platform::storage::inspect::list_for_user(&mut env.db().await, "gus")
         .await
         .unwrap();
@@ -166,10 +146,7 @@ async fn metrics_are_exposed() {
     append(&redis, &notification("lou", 0, Priority::High)).await;
     let worker = start_worker(&env).await;
     let port = worker.port;
-    eventually("stored", Duration::from_secs(10), || async {
-        (stored_count(&env, "lou").await == 1).then_some(())
-    })
-    .await;
+    wait_until_stored(&env, "lou", 1, Duration::from_secs(10)).await;
     let text = eventually(
         "metrics show the stored entry",
         Duration::from_secs(10),
@@ -335,10 +312,7 @@ async fn a_round_retrying_through_a_long_outage_is_not_claimed_away_or_dead_lett
     tokio::time::sleep(Duration::from_secs(4)).await;
     proxy.restore();
 
-    eventually("everything stored", Duration::from_secs(30), || async {
-        (stored_count(&env, "hal").await == 30).then_some(())
-    })
-    .await;
+    wait_until_stored(&env, "hal", 30, Duration::from_secs(30)).await;
     let mut conn = env.db().await;
     assert_eq!(
         dead_letters::count_not_replayed(&mut conn).await.unwrap(),

@@ -1,11 +1,12 @@
 //! A round: stored once with a gapless `seq`, published, then acknowledged.
 
+use std::collections::HashSet;
+use std::time::Duration;
+
 use chrono::Utc;
 use domain::Priority;
 use platform::redis::{ReadFrom, RedisSubscriber};
 use platform::storage::inbox;
-use std::collections::HashSet;
-use std::time::Duration;
 use testkit::{TestEnv, eventually};
 use testkit::{append, new_notification as notification};
 use uuid::Uuid;
@@ -238,10 +239,7 @@ async fn expired_notifications_are_stored_but_not_published_or_counted() {
     append(&redis, &stale).await;
     append(&redis, &fresh).await;
 
-    eventually("both stored", Duration::from_secs(10), || async {
-        (stored_count(&env, "kim").await == 2).then_some(())
-    })
-    .await;
+    wait_until_stored(&env, "kim", 2, Duration::from_secs(10)).await;
     let (_, value) = next_frame(&mut frames).await;
     assert_eq!(
         value["id"],

@@ -1,10 +1,11 @@
 //! The storing transaction itself: prepared statements, query plans, and rounds racing on a new user's inbox.
 
+use std::collections::HashSet;
+use std::time::Duration;
+
 use chrono::Utc;
 use domain::Priority;
 use platform::storage::{inbox, notifications};
-use std::collections::HashSet;
-use std::time::Duration;
 use testkit::TestEnv;
 use testkit::new_notification as notification;
 use uuid::Uuid;

@@ -1,9 +1,10 @@
 //! A worker in the test process, and what the tests read back: frames published, entries pending, rows stored.
 
-use domain::Priority;
-use platform::redis::UserFrames;
 use std::collections::HashSet;
 use std::time::Duration;
+
+use domain::Priority;
+use platform::redis::UserFrames;
 use stream_worker::Worker;
 use testkit::TestEnv;
 use testkit::service::Running;
@@ -42,6 +43,14 @@ pub async fn stored_count(env: &TestEnv, user: &str) -> i64 {
     platform::storage::inspect::count_for_user(&mut env.db().await, user)
         .await
         .unwrap()
+}
+
+/// Waits (at most `within`) until `user` has `n` notifications stored.
+pub async fn wait_until_stored(env: &TestEnv, user: &str, n: i64, within: Duration) {
+    testkit::eventually(&format!("{n} stored for {user}"), within, || async {
+        (stored_count(env, user).await == n).then_some(())
+    })
+    .await;
 }
 
 pub async fn stored_ids(env: &TestEnv) -> HashSet<Uuid> {

@@ -1,9 +1,10 @@
 //! Templates rendered in the user's language, edits picked up, mutes, and unrenderable notifications.
 
+use std::time::Duration;
+
 use domain::Priority;
 use platform::redis::RedisSubscriber;
 use platform::storage::inbox;
-use std::time::Duration;
 use testkit::{TestEnv, eventually};
 use testkit::{append, new_notification as notification};
 
@@ -152,10 +153,7 @@ async fn a_template_edit_reaches_a_running_worker() {
     let v1 = upload_greeting(&env, None).await;
     let _worker = start_worker(&env).await;
     append(&redis, &templated("hans", v1, 2, None, None)).await;
-    eventually("v1 stored", Duration::from_secs(10), || async {
-        (stored_count(&env, "hans").await == 1).then_some(())
-    })
-    .await;
+    wait_until_stored(&env, "hans", 1, Duration::from_secs(10)).await;
     assert_eq!(
         only_notification(&env, "hans").await.0,
         "Hello",
@@ -166,10 +164,7 @@ async fn a_template_edit_reaches_a_running_worker() {
     let v2 = upload_greeting(&env, Some("Hallo")).await;
     assert_eq!(v2, v1 + 1);
     append(&redis, &templated("hans", v2, 2, None, None)).await;
-    eventually("v2 stored", Duration::from_secs(10), || async {
-        (stored_count(&env, "hans").await == 2).then_some(())
-    })
-    .await;
+    wait_until_stored(&env, "hans", 2, Duration::from_secs(10)).await;
     let titles: Vec<String> =
         platform::storage::inspect::list_for_user(&mut env.db().await, "hans")
             .await
@@ -198,10 +193,7 @@ async fn muted_categories_are_stored_but_not_published_or_counted() {
     loud.category = Some("billing".into());
     append(&redis, &muted).await;
     append(&redis, &loud).await;
-    eventually("both stored", Duration::from_secs(10), || async {
-        (stored_count(&env, "mia").await == 2).then_some(())
-    })
-    .await;
+    wait_until_stored(&env, "mia", 2, Duration::from_secs(10)).await;
 
     let (_, value) = next_frame(&mut frames).await;
     assert_eq!(
