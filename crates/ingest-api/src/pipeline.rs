@@ -4,6 +4,8 @@
 //! id and checked against its template ([`admit`]), and the entries
 //! appended to their streams, once per idempotency key ([`append`]).
 
+use std::time::Duration;
+
 use actix_web::http::header::{self, HeaderName};
 use actix_web::{HttpRequest, web};
 use chrono::{DateTime, Utc};
@@ -94,26 +96,36 @@ pub fn xadd_span(entries: usize) -> tracing::Span {
     )
 }
 
-/// A request's `Idempotency-Key`, as remembered: scoped to the producer's
-/// API key (two producers cannot collide) and to the endpoint, with the
-/// fingerprint of the body it was first used with.
+/// A request's `Idempotency-Key`, as remembered for `ttl`: scoped to the
+/// producer's API key (two producers cannot collide) and to the endpoint,
+/// with the fingerprint of the body it was first used with.
 pub struct Idempotency {
     record: String,
     fingerprint: String,
+    ttl: Duration,
 }
 
 impl Idempotency {
-    /// `endpoint` is `None` for single notifications, `Some("batch")` for batches.
-    pub fn new(producer: &Producer, endpoint: Option<&str>, key: &str, body: &[u8]) -> Self {
-        let key = sha256_hex(key.as_bytes());
+    /// The idempotency of a request that sent `key` (`None`: it sent none).
+    /// `endpoint` is `None` for single notifications, `Some("batch")` for
+    /// batches.
+    pub fn of(
+        key: Option<&str>,
+        producer: &Producer,
+        endpoint: Option<&str>,
+        body: &[u8],
+        ttl: Duration,
+    ) -> Option<Self> {
+        let key = sha256_hex(key?.as_bytes());
         let record = match endpoint {
             None => format!("{}:{key}", producer.key_id),
             Some(endpoint) => format!("{}:{endpoint}:{key}", producer.key_id),
         };
-        Self {
+        Some(Self {
             record,
             fingerprint: sha256_hex(body),
-        }
+            ttl,
+        })
     }
 }
 
@@ -135,10 +147,10 @@ pub async fn append(
     appender: &Appender,
     entries: &[(Priority, String)],
     span: tracing::Span,
-    idempotency: Option<(Idempotency, std::time::Duration)>,
+    idempotency: Option<Idempotency>,
     answer: impl FnOnce() -> Result<String, ApiError>,
 ) -> Result<Appended, ApiError> {
-    let Some((idempotency, ttl)) = idempotency else {
+    let Some(idempotency) = idempotency else {
         match entries {
             // One XADD: cheaper for Redis than the script.
             [(priority, entry)] => appender
@@ -161,7 +173,7 @@ pub async fn append(
             &idempotency.record,
             &idempotency.fingerprint,
             &answer()?,
-            ttl,
+            idempotency.ttl,
         )
         .instrument(span)
         .await

@@ -88,15 +88,18 @@ async fn retry_after(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let secs = req.app_data::<web::Data<RetryAfter>>().map(|r| r.0);
     let mut response = next.call(req).await?;
+    // Only a 503 looks anything up: other answers pay one comparison.
     if response.status() == StatusCode::SERVICE_UNAVAILABLE
-        && let Some(secs) = secs
         && response
             .headers()
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes())
         && !response.headers().contains_key(header::RETRY_AFTER)
+        && let Some(secs) = response
+            .request()
+            .app_data::<web::Data<RetryAfter>>()
+            .map(|r| r.0)
     {
         response
             .headers_mut()

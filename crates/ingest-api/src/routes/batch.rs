@@ -132,12 +132,13 @@ pub async fn create_batch(
         rejected: results.len() - accepted,
         results,
     };
-    let idempotency = idempotency_key.map(|key| {
-        (
-            Idempotency::new(&producer, Some("batch"), &key, &body),
-            state.idempotency_ttl,
-        )
-    });
+    let idempotency = Idempotency::of(
+        idempotency_key.as_deref(),
+        &producer,
+        Some("batch"),
+        &body,
+        state.idempotency_ttl,
+    );
     let appended = pipeline::append(&appender, &entries, xadd, idempotency, || {
         serde_json::to_string(&answer).map_err(|err| ApiError::BadBody(err.to_string()))
     })

@@ -64,12 +64,13 @@ pub async fn create_notification(
     notification.traceparent = traceparent::of(&xadd);
     let entry =
         serde_json::to_string(&notification).map_err(|err| ApiError::BadBody(err.to_string()))?;
-    let idempotency = idempotency_key.map(|key| {
-        (
-            Idempotency::new(&producer, None, &key, &body),
-            state.idempotency_ttl,
-        )
-    });
+    let idempotency = Idempotency::of(
+        idempotency_key.as_deref(),
+        &producer,
+        None,
+        &body,
+        state.idempotency_ttl,
+    );
     let entries = [(notification.priority, entry)];
     let appended = pipeline::append(&appender, &entries, xadd, idempotency, || {
         Ok(notification.id.to_string())
