@@ -9,7 +9,7 @@ export HERALD__REDIS__URL ?= redis://127.0.0.1:6379
 export HERALD_TEST_PG ?= postgres://postgres@127.0.0.1:5432
 export HERALD_TEST_REDIS ?= redis://127.0.0.1:6379
 
-.PHONY: help build run test deps-test lint-deploy check-vendor bench bench-micro lint fmt clippy clean
+.PHONY: help build run test deps-test lint-deploy check-vendor wire-types bench bench-micro lint fmt clippy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ lint-deploy: ## Validate deploy/ and k8s/ offline (installs pinned tools into .t
 
 check-vendor: ## Check vendor/actix-http is the crates.io release plus herald.patch, nothing else
 	scripts/check-vendor.sh
+
+wire-types: ## Regenerate clients/js/src/wire.ts from the Rust wire types (domain)
+	HERALD_WRITE_WIRE_TYPES=1 cargo test -p domain --test wire_types
 
 bench: ## Release build, start everything, run herald-bench, write bench/results/latest.{json,md,svg}
 	scripts/bench.sh

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::notification::Notification;
 
 /// Frames the gateway sends to a client.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     /// First frame of every connection.
@@ -41,7 +41,7 @@ pub enum ServerFrame {
 }
 
 /// Machine-readable reason in an `error` frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// Not JSON, or JSON that is not a known frame.
@@ -59,7 +59,7 @@ pub enum ErrorCode {
 }
 
 /// Frames a client sends to the gateway.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientFrame {
     /// Application-level keep-alive for clients that cannot send WebSocket pings.

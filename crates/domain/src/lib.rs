@@ -6,15 +6,18 @@
 
 pub mod dead_letter;
 pub mod frames;
+pub mod inbox;
 pub mod keys;
 pub mod notification;
 pub mod preferences;
 pub mod published;
 pub mod timestamp;
+pub mod typescript;
 pub mod validation;
 
 pub use dead_letter::DeadLetter;
 pub use frames::{ClientFrame, ServerFrame};
+pub use inbox::{ChangeResult, InboxPage, UnreadState};
 pub use keys::KeySpace;
 pub use notification::{NewNotification, Notification, NotificationRequest, Priority, TemplateRef};
 pub use preferences::Preferences;

@@ -24,7 +24,17 @@ pub const TTL_MAX_SECONDS: u32 = 30 * 24 * 3600;
 /// Delivery lane. Each priority has its own stream so a backlog of `low`
 /// never sits in front of `high`.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    ts_rs::TS,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
@@ -390,7 +400,7 @@ impl NewNotification {
 }
 
 /// A stored notification: the new one plus its place in the user's sequence.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, ts_rs::TS)]
 pub struct Notification {
     pub id: Uuid,
     pub user_id: String,

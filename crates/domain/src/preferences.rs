@@ -9,7 +9,9 @@ use crate::validation::FieldError;
 /// Most categories one user may mute.
 pub const MAX_MUTED: usize = 50;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, ts_rs::TS,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Preferences {
     /// BCP 47 locale to render templates in (`pt-BR`); `null`: the default.

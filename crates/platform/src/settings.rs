@@ -129,6 +129,11 @@ pub struct GatewaySettings {
     /// hub reads them; with the largest frames this bounds the gateway's
     /// memory in a burst (messages x frame size).
     pub subscriber_buffer_messages: usize,
+    /// Browser origins (`https://app.example.com`) that may use the inbox
+    /// REST API (CORS) and open the WebSocket; `*` allows any. Requests
+    /// without an `Origin` header (non-browser clients) are not affected.
+    /// From the environment: a comma-separated list.
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -143,6 +148,25 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// `tracing` filter directive, e.g. `info` or `info,stream_worker=debug`; `RUST_LOG` wins.
     pub level: String,
+}
+
+/// An allowed origin is `*` or exactly what a browser sends in `Origin`:
+/// `scheme://host[:port]`, no path, no trailing slash.
+fn check_origin(origin: &str) -> Result<(), &'static str> {
+    // An empty entry (an empty variable, a trailing comma) allows nothing.
+    if origin.is_empty() || origin == "*" {
+        return Ok(());
+    }
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return Err("must be * or scheme://host[:port]");
+    };
+    if !matches!(scheme, "http" | "https") {
+        return Err("must start with http:// or https://");
+    }
+    if authority.is_empty() || authority.contains(['/', '?', '#', ' ', '*']) {
+        return Err("must be scheme://host[:port], without path or trailing slash");
+    }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,8 +193,14 @@ impl Settings {
         if let Some(path) = overlay {
             builder = builder.add_source(File::with_name(path).required(true));
         }
+        let env = env
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("gateway.allowed_origins");
         let settings: Settings = builder
-            .add_source(env.prefix_separator("__").separator("__").try_parsing(true))
+            .add_source(env)
             .build()
             .and_then(Config::try_deserialize)
             .map_err(|err| SettingsError(err.to_string()))?;
@@ -254,6 +284,11 @@ impl Settings {
                 "gateway.client_timeout_secs",
                 "must be greater than gateway.ping_interval_secs (> 0)",
             );
+        }
+        for origin in &self.gateway.allowed_origins {
+            if let Err(why) = check_origin(origin) {
+                return fail("gateway.allowed_origins", &format!("{origin:?} {why}"));
+            }
         }
         Ok(())
     }
@@ -353,6 +388,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("gateway.subscriber_buffer_messages"), "{err}");
+    }
+
+    #[test]
+    fn allowed_origins_are_a_comma_separated_list() {
+        assert!(load(&[]).unwrap().gateway.allowed_origins.is_empty());
+        let settings = load(&[(
+            "HERALD__GATEWAY__ALLOWED_ORIGINS",
+            "https://app.example.com,http://127.0.0.1:8084",
+        )])
+        .unwrap();
+        assert_eq!(
+            settings.gateway.allowed_origins,
+            ["https://app.example.com", "http://127.0.0.1:8084"]
+        );
+        // Other string settings are not split at commas.
+        let settings = load(&[("HERALD__LOG__LEVEL", "info,ws_gateway=debug")]).unwrap();
+        assert_eq!(settings.log.level, "info,ws_gateway=debug");
+        for bad in ["app.example.com", "https://app.example.com/", "ftp://x"] {
+            let err = load(&[("HERALD__GATEWAY__ALLOWED_ORIGINS", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("gateway.allowed_origins"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -35,17 +35,35 @@ impl WsClient {
         path_and_query: &str,
         bearer: Option<&str>,
     ) -> Result<Self, Refused> {
+        let authorization = bearer.map(|token| format!("Bearer {token}"));
+        let headers: Vec<(&str, &str)> = authorization
+            .iter()
+            .map(|value| ("authorization", value.as_str()))
+            .collect();
+        Self::connect_with_headers(port, path_and_query, &headers)
+            .await
+            .map(|(client, _)| client)
+    }
+
+    /// Connects with these request headers (`origin`, `sec-websocket-protocol`,
+    /// ...); answers the client and the handshake's response headers.
+    pub async fn connect_with_headers(
+        port: u16,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(Self, tokio_tungstenite::tungstenite::http::HeaderMap), Refused> {
         let mut request = format!("ws://127.0.0.1:{port}{path_and_query}")
             .into_client_request()
             .expect("valid ws url");
-        if let Some(token) = bearer {
+        for (name, value) in headers {
             request.headers_mut().insert(
-                "authorization",
-                format!("Bearer {token}").parse().expect("header value"),
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                    .expect("header name"),
+                value.parse().expect("header value"),
             );
         }
         match tokio_tungstenite::connect_async(request).await {
-            Ok((stream, _)) => Ok(Self { stream }),
+            Ok((stream, response)) => Ok((Self { stream }, response.headers().clone())),
             Err(WsError::Http(response)) => Err(Refused {
                 status: response.status().as_u16(),
                 body: response

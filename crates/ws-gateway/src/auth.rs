@@ -1,6 +1,8 @@
 //! User authentication: HS256 JWTs whose `sub` is the user id and whose
-//! `exp` is required. Tokens come as `Authorization: Bearer <jwt>` or, for
-//! browsers that cannot set headers on a WebSocket, `?token=<jwt>`.
+//! `exp` is required. REST requests send `Authorization: Bearer <jwt>`.
+//! A WebSocket may also carry it where browsers can put it: in the
+//! subprotocol list (`herald.v1, herald.token.<jwt>`, out of URLs and access
+//! logs) or, for older clients, as `?token=<jwt>`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -37,7 +39,7 @@ impl Claims {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("no token: send Authorization: Bearer <jwt> or ?token=<jwt>")]
+    #[error("no token: send Authorization: Bearer <jwt>")]
     Missing,
     #[error("invalid token: {0}")]
     Invalid(String),
@@ -90,15 +92,42 @@ impl TokenVerifier {
     }
 }
 
-/// The bearer token of a request, from the header or the `token` query parameter.
-pub fn token_from_request(req: &HttpRequest) -> Result<String, AuthError> {
-    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
-        let value = value.to_str().map_err(|_| AuthError::Missing)?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or(AuthError::Missing)?;
-        return Ok(token.trim().to_owned());
+/// The subprotocol a client names to speak Herald's frames; the gateway
+/// selects it when offered.
+pub const PROTOCOL: &str = "herald.v1";
+
+/// Prefix of the subprotocol that carries a token: `herald.token.<jwt>`.
+const TOKEN_PROTOCOL_PREFIX: &str = "herald.token.";
+
+/// The token of a REST request: `Authorization: Bearer <jwt>` only.
+pub fn bearer_token(req: &HttpRequest) -> Result<String, AuthError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or(AuthError::Missing)?;
+    let value = value.to_str().map_err(|_| AuthError::Missing)?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or(AuthError::Missing)?;
+    Ok(token.trim().to_owned())
+}
+
+/// The token of a WebSocket upgrade: from the subprotocol list
+/// (`herald.token.<jwt>`), else the `Authorization` header, else `?token=`.
+pub fn websocket_token(req: &HttpRequest) -> Result<String, AuthError> {
+    let from_protocols = req
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .find_map(|protocol| protocol.trim().strip_prefix(TOKEN_PROTOCOL_PREFIX))
+        .filter(|token| !token.is_empty());
+    if let Some(token) = from_protocols {
+        return Ok(token.to_owned());
+    }
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        return bearer_token(req);
     }
     #[derive(Deserialize)]
     struct TokenQuery {
@@ -127,7 +156,7 @@ impl actix_web::FromRequest for User {
             let verifier = req
                 .app_data::<actix_web::web::Data<TokenVerifier>>()
                 .ok_or(AuthError::Missing)?;
-            let claims = verifier.verify(&token_from_request(req)?)?;
+            let claims = verifier.verify(&bearer_token(req)?)?;
             Ok(User { id: claims.sub })
         })();
         std::future::ready(verified.map_err(|err: AuthError| err.into()))
@@ -155,6 +184,35 @@ mod tests {
         let token = other.issue("alice", 60).unwrap();
         assert!(verifier().verify(&token).is_err());
         assert!(verifier().verify("not.a.jwt").is_err());
+    }
+
+    #[test]
+    fn websocket_tokens_come_from_the_subprotocol_header_or_query() {
+        use actix_web::test::TestRequest;
+        let from_protocol = TestRequest::get()
+            .uri("/v1/ws?token=from-query")
+            .insert_header((
+                header::SEC_WEBSOCKET_PROTOCOL,
+                "herald.v1, herald.token.a.b.c",
+            ))
+            .to_http_request();
+        assert_eq!(websocket_token(&from_protocol).unwrap(), "a.b.c");
+        let from_header = TestRequest::get()
+            .uri("/v1/ws?token=from-query")
+            .insert_header((header::SEC_WEBSOCKET_PROTOCOL, "herald.v1"))
+            .insert_header((header::AUTHORIZATION, "Bearer from-header"))
+            .to_http_request();
+        assert_eq!(websocket_token(&from_header).unwrap(), "from-header");
+        let from_query = TestRequest::get()
+            .uri("/v1/ws?token=from-query")
+            .to_http_request();
+        assert_eq!(websocket_token(&from_query).unwrap(), "from-query");
+        // REST takes the header only.
+        assert!(matches!(bearer_token(&from_query), Err(AuthError::Missing)));
+        assert!(matches!(
+            websocket_token(&TestRequest::get().uri("/v1/ws").to_http_request()),
+            Err(AuthError::Missing)
+        ));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::token_from_request;
+use crate::auth::{self, websocket_token};
 use crate::error::GatewayError;
 use crate::hub::ConnectionHandle;
 use crate::session::Connection;
@@ -28,16 +28,21 @@ pub async fn connect(
     body: web::Payload,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, GatewayError> {
-    // Authenticate before upgrading, so a bad token is a plain HTTP 401.
-    let claims = state.verifier.verify(&token_from_request(&req)?)?;
+    // Refuse other sites' pages and bad tokens before upgrading, so both
+    // are plain HTTP answers (403, 401).
+    state.origins.check(&req)?;
+    let claims = state.verifier.verify(&websocket_token(&req)?)?;
     let since = web::Query::<ConnectQuery>::from_query(req.query_string())
         .map_err(|err| GatewayError::BadQuery(err.to_string()))?
         .since;
     if since.is_some_and(|s| s < 0) {
         return Err(GatewayError::BadQuery("since must be 0 or more".into()));
     }
+    // A browser that offered `herald.v1` (with its token as a second
+    // subprotocol) gets it selected, as the WebSocket handshake requires.
     let (response, session, stream) =
-        actix_ws::handle(&req, body).map_err(|err| GatewayError::NotWebSocket(err.to_string()))?;
+        actix_ws::handle_with_protocols(&req, body, &[auth::PROTOCOL])
+            .map_err(|err| GatewayError::NotWebSocket(err.to_string()))?;
 
     let token_expires_at = claims.expires_at();
     let user_id = claims.sub;

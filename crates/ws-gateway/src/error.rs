@@ -15,6 +15,8 @@ pub enum GatewayError {
     NotWebSocket(String),
     #[error("no route for this method and path")]
     NotFound,
+    #[error("the page's origin is not in gateway.allowed_origins")]
+    OriginNotAllowed,
     #[error("no such notification")]
     NoSuchNotification,
     #[error("invalid query: {0}")]
@@ -33,8 +35,10 @@ impl GatewayError {
     fn problem(&self) -> Problem {
         match self {
             GatewayError::Unauthorized(AuthError::Missing) => {
-                Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
-                    .detail("send Authorization: Bearer <jwt> or ?token=<jwt>")
+                Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized").detail(
+                    "send Authorization: Bearer <jwt> (a WebSocket may instead offer the \
+                     subprotocol herald.token.<jwt>)",
+                )
             }
             GatewayError::Unauthorized(AuthError::Invalid(_)) => {
                 Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
@@ -47,6 +51,12 @@ impl GatewayError {
             )
             .detail("connect with a WebSocket client"),
             GatewayError::NotFound => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found"),
+            GatewayError::OriginNotAllowed => Problem::new(
+                StatusCode::FORBIDDEN,
+                "origin-not-allowed",
+                "Origin not allowed",
+            )
+            .detail("pages on this origin may not use this gateway (gateway.allowed_origins)"),
             GatewayError::NoSuchNotification => {
                 Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found")
                     .detail("you have no notification with this id")

@@ -2,29 +2,37 @@
 //! is scoped to the token's user: another user's notification id answers
 //! 404, exactly like an unknown one.
 
+use actix_cors::Cors;
+use actix_web::dev::HttpServiceFactory;
+use actix_web::middleware::from_fn;
 use actix_web::{HttpResponse, web};
-use domain::Notification;
 use domain::Preferences;
+use domain::{ChangeResult, InboxPage, Notification, UnreadState};
 use platform::rendering::Wanted;
-use platform::storage::inbox::{self, InboxChange, PageQuery};
+use platform::storage::inbox::{self, PageQuery};
 use platform::storage::preferences;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::auth::User;
 use crate::error::GatewayError;
+use crate::origins;
 use crate::read_state::{self, Action};
 use crate::state::GatewayState;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/me/notifications", web::get().to(list))
-        .route("/v1/me/unread-count", web::get().to(unread_count))
+/// `/v1/me/*`, behind CORS for the pages in `gateway.allowed_origins`.
+pub fn scope(cors: Cors) -> impl HttpServiceFactory {
+    web::scope("/v1/me")
+        .wrap(cors)
+        .wrap(from_fn(origins::cors_errors_as_problems))
+        .route("/notifications", web::get().to(list))
+        .route("/unread-count", web::get().to(unread_count))
         // Before `{id}/read` so that `read-all` is not taken for an id.
-        .route("/v1/me/notifications/read-all", web::post().to(read_all))
-        .route("/v1/me/notifications/{id}/read", web::post().to(read_one))
-        .route("/v1/me/notifications/{id}/archive", web::post().to(archive))
-        .route("/v1/me/preferences", web::get().to(get_preferences))
-        .route("/v1/me/preferences", web::put().to(put_preferences));
+        .route("/notifications/read-all", web::post().to(read_all))
+        .route("/notifications/{id}/read", web::post().to(read_one))
+        .route("/notifications/{id}/archive", web::post().to(archive))
+        .route("/preferences", web::get().to(get_preferences))
+        .route("/preferences", web::put().to(put_preferences))
 }
 
 /// The user's preferences (defaults when never set).
@@ -95,41 +103,6 @@ pub struct ListQuery {
     /// `delivered` (default): the text as first delivered. `current`:
     /// templated notifications rendered again in the user's current locale.
     pub render: Option<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct InboxPage {
-    /// Newest first. Archived ones are left out.
-    pub items: Vec<Notification>,
-    /// Pass as `before` for the next page; `null` on the last page.
-    pub next_before: Option<i64>,
-}
-
-/// The user's read state after a change (or now).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct UnreadState {
-    pub unread: i64,
-    /// Bumped with every change of unread state: keep the highest.
-    pub version: i64,
-    pub last_seq: i64,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ChangeResult {
-    /// The notifications this request changed (empty if none did).
-    pub ids: Vec<Uuid>,
-    pub unread: i64,
-    pub version: i64,
-}
-
-impl From<InboxChange> for ChangeResult {
-    fn from(change: InboxChange) -> Self {
-        Self {
-            ids: change.ids,
-            unread: change.unread,
-            version: change.version,
-        }
-    }
 }
 
 /// List the inbox, newest first, by pages.
@@ -329,5 +302,5 @@ async fn change(
     let change = read_state::apply(&state.db, &state.redis, &user.id, action)
         .await?
         .ok_or(GatewayError::NoSuchNotification)?;
-    Ok(HttpResponse::Ok().json(ChangeResult::from(change)))
+    Ok(HttpResponse::Ok().json(change))
 }

@@ -11,6 +11,7 @@ pub mod hub;
 pub mod inbox;
 pub mod metrics;
 pub mod openapi;
+pub mod origins;
 pub mod read_state;
 pub mod session;
 pub mod startup;

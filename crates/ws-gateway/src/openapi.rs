@@ -24,9 +24,9 @@ use crate::inbox;
         domain::Notification,
         domain::Priority,
         domain::Preferences,
-        inbox::InboxPage,
-        inbox::UnreadState,
-        inbox::ChangeResult,
+        domain::InboxPage,
+        domain::UnreadState,
+        domain::ChangeResult,
     )),
     modifiers(&BearerScheme),
     tags(

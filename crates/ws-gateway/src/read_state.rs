@@ -2,10 +2,11 @@
 //! in PostgreSQL, then publish the new state on the user's channel so every
 //! connection of the user, on every gateway instance, hears it.
 
+use domain::ChangeResult;
 use domain::ServerFrame;
 use platform::db::{DbError, DbPool};
 use platform::redis::RedisStore;
-use platform::storage::inbox::{self, InboxChange};
+use platform::storage::inbox;
 use uuid::Uuid;
 
 pub enum Action<'a> {
@@ -21,7 +22,7 @@ pub async fn apply(
     redis: &RedisStore,
     user_id: &str,
     action: Action<'_>,
-) -> Result<Option<InboxChange>, DbError> {
+) -> Result<Option<ChangeResult>, DbError> {
     let mut conn = db.get().await?;
     let (change, archived) = match action {
         Action::Read(ids) => (

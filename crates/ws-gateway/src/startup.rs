@@ -19,6 +19,7 @@ use crate::auth::TokenVerifier;
 use crate::error::GatewayError;
 use crate::hub::Hub;
 use crate::metrics::GatewayMetrics;
+use crate::origins::AllowedOrigins;
 use crate::state::{GatewayState, SessionLimits};
 use crate::{connect, inbox, openapi};
 
@@ -59,11 +60,13 @@ impl Service for Application {
             http_metrics,
         );
         let gateway = &settings.gateway;
+        let origins = AllowedOrigins::new(&gateway.allowed_origins);
         let state = web::Data::new(GatewayState {
             db,
             redis,
             hub,
             verifier: verifier.clone(),
+            origins: origins.clone(),
             metrics,
             renderer: Renderer::new(settings.templates.default_locale.clone()),
             sessions: SessionLimits {
@@ -83,7 +86,7 @@ impl Service for Application {
             base.app()
                 .app_data(state.clone())
                 .app_data(verifier.clone())
-                .configure(inbox::configure)
+                .service(inbox::scope(origins.cors()))
                 .route("/v1/ws", web::get().to(connect::connect))
                 .route("/openapi.json", web::get().to(openapi::openapi_json))
                 .default_service(web::to(|| async {

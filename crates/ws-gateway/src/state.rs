@@ -14,6 +14,7 @@ use crate::auth::TokenVerifier;
 use crate::error::GatewayError;
 use crate::hub::Hub;
 use crate::metrics::GatewayMetrics;
+use crate::origins::AllowedOrigins;
 
 pub struct GatewayState {
     pub db: DbPool,
@@ -23,6 +24,8 @@ pub struct GatewayState {
     pub hub: Hub,
     /// Verifies the tokens of new connections and of `refresh` frames.
     pub verifier: Arc<TokenVerifier>,
+    /// Browser pages that may open a socket (`gateway.allowed_origins`).
+    pub origins: AllowedOrigins,
     pub metrics: Arc<GatewayMetrics>,
     /// `render=current` of the inbox.
     pub renderer: Renderer,

@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use domain::Notification;
+use domain::{ChangeResult, Notification};
 use uuid::Uuid;
 
 use super::models::NotificationRow;
@@ -112,15 +112,6 @@ pub async fn page(
     Ok((items, next))
 }
 
-/// The outcome of a change of read state: which notifications changed and
-/// the user's state after it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InboxChange {
-    pub ids: Vec<Uuid>,
-    pub unread: i64,
-    pub version: i64,
-}
-
 /// Which notifications a change applies to.
 enum Target<'a> {
     Ids(&'a [Uuid]),
@@ -134,7 +125,7 @@ pub async fn mark_read(
     conn: &mut AsyncPgConnection,
     user_id: &str,
     ids: &[Uuid],
-) -> Result<InboxChange, DbError> {
+) -> Result<ChangeResult, DbError> {
     change(conn, user_id, Target::Ids(ids), Change::Read).await
 }
 
@@ -142,7 +133,7 @@ pub async fn mark_read(
 pub async fn mark_all_read(
     conn: &mut AsyncPgConnection,
     user_id: &str,
-) -> Result<InboxChange, DbError> {
+) -> Result<ChangeResult, DbError> {
     change(conn, user_id, Target::All, Change::Read).await
 }
 
@@ -151,7 +142,7 @@ pub async fn archive(
     conn: &mut AsyncPgConnection,
     user_id: &str,
     id: Uuid,
-) -> Result<Option<InboxChange>, DbError> {
+) -> Result<Option<ChangeResult>, DbError> {
     let exists = owns(conn, user_id, id).await?;
     if !exists {
         return Ok(None);
@@ -184,7 +175,7 @@ async fn change(
     user_id: &str,
     target: Target<'_>,
     kind: Change,
-) -> Result<InboxChange, DbError> {
+) -> Result<ChangeResult, DbError> {
     let now: DateTime<Utc> = Utc::now();
     let change = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
@@ -197,7 +188,7 @@ async fn change(
                 .await
                 .optional()?;
             let Some((unread, version)) = locked else {
-                return Ok(InboxChange {
+                return Ok(ChangeResult {
                     ids: Vec::new(),
                     unread: 0,
                     version: 0,
@@ -265,7 +256,7 @@ async fn change(
                 }
             };
             if changed.is_empty() {
-                return Ok(InboxChange {
+                return Ok(ChangeResult {
                     ids: changed,
                     unread,
                     version,
@@ -279,7 +270,7 @@ async fn change(
                 .returning((user_inbox::unread_count, user_inbox::version))
                 .get_result::<(i64, i64)>(conn)
                 .await?;
-            Ok(InboxChange {
+            Ok(ChangeResult {
                 ids: changed,
                 unread,
                 version,

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
+mod browsers;
 mod connections;
 mod delivery;
 mod inbox;
