@@ -9,7 +9,7 @@ export HERALD__REDIS__URL ?= redis://127.0.0.1:6379
 export HERALD_TEST_PG ?= postgres://postgres@127.0.0.1:5432
 export HERALD_TEST_REDIS ?= redis://127.0.0.1:6379
 
-.PHONY: help build run test deps-test lint-deploy check-vendor wire-types bench bench-micro lint fmt clippy clean
+.PHONY: help build clients run test test-clients deps-test lint-deploy check-vendor wire-types bench bench-micro lint fmt clippy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -17,7 +17,11 @@ help: ## List the targets
 build: ## Build the three services (debug)
 	cargo build --bins
 
-run: build ## Start PostgreSQL/Redis if needed, migrate, create a dev key, run all three services
+clients: ## Build clients/: the TypeScript client, the React components, the demo inbox
+	scripts/clients-deps.sh
+	cd clients && npm run build
+
+run: build clients ## Start PostgreSQL/Redis if needed, migrate, create a dev key, run the services and the demo inbox
 	scripts/dev-deps.sh up
 	scripts/run-dev.sh
 
@@ -34,6 +38,13 @@ test: deps-test lint-deploy check-vendor ## Run the whole test suite against rea
 	else \
 		cargo test --workspace --no-fail-fast; \
 	fi
+	$(MAKE) test-clients
+
+# The client's and components' unit tests, then the demo in Chromium against
+# the services built above (installs Chromium as root, else says how).
+test-clients: ## Unit tests of clients/ and the browser tests (needs the debug binaries)
+	scripts/clients-deps.sh --browser
+	cd clients && npm run build && npm test && npm run test:browser
 
 lint-deploy: ## Validate deploy/ and k8s/ offline (installs pinned tools into .tools/ on first run)
 	scripts/lint-deploy.sh

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # run-dev.sh: the second half of `make run`. Expects PostgreSQL and Redis to
-# answer (dev-deps.sh up) and the binaries to be built; applies migrations,
-# creates a development API key, starts the three services, prints how to
-# use them, and stops everything it started on Ctrl-C.
+# answer (dev-deps.sh up), the binaries and clients/demo to be built; applies
+# migrations, creates a development API key, starts the three services and
+# the demo inbox, prints how to use them, and stops everything it started on
+# Ctrl-C.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -13,6 +14,7 @@ mkdir -p "$DEV"
 INGEST_PORT="${INGEST_PORT:-8081}"
 WORKER_PORT="${WORKER_PORT:-8082}"
 GATEWAY_PORT="${GATEWAY_PORT:-8083}"
+DEMO_PORT="${DEMO_PORT:-8084}"
 SAMPLE_USER="${SAMPLE_USER:-alice}"
 
 # One JWT secret per checkout, kept across runs so issued tokens stay valid.
@@ -24,6 +26,8 @@ if [[ -z ${HERALD__AUTH__JWT_SECRET:-} ]]; then
 fi
 export HERALD__AUTH__JWT_SECRET
 export HERALD__HTTP__HOST="${HERALD__HTTP__HOST:-127.0.0.1}"
+# The demo inbox is a page on its own origin: the gateway must allow it.
+export HERALD__GATEWAY__ALLOWED_ORIGINS="${HERALD__GATEWAY__ALLOWED_ORIGINS:-http://127.0.0.1:$DEMO_PORT,http://localhost:$DEMO_PORT}"
 # Seed templates from the repository (loaded by ingest-api at start).
 export HERALD__TEMPLATES__DIR="${HERALD__TEMPLATES__DIR:-$ROOT/templates}"
 
@@ -48,6 +52,14 @@ trap stop_all INT TERM EXIT
 HERALD__HTTP__PORT=$INGEST_PORT "$BIN/ingest-api" & pids+=($!)
 HERALD__HTTP__PORT=$WORKER_PORT HERALD__WORKER__CONSUMER_NAME="${HERALD__WORKER__CONSUMER_NAME:-dev-worker}" "$BIN/stream-worker" & pids+=($!)
 HERALD__HTTP__PORT=$GATEWAY_PORT "$BIN/ws-gateway" & pids+=($!)
+DEMO="$ROOT/clients/demo"
+if [[ -f $DEMO/dist/index.html ]]; then
+  (cd "$DEMO" && exec "$ROOT/clients/node_modules/.bin/vite" preview --host 127.0.0.1 \
+    --port "$DEMO_PORT" --strictPort --logLevel warn) & pids+=($!)
+  DEMO_URL="http://127.0.0.1:$DEMO_PORT/#token=$TOKEN&gateway=http://127.0.0.1:$GATEWAY_PORT"
+else
+  DEMO_URL="(not built: make clients)"
+fi
 
 for port in "$INGEST_PORT" "$WORKER_PORT" "$GATEWAY_PORT"; do
   for _ in $(seq 1 150); do
@@ -67,7 +79,10 @@ Herald is running (Ctrl-C stops everything this command started).
   API key (shown once):  $API_KEY
   JWT for "$SAMPLE_USER" (24 h):  $TOKEN
 
-Watch $SAMPLE_USER's notifications (any WebSocket client, e.g. websocat):
+Open $SAMPLE_USER's inbox in a browser (the demo; open it in two windows):
+  $DEMO_URL
+
+Watch $SAMPLE_USER's notifications from a terminal (any WebSocket client, e.g. websocat):
   websocat "ws://127.0.0.1:$GATEWAY_PORT/v1/ws?token=$TOKEN"
 
 Send $SAMPLE_USER a notification:

@@ -36,7 +36,18 @@ locale?: string | null,
 /**
  * Stored while its category was muted: history only, never pushed or counted.
  */
-muted?: boolean, };
+muted?: boolean, 
+/**
+ * Live frames only: the user's unread count right after the
+ * transaction that stored this notification (with `version`); absent
+ * in the inbox API and on notifications sent from storage.
+ */
+unread?: number | null, 
+/**
+ * Live frames only: the user's state `version` that `unread` belongs
+ * to; like every count, keep it only if its version is the highest seen.
+ */
+version?: number | null, };
 
 /**
  * Machine-readable reason in an `error` frame.

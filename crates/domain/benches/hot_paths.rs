@@ -53,6 +53,8 @@ fn frame_encoding(c: &mut Criterion) {
         archived_at: None,
         locale: Some("en".into()),
         muted: false,
+        unread: None,
+        version: None,
     });
     c.bench_function("encode notification frame", |b| {
         b.iter(|| black_box(&frame).to_json())

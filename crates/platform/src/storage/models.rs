@@ -97,6 +97,8 @@ impl NotificationInsert<'_> {
             archived_at: None,
             locale: self.locale.map(str::to_owned),
             muted: false,
+            unread: None,
+            version: None,
         })
     }
 }
@@ -144,6 +146,8 @@ impl NotificationRow {
             archived_at: self.archived_at,
             locale: self.locale,
             muted: self.muted,
+            unread: None,
+            version: None,
         })
     }
 }

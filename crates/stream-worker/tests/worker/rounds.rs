@@ -79,7 +79,8 @@ async fn stores_publishes_and_acks_with_gapless_seq() {
 
     // Every alice notification was published to her channel, none of bob's,
     // and each live frame is exactly the notification as stored (the worker
-    // builds frames from what it inserted, not from a read-back).
+    // builds frames from what it inserted, not from a read-back), plus her
+    // unread count and version right after the transaction that stored it.
     let stored_frames: std::collections::HashMap<Uuid, serde_json::Value> =
         platform::storage::inspect::list_for_user(&mut conn, "alice")
             .await
@@ -91,16 +92,35 @@ async fn stores_publishes_and_acks_with_gapless_seq() {
             })
             .collect();
     let mut published = HashSet::new();
+    let mut latest_counts = (0, 0);
     while published.len() < alice_sent.len() {
-        let (user, value) = next_frame(&mut frames).await;
+        let (user, mut value) = next_frame(&mut frames).await;
         assert_eq!(user, "alice");
         assert_eq!(value["type"], "notification");
-        assert!(value["seq"].as_i64().unwrap() >= 1);
+        let seq = value["seq"].as_i64().unwrap();
+        assert!(seq >= 1);
+        let counts = value.as_object_mut().unwrap();
+        let version = counts.remove("version").and_then(|v| v.as_i64());
+        let unread = counts.remove("unread").and_then(|v| v.as_i64());
+        let (Some(version), Some(unread)) = (version, unread) else {
+            panic!("a live frame carries unread and version: {value}");
+        };
+        assert!(
+            unread >= seq,
+            "the count after storing seq {seq} covers it: {unread}"
+        );
+        latest_counts = latest_counts.max((version, unread));
         let id = Uuid::parse_str(value["id"].as_str().unwrap()).unwrap();
         assert_eq!(value, stored_frames[&id], "live frame == stored row");
         published.insert(id);
     }
     assert_eq!(published, alice_sent);
+    let alice = inbox::state(&mut conn, "alice").await.unwrap();
+    assert_eq!(
+        latest_counts,
+        (alice.version, alice.unread),
+        "the newest frame's counts are the stored state"
+    );
 
     // Everything is acknowledged: nothing pending in any lane.
     for priority in Priority::ALL {

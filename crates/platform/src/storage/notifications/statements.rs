@@ -130,7 +130,8 @@ impl QueryId for InsertUnnest<'_> {
 }
 
 /// Moves each user's `last_seq` and unread count past the rows just
-/// inserted; cached like [`InsertUnnest`].
+/// inserted, and answers each one's state after it (for the live frames);
+/// cached like [`InsertUnnest`].
 struct AdvanceInboxes<'a> {
     users: &'a [String],
     last_seqs: &'a [i64],
@@ -149,10 +150,15 @@ impl QueryFragment<Pg> for AdvanceInboxes<'_> {
         bind_array::<BigInt, _>(
             &mut out,
             self.added,
-            "::bigint[]) AS d(user_id, last_seq, added) WHERE u.user_id = d.user_id",
+            "::bigint[]) AS d(user_id, last_seq, added) WHERE u.user_id = d.user_id \
+             RETURNING u.user_id, u.unread_count, u.version",
         )?;
         Ok(())
     }
+}
+
+impl Query for AdvanceInboxes<'_> {
+    type SqlType = (Text, BigInt, BigInt);
 }
 
 impl QueryId for AdvanceInboxes<'_> {
@@ -243,24 +249,35 @@ pub(super) async fn lock_and_check(
     Ok((locked.into_iter().collect(), stored.into_iter().collect()))
 }
 
-/// Moves each user's `last_seq` and unread count past the rows just inserted.
+/// Moves each user's `last_seq` and unread count past the rows just
+/// inserted; answers each user's `(unread, version)` after it.
 pub(super) async fn advance_inboxes(
     mut conn: &AsyncPgConnection,
     users: &[String],
     last_seqs: &[i64],
     added: &[i64],
-) -> Result<(), diesel::result::Error> {
+) -> Result<HashMap<String, InboxCounts>, diesel::result::Error> {
     if users.is_empty() {
-        return Ok(());
+        return Ok(HashMap::new());
     }
-    AdvanceInboxes {
+    let rows = AdvanceInboxes {
         users,
         last_seqs,
         added,
     }
-    .execute(&mut conn)
+    .load::<(String, i64, i64)>(&mut conn)
     .await?;
-    Ok(())
+    Ok(rows
+        .into_iter()
+        .map(|(user, unread, version)| (user, InboxCounts { unread, version }))
+        .collect())
+}
+
+/// A user's unread count and the state version it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct InboxCounts {
+    pub unread: i64,
+    pub version: i64,
 }
 
 /// Inserts the rows with [`InsertUnnest`].

@@ -13,7 +13,7 @@ use futures_util::future::{try_join3, try_join4};
 use uuid::Uuid;
 
 use super::statements::{
-    CreateInboxes, advance_inboxes, insert_rows, load_visible, lock_and_check,
+    CreateInboxes, InboxCounts, advance_inboxes, insert_rows, load_visible, lock_and_check,
 };
 use super::{StoredBatch, Unprepared};
 use crate::db::DbError;
@@ -22,6 +22,9 @@ use crate::storage::{pipelined_tx, preferences};
 
 /// Each locked user's `last_seq`, as numbering moves it.
 type LastSeqs = HashMap<String, i64>;
+
+/// Each user's unread count and version as this transaction leaves them.
+type Counts = HashMap<String, InboxCounts>;
 
 /// Stores `batch` (see [`super::store_preparing`]); runs inside
 /// [`pipelined_tx::run`], which rolls back on an error.
@@ -50,8 +53,9 @@ pub(super) async fn store_in_tx(
     .await?;
     let prepared = std::mem::take(&mut round.prepared);
     let numbered = number(&prepared, &mut last_seqs, &created, now)?;
-    let earlier = write_and_commit(conn, &numbered, &last_seqs, &stored).await?;
-    Ok(round.finish(batch, &ids, numbered, earlier))
+    let (earlier, mut counts) = write_and_commit(conn, &numbered, &last_seqs, &stored).await?;
+    counts.extend(created);
+    Ok(round.finish(batch, &ids, numbered, earlier, &counts))
 }
 
 /// First round trip: `BEGIN`, the users' inbox rows locked (their
@@ -124,14 +128,16 @@ impl Round {
     }
 
     /// The outcome: what was inserted, and every visible notification of
-    /// the batch in batch order (new ones as numbered, redelivered ones as
-    /// stored then); every index of a refused id, with why.
+    /// the batch in batch order (new ones as numbered, with their user's
+    /// counts after this transaction; redelivered ones as stored then);
+    /// every index of a refused id, with why.
     fn finish(
         mut self,
         batch: &[&NewNotification],
         ids: &[Uuid],
         numbered: Numbered<'_>,
         earlier: Vec<Notification>,
+        counts: &Counts,
     ) -> (StoredBatch, Vec<Unprepared>) {
         let unprepared = batch
             .iter()
@@ -148,7 +154,13 @@ impl Round {
             .rows
             .iter()
             .filter_map(NotificationInsert::to_visible)
-            .map(|n| (n.id, n))
+            .map(|mut n| {
+                if let Some(after) = counts.get(&n.user_id) {
+                    n.unread = Some(after.unread);
+                    n.version = Some(after.version);
+                }
+                (n.id, n)
+            })
             .collect();
         by_id.extend(earlier.into_iter().map(|n| (n.id, n)));
         self.outcome.visible = ids.iter().filter_map(|id| by_id.remove(id)).collect();
@@ -158,7 +170,8 @@ impl Round {
 
 /// Users getting their first notification: their inbox rows are created
 /// with the state this transaction leaves them in, and the users whose row
-/// this transaction created are returned (their counters need no update).
+/// this transaction created are returned with that state (their counters
+/// need no update).
 ///
 /// A row this transaction created is locked by it, and none of that user's
 /// notifications can be stored yet (storing one takes the row's lock
@@ -178,9 +191,9 @@ async fn create_inboxes(
     round: &mut Round,
     stored: &mut HashSet<Uuid>,
     now: DateTime<Utc>,
-) -> Result<HashSet<String>, DbError> {
+) -> Result<Counts, DbError> {
     if last_seqs.len() == users.len() {
-        return Ok(HashSet::new());
+        return Ok(Counts::new());
     }
     let new_users: Vec<&str> = users
         .iter()
@@ -201,11 +214,13 @@ async fn create_inboxes(
     .collect();
     last_seqs.extend(created.iter().map(|user| (user.clone(), 0)));
     let raced: Vec<&str> = new_users
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|u| !created.contains(*u))
         .collect();
+    let created_counts = || fresh.counts_of(&new_users, &created);
     if raced.is_empty() {
-        return Ok(created);
+        return Ok(created_counts());
     }
     let raced_ids: Vec<Uuid> = batch
         .iter()
@@ -225,7 +240,7 @@ async fn create_inboxes(
     last_seqs.extend(locked);
     round.stored_meanwhile(&stored_meanwhile);
     stored.extend(stored_meanwhile);
-    Ok(created)
+    Ok(created_counts())
 }
 
 /// The inbox state of users getting their first notification, as this
@@ -260,6 +275,19 @@ impl FreshInboxes {
             versions,
         }
     }
+
+    /// The state of the rows this transaction created (`users` in the
+    /// order they were given to [`FreshInboxes::of`]).
+    fn counts_of(&self, users: &[&str], created: &HashSet<String>) -> Counts {
+        users
+            .iter()
+            .zip(self.unread.iter().zip(&self.versions))
+            .filter(|(user, _)| created.contains(**user))
+            .map(|(user, (&unread, &version))| {
+                ((*user).to_owned(), InboxCounts { unread, version })
+            })
+            .collect()
+    }
 }
 
 /// The rows to insert, numbered.
@@ -277,7 +305,7 @@ struct Numbered<'p> {
 fn number<'p>(
     prepared: &'p [Prepared],
     last_seqs: &mut LastSeqs,
-    created: &HashSet<String>,
+    created: &Counts,
     now: DateTime<Utc>,
 ) -> Result<Numbered<'p>, DbError> {
     let mut numbered = Numbered {
@@ -299,7 +327,7 @@ fn number<'p>(
         };
         *seq += 1;
         // Rows created above already hold their final state.
-        if !created.contains(user) {
+        if !created.contains_key(user) {
             *numbered.added.entry(user).or_default() += i64::from(!p.muted);
         }
         numbered.rows.push(NotificationInsert::new(p, Some(*seq)));
@@ -309,13 +337,13 @@ fn number<'p>(
 
 /// Last round trip: the rows, the counters of users whose inbox existed,
 /// the redelivered notifications read back (to publish them as stored),
-/// and `COMMIT`. Answers the redelivered ones.
+/// and `COMMIT`. Answers the redelivered ones, and the counters after it.
 async fn write_and_commit(
     conn: &AsyncPgConnection,
     numbered: &Numbered<'_>,
     last_seqs: &LastSeqs,
     stored: &HashSet<Uuid>,
-) -> Result<Vec<Notification>, DbError> {
+) -> Result<(Vec<Notification>, Counts), DbError> {
     let (users, added): (Vec<String>, Vec<i64>) = numbered
         .added
         .iter()
@@ -323,12 +351,12 @@ async fn write_and_commit(
         .unzip();
     let seqs: Vec<i64> = users.iter().map(|u| last_seqs[u.as_str()]).collect();
     let earlier: Vec<Uuid> = stored.iter().copied().collect();
-    let ((), (), earlier, ()) = try_join4(
+    let ((), counts, earlier, ()) = try_join4(
         insert_rows(conn, &numbered.rows),
         advance_inboxes(conn, &users, &seqs, &added),
         load_visible(conn, &earlier),
         pipelined_tx::commit(conn),
     )
     .await?;
-    Ok(earlier)
+    Ok((earlier, counts))
 }

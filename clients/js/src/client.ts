@@ -1,0 +1,394 @@
+import { backoffDelay, drainDelay, STABLE_MS } from "./backoff.js";
+import { emitter } from "./emitter.js";
+import { HeraldError } from "./errors.js";
+import { rest } from "./rest.js";
+import { defaultStorage, loadSeq, saveSeq } from "./storage.js";
+import { decodeToken, refreshDelay } from "./token.js";
+import type { HeraldClient, HeraldClientOptions, HeraldEvents, ListQuery, ConnectionStatus, WebSocketLike } from "./types.js";
+import type { ChangeResult, InboxPage, Notification, Preferences, ServerFrame, UnreadState } from "./wire.js";
+
+/** How many delivered notification ids (and emitted change versions) are remembered to drop repeats. */
+const REMEMBER = 1000;
+
+/**
+ * A notification that came without the count after it (sent from storage)
+ * and is newer than what the held count includes is counted by asking the
+ * gateway, once per burst, this long after the last one.
+ */
+const RECOUNT_MS = 250;
+
+type Timer = ReturnType<typeof setTimeout> | undefined;
+
+/** Adds to an insertion-ordered set, forgetting the oldest entries past REMEMBER. */
+function remember<T>(set: Set<T>, value: T): void {
+  set.add(value);
+  if (set.size > REMEMBER) set.delete(set.values().next().value as T);
+}
+
+const toError = (e: unknown) => (e instanceof HeraldError ? e : new HeraldError(String((e as Error)?.message ?? e), { cause: e }));
+
+/**
+ * Creates a Herald client: one live connection for one user, resumed with
+ * `since` after every disconnect, plus the inbox REST API.
+ */
+export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
+  const base = options.url.replace(/\/+$/, "");
+  const storage = options.storage === undefined ? defaultStorage() : options.storage;
+  const { baseMs = 500, capMs = 30_000 } = options.reconnect ?? {};
+  const lead = options.refreshLeadSecs ?? 60;
+  const random = options.random ?? Math.random;
+  const events = emitter<HeraldEvents>();
+  const g = globalThis as unknown as {
+    WebSocket?: HeraldClientOptions["WebSocket"];
+    navigator?: { onLine?: boolean };
+    addEventListener?: (type: string, listener: () => void) => void;
+    removeEventListener?: (type: string, listener: () => void) => void;
+  };
+
+  let status: ConnectionStatus = "closed";
+  let unread = 0;
+  let version = -1;
+  let lastSeq = -1;
+  let countedSeq = -1; // the highest seq the held count is known to include
+  let userId: string | null = null;
+  let token: string | undefined;
+  let tokenPending: Promise<string> | null = null;
+
+  let ws: WebSocketLike | null = null;
+  let running = false; // between connect() and close()
+  let opening = false; // waiting for getToken() before a socket exists
+  let generation = 0; // bumped to cancel an opening in progress
+  let attempt = 0;
+  let openedAt = 0;
+  let retryTimer: Timer;
+  let refreshTimer: Timer;
+  let recountTimer: Timer;
+
+  const held = new Map<string, Notification>();
+  const delivered = new Set<string>();
+  const emitted = new Set<string>();
+
+  const setStatus = (s: ConnectionStatus) => {
+    if (s !== status) events.emit("status", (status = s));
+  };
+  const report = (e: unknown) => events.emit("error", toError(e));
+  const isOffline = () => g.navigator?.onLine === false;
+
+  // --- tokens -------------------------------------------------------------
+
+  /** Calls getToken() (once for concurrent callers); a new `sub` starts that user's state. */
+  const fetchToken = (): Promise<string> =>
+    (tokenPending ??= Promise.resolve()
+      .then(() => options.getToken())
+      .then((t) => {
+        const { sub } = decodeToken(t);
+        if (sub && sub !== userId) {
+          userId = sub;
+          held.clear();
+          delivered.clear();
+          emitted.clear();
+          unread = 0;
+          version = -1;
+          countedSeq = -1;
+          lastSeq = loadSeq(storage, sub);
+        }
+        return (token = t);
+      })
+      .finally(() => (tokenPending = null)));
+
+  /** The held token for REST while it is not about to expire, else a fresh one. */
+  const restToken = (fresh: boolean) => (!fresh && token && !expiring(token) ? Promise.resolve(token) : fetchToken());
+  const expiring = (t: string) => {
+    const exp = decodeToken(t).exp;
+    return exp !== undefined && (exp - lead) * 1000 <= Date.now();
+  };
+
+  const scheduleRefresh = () => {
+    clearTimeout(refreshTimer);
+    const delay = refreshDelay(decodeToken(token).exp, lead, Date.now());
+    if (delay !== null) refreshTimer = setTimeout(refresh, delay);
+  };
+
+  /** Gets a new token and hands it to the open socket, before the current one expires. */
+  const refresh = async () => {
+    const socket = ws;
+    const before = token;
+    try {
+      const t = await fetchToken();
+      if (socket && ws === socket && socket.readyState === 1 && t !== before) {
+        socket.send(JSON.stringify({ type: "refresh", token: t }));
+      }
+    } catch (e) {
+      report(e);
+    }
+    if (socket && ws === socket) scheduleRefresh();
+  };
+
+  // --- state --------------------------------------------------------------
+
+  const acceptCount = (u: number, v: number) => {
+    if (v > version) {
+      unread = u;
+      version = v;
+      events.emit("unread", { unread, version });
+    }
+  };
+
+  const merge = (n: Notification) => held.set(n.id, { ...held.get(n.id), ...n });
+
+  /** Applies a read/archived change (frame or REST answer): item state always, the count by version, the event once. */
+  const applyChange = (kind: "read" | "archived", change: ChangeResult) => {
+    const field = kind === "read" ? "read_at" : "archived_at";
+    const at = new Date().toISOString();
+    for (const id of change.ids) {
+      const n = held.get(id);
+      if (n && !n[field]) held.set(id, { ...n, [field]: at });
+    }
+    acceptCount(change.unread, change.version);
+    const key = kind + change.version;
+    if (change.ids.length && !emitted.has(key)) {
+      remember(emitted, key);
+      events.emit(kind, { ids: change.ids, unread: change.unread, version: change.version });
+    }
+    return change;
+  };
+
+  /** Counts covering `seq`: the held count includes every notification up to it. */
+  const covered = (seq: number) => {
+    countedSeq = Math.max(countedSeq, seq);
+  };
+
+  /** Asks the gateway for the count once a burst of uncounted notifications is over. */
+  const recount = () => {
+    clearTimeout(recountTimer);
+    recountTimer = setTimeout(() => {
+      if (lastSeq > countedSeq) client.unreadCount().catch(report);
+    }, RECOUNT_MS);
+  };
+
+  const deliver = (n: Notification) => {
+    if (n.seq <= lastSeq || delivered.has(n.id)) return;
+    remember(delivered, n.id);
+    merge(n);
+    events.emit("notification", n);
+    lastSeq = n.seq;
+    saveSeq(storage, userId, lastSeq);
+  };
+
+  const onFrame = (data: unknown) => {
+    let frame: ServerFrame;
+    try {
+      frame = JSON.parse(data as string);
+    } catch {
+      return;
+    }
+    switch (frame.type) {
+      case "hello": {
+        userId ??= frame.user_id;
+        const reset = frame.last_seq < lastSeq; // the server's storage was reset
+        if (reset) version = countedSeq = -1;
+        if (reset || lastSeq < 0) {
+          lastSeq = frame.last_seq;
+          saveSeq(storage, userId, lastSeq, reset);
+        }
+        acceptCount(frame.unread, frame.version);
+        covered(frame.last_seq);
+        break;
+      }
+      case "notification": {
+        // Live frames carry the user's count right after storing them;
+        // ones sent from storage do not, and are counted by asking.
+        const { type: _, unread: u, version: v, ...n } = frame;
+        if (u != null && v != null) {
+          acceptCount(u, v);
+          covered(n.seq);
+        }
+        deliver(n);
+        if (n.seq > countedSeq && !n.read_at && !n.archived_at) recount();
+        break;
+      }
+      case "read":
+      case "archived":
+        applyChange(frame.type, frame);
+        break;
+      case "error":
+        events.emit("error", new HeraldError(frame.message, { code: frame.code }));
+    }
+  };
+
+  // --- the connection ------------------------------------------------------
+
+  /** Drops the socket (without its close event) and every timer; cancels an opening in progress. */
+  const stop = () => {
+    generation++;
+    opening = false;
+    clearTimeout(retryTimer);
+    clearTimeout(refreshTimer);
+    clearTimeout(recountTimer);
+    retryTimer = refreshTimer = recountTimer = undefined;
+    const socket = ws;
+    ws = null;
+    if (socket) {
+      socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
+      try {
+        socket.close(1000);
+      } catch {
+        // already closed
+      }
+    }
+  };
+
+  const open = async () => {
+    stop();
+    const gen = generation;
+    opening = true;
+    setStatus(status === "reconnecting" ? "reconnecting" : "connecting");
+    let t: string;
+    try {
+      t = await fetchToken();
+    } catch (e) {
+      if (gen !== generation) return;
+      opening = false;
+      report(e);
+      return retry();
+    }
+    if (gen !== generation) return;
+    opening = false;
+    const WS = options.WebSocket ?? g.WebSocket!;
+    const url = base.replace(/^http/, "ws") + "/v1/ws" + (lastSeq >= 0 ? "?since=" + lastSeq : "");
+    let socket: WebSocketLike;
+    try {
+      socket = ws = new WS(url, ["herald.v1", "herald.token." + t]);
+    } catch (e) {
+      report(e);
+      return retry();
+    }
+    socket.onopen = () => {
+      openedAt = Date.now();
+      setStatus("connected");
+      scheduleRefresh();
+    };
+    socket.onmessage = (ev) => onFrame(ev.data);
+    socket.onclose = (ev) => {
+      ws = null;
+      clearTimeout(refreshTimer);
+      onClose(ev.code);
+    };
+  };
+
+  /** Decides what follows a close the client did not ask for. */
+  const onClose = (code: number) => {
+    if (openedAt && Date.now() - openedAt >= STABLE_MS) attempt = 0;
+    openedAt = 0;
+    if (code === 1012) {
+      retry(drainDelay(random)); // gateway draining: spread out, whatever the attempt
+    } else if (code === 4001 && !attempt) {
+      attempt++; // token expired: a fresh one at once (a second quick 4001 backs off)
+      setStatus("reconnecting");
+      open();
+    } else {
+      retry();
+    }
+  };
+
+  /** Waits, then reconnects with `since`; nothing while the browser is offline. */
+  const retry = (delay?: number) => {
+    if (isOffline()) return setStatus("offline");
+    setStatus("reconnecting");
+    retryTimer = setTimeout(open, delay ?? backoffDelay(attempt++, baseMs, capMs, random));
+  };
+
+  const goOffline = () => {
+    stop();
+    setStatus("offline");
+  };
+  const goOnline = () => {
+    if (running && !ws && !opening) {
+      attempt = 0;
+      open();
+    }
+  };
+  const listen = (add: boolean) => {
+    const method = add ? g.addEventListener : g.removeEventListener;
+    if (method && g.navigator && "onLine" in g.navigator) {
+      method.call(g, "offline", goOffline);
+      method.call(g, "online", goOnline);
+    }
+  };
+
+  // --- REST ---------------------------------------------------------------
+
+  const request = rest(base.replace(/^ws/, "http"), () => options.fetch ?? globalThis.fetch, restToken);
+  const post = (path: string) => request<ChangeResult>("POST", "/v1/me/notifications/" + path);
+  const id = encodeURIComponent;
+
+  const client: HeraldClient = {
+    get status() {
+      return status;
+    },
+    get unread() {
+      return unread;
+    },
+    get version() {
+      return version;
+    },
+    get lastSeq() {
+      return lastSeq;
+    },
+    get userId() {
+      return userId;
+    },
+    items: () => [...held.values()].filter((n) => !n.archived_at).sort((a, b) => b.seq - a.seq),
+    on: events.on,
+
+    connect() {
+      if (!(options.WebSocket ?? g.WebSocket)) {
+        throw new HeraldError('no WebSocket: pass options.WebSocket (e.g. from the "ws" package)');
+      }
+      if (!running) {
+        running = true;
+        attempt = 0;
+        listen(true);
+      }
+      if (ws || opening) return;
+      if (isOffline()) return setStatus("offline");
+      open();
+    },
+
+    close() {
+      running = false;
+      listen(false);
+      stop();
+      setStatus("closed");
+    },
+
+    async list(query: ListQuery = {}) {
+      const params = new URLSearchParams();
+      for (const [k, v] of Object.entries(query)) if (v != null && v !== false) params.set(k, String(v));
+      const qs = String(params);
+      const page = await request<InboxPage>("GET", "/v1/me/notifications" + (qs ? "?" + qs : ""));
+      page.items.forEach(merge);
+      return page;
+    },
+
+    async markRead(ids: string[]) {
+      const answers = await Promise.all(ids.map((i) => post(id(i) + "/read").then((r) => applyChange("read", r))));
+      // the held count is now the one of the highest version seen, these answers included
+      return { ids: answers.flatMap((r) => r.ids), unread, version };
+    },
+    markAllRead: () => post("read-all").then((r) => applyChange("read", r)),
+    archive: (i: string) => post(id(i) + "/archive").then((r) => applyChange("archived", r)),
+
+    async unreadCount() {
+      const state = await request<UnreadState>("GET", "/v1/me/unread-count");
+      acceptCount(state.unread, state.version);
+      covered(state.last_seq);
+      return state;
+    },
+    getPreferences: () => request<Preferences>("GET", "/v1/me/preferences"),
+    putPreferences: (p: Preferences) => request<Preferences>("PUT", "/v1/me/preferences", p),
+  };
+
+  if (options.autoConnect ?? true) client.connect();
+  return client;
+}

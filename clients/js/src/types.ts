@@ -1,0 +1,128 @@
+import type { HeraldError } from "./errors.js";
+import type { ChangeResult, InboxPage, Notification, Preferences, UnreadState } from "./wire.js";
+
+/**
+ * - `connecting`: opening the first socket after connect() (or after coming back online);
+ * - `connected`: the socket is open;
+ * - `reconnecting`: waiting to retry, or opening the retry socket;
+ * - `offline`: the browser reports no network: no attempts until it is back;
+ * - `closed`: before connect() or after close().
+ */
+export type ConnectionStatus = "connecting" | "connected" | "reconnecting" | "offline" | "closed";
+
+/** Where the last seen `seq` is kept between page loads; `localStorage` fits. */
+export interface SeqStorage {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+}
+
+/**
+ * A handler type whose parameter is checked bivariantly (like a method's), so
+ * that the DOM's and the `ws` package's WebSocket, whose handlers take their
+ * own event types, are assignable to {@link WebSocketLike}.
+ */
+type Handler<E> = { bivarianceHack(ev: E): void }["bivarianceHack"];
+
+/** The part of the browser's WebSocket the client uses (the `ws` package's fits too). */
+export interface WebSocketLike {
+  readonly readyState: number;
+  readonly protocol: string;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: Handler<unknown> | null;
+  onmessage: Handler<{ data: unknown }> | null;
+  onclose: Handler<{ code: number; reason: string }> | null;
+  onerror: Handler<unknown> | null;
+}
+
+/** A WebSocket constructor: the browser's, or e.g. `WebSocket` from the `ws` package in Node. */
+export type WebSocketFactory = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+export interface HeraldClientOptions {
+  /** The gateway's base URL, e.g. `"http://127.0.0.1:8083"` (`ws`/`wss` is derived from it). */
+  url: string;
+  /** Returns a JWT for the user; called before every connect, before `exp`, after close 4001 and after a REST 401. */
+  getToken: () => string | Promise<string>;
+  /** Where the last seq is kept per user. Default: `globalThis.localStorage` when present, else in memory; `null`: nowhere. */
+  storage?: SeqStorage | null;
+  /** Default: `globalThis.WebSocket` (Node 20 has none: pass one, e.g. from `ws`). */
+  WebSocket?: WebSocketFactory;
+  /** Default: `globalThis.fetch`. */
+  fetch?: typeof fetch;
+  /** Reconnect backoff: the window starts at `baseMs` (500) and doubles up to `capMs` (30000). */
+  reconnect?: { baseMs?: number; capMs?: number };
+  /** Get a new token this many seconds before the current one's `exp` (default 60). */
+  refreshLeadSecs?: number;
+  /** Connect at once (default true); otherwise call connect(). */
+  autoConnect?: boolean;
+  /** Jitter source in [0, 1), default `Math.random`. */
+  random?: () => number;
+}
+
+/** Query of `GET /v1/me/notifications`. */
+export interface ListQuery {
+  /** Only `seq` below this: the previous page's `next_before`. */
+  before?: number;
+  /** 1..=100, default 20. */
+  limit?: number;
+  /** Only unread ones. */
+  unread?: boolean;
+  category?: string;
+  /** `delivered` (default): the text as first delivered; `current`: rendered again now. */
+  render?: "delivered" | "current";
+}
+
+/** Notifications were read or archived (from any device); `unread` and `version` are the state after the change. */
+export interface StateChange {
+  ids: string[];
+  unread: number;
+  version: number;
+}
+
+/** The unread count changed; `version` only ever grows. */
+export interface UnreadChange {
+  unread: number;
+  version: number;
+}
+
+/** Events of {@link HeraldClient.on}. */
+export interface HeraldEvents {
+  /** A new notification, once per id, in `seq` order. */
+  notification: Notification;
+  read: StateChange;
+  archived: StateChange;
+  unread: UnreadChange;
+  status: ConnectionStatus;
+  /** An `error` frame from the gateway, or a failure while (re)connecting or refreshing the token. */
+  error: HeraldError;
+}
+
+export interface HeraldClient {
+  readonly status: ConnectionStatus;
+  /** Unread count of the highest `version` seen. */
+  readonly unread: number;
+  /** -1 before any state arrived. */
+  readonly version: number;
+  /** Highest `seq` delivered (or announced by `hello`), -1 when unknown. */
+  readonly lastSeq: number;
+  /** The token's `sub`, null before the first token. */
+  readonly userId: string | null;
+  /** What the client holds (live notifications and list() pages): newest first, each id once, archived ones left out. */
+  items(): Notification[];
+  /** Subscribes; returns the unsubscribe function. */
+  on<K extends keyof HeraldEvents>(event: K, listener: (value: HeraldEvents[K]) => void): () => void;
+  /** Opens the live connection (a no-op while one is open or opening); during a backoff wait it retries at once. */
+  connect(): void;
+  /** Closes the connection, stops every timer and listener. connect() may be called again. */
+  close(): void;
+  /** `GET /v1/me/notifications`; the items are merged into items(). */
+  list(query?: ListQuery): Promise<InboxPage>;
+  /** Marks each id read (`POST /v1/me/notifications/{id}/read`); the answer combines theirs. */
+  markRead(ids: string[]): Promise<ChangeResult>;
+  markAllRead(): Promise<ChangeResult>;
+  archive(id: string): Promise<ChangeResult>;
+  unreadCount(): Promise<UnreadState>;
+  getPreferences(): Promise<Preferences>;
+  /** Replaces the preferences; answers what was stored. */
+  putPreferences(p: Preferences): Promise<Preferences>;
+}

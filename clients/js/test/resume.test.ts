@@ -1,0 +1,192 @@
+import { describe, expect, it, vi } from "vitest";
+import type { Notification } from "../src/index.js";
+import { connected, lastSocket, live, memoryStorage, nextTimer, note, setup, sockets, tick } from "./helpers.js";
+
+describe("resume with since", () => {
+  it("without a known seq connects without since and takes hello.last_seq", async () => {
+    const { client } = setup();
+    await tick();
+    expect(lastSocket().since).toBeNull();
+    expect(client.lastSeq).toBe(-1);
+    lastSocket().open();
+    lastSocket().hello({ last_seq: 41 });
+    expect(client.lastSeq).toBe(41);
+    lastSocket().serverClose(1006);
+    await nextTimer();
+    expect(lastSocket().since).toBe("41");
+  });
+
+  it("persists the last seq per user; a second client with the same storage resumes with since", async () => {
+    const storage = memoryStorage();
+    const { client } = await connected({ storage }, { last_seq: 3 });
+    expect(client.userId).toBe("alice");
+    expect(storage.getItem("herald:seq:alice")).toBe("3");
+    lastSocket().receive(note(4));
+    lastSocket().receive(note(5));
+    expect(storage.getItem("herald:seq:alice")).toBe("5");
+    client.close();
+
+    const second = setup({ storage });
+    await tick();
+    expect(second.client.lastSeq).toBe(5);
+    expect(lastSocket().since).toBe("5");
+    expect(sockets()).toHaveLength(2);
+  });
+
+  it("keeps seqs of different users apart", async () => {
+    const storage = memoryStorage();
+    storage.setItem("herald:seq:bob", "77");
+    await connected({ storage }, { last_seq: 3 });
+    expect(storage.map.get("herald:seq:alice")).toBe("3");
+    expect(storage.map.get("herald:seq:bob")).toBe("77");
+  });
+
+  it("uses globalThis.localStorage by default", async () => {
+    const storage = memoryStorage();
+    storage.setItem("herald:seq:alice", "8");
+    vi.stubGlobal("localStorage", storage);
+    setup({ storage: undefined });
+    await tick();
+    expect(lastSocket().since).toBe("8");
+  });
+
+  it("falls back to memory when localStorage throws", async () => {
+    vi.stubGlobal("localStorage", undefined);
+    Object.defineProperty(globalThis, "localStorage", {
+      configurable: true,
+      get() {
+        throw new Error("SecurityError");
+      },
+    });
+    try {
+      const { client } = await connected({ storage: undefined }, { last_seq: 2 });
+      expect(client.lastSeq).toBe(2);
+    } finally {
+      delete (globalThis as { localStorage?: unknown }).localStorage;
+    }
+  });
+
+  it("never lowers the stored seq (another tab may be further ahead)", async () => {
+    const storage = memoryStorage();
+    storage.setItem("herald:seq:alice", "3");
+    await connected({ storage }, { last_seq: 10 });
+    storage.setItem("herald:seq:alice", "9"); // another tab
+    lastSocket().receive(note(4));
+    expect(storage.getItem("herald:seq:alice")).toBe("9");
+    lastSocket().receive(note(10));
+    expect(storage.getItem("herald:seq:alice")).toBe("10");
+  });
+
+  it("ignores a garbage stored value", async () => {
+    const storage = memoryStorage();
+    storage.setItem("herald:seq:alice", "nope");
+    setup({ storage });
+    await tick();
+    expect(lastSocket().since).toBeNull();
+  });
+
+  it("a server whose storage was reset (hello.last_seq < lastSeq): lastSeq, storage and version start over", async () => {
+    const storage = memoryStorage();
+    storage.setItem("herald:seq:alice", "50");
+    const { client } = setup({ storage });
+    await tick();
+    expect(lastSocket().since).toBe("50");
+    lastSocket().open();
+    lastSocket().hello({ last_seq: 2, unread: 2, version: 2 });
+    expect(client.lastSeq).toBe(2);
+    expect(storage.getItem("herald:seq:alice")).toBe("2");
+    const seqs: number[] = [];
+    client.on("notification", (n) => seqs.push(n.seq));
+    lastSocket().receive(live(3, 3, 3, { id: "fresh-3" }));
+    expect(seqs).toEqual([3]);
+    lastSocket().serverClose(1006);
+    await nextTimer();
+    expect(lastSocket().since).toBe("3");
+    // the version counter restarted with the storage
+    lastSocket().open();
+    lastSocket().hello({ last_seq: 3, unread: 3, version: 3 });
+    expect(client.unread).toBe(3);
+  });
+
+  it("storage: null keeps the seq for this session only", async () => {
+    const { client } = await connected({ storage: null }, { last_seq: 6 });
+    lastSocket().serverClose(1006);
+    await nextTimer();
+    expect(lastSocket().since).toBe("6");
+    client.close();
+    setup({ storage: null });
+    await tick();
+    expect(lastSocket().since).toBeNull();
+  });
+});
+
+describe("each notification once, in order", () => {
+  it("emits notification, then advances lastSeq", async () => {
+    const { client } = await connected({}, { last_seq: 3 });
+    const seen: Array<[number, number]> = [];
+    client.on("notification", (n) => seen.push([n.seq, client.lastSeq]));
+    lastSocket().receive(note(4));
+    expect(seen).toEqual([[4, 3]]);
+    expect(client.lastSeq).toBe(4);
+  });
+
+  it("passes the notification without its frame type", async () => {
+    const { client } = await connected({}, { last_seq: 3 });
+    let got: Notification | undefined;
+    client.on("notification", (n) => (got = n));
+    lastSocket().receive(note(4, { locale: "pl" }));
+    expect(got).toEqual({ ...note(4, { locale: "pl" }), type: undefined });
+    expect(got && "type" in got).toBe(false);
+  });
+
+  it("dedupes across reconnects: a replay of seen seqs is emitted once", async () => {
+    const { client } = await connected({}, { last_seq: 3 });
+    const seqs: number[] = [];
+    client.on("notification", (n) => seqs.push(n.seq));
+    lastSocket().receive(live(4, 1, 2));
+    lastSocket().receive(live(5, 2, 3));
+    lastSocket().serverClose(1008);
+    await nextTimer();
+    expect(lastSocket().since).toBe("5");
+    lastSocket().open();
+    lastSocket().hello({ last_seq: 6 });
+    // a server replaying more than asked
+    lastSocket().receive(note(4));
+    lastSocket().receive(note(5));
+    lastSocket().receive(note(6));
+    lastSocket().receive(note(6));
+    expect(seqs).toEqual([4, 5, 6]);
+    expect(client.items().map((n) => n.seq)).toEqual([6, 5, 4]);
+  });
+
+  it("drops an id already delivered even under a higher seq", async () => {
+    const { client } = await connected({}, { last_seq: 0 });
+    const ids: string[] = [];
+    client.on("notification", (n) => ids.push(n.id));
+    lastSocket().receive(note(1, { id: "same" }));
+    lastSocket().receive(note(2, { id: "same" }));
+    lastSocket().receive(note(3));
+    expect(ids).toEqual(["same", "n3"]);
+  });
+
+  it("accepts jumps over muted seqs", async () => {
+    const { client } = await connected({}, { last_seq: 0 });
+    const seqs: number[] = [];
+    client.on("notification", (n) => seqs.push(n.seq));
+    lastSocket().receive(note(1));
+    lastSocket().receive(note(4));
+    expect(seqs).toEqual([1, 4]);
+    expect(client.lastSeq).toBe(4);
+  });
+
+  it("remembers a bounded number of ids", async () => {
+    const { client } = await connected({}, { last_seq: 0 });
+    let count = 0;
+    client.on("notification", () => count++);
+    for (let seq = 1; seq <= 1500; seq++) lastSocket().receive(note(seq));
+    expect(count).toBe(1500);
+    // the oldest ids are forgotten, but their seq is still below lastSeq: still dropped
+    lastSocket().receive(note(1));
+    expect(count).toBe(1500);
+  });
+});
