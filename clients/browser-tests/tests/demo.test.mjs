@@ -101,7 +101,7 @@ describe("the demo inbox", () => {
     await context.close();
   });
 
-  test("a reload resumes from the stored sequence: old items are not delivered again", async () => {
+  test("a reload resumes from the stored sequence: old items are not delivered again, what came meanwhile is", async () => {
     const context = await browser.newContext();
     const token = stack.token("cleo");
     const page = await open(context, token);
@@ -118,6 +118,15 @@ describe("the demo inbox", () => {
     await showsItem(page, third);
     assert.deepEqual(await delivered(page), [3]);
     assert.equal(await badge(page), 3);
+
+    // Away (the page closed) while one more is sent: opening the page again
+    // resumes from the stored sequence, so exactly that one is delivered.
+    await page.close();
+    const fourth = await stack.notify({ user_id: "cleo", title: "Item 4", body: "sent while away" });
+    const again = await open(context, token);
+    await showsItem(again, fourth);
+    assert.deepEqual(await delivered(again), [4], "the one sent while away, nothing older");
+    assert.equal(await badge(again), 4);
     await context.close();
   });
 

@@ -22,3 +22,15 @@ export function backoffDelay(attempt: number, baseMs: number, capMs: number, ran
 export function drainDelay(random: () => number): number {
   return FLOOR_MS + random() * (DRAIN_MS - FLOOR_MS);
 }
+
+/**
+ * Liveness: browsers answer the gateway's WebSocket pings without telling
+ * the page, so a socket left half-open (a laptop that slept, a network
+ * switch without an `offline` event) would look connected forever. After
+ * PING_AFTER_MS without a frame the client sends `{"type":"ping"}` (the
+ * gateway answers `pong`); after DEAD_MS without one it reconnects.
+ */
+export const PING_AFTER_MS = 25_000;
+export const DEAD_MS = 45_000;
+/** How often the silence is checked. */
+export const LIVENESS_CHECK_MS = 5_000;

@@ -1,14 +1,17 @@
-import { backoffDelay, drainDelay, STABLE_MS } from "./backoff.js";
+import { backoffDelay, DEAD_MS, drainDelay, LIVENESS_CHECK_MS, PING_AFTER_MS, STABLE_MS } from "./backoff.js";
 import { emitter } from "./emitter.js";
 import { HeraldError } from "./errors.js";
 import { rest } from "./rest.js";
-import { defaultStorage, loadSeq, saveSeq } from "./storage.js";
+import { defaultStorage, loadSeq, saveSeq, seqKey } from "./storage.js";
 import { decodeToken, refreshDelay } from "./token.js";
 import type { HeraldClient, HeraldClientOptions, HeraldEvents, ListQuery, ConnectionStatus, WebSocketLike } from "./types.js";
 import type { ChangeResult, InboxPage, Notification, Preferences, ServerFrame, UnreadState } from "./wire.js";
 
 /** How many delivered notification ids (and emitted change versions) are remembered to drop repeats. */
 const REMEMBER = 1000;
+
+/** How many items `items()` holds at most: the newest by seq (the rest is a `list()` away). */
+const MAX_HELD = 1000;
 
 /**
  * A notification that came without the count after it (sent from storage)
@@ -52,6 +55,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   let countedSeq = -1; // the highest seq the held count is known to include
   let userId: string | null = null;
   let token: string | undefined;
+  let socketToken: string | undefined; // the token the open socket was given (at connect or by refresh)
   let tokenPending: Promise<string> | null = null;
 
   let ws: WebSocketLike | null = null;
@@ -63,8 +67,11 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   let retryTimer: Timer;
   let refreshTimer: Timer;
   let recountTimer: Timer;
+  let livenessTimer: ReturnType<typeof setInterval> | undefined;
+  let lastFrameAt = 0;
 
   const held = new Map<string, Notification>();
+  let seqStore: string | null = null; // the storage key of the user's last seq
   const delivered = new Set<string>();
   const emitted = new Set<string>();
 
@@ -82,17 +89,22 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       .then(() => options.getToken())
       .then((t) => {
         const { sub } = decodeToken(t);
+        token = t;
         if (sub && sub !== userId) {
+          // Another user: start from that user's state, on a socket of theirs.
+          const switching = userId !== null && ws !== null;
           userId = sub;
+          seqStore = seqKey(sub, base);
           held.clear();
           delivered.clear();
           emitted.clear();
           unread = 0;
           version = -1;
           countedSeq = -1;
-          lastSeq = loadSeq(storage, sub);
+          lastSeq = loadSeq(storage, seqStore);
+          if (switching) open();
         }
-        return (token = t);
+        return t;
       })
       .finally(() => (tokenPending = null)));
 
@@ -112,11 +124,13 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   /** Gets a new token and hands it to the open socket, before the current one expires. */
   const refresh = async () => {
     const socket = ws;
-    const before = token;
     try {
       const t = await fetchToken();
-      if (socket && ws === socket && socket.readyState === 1 && t !== before) {
+      // Compared with the socket's own token: a REST call may have fetched
+      // this one already, and the socket still needs it.
+      if (socket && ws === socket && socket.readyState === 1 && t !== socketToken) {
         socket.send(JSON.stringify({ type: "refresh", token: t }));
+        socketToken = t;
       }
     } catch (e) {
       report(e);
@@ -134,7 +148,14 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     }
   };
 
-  const merge = (n: Notification) => held.set(n.id, { ...held.get(n.id), ...n });
+  const merge = (n: Notification) => {
+    held.set(n.id, { ...held.get(n.id), ...n });
+    if (held.size > MAX_HELD * 1.1) {
+      const newest = [...held.values()].sort((a, b) => b.seq - a.seq).slice(0, MAX_HELD);
+      held.clear();
+      for (const item of newest) held.set(item.id, item);
+    }
+  };
 
   /** Applies a read/archived change (frame or REST answer): item state always, the count by version, the event once. */
   const applyChange = (kind: "read" | "archived", change: ChangeResult) => {
@@ -172,7 +193,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     merge(n);
     events.emit("notification", n);
     lastSeq = n.seq;
-    saveSeq(storage, userId, lastSeq);
+    saveSeq(storage, seqStore, lastSeq);
   };
 
   const onFrame = (data: unknown) => {
@@ -184,12 +205,15 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     }
     switch (frame.type) {
       case "hello": {
-        userId ??= frame.user_id;
+        if (userId === null) {
+          userId = frame.user_id;
+          seqStore = seqKey(userId, base);
+        }
         const reset = frame.last_seq < lastSeq; // the server's storage was reset
         if (reset) version = countedSeq = -1;
         if (reset || lastSeq < 0) {
           lastSeq = frame.last_seq;
-          saveSeq(storage, userId, lastSeq, reset);
+          saveSeq(storage, seqStore, lastSeq, reset);
         }
         acceptCount(frame.unread, frame.version);
         covered(frame.last_seq);
@@ -225,7 +249,8 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     clearTimeout(retryTimer);
     clearTimeout(refreshTimer);
     clearTimeout(recountTimer);
-    retryTimer = refreshTimer = recountTimer = undefined;
+    clearInterval(livenessTimer);
+    retryTimer = refreshTimer = recountTimer = livenessTimer = undefined;
     const socket = ws;
     ws = null;
     if (socket) {
@@ -263,17 +288,36 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       report(e);
       return retry();
     }
+    socketToken = t;
     socket.onopen = () => {
-      openedAt = Date.now();
+      openedAt = lastFrameAt = Date.now();
       setStatus("connected");
       scheduleRefresh();
+      livenessTimer = setInterval(() => checkLiveness(socket), LIVENESS_CHECK_MS);
     };
-    socket.onmessage = (ev) => onFrame(ev.data);
+    socket.onmessage = (ev) => {
+      lastFrameAt = Date.now();
+      onFrame(ev.data);
+    };
     socket.onclose = (ev) => {
+      socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
       ws = null;
       clearTimeout(refreshTimer);
+      clearInterval(livenessTimer);
       onClose(ev.code);
     };
+  };
+
+  /** A socket silent too long is asked for a pong, then given up as half-open. */
+  const checkLiveness = (socket: WebSocketLike) => {
+    if (ws !== socket) return;
+    const silent = Date.now() - lastFrameAt;
+    if (silent >= DEAD_MS) {
+      stop();
+      onClose(4408); // as if the gateway had timed it out: reconnect with since
+    } else if (silent >= PING_AFTER_MS) {
+      socket.send(JSON.stringify({ type: "ping" }));
+    }
   };
 
   /** Decides what follows a close the client did not ask for. */
@@ -281,7 +325,10 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     if (openedAt && Date.now() - openedAt >= STABLE_MS) attempt = 0;
     openedAt = 0;
     if (code === 1012) {
-      retry(drainDelay(random)); // gateway draining: spread out, whatever the attempt
+      // Gateway draining: spread out over the drain window; one that drains
+      // again right after the last time also counts as a failed attempt.
+      const drain = drainDelay(random);
+      retry(attempt++ === 0 ? drain : Math.max(drain, backoffDelay(attempt - 1, baseMs, capMs, random)));
     } else if (code === 4001 && !attempt) {
       attempt++; // token expired: a fresh one at once (a second quick 4001 backs off)
       setStatus("reconnecting");

@@ -11,12 +11,17 @@ export function defaultStorage(): SeqStorage {
   return { getItem: (k) => map.get(k) ?? null, setItem: (k, v) => void map.set(k, v) };
 }
 
-const key = (userId: string) => "herald:seq:" + userId;
+/**
+ * Where a user's last seq is kept: per user and per gateway, so two Herald
+ * deployments used from one origin (staging and production) never resume
+ * from each other's sequence.
+ */
+export const seqKey = (userId: string, gateway: string) => `herald:seq:${userId}@${gateway}`;
 
-/** The stored last seq of a user, -1 when unknown. */
-export function loadSeq(storage: SeqStorage | null, userId: string): number {
+/** The stored last seq under `key`, -1 when unknown. */
+export function loadSeq(storage: SeqStorage | null, key: string): number {
   try {
-    const n = parseInt(storage?.getItem(key(userId)) ?? "", 10);
+    const n = parseInt(storage?.getItem(key) ?? "", 10);
     return n >= 0 ? n : -1;
   } catch {
     return -1;
@@ -27,10 +32,10 @@ export function loadSeq(storage: SeqStorage | null, userId: string): number {
  * Stores a user's last seq. The stored value only grows (another tab may be
  * further ahead), unless `force` (the server's sequence was reset).
  */
-export function saveSeq(storage: SeqStorage | null, userId: string | null, seq: number, force = false): void {
-  if (!storage || !userId || seq < 0) return;
+export function saveSeq(storage: SeqStorage | null, key: string | null, seq: number, force = false): void {
+  if (!storage || !key || seq < 0) return;
   try {
-    if (force || seq > loadSeq(storage, userId)) storage.setItem(key(userId), String(seq));
+    if (force || seq > loadSeq(storage, key)) storage.setItem(key, String(seq));
   } catch {
     // quota or privacy mode: resuming falls back to this session's memory
   }

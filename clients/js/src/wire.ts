@@ -36,18 +36,47 @@ locale?: string | null,
 /**
  * Stored while its category was muted: history only, never pushed or counted.
  */
-muted?: boolean, 
+muted?: boolean, };
+
 /**
- * Live frames only: the user's unread count right after the
- * transaction that stored this notification (with `version`); absent
- * in the inbox API and on notifications sent from storage.
+ * A notification as sent on the socket. A live one (published by the
+ * transaction that stored it) also carries the user's unread count and
+ * state version right after that transaction; one sent from storage
+ * (resume, gaps) carries neither.
+ */
+export type NotificationFrame = { 
+/**
+ * The user's unread count after the transaction that stored it.
  */
 unread?: number | null, 
 /**
- * Live frames only: the user's state `version` that `unread` belongs
- * to; like every count, keep it only if its version is the highest seen.
+ * The state version `unread` belongs to: keep the count of the highest.
  */
-version?: number | null, };
+version?: number | null, id: string, user_id: string, 
+/**
+ * Position in this user's sequence: 1, 2, 3, ... without gaps.
+ */
+seq: number, title: string, body: string, priority: Priority, category: string | null, data: { [key in string]: JsonValue } | null, created_at: string, 
+/**
+ * When it stops being worth showing; `null` never expires.
+ */
+expires_at: string | null, 
+/**
+ * When the user read it; absent while unread (live frames never carry it).
+ */
+read_at?: string | null, 
+/**
+ * When the user archived it; absent unless archived.
+ */
+archived_at?: string | null, 
+/**
+ * The locale a template was rendered in; absent for plain notifications.
+ */
+locale?: string | null, 
+/**
+ * Stored while its category was muted: history only, never pushed or counted.
+ */
+muted?: boolean, };
 
 /**
  * Machine-readable reason in an `error` frame.
@@ -69,7 +98,7 @@ last_seq: number,
 /**
  * The user's state counter: bumped with every change of unread state.
  */
-version: number, } | { "type": "notification" } & Notification | { "type": "read", ids: Array<string>, unread: number, version: number, } | { "type": "archived", ids: Array<string>, unread: number, version: number, } | { "type": "pong" } | { "type": "error", code: ErrorCode, message: string, };
+version: number, } | { "type": "notification" } & NotificationFrame | { "type": "read", ids: Array<string>, unread: number, version: number, } | { "type": "archived", ids: Array<string>, unread: number, version: number, } | { "type": "pong" } | { "type": "error", code: ErrorCode, message: string, };
 
 /**
  * Frames a client sends to the gateway.

@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
 import { createHeraldClient, HeraldError, type ConnectionStatus } from "../src/index.js";
-import { connected, FakeWebSocket, lastSocket, nextTimer, setup, sockets, tick, tokenSource } from "./helpers.js";
+import { connected, FakeWebSocket, lastSocket, nextTimer, note, setup, sockets, tick, tokenSource } from "./helpers.js";
 
 const ALMOST_ONE = 1 - 1e-9;
 
@@ -133,7 +133,7 @@ describe("close codes", () => {
     expect(lastSocket().since).toBe("12");
   });
 
-  it("1012 (draining): a jittered wait within [0.1 s, 2 s] whatever the attempt count", async () => {
+  it("1012 (draining): a jittered wait within [0.1 s, 2 s] after a stable connection, whatever came before", async () => {
     const { client } = setup({ random: () => ALMOST_ONE });
     await tick();
     for (let i = 0; i < 6; i++) {
@@ -142,12 +142,28 @@ describe("close codes", () => {
     }
     lastSocket().open();
     lastSocket().hello({ last_seq: 3 });
+    await vi.advanceTimersByTimeAsync(10_000); // a stable connection resets the attempts
     lastSocket().serverClose(1012);
     expect(client.status).toBe("reconnecting");
     const delay = await nextTimer();
     expect(delay).toBeGreaterThanOrEqual(100);
     expect(delay).toBeLessThanOrEqual(2000);
     expect(lastSocket().since).toBe("3");
+  });
+
+  it("1012 again right after reconnecting backs off like any failure: no endless drain loop", async () => {
+    setup({ random: () => ALMOST_ONE });
+    await tick();
+    const waits: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      lastSocket().open();
+      lastSocket().hello({ last_seq: 3 });
+      lastSocket().serverClose(1012);
+      waits.push(await nextTimer());
+    }
+    expect(waits[0]).toBeLessThanOrEqual(2000);
+    // max(drain window, backoff window): 2 s, 2 s, 2 s, 4 s, 8 s, 16 s (base 500 ms)
+    expect(waits.slice(3).map((w) => Math.round(w / 1000))).toEqual([4, 8, 16]);
   });
 
   it("1012 spreads clients: random 0 waits the floor, random 0.5 about 1 s", async () => {
@@ -193,7 +209,11 @@ describe("close codes", () => {
     await nextTimer();
     const notes: number[] = [];
     client.on("notification", (n) => notes.push(n.seq));
-    old.onmessage?.({ data: "{}" });
+    // The dropped socket is detached: a late frame or close of it reaches nothing.
+    expect(old.onmessage).toBeNull();
+    expect(old.onclose).toBeNull();
+    old.receive(note(1));
+    old.serverClose(1006);
     expect(sockets()).toHaveLength(2);
     expect(notes).toEqual([]);
   });

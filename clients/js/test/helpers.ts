@@ -7,6 +7,8 @@ export class FakeWebSocket implements WebSocketLike {
   readyState = 0;
   protocol = "";
   sent: string[] = [];
+  /** Like the gateway, answer `{"type":"ping"}` with `{"type":"pong"}` (a half-open socket does not). */
+  answersPings = true;
   closedWith: { code?: number; reason?: string } | null = null;
   onopen: ((ev: unknown) => void) | null = null;
   onmessage: ((ev: { data: unknown }) => void) | null = null;
@@ -21,6 +23,9 @@ export class FakeWebSocket implements WebSocketLike {
   }
   send(data: string) {
     this.sent.push(data);
+    if (this.answersPings && this.readyState === 1 && JSON.parse(data).type === "ping") {
+      this.receive({ type: "pong" });
+    }
   }
   close(code?: number, reason?: string) {
     this.closedWith = { code, reason };
@@ -44,8 +49,12 @@ export class FakeWebSocket implements WebSocketLike {
     this.readyState = 3;
     this.onclose?.({ code, reason });
   }
+  /** What the client sent, keep-alive pings left out. */
   get frames(): Array<Record<string, unknown>> {
-    return this.sent.map((s) => JSON.parse(s));
+    return this.sent.map((s) => JSON.parse(s)).filter((f) => f.type !== "ping");
+  }
+  get pings(): number {
+    return this.sent.filter((s) => JSON.parse(s).type === "ping").length;
   }
   get since(): string | null {
     return new URL(this.url).searchParams.get("since");

@@ -20,10 +20,10 @@ describe("resume with since", () => {
     const storage = memoryStorage();
     const { client } = await connected({ storage }, { last_seq: 3 });
     expect(client.userId).toBe("alice");
-    expect(storage.getItem("herald:seq:alice")).toBe("3");
+    expect(storage.getItem("herald:seq:alice@http://gw.test")).toBe("3");
     lastSocket().receive(note(4));
     lastSocket().receive(note(5));
-    expect(storage.getItem("herald:seq:alice")).toBe("5");
+    expect(storage.getItem("herald:seq:alice@http://gw.test")).toBe("5");
     client.close();
 
     const second = setup({ storage });
@@ -35,15 +35,15 @@ describe("resume with since", () => {
 
   it("keeps seqs of different users apart", async () => {
     const storage = memoryStorage();
-    storage.setItem("herald:seq:bob", "77");
+    storage.setItem("herald:seq:bob@http://gw.test", "77");
     await connected({ storage }, { last_seq: 3 });
-    expect(storage.map.get("herald:seq:alice")).toBe("3");
-    expect(storage.map.get("herald:seq:bob")).toBe("77");
+    expect(storage.map.get("herald:seq:alice@http://gw.test")).toBe("3");
+    expect(storage.map.get("herald:seq:bob@http://gw.test")).toBe("77");
   });
 
   it("uses globalThis.localStorage by default", async () => {
     const storage = memoryStorage();
-    storage.setItem("herald:seq:alice", "8");
+    storage.setItem("herald:seq:alice@http://gw.test", "8");
     vi.stubGlobal("localStorage", storage);
     setup({ storage: undefined });
     await tick();
@@ -68,18 +68,18 @@ describe("resume with since", () => {
 
   it("never lowers the stored seq (another tab may be further ahead)", async () => {
     const storage = memoryStorage();
-    storage.setItem("herald:seq:alice", "3");
+    storage.setItem("herald:seq:alice@http://gw.test", "3");
     await connected({ storage }, { last_seq: 10 });
-    storage.setItem("herald:seq:alice", "9"); // another tab
+    storage.setItem("herald:seq:alice@http://gw.test", "9"); // another tab
     lastSocket().receive(note(4));
-    expect(storage.getItem("herald:seq:alice")).toBe("9");
+    expect(storage.getItem("herald:seq:alice@http://gw.test")).toBe("9");
     lastSocket().receive(note(10));
-    expect(storage.getItem("herald:seq:alice")).toBe("10");
+    expect(storage.getItem("herald:seq:alice@http://gw.test")).toBe("10");
   });
 
   it("ignores a garbage stored value", async () => {
     const storage = memoryStorage();
-    storage.setItem("herald:seq:alice", "nope");
+    storage.setItem("herald:seq:alice@http://gw.test", "nope");
     setup({ storage });
     await tick();
     expect(lastSocket().since).toBeNull();
@@ -87,14 +87,20 @@ describe("resume with since", () => {
 
   it("a server whose storage was reset (hello.last_seq < lastSeq): lastSeq, storage and version start over", async () => {
     const storage = memoryStorage();
-    storage.setItem("herald:seq:alice", "50");
+    storage.setItem("herald:seq:alice@http://gw.test", "50");
     const { client } = setup({ storage });
     await tick();
     expect(lastSocket().since).toBe("50");
     lastSocket().open();
+    lastSocket().hello({ last_seq: 50, unread: 9, version: 80 });
+    lastSocket().serverClose(1006);
+    await nextTimer();
+    // the server's storage was reset meanwhile
+    lastSocket().open();
     lastSocket().hello({ last_seq: 2, unread: 2, version: 2 });
+    expect([client.unread, client.version]).toEqual([2, 2]);
     expect(client.lastSeq).toBe(2);
-    expect(storage.getItem("herald:seq:alice")).toBe("2");
+    expect(storage.getItem("herald:seq:alice@http://gw.test")).toBe("2");
     const seqs: number[] = [];
     client.on("notification", (n) => seqs.push(n.seq));
     lastSocket().receive(live(3, 3, 3, { id: "fresh-3" }));

@@ -167,16 +167,17 @@ export function Inbox({
     buttons?.[next]?.focus();
   };
 
+  const failed = (
+    <div className="herald-inbox__state herald-inbox__state--error" data-herald="error" role="alert">
+      <p>{labels.error}</p>
+      <button type="button" className="herald-button" onClick={() => void retry()}>
+        {labels.retry}
+      </button>
+    </div>
+  );
   let body;
   if (error !== null && items.length === 0) {
-    body = (
-      <div className="herald-inbox__state herald-inbox__state--error" data-herald="error" role="alert">
-        <p>{labels.error}</p>
-        <button type="button" className="herald-button" onClick={() => void retry()}>
-          {labels.retry}
-        </button>
-      </div>
-    );
+    body = failed;
   } else if (items.length === 0 && loading) {
     body = (
       <div className="herald-inbox__state" role="status">
@@ -208,14 +209,7 @@ export function Inbox({
             />
           ))}
         </div>
-        {error !== null && (
-          <div className="herald-inbox__state herald-inbox__state--error" data-herald="error" role="alert">
-            <p>{labels.error}</p>
-            <button type="button" className="herald-button" onClick={() => void retry()}>
-              {labels.retry}
-            </button>
-          </div>
-        )}
+        {error !== null && failed}
         {hasMore && error === null && (
           <div className="herald-inbox__more">
             <div ref={sentinel} className="herald-inbox__sentinel" aria-hidden="true" />

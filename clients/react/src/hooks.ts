@@ -74,6 +74,14 @@ export interface UseNotificationsResult {
   archive(id: string): Promise<ChangeResult>;
 }
 
+/** A state update marking `ids` (every item when `null`) read at `stamp`; the same state when nothing changed. */
+function markedRead(ids: ReadonlySet<string> | null, stamp: string) {
+  return (s: ListState): ListState => {
+    const items = markIds(s.items, ids, stamp);
+    return items === s.items ? s : { ...s, items };
+  };
+}
+
 interface ListState {
   items: Notification[];
   nextBefore: number | null;
@@ -201,10 +209,7 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
       const stamp = new Date().toISOString();
       for (const id of change.ids) if (!knownRead.has(id)) knownRead.set(id, stamp);
       const ids = new Set(change.ids);
-      setState((s) => {
-        const items = markIds(s.items, ids, stamp);
-        return items === s.items ? s : { ...s, items };
-      });
+      setState(markedRead(ids, stamp));
     });
     const offArchived = client.on("archived", (change) => {
       for (const id of change.ids) knownArchived.add(id);
@@ -279,10 +284,7 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
       const stamp = new Date().toISOString();
       for (const id of ids) if (!knownRead.has(id)) knownRead.set(id, stamp);
       const set = new Set(ids);
-      setState((s) => {
-        const items = markIds(s.items, set, stamp);
-        return items === s.items ? s : { ...s, items };
-      });
+      setState(markedRead(set, stamp));
     },
     [knownRead],
   );
@@ -318,10 +320,7 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
       if (ids.length === 0) return null;
       const stamp = new Date().toISOString();
       const set = new Set(ids);
-      setState((s) => {
-        const items = markIds(s.items, set, stamp);
-        return items === s.items ? s : { ...s, items };
-      });
+      setState(markedRead(set, stamp));
       try {
         const result = await client.markRead(ids);
         applyRead(result.ids);
@@ -338,10 +337,7 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
 
   const markAllRead = useCallback(async (): Promise<ChangeResult> => {
     const stamp = new Date().toISOString();
-    setState((s) => {
-      const items = markIds(s.items, null, stamp);
-      return items === s.items ? s : { ...s, items };
-    });
+    setState(markedRead(null, stamp));
     try {
       const result = await client.markAllRead();
       // Items held when the call was made but not in `ids` were read already.

@@ -10,7 +10,9 @@ use std::hint::black_box;
 
 use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};
-use domain::{Notification, NotificationRequest, Priority, ServerFrame};
+use domain::{
+    InboxCounts, Notification, NotificationFrame, NotificationRequest, Priority, ServerFrame,
+};
 use serde_json::{Map, Value, json};
 use templates::{ParamKind, Template, TemplateSource};
 use uuid::Uuid;
@@ -38,7 +40,7 @@ fn validation(c: &mut Criterion) {
 fn frame_encoding(c: &mut Criterion) {
     let mut data = Map::new();
     data.insert("order_id".into(), json!(1234));
-    let frame = ServerFrame::Notification(Notification {
+    let notification = Notification {
         id: Uuid::now_v7(),
         user_id: "user-42".into(),
         seq: 1_234,
@@ -53,9 +55,13 @@ fn frame_encoding(c: &mut Criterion) {
         archived_at: None,
         locale: Some("en".into()),
         muted: false,
-        unread: None,
-        version: None,
-    });
+    };
+    // A live frame, as the worker publishes it: with the user's counts.
+    let counts = InboxCounts {
+        unread: 3,
+        version: 17,
+    };
+    let frame = ServerFrame::Notification(NotificationFrame::live(notification, Some(counts)));
     c.bench_function("encode notification frame", |b| {
         b.iter(|| black_box(&frame).to_json())
     });

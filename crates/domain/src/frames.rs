@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::inbox::InboxCounts;
 use crate::notification::Notification;
 
 /// Frames the gateway sends to a client.
@@ -24,7 +25,7 @@ pub enum ServerFrame {
         version: i64,
     },
     /// One notification, live or replayed.
-    Notification(Notification),
+    Notification(NotificationFrame),
     /// Notifications were marked read (on any device of the user); `unread`
     /// and `version` are the state after the change: keep the highest version.
     Read {
@@ -42,6 +43,40 @@ pub enum ServerFrame {
     Pong,
     /// The client sent something the gateway could not act on.
     Error { code: ErrorCode, message: String },
+}
+
+/// A notification as sent on the socket. A live one (published by the
+/// transaction that stored it) also carries the user's unread count and
+/// state version right after that transaction; one sent from storage
+/// (resume, gaps) carries neither.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct NotificationFrame {
+    #[serde(flatten)]
+    pub notification: Notification,
+    /// The user's unread count after the transaction that stored it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread: Option<i64>,
+    /// The state version `unread` belongs to: keep the count of the highest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+}
+
+impl NotificationFrame {
+    /// A live frame: the notification with its user's counts after storing it.
+    pub fn live(notification: Notification, counts: Option<InboxCounts>) -> Self {
+        Self {
+            notification,
+            unread: counts.map(|c| c.unread),
+            version: counts.map(|c| c.version),
+        }
+    }
+}
+
+/// A notification sent from storage: no counts.
+impl From<Notification> for NotificationFrame {
+    fn from(notification: Notification) -> Self {
+        Self::live(notification, None)
+    }
 }
 
 /// Machine-readable reason in an `error` frame.
@@ -101,7 +136,7 @@ mod tests {
     #[test]
     fn notification_frame_has_flat_fields_and_type() {
         let id = Uuid::now_v7();
-        let frame = ServerFrame::Notification(Notification {
+        let notification = Notification {
             id,
             user_id: "u1".into(),
             seq: 3,
@@ -116,16 +151,27 @@ mod tests {
             archived_at: None,
             locale: None,
             muted: false,
-            unread: None,
-            version: None,
-        });
+        };
+        // From storage: the notification's fields only.
+        let frame = ServerFrame::Notification(notification.clone().into());
         let value: serde_json::Value = serde_json::from_str(&frame.to_json()).unwrap();
-        assert_eq!(
-            value,
-            json!({"type":"notification","id":id,"user_id":"u1","seq":3,"title":"t","body":"b",
-                   "priority":"high","category":null,"data":null,"created_at":"2026-01-02T03:04:05Z",
-                   "expires_at":null})
-        );
+        let stored = json!({"type":"notification","id":id,"user_id":"u1","seq":3,"title":"t",
+            "body":"b","priority":"high","category":null,"data":null,
+            "created_at":"2026-01-02T03:04:05Z","expires_at":null});
+        assert_eq!(value, stored);
+        assert_eq!(serde_json::from_value::<ServerFrame>(value).unwrap(), frame);
+
+        // Live: the same fields plus the user's counts after storing it.
+        let counts = InboxCounts {
+            unread: 4,
+            version: 9,
+        };
+        let frame = ServerFrame::Notification(NotificationFrame::live(notification, Some(counts)));
+        let value: serde_json::Value = serde_json::from_str(&frame.to_json()).unwrap();
+        let mut live = stored;
+        live["unread"] = json!(4);
+        live["version"] = json!(9);
+        assert_eq!(value, live);
         assert_eq!(serde_json::from_value::<ServerFrame>(value).unwrap(), frame);
     }
 

@@ -33,3 +33,11 @@ pub struct ChangeResult {
     pub unread: i64,
     pub version: i64,
 }
+
+/// A user's unread count and the state `version` it belongs to, as one
+/// transaction left them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxCounts {
+    pub unread: i64,
+    pub version: i64,
+}

@@ -16,8 +16,8 @@ pub mod typescript;
 pub mod validation;
 
 pub use dead_letter::DeadLetter;
-pub use frames::{ClientFrame, ServerFrame};
-pub use inbox::{ChangeResult, InboxPage, UnreadState};
+pub use frames::{ClientFrame, NotificationFrame, ServerFrame};
+pub use inbox::{ChangeResult, InboxCounts, InboxPage, UnreadState};
 pub use keys::KeySpace;
 pub use notification::{NewNotification, Notification, NotificationRequest, Priority, TemplateRef};
 pub use preferences::Preferences;

@@ -437,15 +437,6 @@ pub struct Notification {
     /// Stored while its category was muted: history only, never pushed or counted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub muted: bool,
-    /// Live frames only: the user's unread count right after the
-    /// transaction that stored this notification (with `version`); absent
-    /// in the inbox API and on notifications sent from storage.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unread: Option<i64>,
-    /// Live frames only: the user's state `version` that `unread` belongs
-    /// to; like every count, keep it only if its version is the highest seen.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<i64>,
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use ts_rs::{Config, TS};
 
-use crate::frames::{ClientFrame, ErrorCode, ServerFrame};
+use crate::frames::{ClientFrame, ErrorCode, NotificationFrame, ServerFrame};
 use crate::inbox::{ChangeResult, InboxPage, UnreadState};
 use crate::notification::{Notification, Priority};
 use crate::preferences::Preferences;
@@ -20,6 +20,7 @@ pub fn wire_types() -> String {
         declaration::<serde_json::Value>(&cfg),
         declaration::<Priority>(&cfg),
         declaration::<Notification>(&cfg),
+        declaration::<NotificationFrame>(&cfg),
         declaration::<ErrorCode>(&cfg),
         declaration::<ServerFrame>(&cfg),
         declaration::<ClientFrame>(&cfg),

@@ -35,6 +35,7 @@ fn every_frame_and_answer_is_declared() {
         "JsonValue",
         "Priority",
         "Notification",
+        "NotificationFrame",
         "ErrorCode",
         "ServerFrame",
         "ClientFrame",

@@ -166,6 +166,15 @@ fn check_origin(origin: &str) -> Result<(), &'static str> {
     if authority.is_empty() || authority.contains(['/', '?', '#', ' ', '*']) {
         return Err("must be scheme://host[:port], without path or trailing slash");
     }
+    // Compared byte for byte with what browsers send: lowercase, and
+    // without the scheme's default port.
+    if origin.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err("must be lowercase, as browsers send it");
+    }
+    let default_port = if scheme == "https" { ":443" } else { ":80" };
+    if authority.ends_with(default_port) {
+        return Err("must leave out the scheme's default port, as browsers do");
+    }
     Ok(())
 }
 
@@ -405,7 +414,13 @@ mod tests {
         // Other string settings are not split at commas.
         let settings = load(&[("HERALD__LOG__LEVEL", "info,ws_gateway=debug")]).unwrap();
         assert_eq!(settings.log.level, "info,ws_gateway=debug");
-        for bad in ["app.example.com", "https://app.example.com/", "ftp://x"] {
+        for bad in [
+            "app.example.com",
+            "https://app.example.com/",
+            "ftp://x",
+            "https://App.example.com",
+            "https://app.example.com:443",
+        ] {
             let err = load(&[("HERALD__GATEWAY__ALLOWED_ORIGINS", bad)])
                 .unwrap_err()
                 .to_string();

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use domain::{NewNotification, Priority, ServerFrame, published};
+use domain::{NewNotification, NotificationFrame, Priority, ServerFrame, published};
 use platform::db::{DbError, DbPool};
 use platform::redis::{ReadFrom, RedisError, RedisStore, StreamEntry};
 use platform::rendering::{Renderer, TemplateLookupError, Wanted};
@@ -248,7 +248,9 @@ impl Consumer {
                 let span = trace.stage_of(&n.id, "publish");
                 let context = span.as_ref().and_then(traceparent::of);
                 publishing.extend(span);
-                let frame = ServerFrame::Notification(n.clone()).to_json();
+                let counts = stored.counts.get(&n.user_id).copied();
+                let frame =
+                    ServerFrame::Notification(NotificationFrame::live(n.clone(), counts)).to_json();
                 (
                     n.user_id.as_str(),
                     published::encode(frame, context.as_deref()),

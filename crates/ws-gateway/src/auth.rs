@@ -12,6 +12,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::error::GatewayError;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     /// The user id.
@@ -111,6 +113,27 @@ pub fn bearer_token(req: &HttpRequest) -> Result<String, AuthError> {
         .or_else(|| value.strip_prefix("bearer "))
         .ok_or(AuthError::Missing)?;
     Ok(token.trim().to_owned())
+}
+
+/// A client that offers subprotocols must offer `herald.v1`: the handshake
+/// has to select one of them, and a browser fails a connection whose answer
+/// names none, after the server has already set it up.
+pub fn check_offered_protocols(req: &HttpRequest) -> Result<(), GatewayError> {
+    let mut offered = req
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|protocol| !protocol.is_empty())
+        .peekable();
+    if offered.peek().is_none() || offered.any(|protocol| protocol == PROTOCOL) {
+        Ok(())
+    } else {
+        Err(GatewayError::BadQuery(format!(
+            "offer the subprotocol {PROTOCOL} (Sec-WebSocket-Protocol: {PROTOCOL}, herald.token.<jwt>)"
+        )))
+    }
 }
 
 /// The token of a WebSocket upgrade: from the subprotocol list

@@ -31,6 +31,7 @@ pub async fn connect(
     // Refuse other sites' pages and bad tokens before upgrading, so both
     // are plain HTTP answers (403, 401).
     state.origins.check(&req)?;
+    auth::check_offered_protocols(&req)?;
     let claims = state.verifier.verify(&websocket_token(&req)?)?;
     let since = web::Query::<ConnectQuery>::from_query(req.query_string())
         .map_err(|err| GatewayError::BadQuery(err.to_string()))?

@@ -18,10 +18,10 @@ use crate::error::GatewayError;
 /// How long a browser may cache a preflight answer.
 const PREFLIGHT_MAX_AGE_SECS: usize = 600;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AllowedOrigins(Arc<Allowed>);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Allowed {
     any: bool,
     origins: HashSet<String>,

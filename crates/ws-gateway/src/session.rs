@@ -273,7 +273,8 @@ impl Connection {
                 if notification.muted {
                     continue;
                 }
-                self.send(ServerFrame::Notification(notification)).await?;
+                self.send(ServerFrame::Notification(notification.into()))
+                    .await?;
                 sent += 1;
                 // After every frame, not only every page: writing a page to
                 // a slow socket can take as long as the live queue takes to

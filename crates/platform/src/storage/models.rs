@@ -97,8 +97,6 @@ impl NotificationInsert<'_> {
             archived_at: None,
             locale: self.locale.map(str::to_owned),
             muted: false,
-            unread: None,
-            version: None,
         })
     }
 }
@@ -146,8 +144,6 @@ impl NotificationRow {
             archived_at: self.archived_at,
             locale: self.locale,
             muted: self.muted,
-            unread: None,
-            version: None,
         })
     }
 }

@@ -87,7 +87,7 @@ async fn stores_publishes_and_acks_with_gapless_seq() {
             .unwrap()
             .into_iter()
             .map(|n| {
-                let frame = domain::ServerFrame::Notification(n.clone()).to_json();
+                let frame = domain::ServerFrame::Notification(n.clone().into()).to_json();
                 (n.id, serde_json::from_str(&frame).unwrap())
             })
             .collect();
@@ -105,6 +105,8 @@ async fn stores_publishes_and_acks_with_gapless_seq() {
         let (Some(version), Some(unread)) = (version, unread) else {
             panic!("a live frame carries unread and version: {value}");
         };
+        // Every alice notification is unread and unmuted: the count after
+        // the transaction that stored seq covers it.
         assert!(
             unread >= seq,
             "the count after storing seq {seq} covers it: {unread}"

@@ -381,5 +381,38 @@ async fn a_first_round_creates_inboxes_in_their_final_state() {
             .map(|n| n.seq)
             .collect();
         assert_eq!(seqs, (1..=last_seq).collect::<Vec<_>>(), "{user}: no gap");
+        // What the live frames carry: the state the transaction left, for
+        // new inboxes and moved ones alike.
+        assert_eq!(
+            stored.counts.get(user).map(|c| (c.unread, c.version)),
+            Some((unread, version)),
+            "{user}: counts of the round"
+        );
     }
+
+    // A redelivery moves no inbox: its frames carry no counts.
+    let again = testkit::store_prepared(&mut conn, &batch, now)
+        .await
+        .unwrap();
+    assert_eq!(again.inserted, 0);
+    assert!(
+        !again.visible.is_empty(),
+        "redelivered ones are published again"
+    );
+    assert!(again.counts.is_empty(), "{:?}", again.counts);
+
+    // A round of muted ones only: the version moves, the count does not.
+    let muted: Vec<Prepared> = vec![Prepared {
+        muted: true,
+        ..notification("kai", 2, Priority::Normal).into()
+    }];
+    let stored = testkit::store_prepared(&mut conn, &muted, now)
+        .await
+        .unwrap();
+    let kai = inbox::state(&mut conn, "kai").await.unwrap();
+    assert_eq!((kai.unread, kai.version), (2, 3));
+    assert_eq!(
+        stored.counts.get("kai").map(|c| (c.unread, c.version)),
+        Some((2, 3))
+    );
 }

@@ -71,6 +71,22 @@ async fn preflight_is_answered_for_allowed_origins_only() {
             .is_none(),
         "tokens travel in a header: no credentials"
     );
+    assert_eq!(allowed.headers()[header::ACCESS_CONTROL_MAX_AGE], "600");
+
+    // PUT /v1/me/preferences sends JSON: content-type must be allowed too.
+    let put = reqwest::Client::new()
+        .request(Method::OPTIONS, url(&gw, "/v1/me/preferences"))
+        .header(header::ORIGIN, APP)
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "PUT")
+        .header(
+            header::ACCESS_CONTROL_REQUEST_HEADERS,
+            "authorization, content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    assert_eq!(allow_origin(&put), Some(APP));
 
     // Another site's page gets no CORS headers, and a problem+json answer.
     let refused = preflight(&gw, OTHER, "POST").await;
@@ -112,6 +128,14 @@ async fn inbox_answers_carry_cors_headers_for_allowed_origins_only() {
     assert_eq!(allow_origin(&allowed), Some(APP));
     let vary = allowed.headers()[header::VARY].to_str().unwrap();
     assert!(vary.to_ascii_lowercase().contains("origin"), "{vary}");
+    let exposed = allowed.headers()[header::ACCESS_CONTROL_EXPOSE_HEADERS]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        exposed.contains("retry-after") && exposed.contains("www-authenticate"),
+        "{exposed}"
+    );
 
     // The request is answered, but without the header the browser keeps the
     // answer from the other site's page.
@@ -211,6 +235,18 @@ async fn the_token_may_travel_in_the_subprotocol_list() {
     assert_eq!(hello["type"], "hello");
     assert_eq!(hello["user_id"], "carol");
 
+    // Subprotocols without herald.v1: no handshake could succeed.
+    let refused = WsClient::connect_with_headers(
+        gw.port,
+        "/v1/ws",
+        &[("sec-websocket-protocol", &format!("herald.token.{token}"))],
+    )
+    .await
+    .err()
+    .expect("herald.v1 must be offered");
+    assert_eq!(refused.status, 400);
+    assert!(refused.body.contains("herald.v1"), "{}", refused.body);
+
     // A wrong token there is a 401 like anywhere else.
     let refused = WsClient::connect_with_headers(
         gw.port,
@@ -224,4 +260,40 @@ async fn the_token_may_travel_in_the_subprotocol_list() {
     .err()
     .expect("a bad token is refused");
     assert_eq!(refused.status, 401);
+}
+
+#[tokio::test]
+async fn no_origin_is_allowed_by_default_and_star_allows_any() {
+    let by_default = TestGateway::spawn().await;
+    let authorization = format!("Bearer {}", by_default.env.token("alice", 300));
+    let refused = WsClient::connect_with_headers(
+        by_default.port,
+        "/v1/ws",
+        &[("authorization", &authorization), ("origin", APP)],
+    )
+    .await
+    .err()
+    .expect("no browser origin is allowed unless configured");
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        allow_origin(&preflight(&by_default, APP, "POST").await),
+        None
+    );
+
+    let mut env = TestEnv::new().await;
+    env.set("HERALD__GATEWAY__ALLOWED_ORIGINS", "*");
+    let any = TestGateway::spawn_in(env).await;
+    let authorization = format!("Bearer {}", any.env.token("alice", 300));
+    let (mut client, _) = WsClient::connect_with_headers(
+        any.port,
+        "/v1/ws",
+        &[("authorization", &authorization), ("origin", OTHER)],
+    )
+    .await
+    .unwrap_or_else(|refused| panic!("{refused:?}"));
+    assert_eq!(client.next_json(WAIT).await.unwrap()["type"], "hello");
+    assert_eq!(
+        allow_origin(&preflight(&any, OTHER, "POST").await),
+        Some(OTHER)
+    );
 }

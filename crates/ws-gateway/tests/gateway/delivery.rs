@@ -88,7 +88,7 @@ async fn resume_frame_and_gaps_are_filled_from_storage_duplicates_dropped() {
     .await
     .unwrap()
     .visible;
-    let frame = |i: usize| domain::ServerFrame::Notification(stored[i].clone()).to_json();
+    let frame = |i: usize| domain::ServerFrame::Notification(stored[i].clone().into()).to_json();
     gw.redis
         .publish_to_users(&[("sid", frame(2))])
         .await
@@ -115,7 +115,7 @@ async fn resume_frame_and_gaps_are_filled_from_storage_duplicates_dropped() {
     gw.redis
         .publish_to_users(&[(
             "sid",
-            domain::ServerFrame::Notification(more[0].clone()).to_json(),
+            domain::ServerFrame::Notification(more[0].clone().into()).to_json(),
         )])
         .await
         .unwrap();
@@ -370,7 +370,7 @@ async fn a_resume_from_the_future_does_not_swallow_what_comes_next() {
     gw.redis
         .publish_to_users(&[(
             "yara",
-            domain::ServerFrame::Notification(stored[0].clone()).to_json(),
+            domain::ServerFrame::Notification(stored[0].clone().into()).to_json(),
         )])
         .await
         .unwrap();

@@ -24,11 +24,11 @@
 mod statements;
 mod store;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
-use domain::{NewNotification, Notification, Preferences};
+use domain::{InboxCounts, NewNotification, Notification, Preferences};
 use uuid::Uuid;
 
 pub use super::models::Prepared;
@@ -48,6 +48,9 @@ pub struct StoredBatch {
     pub duplicates: HashSet<Uuid>,
     /// Ids newly stored as expired: no `seq`, not unread, not published.
     pub expired: HashSet<Uuid>,
+    /// The unread count and version of every user whose inbox this call
+    /// moved, as it left them (what the live frames carry).
+    pub counts: HashMap<String, InboxCounts>,
 }
 
 impl StoredBatch {
@@ -57,6 +60,8 @@ impl StoredBatch {
         self.inserted += other.inserted;
         self.duplicates.extend(other.duplicates);
         self.expired.extend(other.expired);
+        // A later round's state is newer.
+        self.counts.extend(other.counts);
     }
 }
 

@@ -13,7 +13,7 @@ use diesel::sql_types::{
     Array, BigInt, Bool, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::Notification;
+use domain::{InboxCounts, Notification};
 use futures_util::future::try_join;
 use uuid::Uuid;
 
@@ -271,13 +271,6 @@ pub(super) async fn advance_inboxes(
         .into_iter()
         .map(|(user, unread, version)| (user, InboxCounts { unread, version }))
         .collect())
-}
-
-/// A user's unread count and the state version it belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct InboxCounts {
-    pub unread: i64,
-    pub version: i64,
 }
 
 /// Inserts the rows with [`InsertUnnest`].

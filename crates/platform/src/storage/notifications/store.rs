@@ -8,12 +8,12 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::{NewNotification, Notification, Preferences};
+use domain::{InboxCounts, NewNotification, Notification, Preferences};
 use futures_util::future::{try_join3, try_join4};
 use uuid::Uuid;
 
 use super::statements::{
-    CreateInboxes, InboxCounts, advance_inboxes, insert_rows, load_visible, lock_and_check,
+    CreateInboxes, advance_inboxes, insert_rows, load_visible, lock_and_check,
 };
 use super::{StoredBatch, Unprepared};
 use crate::db::DbError;
@@ -24,7 +24,7 @@ use crate::storage::{pipelined_tx, preferences};
 type LastSeqs = HashMap<String, i64>;
 
 /// Each user's unread count and version as this transaction leaves them.
-type Counts = HashMap<String, InboxCounts>;
+pub(super) type Counts = HashMap<String, InboxCounts>;
 
 /// Stores `batch` (see [`super::store_preparing`]); runs inside
 /// [`pipelined_tx::run`], which rolls back on an error.
@@ -55,7 +55,7 @@ pub(super) async fn store_in_tx(
     let numbered = number(&prepared, &mut last_seqs, &created, now)?;
     let (earlier, mut counts) = write_and_commit(conn, &numbered, &last_seqs, &stored).await?;
     counts.extend(created);
-    Ok(round.finish(batch, &ids, numbered, earlier, &counts))
+    Ok(round.finish(batch, &ids, numbered, earlier, counts))
 }
 
 /// First round trip: `BEGIN`, the users' inbox rows locked (their
@@ -128,8 +128,8 @@ impl Round {
     }
 
     /// The outcome: what was inserted, and every visible notification of
-    /// the batch in batch order (new ones as numbered, with their user's
-    /// counts after this transaction; redelivered ones as stored then);
+    /// the batch in batch order (new ones as numbered, redelivered ones as
+    /// stored then), and the counts of the users this transaction moved;
     /// every index of a refused id, with why.
     fn finish(
         mut self,
@@ -137,7 +137,7 @@ impl Round {
         ids: &[Uuid],
         numbered: Numbered<'_>,
         earlier: Vec<Notification>,
-        counts: &Counts,
+        counts: Counts,
     ) -> (StoredBatch, Vec<Unprepared>) {
         let unprepared = batch
             .iter()
@@ -154,16 +154,11 @@ impl Round {
             .rows
             .iter()
             .filter_map(NotificationInsert::to_visible)
-            .map(|mut n| {
-                if let Some(after) = counts.get(&n.user_id) {
-                    n.unread = Some(after.unread);
-                    n.version = Some(after.version);
-                }
-                (n.id, n)
-            })
+            .map(|n| (n.id, n))
             .collect();
         by_id.extend(earlier.into_iter().map(|n| (n.id, n)));
         self.outcome.visible = ids.iter().filter_map(|id| by_id.remove(id)).collect();
+        self.outcome.counts = counts;
         (self.outcome, unprepared)
     }
 }
