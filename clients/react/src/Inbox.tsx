@@ -390,39 +390,50 @@ function InboxItem({ notification: n, position, setSize, now, locale, labels, on
       </div>
       <div className="herald-item__actions">
         {!read && (
-          <button
-            type="button"
-            className="herald-icon-button"
-            data-herald="mark-read"
-            aria-label={`${labels.markRead}: ${n.title}`}
-            title={labels.markRead}
+          <IconButton
+            action="mark-read"
+            label={labels.markRead}
+            subject={n.title}
+            path={CHECK_PATH}
+            strokeWidth="2.2"
             onClick={() => onMarkRead(n)}
-          >
-            <svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true" focusable="false">
-              <path fill="none" stroke="currentColor" strokeWidth="2.2" strokeLinecap="round" strokeLinejoin="round" d="M5 12.5l4.5 4.5L19 7.5" />
-            </svg>
-          </button>
+          />
         )}
-        <button
-          type="button"
-          className="herald-icon-button"
-          data-herald="archive"
-          aria-label={`${labels.archive}: ${n.title}`}
-          title={labels.archive}
-          onClick={() => onArchive(n)}
-        >
-          <svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true" focusable="false">
-            <path
-              fill="none"
-              stroke="currentColor"
-              strokeWidth="2"
-              strokeLinecap="round"
-              strokeLinejoin="round"
-              d="M3.5 5.5h17v4h-17zM5 9.5v9a1 1 0 0 0 1 1h12a1 1 0 0 0 1-1v-9M10 13h4"
-            />
-          </svg>
-        </button>
+        <IconButton action="archive" label={labels.archive} subject={n.title} path={ARCHIVE_PATH} onClick={() => onArchive(n)} />
       </div>
     </article>
+  );
+}
+
+const CHECK_PATH = "M5 12.5l4.5 4.5L19 7.5";
+const ARCHIVE_PATH = "M3.5 5.5h17v4h-17zM5 9.5v9a1 1 0 0 0 1 1h12a1 1 0 0 0 1-1v-9M10 13h4";
+
+interface IconButtonProps {
+  /** The `data-herald` name tests and styles use. */
+  action: string;
+  label: string;
+  /** What the action applies to, for the accessible name. */
+  subject: string;
+  /** The icon: one SVG path on a 24x24 grid, stroked. */
+  path: string;
+  strokeWidth?: string;
+  onClick(): void;
+}
+
+/** A per-item action: an icon button named "<label>: <subject>". */
+function IconButton({ action, label, subject, path, strokeWidth = "2", onClick }: IconButtonProps) {
+  return (
+    <button
+      type="button"
+      className="herald-icon-button"
+      data-herald={action}
+      aria-label={`${label}: ${subject}`}
+      title={label}
+      onClick={onClick}
+    >
+      <svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true" focusable="false">
+        <path fill="none" stroke="currentColor" strokeWidth={strokeWidth} strokeLinecap="round" strokeLinejoin="round" d={path} />
+      </svg>
+    </button>
   );
 }
