@@ -188,11 +188,10 @@ def check_deployment(where: str, doc: dict, overlay: str) -> None:
             fail(where, "HERALD__WORKER__CONSUMER_NAME must come from fieldRef metadata.name")
     if name == "ingest-api" and env.get("HERALD__TEMPLATES__DIR", {}).get("value") != "/app/templates":
         fail(where, "HERALD__TEMPLATES__DIR must be /app/templates")
-    replicas = doc.get("spec", {}).get("replicas", 1)
-    if overlay.endswith("production") and replicas < 2:
-        fail(where, f"production needs replicas >= 2 (got {replicas})")
-    if overlay.endswith("dev") and replicas != 1:
-        fail(where, f"dev runs 1 replica (got {replicas})")
+    # Every Deployment is owned by an autoscaler (checked in check_objects):
+    # a replica count here would reset it on every `kubectl apply`.
+    if "replicas" in doc.get("spec", {}):
+        fail(where, "no spec.replicas on an autoscaled Deployment (the HPA / ScaledObject owns it)")
 
 
 def check_redis_trigger(where: str, trig: dict) -> None:
@@ -240,13 +239,24 @@ def check_objects(path: str, docs: list[dict], keda_validators: dict) -> None:
             fail(path, f"no Service for {s}")
         if s not in pdbs:
             fail(path, f"no PodDisruptionBudget for {s}")
-    if path.endswith("production"):
-        for pdb in by_kind.get("PodDisruptionBudget", []):
-            if "minAvailable" not in pdb.get("spec", {}):
-                fail(f"{path}: {obj_name(pdb)}", "production PDBs use minAvailable")
-    hpa_targets = {h["spec"]["scaleTargetRef"]["name"] for h in by_kind.get("HorizontalPodAutoscaler", [])}
+    for pdb in by_kind.get("PodDisruptionBudget", []):
+        # minAvailable is absolute whatever the replica count: at 30 pods,
+        # minAvailable 2 lets a drain evict 28 at once.
+        spec = pdb.get("spec", {})
+        if spec.get("minAvailable") is not None or spec.get("maxUnavailable") is None:
+            fail(f"{path}: {obj_name(pdb)}", "PDBs use maxUnavailable (a count or a percentage), not minAvailable")
+    hpas = by_kind.get("HorizontalPodAutoscaler", [])
+    hpa_targets = {h["spec"]["scaleTargetRef"]["name"] for h in hpas}
     if hpa_targets != {"ingest-api", "ws-gateway"}:
         fail(path, f"HPAs must target ingest-api and ws-gateway only (KEDA owns stream-worker), got {sorted(hpa_targets)}")
+    minimums = [(obj_name(h), h["spec"].get("minReplicas", 1)) for h in hpas] + [
+        (obj_name(so), so["spec"].get("minReplicaCount", 0)) for so in by_kind.get("ScaledObject", [])
+    ]
+    for name, minimum in minimums:
+        if path.endswith("production") and minimum < 2:
+            fail(f"{path}: {name}", f"production keeps at least 2 replicas (minimum {minimum})")
+        if path.endswith("dev") and minimum != 1:
+            fail(f"{path}: {name}", f"dev runs 1 replica (minimum {minimum})")
     if not any(j.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [{}])[0].get("args") == ["migrate"]
                for j in by_kind.get("Job", [])):
         fail(path, "no migration Job running `stream-worker migrate`")
