@@ -1,6 +1,7 @@
 //! The PostgreSQL pool (diesel-async on deadpool, with explicit timeouts),
-//! start-up waiting with backoff, and migrations run under an advisory lock
-//! so two processes migrating at once cannot interleave.
+//! start-up waiting with backoff, and migrations run under a transaction's
+//! advisory lock so two processes migrating at once cannot interleave, even
+//! through a pooler.
 
 use std::time::Duration;
 
@@ -149,14 +150,22 @@ pub async fn wait_until_reachable(pool: &DbPool) {
         .await;
 }
 
-/// Applies pending migrations, holding a session-level advisory lock on a
-/// separate connection for the duration, and returns the versions applied.
+/// Applies pending migrations, holding an advisory lock for the duration,
+/// and returns the versions applied.
+///
+/// The lock is transaction-scoped (`pg_advisory_xact_lock` inside an open
+/// transaction on a connection of its own): behind a pooler in transaction
+/// mode that transaction keeps its one server connection, and the lock
+/// ends with it whatever happens (commit, error, a killed process). A
+/// session lock could be taken on one server connection and released on
+/// another, and the next migration would wait forever.
 ///
 /// Must run on a multi-thread tokio runtime: diesel-async's harness uses
 /// `block_in_place` (here on a blocking thread of its own).
 pub async fn run_migrations(url: &SecretString) -> Result<Vec<String>, DbError> {
     let mut lock_conn = AsyncPgConnection::establish(url.expose_secret()).await?;
-    diesel::sql_query("SELECT pg_advisory_lock($1)")
+    diesel::sql_query("BEGIN").execute(&mut lock_conn).await?;
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
         .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
         .execute(&mut lock_conn)
         .await?;
@@ -173,9 +182,7 @@ pub async fn run_migrations(url: &SecretString) -> Result<Vec<String>, DbError> 
     })
     .await
     .unwrap_or_else(|err| Err(DbError::Migration(format!("migration task failed: {err}"))));
-    diesel::sql_query("SELECT pg_advisory_unlock($1)")
-        .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
-        .execute(&mut lock_conn)
-        .await?;
+    // Ends the transaction, and with it the lock.
+    diesel::sql_query("COMMIT").execute(&mut lock_conn).await?;
     applied
 }

@@ -29,6 +29,8 @@ pub struct Settings {
 pub struct DatabaseSettings {
     /// `postgres://user:password@host:port/database`; may hold a password.
     pub url: SecretString,
+    /// A direct URL (not through a pooler) for migrations; empty: `url`.
+    pub migration_url: SecretString,
     pub pool_size: usize,
     pub connect_timeout_ms: u64,
     pub acquire_timeout_ms: u64,
@@ -95,6 +97,25 @@ pub struct WorkerSettings {
     pub prune_idle_consumers_secs: u64,
     /// After SIGTERM, the batch in hand may take this long before the process exits anyway.
     pub shutdown_timeout_ms: u64,
+}
+
+impl DatabaseSettings {
+    /// Where migrations run: `migration_url`, else `url`.
+    pub fn migration_url(&self) -> &SecretString {
+        if self.migration_url.expose_secret().is_empty() {
+            &self.url
+        } else {
+            &self.migration_url
+        }
+    }
+
+    /// These settings with migrations' URL as the pool's.
+    pub fn for_migrations(&self) -> Self {
+        Self {
+            url: self.migration_url().clone(),
+            ..self.clone()
+        }
+    }
 }
 
 impl WorkerSettings {
@@ -225,6 +246,16 @@ impl Settings {
             return fail(
                 "database.url",
                 "must start with postgres:// or postgresql://",
+            );
+        }
+        let migration_url = self.database.migration_url.expose_secret();
+        if !(migration_url.is_empty()
+            || migration_url.starts_with("postgres://")
+            || migration_url.starts_with("postgresql://"))
+        {
+            return fail(
+                "database.migration_url",
+                "must be empty or start with postgres:// or postgresql://",
             );
         }
         if self.database.pool_size == 0 {
@@ -426,6 +457,34 @@ mod tests {
                 .to_string();
             assert!(err.contains("gateway.allowed_origins"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn migrations_use_their_own_url_when_given() {
+        let settings =
+            load(&[("HERALD__DATABASE__URL", "postgres://app@pooler:6432/herald")]).unwrap();
+        assert_eq!(
+            settings.database.migration_url().expose_secret(),
+            "postgres://app@pooler:6432/herald"
+        );
+        let settings = load(&[
+            ("HERALD__DATABASE__URL", "postgres://app@pooler:6432/herald"),
+            (
+                "HERALD__DATABASE__MIGRATION_URL",
+                "postgres://owner@pg:5432/herald",
+            ),
+        ])
+        .unwrap();
+        let direct = settings.database.for_migrations();
+        assert_eq!(
+            direct.url.expose_secret(),
+            "postgres://owner@pg:5432/herald"
+        );
+        assert_eq!(direct.pool_size, settings.database.pool_size);
+        let err = load(&[("HERALD__DATABASE__MIGRATION_URL", "mysql://x")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database.migration_url"), "{err}");
     }
 
     #[test]

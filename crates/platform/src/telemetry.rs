@@ -1,6 +1,8 @@
 //! Structured logs and traces through `tracing`.
 //!
-//! Logs: one line per event on stderr, JSON when `log.format = "json"`.
+//! Logs: one line per event on stderr, JSON when `log.format = "json"`;
+//! while spans are exported, a JSON line logged inside a span carries that
+//! span's `trace_id` and `span_id`, so a log search joins the trace.
 //! Secrets never reach a log line because they are `SecretString`s whose
 //! `Debug` prints a placeholder.
 //!
@@ -13,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use opentelemetry::propagation::TextMapPropagator;
@@ -20,10 +23,14 @@ use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::dispatcher::WeakDispatch;
 use tracing::{Level, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::format::{Format, Json, JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
@@ -98,13 +105,9 @@ pub fn init(service: &'static str, settings: &LogSettings) -> Telemetry {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    let installed_as = DispatchCell::default();
     let logs = match settings.format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_writer(std::io::stderr)
-            .boxed(),
+        LogFormat::Json => json_logs(std::io::stderr, installed_as.clone()).boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_target(true)
             .with_writer(std::io::stderr)
@@ -130,6 +133,10 @@ pub fn init(service: &'static str, settings: &LogSettings) -> Telemetry {
     if installed.is_err() {
         return Telemetry { provider: None };
     }
+    if provider.is_some() {
+        // Log lines look their span's trace ids up through it.
+        tracing::dispatcher::get_default(|dispatch| installed_as.set(dispatch));
+    }
     EXPORTING.store(provider.is_some(), Ordering::Relaxed);
     tracing::info!(
         service,
@@ -141,6 +148,89 @@ pub fn init(service: &'static str, settings: &LogSettings) -> Telemetry {
         tracing::error!(%err, "cannot set up the OTLP trace exporter; tracing is off");
     }
     Telemetry { provider }
+}
+
+/// The subscriber the log layer was installed in, set right after: while
+/// an event is dispatched, `tracing` answers no default dispatcher (it
+/// guards against re-entry), and the span's OpenTelemetry context is only
+/// reachable through it.
+#[derive(Clone, Default)]
+struct DispatchCell(Arc<OnceLock<WeakDispatch>>);
+
+impl DispatchCell {
+    fn set(&self, dispatch: &tracing::Dispatch) {
+        let _ = self.0.set(dispatch.downgrade());
+    }
+
+    fn get(&self) -> Option<tracing::Dispatch> {
+        self.0.get().and_then(WeakDispatch::upgrade)
+    }
+}
+
+/// JSON log lines, one per event, with the current span's trace ids.
+fn json_logs<S, W>(writer: W, installed_as: DispatchCell) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let format = tracing_subscriber::fmt::format()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false);
+    tracing_subscriber::fmt::layer()
+        .fmt_fields(JsonFields::new())
+        .event_format(WithTraceIds {
+            format,
+            installed_as,
+        })
+        .with_writer(writer)
+}
+
+/// The JSON format plus `"trace_id"` and `"span_id"` (W3C hex, as the
+/// trace backend shows them) of the span the event is in, when it is traced.
+struct WithTraceIds {
+    format: Format<Json>,
+    installed_as: DispatchCell,
+}
+
+impl<S, N> FormatEvent<S, N> for WithTraceIds
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        // Unset without an exporter: nothing to join then.
+        let traced = ctx.lookup_current().and_then(|span| {
+            let dispatch = self.installed_as.get()?;
+            tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)
+        });
+        let ids = traced.and_then(|context| {
+            let span_context = context.span().span_context().clone();
+            span_context
+                .is_valid()
+                .then(|| (span_context.trace_id(), span_context.span_id()))
+        });
+        let Some((trace_id, span_id)) = ids else {
+            return self.format.format_event(ctx, writer, event);
+        };
+        // The JSON format writes one object and a newline: the ids go in
+        // before its closing brace.
+        let mut line = String::new();
+        self.format
+            .format_event(ctx, Writer::new(&mut line), event)?;
+        match line.trim_end().strip_suffix('}') {
+            Some(object) => writeln!(
+                writer,
+                r#"{object},"trace_id":"{trace_id}","span_id":"{span_id}"}}"#
+            ),
+            None => writer.write_str(&line),
+        }
+    }
 }
 
 /// W3C trace context carried between services: inside the stream entry
@@ -207,6 +297,66 @@ mod tests {
         assert!(
             traceparent::parse("00-00000000000000000000000000000000-0000000000000000-01").is_none()
         );
+    }
+
+    #[test]
+    fn json_log_lines_carry_the_trace_and_span_of_their_span() {
+        use std::sync::{Arc, Mutex};
+
+        use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        use tracing_subscriber::layer::SubscriberExt;
+
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+
+        let lines = Lines::default();
+        let written = lines.clone();
+        // Spans recorded, none exported: the ids exist all the same.
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let installed_as = super::DispatchCell::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(super::json_logs(
+                move || written.clone(),
+                installed_as.clone(),
+            ))
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let expected = tracing::subscriber::with_default(subscriber, || {
+            tracing::dispatcher::get_default(|dispatch| installed_as.set(dispatch));
+            tracing::info!(outside = true, "no span");
+            let span = tracing::info_span!("round");
+            let _entered = span.enter();
+            tracing::info!(inside = true, "in a span");
+            let context = span.context();
+            let span_context = context.span().span_context().clone();
+            (
+                span_context.trace_id().to_string(),
+                span_context.span_id().to_string(),
+            )
+        });
+
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("JSON: {line}")))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["message"], "no span");
+        assert!(lines[0].get("trace_id").is_none(), "{}", lines[0]);
+        assert_eq!(lines[1]["message"], "in a span");
+        assert_eq!(lines[1]["inside"], true);
+        assert_eq!(lines[1]["trace_id"], expected.0.as_str());
+        assert_eq!(lines[1]["span_id"], expected.1.as_str());
+        assert_eq!(expected.0.len(), 32);
     }
 
     #[test]

@@ -27,9 +27,11 @@ async fn main() -> ExitCode {
 }
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let pool = db::pool(&settings.database)?;
+    // Straight to PostgreSQL (`database.migration_url`), not through a pooler.
+    let direct = settings.database.for_migrations();
+    let pool = db::pool(&direct)?;
     db::wait_until_reachable(&pool).await;
-    let applied = db::run_migrations(&settings.database.url).await?;
+    let applied = db::run_migrations(&direct.url).await?;
     if applied.is_empty() {
         tracing::info!("database schema is up to date");
     } else {

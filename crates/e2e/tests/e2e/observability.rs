@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use prost::Message;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 use testkit::eventually;
 use testkit::ws::WsClient;
 
@@ -141,12 +141,10 @@ fn traced_vars(stack: &Stack, collector: &Collector, service: &str) -> HashMap<S
 async fn one_notification_is_one_trace_from_the_request_to_the_frame() {
     let stack = Stack::new().await;
     let collector = Collector::start();
-    let ingest = start(
-        "ingest-api",
-        &traced_vars(&stack, &collector, "ingest-api"),
-        &stack.logs,
-    )
-    .await;
+    let mut ingest_vars = traced_vars(&stack, &collector, "ingest-api");
+    // Its "notification accepted" line is logged inside the request's span.
+    ingest_vars.insert("RUST_LOG".into(), "info,ingest_api=debug".into());
+    let ingest = start("ingest-api", &ingest_vars, &stack.logs).await;
     let _worker = start(
         "stream-worker",
         &traced_vars(&stack, &collector, "stream-worker"),
@@ -237,6 +235,17 @@ async fn one_notification_is_one_trace_from_the_request_to_the_frame() {
         spans[4].start_ns >= spans[3].end_ns,
         "publish after the insert"
     );
+
+    // The JSON log line written inside the request joins the trace: its
+    // trace_id and span_id are the exported span's.
+    let log = std::fs::read_to_string(stack.logs.join("ingest-api-e2e.log")).unwrap();
+    let accepted: Value = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["message"] == "notification accepted")
+        .unwrap_or_else(|| panic!("no \"notification accepted\" line in:\n{log}"));
+    assert_eq!(accepted["trace_id"], trace_id, "{accepted}");
+    assert_eq!(accepted["span_id"], spans[0].span_id.as_str(), "{accepted}");
 
     // The round's own span links to the notification's XADD span.
     let xadd = &spans[1].span_id;

@@ -49,6 +49,23 @@ async fn migrations_are_idempotent_and_safe_concurrently() {
     assert!(a.is_empty() != b.is_empty(), "applied: {a:?} {b:?}");
     assert!(platform::db::run_migrations(&url).await.unwrap().is_empty());
     assert_eq!(stored_count(&env, "nobody").await, 0);
+    // The migration lock ended with its transaction: nothing is left held
+    // (and nothing waits) on the server.
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Held {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let held: Held = diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .get_result(&mut env.db().await)
+    .await
+    .unwrap();
+    assert_eq!(held.n, 0, "advisory locks left behind");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
