@@ -136,7 +136,9 @@ export class Stack {
     this.#children.set(name, child);
     await eventually(`${name} ready`, 30_000, async () => {
       if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
-      const response = await fetch(`http://127.0.0.1:${port}/readyz`);
+      // A connection the server closes before answering can leave a fetch
+      // pending forever: give each poll a deadline.
+      const response = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(2_000) });
       return response.ok;
     });
   }

@@ -3,10 +3,13 @@
 //! 503 problems, `/healthz`, `/readyz`, `/metrics`) and is served by
 //! [`serve`] (the listener from `http.host`/`http.port`, worker threads,
 //! no signal handling of its own: a service stops when its shutdown token
-//! is cancelled, after finishing the requests in flight).
+//! is cancelled, after finishing the requests in flight). While a service
+//! still waits for PostgreSQL and Redis, [`starting`] answers on the same
+//! port (`/healthz` 200, `/readyz` 503), so an orchestrator sees it alive
+//! but not ready, never dead.
 
-use std::net::TcpListener;
-use std::sync::Arc;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::body::MessageBody;
@@ -159,7 +162,7 @@ where
         > + 'static,
     B: MessageBody + 'static,
 {
-    let listener = TcpListener::bind((http.host.as_str(), http.port))?;
+    let listener = bind(http)?;
     let port = listener.local_addr()?.port();
     let mut server = HttpServer::new(factory)
         .disable_signals()
@@ -181,9 +184,83 @@ where
     })
 }
 
+/// The listener [`starting`] bound, for the service's own server to take
+/// over: both serve the one socket until the first stops, so no connection
+/// is refused or reset in between.
+static STARTED_ON: Mutex<Option<TcpListener>> = Mutex::new(None);
+
+/// The listener of `http.host:http.port`: the one [`starting`] bound when
+/// it is that address, else a new one.
+fn bind(http: &HttpSettings) -> std::io::Result<TcpListener> {
+    let wanted: Vec<SocketAddr> = (http.host.as_str(), http.port).to_socket_addrs()?.collect();
+    let started = STARTED_ON.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(listener) = started
+        && http.port != 0
+        && listener.local_addr().is_ok_and(|a| wanted.contains(&a))
+    {
+        return Ok(listener);
+    }
+    TcpListener::bind(wanted.as_slice())
+}
+
+/// While a service connects to PostgreSQL and Redis (which can take as
+/// long as they are down), its port answers: `/healthz` 200 (alive),
+/// `/readyz` 503 (`{"status":"starting"}`), anything else 503
+/// problem+json with `Retry-After`. `None` when `http.port` is 0: the
+/// service's own server would get another port.
+pub fn starting(http: &HttpSettings) -> std::io::Result<Option<Serving>> {
+    if http.port == 0 {
+        return Ok(None);
+    }
+    let retry_after = http.retry_after_secs;
+    let listener = TcpListener::bind((http.host.as_str(), http.port))?;
+    *STARTED_ON.lock().unwrap_or_else(|e| e.into_inner()) = Some(listener.try_clone()?);
+    let port = listener.local_addr()?.port();
+    let server = HttpServer::new(move || {
+        App::new()
+            .route(
+                "/healthz",
+                web::get().to(|| async { web::Json(serde_json::json!({"status": "ok"})) }),
+            )
+            .route(
+                "/readyz",
+                web::get().to(|| async {
+                    actix_web::HttpResponse::ServiceUnavailable()
+                        .json(serde_json::json!({"status": "starting", "checks": {}}))
+                }),
+            )
+            .default_service(web::to(move || async move {
+                let mut answer = crate::problem::Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "Service unavailable",
+                )
+                .detail("starting: waiting for PostgreSQL and Redis; retry later")
+                .respond(&"starting");
+                answer
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                answer
+            }))
+    })
+    .disable_signals()
+    .workers(1)
+    .shutdown_timeout(1)
+    .listen(listener)?
+    .run();
+    Ok(Some(Serving { port, server }))
+}
+
 impl Serving {
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Serves in the background until [`Starting::stop`].
+    pub fn in_background(self) -> Starting {
+        let handle = self.server.handle();
+        tokio::spawn(self.server);
+        Starting { handle }
     }
 
     /// Serves until `shutdown` is cancelled, then finishes the requests in
@@ -195,5 +272,20 @@ impl Serving {
             handle.stop(true).await;
         });
         self.server.await
+    }
+}
+
+/// The [`starting`] server, serving in the background.
+pub struct Starting {
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Starting {
+    /// Stops answering (the service's own server serves the socket by
+    /// then): first stops accepting, so no connection is taken and then
+    /// dropped by a stopping worker, then finishes the requests in flight.
+    pub async fn stop(self) {
+        self.handle.pause().await;
+        self.handle.stop(true).await;
     }
 }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::settings::Settings;
-use crate::{shutdown, telemetry};
+use crate::{server, shutdown, telemetry};
 
 /// A Herald service: ingest-api, stream-worker and ws-gateway all start,
 /// report their port and stop the same way, so `main`, tests and tools
@@ -30,10 +30,29 @@ pub trait Service: Sized {
 }
 
 /// Builds and runs `S` until SIGTERM or Ctrl-C: a binary's `serve` command.
+///
+/// The port answers from the first moment: while `S` waits for PostgreSQL
+/// and Redis, [`server::starting`] says alive (`/healthz`) but not ready
+/// (`/readyz`), so a pod started during an outage is never killed by its
+/// probes; a signal then ends the wait and the process at once.
 pub async fn serve<S: Service>(settings: &Settings) -> anyhow::Result<()> {
     let token = CancellationToken::new();
     shutdown::cancel_on_signal(token.clone());
-    S::build(settings, token).await?.run_until_stopped().await
+    let starting = server::starting(&settings.http)?.map(server::Serving::in_background);
+    let built = tokio::select! {
+        built = S::build(settings, token.clone()) => Some(built),
+        () = token.cancelled() => None,
+    };
+    if let Some(starting) = starting {
+        starting.stop().await;
+    }
+    match built {
+        Some(service) => service?.run_until_stopped().await,
+        None => {
+            tracing::info!("stopped while starting");
+            Ok(())
+        }
+    }
 }
 
 pub async fn run<F, Fut>(service: &'static str, command: F) -> ExitCode

@@ -9,6 +9,7 @@
 mod faults;
 mod gateway;
 mod observability;
+mod startup;
 mod support;
 mod templates;
 mod walking_skeleton;

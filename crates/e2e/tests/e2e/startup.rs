@@ -1,0 +1,136 @@
+//! A service started while PostgreSQL and Redis are down is alive from the
+//! start (its port answers `/healthz` 200, `/readyz` 503), becomes ready by
+//! itself when they come up, and stops at once on SIGTERM while it waits:
+//! on Kubernetes, unready during an outage, never crash-looping.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use testkit::processes::{ChildGuard, RedisServer};
+use testkit::proxy::Proxy;
+use testkit::{eventually, free_port};
+
+use crate::support::Stack;
+
+const SERVICES: [&str; 3] = ["ingest-api", "stream-worker", "ws-gateway"];
+
+async fn status(port: u16, path: &str) -> Option<(StatusCode, Value)> {
+    let response = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .ok()?;
+    let status = response.status();
+    Some((status, response.json().await.unwrap_or(Value::Null)))
+}
+
+fn spawn(name: &str, vars: &HashMap<String, String>) -> (ChildGuard, u16) {
+    let port = free_port();
+    let mut vars = vars.clone();
+    vars.insert("HERALD__HTTP__PORT".into(), port.to_string());
+    vars.insert(
+        "HERALD__WORKER__CONSUMER_NAME".into(),
+        format!("{name}-startup"),
+    );
+    (ChildGuard::spawn(name, &vars, &[]), port)
+}
+
+/// Alive but not ready: the answer of a service still waiting.
+async fn alive_not_ready(name: &str, port: u16) {
+    let (health, _) = eventually(
+        &format!("{name} answers /healthz while its dependencies are down"),
+        Duration::from_secs(10),
+        || async move { status(port, "/healthz").await },
+    )
+    .await;
+    assert_eq!(health, StatusCode::OK, "{name}");
+    let (ready, body) = status(port, "/readyz").await.unwrap();
+    assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE, "{name}: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_started_during_an_outage_are_alive_then_ready_by_themselves() {
+    let stack = Stack::new().await;
+    let proxy = Proxy::start(5432).await;
+    proxy.cut();
+    let mut redis = RedisServer::reserve();
+    let mut vars = stack.vars();
+    let through_proxy = stack
+        .env
+        .database_url()
+        .replace(":5432/", &format!(":{}/", proxy.port));
+    vars.insert("HERALD__DATABASE__URL".into(), through_proxy);
+    vars.insert("HERALD__DATABASE__CONNECT_TIMEOUT_MS".into(), "1000".into());
+    vars.insert("HERALD__REDIS__URL".into(), redis.url());
+
+    let mut running = Vec::new();
+    for name in SERVICES {
+        let (child, port) = spawn(name, &vars);
+        alive_not_ready(name, port).await;
+        running.push((name, child, port));
+    }
+    // Other requests are refused cleanly meanwhile, never left hanging.
+    let (_, _, ingest_port) = running[0];
+    let refused = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{ingest_port}/v1/notifications"))
+        .header("x-api-key", &stack.key)
+        .json(&serde_json::json!({"user_id": "alice", "title": "t", "body": "b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+
+    proxy.restore();
+    redis.restart().await;
+    for (name, _, port) in &running {
+        eventually(
+            &format!("{name} ready once PostgreSQL and Redis answer"),
+            Duration::from_secs(30),
+            || async move {
+                let (ready, _) = status(*port, "/readyz").await?;
+                (ready == StatusCode::OK).then_some(())
+            },
+        )
+        .await;
+    }
+    // And it works: a notification goes through.
+    let accepted = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{ingest_port}/v1/notifications"))
+        .header("x-api-key", &stack.key)
+        .json(&serde_json::json!({"user_id": "alice", "title": "t", "body": "b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_waiting_for_dependencies_exits_at_once() {
+    let stack = Stack::new().await;
+    let mut vars = stack.vars();
+    // Nothing listens on either port.
+    vars.insert(
+        "HERALD__DATABASE__URL".into(),
+        format!("postgres://postgres@127.0.0.1:{}/herald", free_port()),
+    );
+    vars.insert(
+        "HERALD__REDIS__URL".into(),
+        format!("redis://127.0.0.1:{}", free_port()),
+    );
+    for name in SERVICES {
+        let (mut child, port) = spawn(name, &vars);
+        alive_not_ready(name, port).await;
+        let exit = child
+            .terminate(Duration::from_secs(2))
+            .unwrap_or_else(|| panic!("{name} still runs 2 s after SIGTERM"));
+        assert!(
+            exit.success(),
+            "{name} exits 0 on SIGTERM while starting: {exit}"
+        );
+    }
+}
