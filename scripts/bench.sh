@@ -73,7 +73,7 @@ for ((i = 1; i <= extra; i++)); do
   extra_ports+=("$port")
 done
 for port in $INGEST_PORT $WORKER_PORT $GATEWAY_PORT "${extra_ports[@]}"; do
-  for _ in $(seq 1 150); do curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+  for _ in $(seq 1 150); do curl -fsS -m 2 "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
 done
 
 "$BIN/herald-bench" --ingest "http://127.0.0.1:$INGEST_PORT" --gateway "http://127.0.0.1:$GATEWAY_PORT" \

@@ -63,7 +63,7 @@ fi
 
 for port in "$INGEST_PORT" "$WORKER_PORT" "$GATEWAY_PORT"; do
   for _ in $(seq 1 150); do
-    curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+    curl -fsS -m 2 "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
     sleep 0.2
   done
 done

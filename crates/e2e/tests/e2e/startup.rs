@@ -17,7 +17,10 @@ use crate::support::Stack;
 const SERVICES: [&str; 3] = ["ingest-api", "stream-worker", "ws-gateway"];
 
 async fn status(port: u16, path: &str) -> Option<(StatusCode, Value)> {
-    let response = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+    let response = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .timeout(Duration::from_secs(2))
+        .send()
         .await
         .ok()?;
     let status = response.status();

@@ -48,7 +48,14 @@ pub async fn start_as(
         || {
             let url = url.clone();
             async move {
-                let response = reqwest::get(&url).await.ok()?;
+                // Each poll has a deadline: a connection closed before an
+                // answer (the service switching servers) must not stall it.
+                let response = reqwest::Client::new()
+                    .get(&url)
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
+                    .ok()?;
                 (response.status() == StatusCode::OK).then_some(())
             }
         },
