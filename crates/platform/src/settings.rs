@@ -155,6 +155,9 @@ pub struct GatewaySettings {
     /// without an `Origin` header (non-browser clients) are not affected.
     /// From the environment: a comma-separated list.
     pub allowed_origins: Vec<String>,
+    /// Most WebSocket connections one gateway holds; new ones beyond get
+    /// 503 with `Retry-After` (0: no limit).
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -31,6 +31,10 @@ pub async fn connect(
     // Refuse other sites' pages and bad tokens before upgrading, so both
     // are plain HTTP answers (403, 401).
     state.origins.check(&req)?;
+    let limit = state.sessions.max_connections;
+    if limit > 0 && state.metrics.connections.get() >= i64::try_from(limit).unwrap_or(i64::MAX) {
+        return Err(GatewayError::Full);
+    }
     auth::check_offered_protocols(&req)?;
     let claims = state.verifier.verify(&websocket_token(&req)?)?;
     let since = web::Query::<ConnectQuery>::from_query(req.query_string())

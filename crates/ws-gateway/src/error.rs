@@ -17,6 +17,9 @@ pub enum GatewayError {
     NotFound,
     #[error("the page's origin is not in gateway.allowed_origins")]
     OriginNotAllowed,
+    /// 503; the server adds `Retry-After`.
+    #[error("this gateway holds its maximum of connections")]
+    Full,
     #[error("no such notification")]
     NoSuchNotification,
     #[error("invalid query: {0}")]
@@ -68,6 +71,12 @@ impl GatewayError {
                 "Invalid request",
             )
             .detail(why.clone()),
+            GatewayError::Full => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+            )
+            .detail("this gateway holds its maximum of connections; retry (another instance may answer)"),
             GatewayError::Unavailable { dependency, .. } => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

@@ -74,6 +74,7 @@ impl Service for Application {
                 max_frame_bytes: gateway.max_frame_bytes,
                 ping_interval: Duration::from_secs(gateway.ping_interval_secs),
                 client_timeout: Duration::from_secs(gateway.client_timeout_secs),
+                max_connections: gateway.max_connections,
             },
             shutdown: shutdown.clone(),
         });

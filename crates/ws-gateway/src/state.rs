@@ -51,4 +51,6 @@ pub struct SessionLimits {
     pub ping_interval: Duration,
     /// A connection silent this long (not even a pong) is closed with 4408.
     pub client_timeout: Duration,
+    /// Most connections this process holds; 0: no limit.
+    pub max_connections: usize,
 }

@@ -295,3 +295,45 @@ async fn health_and_readiness() {
         .unwrap();
     assert_eq!(response.status(), 400);
 }
+
+#[tokio::test]
+async fn a_full_gateway_answers_503_with_retry_after_until_a_connection_leaves() {
+    let mut env = TestEnv::new().await;
+    env.set("HERALD__GATEWAY__MAX_CONNECTIONS", "2");
+    let gw = TestGateway::spawn_in(env).await;
+    let (first, _) = gw.connect("ann").await;
+    let (_second, _) = gw.connect("ben").await;
+
+    let token = gw.env.token("cat", 300);
+    let authorization = format!("Bearer {token}");
+    let refused =
+        WsClient::connect_with_headers(gw.port, "/v1/ws", &[("authorization", &authorization)])
+            .await
+            .err()
+            .expect("a third connection is refused");
+    assert_eq!(refused.status, 503);
+    let body: Value = serde_json::from_str(&refused.body).unwrap();
+    assert_eq!(body["type"], "https://herald.dev/problems/unavailable");
+    let retry_after = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/v1/ws", gw.port))
+        .header("authorization", &authorization)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry_after.status(), 503);
+    assert!(retry_after.headers().contains_key("retry-after"));
+
+    // One leaves: there is room again.
+    first.close().await;
+    eventually("room after a close", WAIT, || async {
+        WsClient::connect_with_headers(gw.port, "/v1/ws", &[("authorization", &authorization)])
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+}
