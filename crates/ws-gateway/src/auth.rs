@@ -12,8 +12,6 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::error::GatewayError;
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     /// The user id.
@@ -115,36 +113,21 @@ pub fn bearer_token(req: &HttpRequest) -> Result<String, AuthError> {
     Ok(token.trim().to_owned())
 }
 
-/// A client that offers subprotocols must offer `herald.v1`: the handshake
-/// has to select one of them, and a browser fails a connection whose answer
-/// names none, after the server has already set it up.
-pub fn check_offered_protocols(req: &HttpRequest) -> Result<(), GatewayError> {
-    let mut offered = req
-        .headers()
+/// The subprotocols a WebSocket upgrade offers, in order.
+pub fn offered_protocols(req: &HttpRequest) -> impl Iterator<Item = &str> {
+    req.headers()
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .map(str::trim)
         .filter(|protocol| !protocol.is_empty())
-        .peekable();
-    if offered.peek().is_none() || offered.any(|protocol| protocol == PROTOCOL) {
-        Ok(())
-    } else {
-        Err(GatewayError::BadQuery(format!(
-            "offer the subprotocol {PROTOCOL} (Sec-WebSocket-Protocol: {PROTOCOL}, herald.token.<jwt>)"
-        )))
-    }
 }
 
 /// The token of a WebSocket upgrade: from the subprotocol list
 /// (`herald.token.<jwt>`), else the `Authorization` header, else `?token=`.
 pub fn websocket_token(req: &HttpRequest) -> Result<String, AuthError> {
-    let from_protocols = req
-        .headers()
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .find_map(|protocol| protocol.trim().strip_prefix(TOKEN_PROTOCOL_PREFIX))
+    let from_protocols = offered_protocols(req)
+        .find_map(|protocol| protocol.strip_prefix(TOKEN_PROTOCOL_PREFIX))
         .filter(|token| !token.is_empty());
     if let Some(token) = from_protocols {
         return Ok(token.to_owned());

@@ -35,7 +35,7 @@ pub async fn connect(
     if limit > 0 && state.metrics.connections.get() >= i64::try_from(limit).unwrap_or(i64::MAX) {
         return Err(GatewayError::Full);
     }
-    auth::check_offered_protocols(&req)?;
+    check_offered_protocols(&req)?;
     let claims = state.verifier.verify(&websocket_token(&req)?)?;
     let since = web::Query::<ConnectQuery>::from_query(req.query_string())
         .map_err(|err| GatewayError::BadQuery(err.to_string()))?
@@ -98,6 +98,21 @@ pub async fn connect(
     };
     actix_web::rt::spawn(connection.run(hello, since, state));
     Ok(response)
+}
+
+/// A client that offers subprotocols must offer `herald.v1`: the handshake
+/// has to select one of them, and a browser fails a connection whose answer
+/// names none, after the server has already set it up.
+fn check_offered_protocols(req: &HttpRequest) -> Result<(), GatewayError> {
+    let mut offered = auth::offered_protocols(req).peekable();
+    if offered.peek().is_none() || offered.any(|protocol| protocol == auth::PROTOCOL) {
+        Ok(())
+    } else {
+        Err(GatewayError::BadQuery(format!(
+            "offer the subprotocol {p} (Sec-WebSocket-Protocol: {p}, herald.token.<jwt>)",
+            p = auth::PROTOCOL
+        )))
+    }
 }
 
 async fn read_inbox(

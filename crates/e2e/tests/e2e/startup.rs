@@ -38,6 +38,16 @@ fn spawn(name: &str, vars: &HashMap<String, String>) -> (ChildGuard, u16) {
     (ChildGuard::spawn(name, &vars, &[]), port)
 }
 
+async fn notify(port: u16, key: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/notifications"))
+        .header("x-api-key", key)
+        .json(&serde_json::json!({"user_id": "alice", "title": "t", "body": "b"}))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Alive but not ready: the answer of a service still waiting.
 async fn alive_not_ready(name: &str, port: u16) {
     let (health, _) = eventually(
@@ -74,13 +84,7 @@ async fn services_started_during_an_outage_are_alive_then_ready_by_themselves() 
     }
     // Other requests are refused cleanly meanwhile, never left hanging.
     let (_, _, ingest_port) = running[0];
-    let refused = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{ingest_port}/v1/notifications"))
-        .header("x-api-key", &stack.key)
-        .json(&serde_json::json!({"user_id": "alice", "title": "t", "body": "b"}))
-        .send()
-        .await
-        .unwrap();
+    let refused = notify(ingest_port, &stack.key).await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(refused.headers().contains_key("retry-after"));
     assert_eq!(
@@ -102,13 +106,7 @@ async fn services_started_during_an_outage_are_alive_then_ready_by_themselves() 
         .await;
     }
     // And it works: a notification goes through.
-    let accepted = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{ingest_port}/v1/notifications"))
-        .header("x-api-key", &stack.key)
-        .json(&serde_json::json!({"user_id": "alice", "title": "t", "body": "b"}))
-        .send()
-        .await
-        .unwrap();
+    let accepted = notify(ingest_port, &stack.key).await;
     assert_eq!(accepted.status(), StatusCode::ACCEPTED);
 }
 
