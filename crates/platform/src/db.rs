@@ -1,8 +1,9 @@
 //! The PostgreSQL pool (diesel-async on deadpool, with explicit timeouts),
-//! start-up waiting with backoff, and migrations run under a transaction's
-//! advisory lock so two processes migrating at once cannot interleave, even
-//! through a pooler.
+//! connections with TLS as the URL's `sslmode` asks, start-up waiting with
+//! backoff, and migrations run under a transaction's advisory lock so two
+//! processes migrating at once cannot interleave, even through a pooler.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::Retryable;
@@ -11,12 +12,13 @@ use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::{AsyncConnection, AsyncMigrationHarness, RunQueryDsl};
+use diesel_async::{AsyncMigrationHarness, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures_util::FutureExt;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 use crate::settings::DatabaseSettings;
+use crate::tls::{self, TlsFiles, Verify};
 
 pub use diesel_async::AsyncPgConnection;
 
@@ -32,6 +34,10 @@ const MIGRATION_LOCK_KEY: i64 = 0x4845_5241_4C44;
 pub enum DbError {
     #[error("cannot build the database pool: {0}")]
     Build(String),
+    #[error("database.url: {0}")]
+    Url(String),
+    #[error("database TLS: {0}")]
+    Tls(#[from] tls::TlsError),
     #[error("database unavailable: {0}")]
     Pool(#[from] PoolError),
     #[error("cannot connect to the database: {0}")]
@@ -68,6 +74,116 @@ impl DbError {
     }
 }
 
+/// How Herald opens a PostgreSQL connection: the URL (without the TLS
+/// parameters tokio-postgres does not know) and the TLS it asks for.
+///
+/// `sslmode` is libpq's: `disable`; `allow` and `prefer` (the default)
+/// encrypt when the server offers it; `require` encrypts or fails;
+/// `verify-ca` also checks the certificate chains to a trusted CA;
+/// `verify-full` also checks it names the host. The CA is
+/// `database.ca_file` (else `sslrootcert` in the URL, else the system's
+/// roots); as in libpq, `require` with a CA file verifies like `verify-ca`.
+/// `database.client_cert_file`/`client_key_file` (or `sslcert`/`sslkey`)
+/// answer servers that ask for a client certificate.
+#[derive(Clone)]
+pub struct Connector {
+    config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+}
+
+impl Connector {
+    /// The connector for `settings.url`.
+    pub fn from_settings(settings: &DatabaseSettings) -> Result<Self, DbError> {
+        Self::new(settings.url.expose_secret(), settings)
+    }
+
+    /// The connector for `url` with `settings`' TLS files (migrations use
+    /// their own URL).
+    pub fn new(url: &str, settings: &DatabaseSettings) -> Result<Self, DbError> {
+        use tokio_postgres::config::SslMode;
+        let (url, params) = split_tls_params(url);
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key == name)
+                .map_or("", |(_, value)| value.as_str())
+        };
+        let file = |setting: &str, name: &str| -> String {
+            if setting.is_empty() {
+                param(name).to_owned()
+            } else {
+                setting.to_owned()
+            }
+        };
+        let ca_file = file(&settings.ca_file, "sslrootcert");
+        let cert_file = file(&settings.client_cert_file, "sslcert");
+        let key_file = file(&settings.client_key_file, "sslkey");
+        let has_ca = !ca_file.is_empty();
+        let (mode, verify) = match param("sslmode") {
+            "disable" => (SslMode::Disable, Verify::Nothing),
+            "" | "allow" | "prefer" => (SslMode::Prefer, Verify::Nothing),
+            "require" if has_ca => (SslMode::Require, Verify::Chain),
+            "require" => (SslMode::Require, Verify::Nothing),
+            "verify-ca" => (SslMode::Require, Verify::Chain),
+            "verify-full" => (SslMode::Require, Verify::Full),
+            other => {
+                return Err(DbError::Url(format!(
+                    "sslmode={other} is not one of disable, allow, prefer, require, verify-ca, verify-full"
+                )));
+            }
+        };
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|err: tokio_postgres::Error| DbError::Url(err.to_string()))?;
+        config.ssl_mode(mode);
+        let files = TlsFiles {
+            ca_key: "database.ca_file",
+            ca_file: &ca_file,
+            cert_file: &cert_file,
+            key_file: &key_file,
+        };
+        let tls = tls::client_config(verify, files)?;
+        Ok(Self {
+            config,
+            tls: tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+        })
+    }
+
+    /// Opens one connection.
+    pub async fn connect(&self) -> diesel::ConnectionResult<AsyncPgConnection> {
+        let (client, connection) = self
+            .config
+            .connect(self.tls.clone())
+            .await
+            .map_err(|err| diesel::ConnectionError::BadConnection(err.to_string()))?;
+        AsyncPgConnection::try_from_client_and_connection(client, connection).await
+    }
+}
+
+/// The URL without libpq's TLS parameters, and those parameters.
+fn split_tls_params(url: &str) -> (String, Vec<(String, String)>) {
+    const TLS_PARAMS: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), Vec::new());
+    };
+    let mut kept = Vec::new();
+    let mut tls = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if TLS_PARAMS.contains(&key) {
+            tls.push((key.to_owned(), value.to_owned()));
+        } else {
+            kept.push(pair);
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (url, tls)
+}
+
 /// Builds the pool; connections are opened lazily and re-opened after an outage.
 pub fn pool(settings: &DatabaseSettings) -> Result<DbPool, DbError> {
     // `Fast`: a pooled connection is checked for a left-open transaction and
@@ -79,7 +195,11 @@ pub fn pool(settings: &DatabaseSettings) -> Result<DbPool, DbError> {
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Fast;
     let random_page_cost = settings.random_page_cost;
-    config.custom_setup = Box::new(move |url| establish(url.to_owned(), random_page_cost).boxed());
+    let connector = Arc::new(Connector::from_settings(settings)?);
+    config.custom_setup = Box::new(move |_url| {
+        let connector = Arc::clone(&connector);
+        async move { establish(&connector, random_page_cost).await }.boxed()
+    });
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
         settings.url.expose_secret(),
         config,
@@ -115,11 +235,11 @@ pub fn pool(settings: &DatabaseSettings) -> Result<DbPool, DbError> {
 /// counter update) whenever the statistics predate the table's growth, and
 /// runs 7-10x slower than the index scan chosen at 1.1.
 async fn establish(
-    url: String,
+    connector: &Connector,
     random_page_cost: f64,
 ) -> diesel::ConnectionResult<AsyncPgConnection> {
     use diesel_async::SimpleAsyncConnection;
-    let mut conn = AsyncPgConnection::establish(&url).await?;
+    let mut conn = connector.connect().await?;
     let mut setup = String::from("SET plan_cache_mode = force_custom_plan");
     if random_page_cost > 0.0 {
         // A finite, non-negative f64 (validated with the settings) prints as a plain number.
@@ -162,14 +282,15 @@ pub async fn wait_until_reachable(pool: &DbPool) {
 ///
 /// Must run on a multi-thread tokio runtime: diesel-async's harness uses
 /// `block_in_place` (here on a blocking thread of its own).
-pub async fn run_migrations(url: &SecretString) -> Result<Vec<String>, DbError> {
-    let mut lock_conn = AsyncPgConnection::establish(url.expose_secret()).await?;
+pub async fn run_migrations(settings: &DatabaseSettings) -> Result<Vec<String>, DbError> {
+    let connector = Connector::new(settings.migration_url().expose_secret(), settings)?;
+    let mut lock_conn = connector.connect().await?;
     diesel::sql_query("BEGIN").execute(&mut lock_conn).await?;
     diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
         .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
         .execute(&mut lock_conn)
         .await?;
-    let conn = AsyncPgConnection::establish(url.expose_secret()).await?;
+    let conn = connector.connect().await?;
     // The harness drives the async connection with `block_in_place`; on a
     // blocking thread of its own it cannot stall the caller's task (and
     // whatever else that task is joined with).

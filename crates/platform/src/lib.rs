@@ -21,5 +21,6 @@ pub mod shutdown;
 pub mod storage;
 pub mod telemetry;
 pub mod template_dir;
+pub mod tls;
 
 pub use settings::Settings;

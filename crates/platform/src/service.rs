@@ -60,6 +60,7 @@ where
     F: FnOnce(Settings) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
+    crate::tls::install_crypto_provider();
     let settings = match Settings::load() {
         Ok(settings) => settings,
         Err(err) => {

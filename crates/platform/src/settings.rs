@@ -36,6 +36,11 @@ pub struct DatabaseSettings {
     pub acquire_timeout_ms: u64,
     /// `random_page_cost` for Herald's sessions; 0 keeps the server's.
     pub random_page_cost: f64,
+    /// CA bundle (PEM) for `sslmode=verify-ca`/`verify-full`; empty: the system's roots.
+    pub ca_file: String,
+    /// Client certificate and key (PEM) for servers that ask for one.
+    pub client_cert_file: String,
+    pub client_key_file: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +51,11 @@ pub struct RedisSettings {
     pub key_prefix: String,
     pub command_timeout_ms: u64,
     pub connect_timeout_ms: u64,
+    /// CA bundle (PEM) trusted for `rediss://`; empty: the system's roots.
+    pub ca_file: String,
+    /// Client certificate and key (PEM) for servers that ask for one.
+    pub client_cert_file: String,
+    pub client_key_file: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +77,26 @@ pub struct AuthSettings {
     pub jwt_secret: SecretString,
     /// Clock skew tolerated when checking `exp` / `nbf`, in seconds.
     pub jwt_leeway_secs: u64,
+    /// PEM public key of the identity provider (RSA: RS256, EC: ES256, Ed25519: EdDSA).
+    pub jwt_public_key_file: String,
+    /// A JWKS document on disk (each key pinned to its `alg`).
+    pub jwt_jwks_file: String,
+    /// The identity provider's JWKS, fetched at start and refreshed.
+    pub jwt_jwks_url: String,
+    /// Refresh interval of the JWKS when its answer sets no max-age.
+    pub jwt_jwks_refresh_secs: u64,
+    /// Least time between two fetches of the JWKS (an unknown `kid` refetches).
+    pub jwt_jwks_min_refresh_secs: u64,
+    /// Extra CA certificates (PEM) trusted for the JWKS URL.
+    pub jwt_jwks_ca_file: String,
+    /// Required `iss` when non-empty.
+    pub jwt_issuer: String,
+    /// Required in `aud` when non-empty.
+    pub jwt_audience: String,
+    /// Longest `exp - iat` accepted (from now without `iat`); 0: no limit.
+    pub jwt_max_lifetime_secs: u64,
+    /// The claim holding the user id.
+    pub jwt_user_claim: String,
     /// How long ingest-api trusts a verified API key without asking PostgreSQL.
     pub api_key_cache_secs: u64,
 }
@@ -261,6 +291,19 @@ impl Settings {
                 "must be empty or start with postgres:// or postgresql://",
             );
         }
+        let auth = &self.auth;
+        if auth.jwt_user_claim.is_empty() {
+            return fail("auth.jwt_user_claim", "must name a claim (e.g. sub)");
+        }
+        if auth.jwt_jwks_min_refresh_secs == 0 {
+            return fail("auth.jwt_jwks_min_refresh_secs", "must be at least 1");
+        }
+        if !(auth.jwt_jwks_url.is_empty()
+            || auth.jwt_jwks_url.starts_with("https://")
+            || auth.jwt_jwks_url.starts_with("http://"))
+        {
+            return fail("auth.jwt_jwks_url", "must be an http:// or https:// URL");
+        }
         if self.database.pool_size == 0 {
             return fail("database.pool_size", "must be at least 1");
         }
@@ -336,7 +379,31 @@ impl Settings {
         Ok(())
     }
 
-    /// Checks for services that verify user tokens.
+    /// Checks for services that verify user tokens: at least one key
+    /// source, and a secret (if any) long enough for HS256.
+    pub fn require_token_keys(&self) -> Result<(), SettingsError> {
+        let auth = &self.auth;
+        let asymmetric = [
+            &auth.jwt_public_key_file,
+            &auth.jwt_jwks_file,
+            &auth.jwt_jwks_url,
+        ]
+        .iter()
+        .any(|source| !source.is_empty());
+        if asymmetric && auth.jwt_secret.expose_secret().is_empty() {
+            return Ok(());
+        }
+        self.require_jwt_secret().map_err(|_| {
+            SettingsError(
+                "auth: ws-gateway needs keys to verify tokens: auth.jwt_jwks_url, \
+                 auth.jwt_jwks_file or auth.jwt_public_key_file (identity providers), \
+                 or auth.jwt_secret (HERALD__AUTH__JWT_SECRET, HS256, at least 32 bytes)"
+                    .into(),
+            )
+        })
+    }
+
+    /// Checks for signing development tokens (`ws-gateway token`).
     pub fn require_jwt_secret(&self) -> Result<(), SettingsError> {
         if self.auth.jwt_secret.expose_secret().len() < 32 {
             return Err(SettingsError(

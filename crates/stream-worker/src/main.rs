@@ -31,7 +31,7 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let direct = settings.database.for_migrations();
     let pool = db::pool(&direct)?;
     db::wait_until_reachable(&pool).await;
-    let applied = db::run_migrations(&direct.url).await?;
+    let applied = db::run_migrations(&direct).await?;
     if applied.is_empty() {
         tracing::info!("database schema is up to date");
     } else {

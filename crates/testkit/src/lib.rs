@@ -26,7 +26,6 @@ use platform::Settings;
 use platform::db::{DbError, DbPool};
 use platform::redis::RedisStore;
 use platform::storage::notifications::{Prepared, StoredBatch, store_preparing};
-use secrecy::SecretString;
 use uuid::Uuid;
 
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
@@ -63,7 +62,7 @@ impl TestEnv {
     /// A fresh database with migrations applied. Needs a multi-thread runtime.
     pub async fn new() -> Self {
         let env = Self::without_schema().await;
-        platform::db::run_migrations(&SecretString::from(env.database_url()))
+        platform::db::run_migrations(&env.settings().database)
             .await
             .expect("migrations apply to a fresh database");
         env
@@ -72,6 +71,7 @@ impl TestEnv {
     /// A fresh, empty database (for tests of migrating itself).
     pub async fn without_schema() -> Self {
         init_test_log();
+        platform::tls::install_crypto_provider();
         let id = Uuid::now_v7().simple().to_string();
         let db_name = format!("herald_test_{id}");
         let mut admin = admin_connection().await;

@@ -36,7 +36,7 @@ pub async fn connect(
         return Err(GatewayError::Full);
     }
     check_offered_protocols(&req)?;
-    let claims = state.verifier.verify(&websocket_token(&req)?)?;
+    let token = state.verifier.verify(&websocket_token(&req)?).await?;
     let since = web::Query::<ConnectQuery>::from_query(req.query_string())
         .map_err(|err| GatewayError::BadQuery(err.to_string()))?
         .since;
@@ -49,8 +49,8 @@ pub async fn connect(
         actix_ws::handle_with_protocols(&req, body, &[auth::PROTOCOL])
             .map_err(|err| GatewayError::NotWebSocket(err.to_string()))?;
 
-    let token_expires_at = claims.expires_at();
-    let user_id = claims.sub;
+    let token_expires_at = token.expires_at();
+    let user_id = token.user_id;
     let conn_id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
     let (frames_tx, frames) = mpsc::channel(state.sessions.send_queue_frames);
     let kicked = CancellationToken::new();

@@ -26,7 +26,8 @@ async fn main() -> ExitCode {
 fn print_token(settings: &Settings, user: &str, ttl: u64) -> anyhow::Result<()> {
     settings.require_jwt_secret()?;
     domain::notification::validate_user_id(user).map_err(|why| anyhow::anyhow!("user id {why}"))?;
-    let verifier = TokenVerifier::new(&settings.auth.jwt_secret, settings.auth.jwt_leeway_secs);
+    let verifier =
+        TokenVerifier::with_secret(&settings.auth.jwt_secret, settings.auth.jwt_leeway_secs);
     println!("{}", verifier.issue(user, ttl)?);
     Ok(())
 }

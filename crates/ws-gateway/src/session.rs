@@ -347,9 +347,9 @@ impl Connection {
             }
             ClientFrame::Read { ids } => self.change(OwnedAction::Read(ids), ctx).await,
             ClientFrame::ReadAll => self.change(OwnedAction::ReadAll, ctx).await,
-            ClientFrame::Refresh { token } => match ctx.verifier.verify(&token) {
-                Ok(claims) if claims.sub == self.user_id => {
-                    self.token_expires_at = claims.expires_at();
+            ClientFrame::Refresh { token } => match ctx.verifier.verify(&token).await {
+                Ok(token) if token.user_id == self.user_id => {
+                    self.token_expires_at = token.expires_at();
                     Ok(None)
                 }
                 Ok(_) => {

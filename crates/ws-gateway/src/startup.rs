@@ -34,7 +34,7 @@ pub struct Application {
 
 impl Service for Application {
     async fn build(settings: &Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        settings.require_jwt_secret()?;
+        settings.require_token_keys()?;
         let db = db::pool(&settings.database)?;
         db::wait_until_reachable(&db).await;
         let redis = RedisStore::connect(&settings.redis).await?;
@@ -45,10 +45,8 @@ impl Service for Application {
         let (mut registry, http_metrics) = platform::metrics::service_registry("ws-gateway");
         let metrics = Arc::new(GatewayMetrics::register(&mut registry));
         let hub = Hub::start(subscriber.clone(), metrics.clone());
-        let verifier = Arc::new(TokenVerifier::new(
-            &settings.auth.jwt_secret,
-            settings.auth.jwt_leeway_secs,
-        ));
+        let verifier =
+            Arc::new(TokenVerifier::from_settings(&settings.auth, shutdown.clone()).await?);
         let base = ServerBase::new(
             &settings.http,
             Dependencies {

@@ -11,6 +11,7 @@ use secrecy::ExposeSecret;
 
 use super::RedisError;
 use crate::settings::RedisSettings;
+use crate::tls::{self, TlsFiles, Verify};
 
 /// fred gives every client eight broadcast channels of one capacity, each
 /// allocated in full up front: a command client needs none of them large.
@@ -20,8 +21,9 @@ pub(super) fn builder(
     settings: &RedisSettings,
     broadcast_capacity: usize,
 ) -> Result<Builder, RedisError> {
-    let config =
+    let mut config =
         Config::from_url(settings.url.expose_secret()).map_err(RedisError::on("config"))?;
+    config.tls = tls_config(settings, config.uses_tls())?;
     let mut builder = Builder::from_config(config);
     let command_timeout = settings.command_timeout();
     let connect_timeout = Duration::from_millis(settings.connect_timeout_ms);
@@ -41,6 +43,43 @@ pub(super) fn builder(
         // After the first connection, reconnect forever: 100 ms doubling to 5 s.
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
     Ok(builder)
+}
+
+/// `rediss://` (`uses_tls`) connects with TLS, verifying the server's
+/// certificate and name against `redis.ca_file` or the system's roots. TLS
+/// files set with a plain `redis://` URL are a mistake the operator must
+/// hear about, not a silent plaintext connection.
+fn tls_config(
+    settings: &RedisSettings,
+    uses_tls: bool,
+) -> Result<Option<fred::types::config::TlsConfig>, RedisError> {
+    let files = TlsFiles {
+        ca_key: "redis.ca_file",
+        ca_file: &settings.ca_file,
+        cert_file: &settings.client_cert_file,
+        key_file: &settings.client_key_file,
+    };
+    if !uses_tls {
+        if [files.ca_file, files.cert_file, files.key_file]
+            .iter()
+            .any(|file| !file.is_empty())
+        {
+            return Err(config_error(
+                "redis.ca_file/client_cert_file/client_key_file are set but redis.url is not rediss://".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    let config = tls::client_config(Verify::Full, files)
+        .map_err(|err| config_error(format!("TLS: {err}")))?;
+    Ok(Some(fred::types::config::TlsConnector::from(config).into()))
+}
+
+fn config_error(message: String) -> RedisError {
+    RedisError::on("config")(fred::error::Error::new(
+        fred::error::ErrorKind::Config,
+        message,
+    ))
 }
 
 /// Connects, retrying with backoff (and logging why) until Redis answers.

@@ -39,15 +39,20 @@ async fn health_endpoints_and_prompt_shutdown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_are_idempotent_and_safe_concurrently() {
     let env = TestEnv::without_schema().await;
-    let url = secrecy::SecretString::from(env.database_url());
+    let database = env.settings().database;
     let (a, b) = tokio::join!(
-        platform::db::run_migrations(&url),
-        platform::db::run_migrations(&url)
+        platform::db::run_migrations(&database),
+        platform::db::run_migrations(&database)
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     // One of the two applied every migration; the other, waiting on the lock, found nothing to do.
     assert!(a.is_empty() != b.is_empty(), "applied: {a:?} {b:?}");
-    assert!(platform::db::run_migrations(&url).await.unwrap().is_empty());
+    assert!(
+        platform::db::run_migrations(&database)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(stored_count(&env, "nobody").await, 0);
     // The migration lock ended with its transaction: nothing is left held
     // (and nothing waits) on the server.

@@ -6,5 +6,6 @@
 mod browsers;
 mod connections;
 mod delivery;
+mod identity;
 mod inbox;
 mod support;

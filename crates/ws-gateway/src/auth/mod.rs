@@ -1,41 +1,21 @@
-//! User authentication: HS256 JWTs whose `sub` is the user id and whose
-//! `exp` is required. REST requests send `Authorization: Bearer <jwt>`.
+//! User authentication: JWTs from the deployment's identity provider
+//! (RS256, ES256, EdDSA; keys from a PEM file, a JWKS file or a JWKS URL)
+//! or signed with the HS256 development secret, whose `exp` is required and
+//! whose user id is the configured claim (`sub` by default). REST requests send `Authorization: Bearer <jwt>`.
 //! A WebSocket may also carry it where browsers can put it: in the
 //! subprotocol list (`herald.v1, herald.token.<jwt>`, out of URLs and access
 //! logs) or, for older clients, as `?token=<jwt>`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod jwks;
+mod keys;
+mod verifier;
 
 use actix_web::HttpRequest;
 use actix_web::http::header;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use futures_util::future::LocalBoxFuture;
+use serde::Deserialize;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Claims {
-    /// The user id.
-    pub sub: String,
-    /// Expiry, seconds since the epoch.
-    pub exp: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nbf: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iat: Option<u64>,
-}
-
-impl Claims {
-    /// The monotonic instant at which the token expires.
-    pub fn expires_at(&self) -> tokio::time::Instant {
-        let now_unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        // Capped at a year: an absurd `exp` must not overflow the clock.
-        let left = Duration::from_secs(self.exp.saturating_sub(now_unix).min(365 * 24 * 3600));
-        tokio::time::Instant::now() + left
-    }
-}
+pub use verifier::{TokenVerifier, VerifiedToken};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -43,53 +23,6 @@ pub enum AuthError {
     Missing,
     #[error("invalid token: {0}")]
     Invalid(String),
-}
-
-/// Verifies (and, for development tooling, issues) user tokens.
-#[derive(Clone)]
-pub struct TokenVerifier {
-    decoding: DecodingKey,
-    encoding: EncodingKey,
-    validation: Validation,
-}
-
-impl TokenVerifier {
-    pub fn new(secret: &SecretString, leeway_secs: u64) -> Self {
-        let bytes = secret.expose_secret().as_bytes();
-        // Only HS256: a token claiming any other algorithm (`none` included) is refused.
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.leeway = leeway_secs;
-        Self {
-            decoding: DecodingKey::from_secret(bytes),
-            encoding: EncodingKey::from_secret(bytes),
-            validation,
-        }
-    }
-
-    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|err| AuthError::Invalid(err.to_string()))?
-            .claims;
-        domain::notification::validate_user_id(&claims.sub)
-            .map_err(|why| AuthError::Invalid(format!("sub {why}")))?;
-        Ok(claims)
-    }
-
-    /// Signs a token for `user_id` valid for `ttl_secs`.
-    pub fn issue(&self, user_id: &str, ttl_secs: u64) -> Result<String, AuthError> {
-        let now = jsonwebtoken::get_current_timestamp();
-        let claims = Claims {
-            sub: user_id.to_owned(),
-            exp: now + ttl_secs,
-            nbf: None,
-            iat: Some(now),
-        };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|err| AuthError::Invalid(err.to_string()))
-    }
 }
 
 /// The subprotocol a client names to speak Herald's frames; the gateway
@@ -155,41 +88,44 @@ pub struct User {
 
 impl actix_web::FromRequest for User {
     type Error = crate::error::GatewayError;
-    type Future = std::future::Ready<Result<Self, Self::Error>>;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let verified = (|| {
-            let verifier = req
-                .app_data::<actix_web::web::Data<TokenVerifier>>()
-                .ok_or(AuthError::Missing)?;
-            let claims = verifier.verify(&bearer_token(req)?)?;
-            Ok(User { id: claims.sub })
-        })();
-        std::future::ready(verified.map_err(|err: AuthError| err.into()))
+        let verifier = req
+            .app_data::<actix_web::web::Data<TokenVerifier>>()
+            .cloned();
+        let token = bearer_token(req);
+        Box::pin(async move {
+            let verifier = verifier.ok_or(AuthError::Missing)?;
+            let token = verifier.verify(&token?).await?;
+            Ok(User { id: token.user_id })
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::SecretString;
 
     fn verifier() -> TokenVerifier {
-        TokenVerifier::new(&SecretString::from("0123456789abcdef0123456789abcdef"), 0)
+        TokenVerifier::with_secret(&SecretString::from("0123456789abcdef0123456789abcdef"), 0)
     }
 
-    #[test]
-    fn issued_tokens_verify() {
+    #[tokio::test]
+    async fn issued_tokens_verify() {
         let v = verifier();
         let token = v.issue("alice", 60).unwrap();
-        assert_eq!(v.verify(&token).unwrap().sub, "alice");
+        assert_eq!(v.verify(&token).await.unwrap().user_id, "alice");
     }
 
-    #[test]
-    fn other_secrets_and_garbage_are_refused() {
-        let other = TokenVerifier::new(&SecretString::from("another-secret-another-secret-xx"), 0);
+    #[tokio::test]
+    async fn other_secrets_and_garbage_are_refused() {
+        let other =
+            TokenVerifier::with_secret(&SecretString::from("another-secret-another-secret-xx"), 0);
         let token = other.issue("alice", 60).unwrap();
-        assert!(verifier().verify(&token).is_err());
-        assert!(verifier().verify("not.a.jwt").is_err());
+        assert!(verifier().verify(&token).await.is_err());
+        assert!(verifier().verify("not.a.jwt").await.is_err());
     }
 
     #[test]
@@ -221,10 +157,10 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn invalid_user_ids_in_sub_are_refused() {
+    #[tokio::test]
+    async fn invalid_user_ids_in_sub_are_refused() {
         let v = verifier();
         let token = v.issue("has space", 60).unwrap();
-        assert!(v.verify(&token).is_err());
+        assert!(v.verify(&token).await.is_err());
     }
 }
