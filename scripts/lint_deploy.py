@@ -2,6 +2,10 @@
 
 Needs the tools that scripts/deploy-tools.sh installs (.tools/venv). Prints one
 line per problem and exits 1 if there is any.
+
+  scripts/lint-deploy.sh --write-prometheusrule
+      rewrites k8s/components/monitoring/prometheusrule.yaml from
+      deploy/prometheus/alerts.yml (the lint fails while the two differ).
 """
 
 from __future__ import annotations
@@ -35,9 +39,13 @@ ROOT = Path(__file__).resolve().parent.parent
 K8S_VERSIONS = os.environ.get("HERALD_K8S_VERSIONS", "1.30.0,1.34.0").split(",")
 NAMESPACE = "herald"
 KUSTOMIZE_DIRS = ["k8s/base", "k8s/overlays/dev", "k8s/overlays/production"]
-KEDA_SCHEMAS = {
-    "ScaledObject": "deploy/schemas/keda-scaledobject.json",
-    "TriggerAuthentication": "deploy/schemas/keda-triggerauthentication.json",
+# Custom resources: no Kubernetes schema ships them, so they are checked
+# against the hand-written schemas of deploy/schemas (see its README).
+CRD_SCHEMAS = {
+    ("keda.sh", "ScaledObject"): "deploy/schemas/keda-scaledobject.json",
+    ("keda.sh", "TriggerAuthentication"): "deploy/schemas/keda-triggerauthentication.json",
+    ("monitoring.coreos.com", "PodMonitor"): "deploy/schemas/monitoring-podmonitor.json",
+    ("monitoring.coreos.com", "PrometheusRule"): "deploy/schemas/monitoring-prometheusrule.json",
 }
 SERVICES = ("ingest-api", "stream-worker", "ws-gateway")
 SECRET = "herald-secrets"
@@ -46,12 +54,30 @@ PRESTOP_SECONDS = 5
 DRAIN_SECONDS = {"ingest-api": 30, "stream-worker": 10, "ws-gateway": 10}
 STREAM_PREFIX = "herald:{notifications}:"
 PRIORITIES = ("high", "normal", "low")
+# Who owns each Deployment's replica count.
+HPA_TARGETS = {"ingest-api"}
+SCALEDOBJECT_TARGETS = {"stream-worker", "ws-gateway"}
+# What the Ingress routes (service -> paths that must be there), and what it never may.
+INGRESS_ROUTES = {"ingest-api": ("/v1/notifications",), "ws-gateway": ("/v1/ws", "/v1/me")}
+NEVER_ROUTED = ("/metrics", "/v1/admin", "/healthz", "/readyz")
+NGINX = "nginx.ingress.kubernetes.io/"
+# A WebSocket lives for hours; the gateway pings every 20 s, but an idle
+# proxy timeout shorter than a client's silence would cut it.
+WS_TIMEOUT_SECONDS = 3600
+ALERTS = "deploy/prometheus/alerts.yml"
+PROMETHEUSRULE = "k8s/components/monitoring/prometheusrule.yaml"
+CONNECTIONS_METRIC = "herald_gateway_connections"
 
 errors: list[str] = []
 
 
 def fail(where: str, msg: str) -> None:
     errors.append(f"{where}: {msg}")
+
+
+def herald_defaults() -> dict:
+    """config/default.toml: the settings every binary starts from."""
+    return tomllib.loads((ROOT / "config/default.toml").read_text())
 
 
 # ---------------------------------------------------------------- Kubernetes
@@ -71,17 +97,18 @@ def obj_name(doc: dict) -> str:
     return f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
 
 
-def validate_schema(where: str, doc: dict, keda_validators: dict) -> None:
+def validate_schema(where: str, doc: dict, crd_validators: dict) -> None:
     api = str(doc.get("apiVersion", ""))
     kind = doc.get("kind")
-    if api.startswith("keda.sh/"):
-        validator = keda_validators.get(kind)
+    group = api.split("/", 1)[0] if "/" in api else ""
+    if group in {g for g, _ in CRD_SCHEMAS}:
+        validator = crd_validators.get((group, kind))
         if validator is None:
-            fail(where, f"no vendored schema for KEDA kind {kind}")
+            fail(where, f"no vendored schema for {group} kind {kind}")
             return
         for err in sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path)):
             path = "/".join(str(p) for p in err.absolute_path) or "(root)"
-            fail(where, f"KEDA schema: {path}: {err.message}")
+            fail(where, f"{group} schema: {path}: {err.message}")
         return
     for version in K8S_VERSIONS:
         try:
@@ -142,7 +169,28 @@ def env_of(container: dict) -> dict:
     return {e["name"]: e for e in container.get("env", []) if "name" in e}
 
 
-def check_deployment(where: str, doc: dict, overlay: str) -> None:
+def effective_env(container: dict, configmaps: dict[str, dict]) -> dict[str, str]:
+    """The literal environment a container starts with: its ConfigMaps
+    (envFrom, in order), then its own `value` entries, which win."""
+    out: dict[str, str] = {}
+    for src in container.get("envFrom", []):
+        ref = src.get("configMapRef", {}).get("name")
+        if ref is not None:
+            prefix = src.get("prefix", "")
+            out.update({prefix + k: str(v) for k, v in configmaps.get(ref, {}).get("data", {}).items()})
+    for e in container.get("env", []):
+        if "value" in e:
+            out[e["name"]] = str(e["value"])
+        else:
+            out.pop(e.get("name"), None)
+    return out
+
+
+def container_ports(container: dict) -> dict[str, int]:
+    return {p["name"]: p.get("containerPort") for p in container.get("ports", []) if "name" in p}
+
+
+def check_deployment(where: str, doc: dict, overlay: str, configmaps: dict[str, dict]) -> None:
     name = doc["metadata"]["name"]
     spec = pod_spec(doc) or {}
     check_security(where, spec)
@@ -159,8 +207,25 @@ def check_deployment(where: str, doc: dict, overlay: str) -> None:
         got = c.get(probe, {}).get("httpGet", {}).get("path")
         if got != path:
             fail(where, f"{probe} must be httpGet {path} (got {got})")
-    if not any(p.get("containerPort") == 8080 and p.get("name") == "http" for p in c.get("ports", [])):
+    # Two ports: `http` (API, WebSocket) and `admin` (/metrics, /v1/admin/*),
+    # each matching the setting the binary reads (docs/operations.md#ports).
+    ports = container_ports(c)
+    values = effective_env(c, configmaps)
+    if ports.get("http") != 8080:
         fail(where, "container must expose 8080 as port named http")
+    if not isinstance(ports.get("admin"), int):
+        fail(where, "container must expose a port named admin (/metrics, /v1/admin/*)")
+    elif ports["admin"] == ports.get("http"):
+        fail(where, "ports http and admin must differ")
+    for setting, port in (("HERALD__HTTP__PORT", "http"), ("HERALD__HTTP__ADMIN_PORT", "admin")):
+        if port in ports and values.get(setting) != str(ports[port]):
+            fail(where, f"{setting} must be {ports[port]} (containerPort `{port}`), got {values.get(setting)!r}")
+    # Scraping goes through the PodMonitor on `admin`; an annotation pointing
+    # elsewhere would have an annotation-based Prometheus scrape a port that
+    # serves no /metrics.
+    ann = doc.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations", {}) or {}
+    if "prometheus.io/port" in ann and ann["prometheus.io/port"] not in (str(ports.get("admin")), "admin"):
+        fail(where, f"annotation prometheus.io/port {ann['prometheus.io/port']} is not the admin port")
     pre = c.get("lifecycle", {}).get("preStop", {})
     if "exec" in pre:
         fail(where, "preStop exec cannot work: the image has no shell; use preStop.sleep")
@@ -194,6 +259,18 @@ def check_deployment(where: str, doc: dict, overlay: str) -> None:
         fail(where, "no spec.replicas on an autoscaled Deployment (the HPA / ScaledObject owns it)")
 
 
+def check_migrate_job(where: str, job: dict) -> None:
+    """The Job migrates over the direct URL when the Secret has one."""
+    spec = pod_spec(job) or {}
+    check_security(where, spec)
+    c = (spec.get("containers") or [{}])[0]
+    if c.get("args") != ["migrate"]:
+        return
+    ref = env_of(c).get("HERALD__DATABASE__MIGRATION_URL", {}).get("valueFrom", {}).get("secretKeyRef", {})
+    if ref.get("name") != SECRET or ref.get("key") != "migration-url":
+        fail(where, f"HERALD__DATABASE__MIGRATION_URL must come from secretKeyRef {SECRET}/migration-url")
+
+
 def check_redis_trigger(where: str, trig: dict) -> None:
     md = trig.get("metadata", {})
     tw = f"{where} trigger {trig.get('name')}"
@@ -215,24 +292,272 @@ def check_redis_trigger(where: str, trig: dict) -> None:
         fail(tw, "no Redis address (metadata address/addressFromEnv or authenticationRef)")
 
 
-def check_objects(path: str, docs: list[dict], keda_validators: dict) -> None:
+def number(text: object) -> float | None:
+    try:
+        return float(str(text))
+    except ValueError:
+        return None
+
+
+def check_gateway_scaledobject(where: str, so: dict, max_connections: int | None,
+                               known: set[str]) -> None:
+    """ws-gateway scales on open sockets (Prometheus) and CPU, slowly down."""
+    triggers = so["spec"].get("triggers", [])
+    prom = [t for t in triggers if t.get("type") == "prometheus"
+            and CONNECTIONS_METRIC in t.get("metadata", {}).get("query", "")]
+    if len(prom) != 1:
+        fail(where, f"needs exactly one prometheus trigger whose query uses {CONNECTIONS_METRIC}")
+    for t in prom:
+        md, tw = t.get("metadata", {}), f"{where} trigger {t.get('name')}"
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", md.get("serverAddress", "")):
+            fail(tw, "serverAddress must be the Prometheus server's http(s) URL")
+        check_expr(tw, md.get("query", ""), known)
+        if t.get("metricType", "AverageValue") != "AverageValue":
+            fail(tw, "metricType must be AverageValue (threshold = sockets per pod)")
+        threshold = number(md.get("threshold"))
+        if threshold is None or threshold <= 0:
+            fail(tw, f"threshold {md.get('threshold')!r} must be a positive number")
+        elif max_connections is not None:
+            if max_connections <= 0:
+                fail(where, "the gateway's HERALD__GATEWAY__MAX_CONNECTIONS must be > 0 where the "
+                            "autoscaler aims at a number of sockets per pod")
+            elif threshold >= max_connections:
+                fail(tw, f"threshold {md['threshold']} must be below HERALD__GATEWAY__MAX_CONNECTIONS "
+                         f"{max_connections}, or pods refuse upgrades before the autoscaler adds one")
+    cpu = [t for t in triggers if t.get("type") == "cpu"]
+    if len(cpu) != 1 or cpu[0].get("metricType") != "Utilization" or number(cpu[0].get("metadata", {}).get("value")) is None:
+        fail(where, 'needs one cpu trigger with metricType Utilization and metadata.value (e.g. "70")')
+    down = so["spec"].get("advanced", {}).get("horizontalPodAutoscalerConfig", {}).get("behavior", {}).get("scaleDown", {})
+    policies = down.get("policies", [])
+    if down.get("stabilizationWindowSeconds", 0) < 300 or not policies or any(
+            p.get("type") != "Pods" or p.get("value") != 1 for p in policies):
+        fail(where, "scale down slowly (removing a gateway disconnects its clients): "
+                    "stabilizationWindowSeconds >= 300 and only `Pods: 1` policies")
+
+
+def selector_matches(selector: dict, labels: dict) -> bool:
+    """A LabelSelector against an object's labels; an empty selector matches all."""
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, vals = e.get("key"), e.get("operator"), e.get("values") or []
+        if op == "In" and labels.get(key) not in vals:
+            return False
+        if op == "NotIn" and labels.get(key) in vals:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def check_network_policies(path: str, policies: list[dict], deployments: list[dict]) -> None:
+    if not any(p["spec"].get("podSelector") == {} and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
+               and not p["spec"].get("ingress") and not p["spec"].get("egress") for p in policies):
+        fail(path, "no default-deny NetworkPolicy (ingress+egress) in the namespace")
+    egress_ports = {
+        (port.get("protocol", "TCP"), port.get("port"))
+        for p in policies for rule in p["spec"].get("egress", []) for port in rule.get("ports", [])
+    }
+    for need in (("TCP", 5432), ("TCP", 6379), ("UDP", 53), ("TCP", 53), ("TCP", 4317), ("TCP", 4318)):
+        if need not in egress_ports:
+            fail(path, f"no NetworkPolicy allows egress {need[0]}/{need[1]}")
+    # Ingress by port: `admin` only from other namespaces by namespaceSelector
+    # (Prometheus), never from everywhere; `http` from somewhere named.
+    scrape_allowed = set()
+    for p in policies:
+        where = f"{path}: {obj_name(p)}"
+        pods = [d for d in deployments
+                if selector_matches(p["spec"].get("podSelector", {}),
+                                    d["spec"]["template"].get("metadata", {}).get("labels", {}))]
+        for rule in p["spec"].get("ingress", []):
+            sources = rule.get("from") or []
+            if not rule.get("ports"):
+                fail(where, "an ingress rule without `ports` opens every port, the admin port included")
+                continue
+            for d in pods:
+                ports = container_ports((pod_spec(d).get("containers") or [{}])[0])
+                for port in rule["ports"]:
+                    named = port.get("port")
+                    if named == "admin" or (named is not None and named == ports.get("admin")):
+                        if not sources or any(set(s) != {"namespaceSelector"} for s in sources):
+                            fail(where, f"{d['metadata']['name']}'s admin port (/metrics, /v1/admin) may be "
+                                        "reached only from Prometheus' namespace (namespaceSelector alone)")
+                        else:
+                            scrape_allowed.add(d["metadata"]["name"])
+                    elif not sources:
+                        fail(where, f"port {named} of {d['metadata']['name']} is open to every source: "
+                                    "name the ingress controller's namespace and this namespace in `from`")
+    for d in deployments:
+        if d["metadata"]["name"] not in scrape_allowed:
+            fail(path, f"no NetworkPolicy lets Prometheus reach the admin port of {d['metadata']['name']}")
+
+
+def nginx_size(text: str) -> int | None:
+    m = re.fullmatch(r"(\d+)([kKmMgG]?)", str(text).strip())
+    if not m:
+        return None
+    return int(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
+
+
+def path_covers(rule_path: str, path_type: str, target: str) -> bool:
+    """Whether an Ingress path (Prefix: element-wise; Exact; or, for
+    ImplementationSpecific, as nginx would, a plain string prefix) routes
+    `target` or anything under it."""
+    p = rule_path or "/"
+    if path_type == "Exact":
+        return p.rstrip("/") == target or p.startswith(target + "/")
+    if path_type == "Prefix":
+        base = p.rstrip("/")
+        return (target == base or target.startswith(base + "/") or base.startswith(target + "/")
+                or base == target)
+    return target.startswith(p) or p.startswith(target)
+
+
+def check_ingress(path: str, ingresses: list[dict], services: dict[str, dict]) -> None:
+    if path.endswith("production") and not ingresses:
+        fail(path, "no Ingress routing the public API")
+    limit = herald_defaults()["http"]["max_batch_body_bytes"]
+    routed: dict[str, set[str]] = {}
+    for ing in ingresses:
+        where = f"{path}: {obj_name(ing)}"
+        spec, ann = ing.get("spec", {}), ing.get("metadata", {}).get("annotations", {}) or {}
+        for key in ("proxy-read-timeout", "proxy-send-timeout"):
+            if number(ann.get(NGINX + key)) is None or number(ann[NGINX + key]) < WS_TIMEOUT_SECONDS:
+                fail(where, f"annotation {NGINX}{key} must be >= {WS_TIMEOUT_SECONDS} (WebSockets live long)")
+        size = nginx_size(ann.get(NGINX + "proxy-body-size", ""))
+        if size != limit:
+            fail(where, f"annotation {NGINX}proxy-body-size must equal http.max_batch_body_bytes "
+                        f"({limit} bytes, e.g. {limit >> 20}m), got {ann.get(NGINX + 'proxy-body-size')!r}")
+        if spec.get("defaultBackend"):
+            fail(where, "no defaultBackend: it would route every path, /metrics included")
+        if not spec.get("tls") or not all(t.get("secretName") for t in spec["tls"]):
+            fail(where, "needs a tls section naming its certificate Secret")
+        for rule in spec.get("rules", []):
+            for p in rule.get("http", {}).get("paths", []):
+                rp, pt = p.get("path", "/"), p.get("pathType", "ImplementationSpecific")
+                backend = p.get("backend", {}).get("service", {})
+                svc_name, port = backend.get("name"), backend.get("port", {})
+                pw = f"{where} path {rp}"
+                for never in NEVER_ROUTED:
+                    if path_covers(rp, pt, never):
+                        fail(pw, f"routes {never} to the outside")
+                svc = services.get(svc_name)
+                if svc is None:
+                    fail(pw, f"backend Service {svc_name} is not rendered")
+                    continue
+                svc_ports = {sp.get("name"): sp for sp in svc["spec"].get("ports", [])}
+                if port.get("name", "") != "http" and port.get("number") != svc_ports.get("http", {}).get("port"):
+                    fail(pw, f"backend must use port http of Service {svc_name}")
+                for sp in svc["spec"].get("ports", []):
+                    if sp.get("name") == "admin" or sp.get("targetPort") in ("admin", 9090) or sp.get("port") == 9090:
+                        fail(f"{path}: Service/{svc_name}", "the Ingress routes to this Service: it must not "
+                                                            "expose the admin port")
+                routed.setdefault(svc_name, set()).add(rp.rstrip("/"))
+    if ingresses:
+        for svc_name, need in INGRESS_ROUTES.items():
+            for p in need:
+                if p not in routed.get(svc_name, set()):
+                    fail(path, f"the Ingress does not route {p} to {svc_name}")
+
+
+def check_podmonitors(path: str, monitors: list[dict], deployments: list[dict]) -> None:
+    if path.endswith("production") and not monitors:
+        fail(path, "no PodMonitor: nothing scrapes the admin ports (include k8s/components/monitoring)")
+    if not monitors:
+        return
+    covered = set()
+    for pm in monitors:
+        where = f"{path}: {obj_name(pm)}"
+        spec = pm.get("spec", {})
+        if spec.get("jobLabel") != "app.kubernetes.io/name":
+            fail(where, "jobLabel must be app.kubernetes.io/name: the alert rules and KEDA's query "
+                        "select job=ingest-api|stream-worker|ws-gateway")
+        eps = spec.get("podMetricsEndpoints", [])
+        if not eps:
+            fail(where, "no podMetricsEndpoints")
+        for ep in eps:
+            if ep.get("port") != "admin" or ep.get("path", "/metrics") != "/metrics":
+                fail(where, f"must scrape port admin, path /metrics (got port {ep.get('port')!r}, "
+                            f"path {ep.get('path')!r}): the API port serves no /metrics")
+        for d in deployments:
+            if selector_matches(spec.get("selector", {}), d["spec"]["template"].get("metadata", {}).get("labels", {})):
+                covered.add(d["metadata"]["name"])
+    for s in SERVICES:
+        if s not in covered:
+            fail(path, f"no PodMonitor selects the pods of {s}")
+
+
+def alerts_groups() -> list:
+    return (yaml.safe_load((ROOT / ALERTS).read_text()) or {}).get("groups", [])
+
+
+def check_prometheusrules(path: str, rules: list[dict]) -> None:
+    if path.endswith("production") and not rules:
+        fail(path, "no PrometheusRule carrying deploy/prometheus/alerts.yml (include k8s/components/monitoring)")
+    want = alerts_groups()
+    for pr in rules:
+        where = f"{path}: {obj_name(pr)}"
+        got = pr.get("spec", {}).get("groups", [])
+        if got == want:
+            continue
+        names = lambda gs: {(g.get("name"), r.get("alert") or r.get("record")): r  # noqa: E731
+                            for g in gs for r in g.get("rules", [])}
+        a, b = names(got), names(want)
+        diff = sorted({k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}, key=str)
+        detail = ", ".join(f"{g}/{r}" for g, r in diff[:5]) or "group names, order or fields"
+        fail(where, f"spec.groups differ from {ALERTS} ({detail}); "
+                    "run scripts/lint-deploy.sh --write-prometheusrule")
+
+
+def write_prometheusrule() -> None:
+    """k8s/components/monitoring/prometheusrule.yaml from alerts.yml: the
+    `groups:` block copied as text, indented under `spec:`."""
+    text = (ROOT / ALERTS).read_text()
+    start = re.search(r"^groups:", text, re.M)
+    body = "".join(("  " + line) if line.strip() else line
+                   for line in text[start.start():].splitlines(keepends=True))
+    out = (
+        "# GENERATED from deploy/prometheus/alerts.yml by\n"
+        "#   scripts/lint-deploy.sh --write-prometheusrule\n"
+        "# Edit alerts.yml, then regenerate: `make lint-deploy` fails while they differ.\n"
+        "# Runbooks: docs/operations.md#alerts.\n"
+        "apiVersion: monitoring.coreos.com/v1\n"
+        "kind: PrometheusRule\n"
+        "metadata:\n"
+        "  name: herald\n"
+        "  labels:\n"
+        "    app.kubernetes.io/name: herald\n"
+        "    app.kubernetes.io/part-of: herald\n"
+        "spec:\n" + body
+    )
+    (ROOT / PROMETHEUSRULE).write_text(out)
+    print(f"lint-deploy: wrote {PROMETHEUSRULE}")
+
+
+def check_objects(path: str, docs: list[dict], crd_validators: dict, known: set[str]) -> None:
     by_kind: dict[str, list[dict]] = {}
     for doc in docs:
-        where = f"{path}: {obj_name(doc)}"
         by_kind.setdefault(doc.get("kind", ""), []).append(doc)
-        validate_schema(where, doc, keda_validators)
+    configmaps = {d["metadata"]["name"]: d for d in by_kind.get("ConfigMap", [])}
+    for doc in docs:
+        where = f"{path}: {obj_name(doc)}"
+        validate_schema(where, doc, crd_validators)
         if doc.get("kind") != "Namespace" and doc.get("metadata", {}).get("namespace") != NAMESPACE:
             fail(where, f"must be in namespace {NAMESPACE}")
         if doc.get("kind") == "Secret":
             fail(where, "Secrets must not be in the manifests (create herald-secrets out of band)")
         if doc.get("kind") == "Deployment":
-            check_deployment(where, doc, path)
+            check_deployment(where, doc, path, configmaps)
         if doc.get("kind") == "Job":
-            check_security(where, pod_spec(doc) or {})
-    deployments = {d["metadata"]["name"] for d in by_kind.get("Deployment", [])}
-    if deployments != set(SERVICES):
-        fail(path, f"Deployments {sorted(deployments)} != {sorted(SERVICES)}")
-    services = {d["metadata"]["name"] for d in by_kind.get("Service", [])}
+            check_migrate_job(where, doc)
+    deployments = by_kind.get("Deployment", [])
+    names = {d["metadata"]["name"] for d in deployments}
+    if names != set(SERVICES):
+        fail(path, f"Deployments {sorted(names)} != {sorted(SERVICES)}")
+    services = {d["metadata"]["name"]: d for d in by_kind.get("Service", [])}
     pdbs = {d["metadata"]["name"] for d in by_kind.get("PodDisruptionBudget", [])}
     for s in SERVICES:
         if s not in services:
@@ -245,12 +570,17 @@ def check_objects(path: str, docs: list[dict], keda_validators: dict) -> None:
         spec = pdb.get("spec", {})
         if spec.get("minAvailable") is not None or spec.get("maxUnavailable") is None:
             fail(f"{path}: {obj_name(pdb)}", "PDBs use maxUnavailable (a count or a percentage), not minAvailable")
+    # Exactly one autoscaler per Deployment: HPA for ingest-api, KEDA for the others.
     hpas = by_kind.get("HorizontalPodAutoscaler", [])
-    hpa_targets = {h["spec"]["scaleTargetRef"]["name"] for h in hpas}
-    if hpa_targets != {"ingest-api", "ws-gateway"}:
-        fail(path, f"HPAs must target ingest-api and ws-gateway only (KEDA owns stream-worker), got {sorted(hpa_targets)}")
+    sos = by_kind.get("ScaledObject", [])
+    hpa_targets = [h["spec"]["scaleTargetRef"]["name"] for h in hpas]
+    so_targets = [so["spec"]["scaleTargetRef"]["name"] for so in sos]
+    if sorted(hpa_targets) != sorted(HPA_TARGETS):
+        fail(path, f"HPAs must target {sorted(HPA_TARGETS)} only (KEDA owns the others), got {sorted(hpa_targets)}")
+    if sorted(so_targets) != sorted(SCALEDOBJECT_TARGETS):
+        fail(path, f"ScaledObjects must target {sorted(SCALEDOBJECT_TARGETS)}, one each, got {sorted(so_targets)}")
     minimums = [(obj_name(h), h["spec"].get("minReplicas", 1)) for h in hpas] + [
-        (obj_name(so), so["spec"].get("minReplicaCount", 0)) for so in by_kind.get("ScaledObject", [])
+        (obj_name(so), so["spec"].get("minReplicaCount", 0)) for so in sos
     ]
     for name, minimum in minimums:
         if path.endswith("production") and minimum < 2:
@@ -260,15 +590,29 @@ def check_objects(path: str, docs: list[dict], keda_validators: dict) -> None:
     if not any(j.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [{}])[0].get("args") == ["migrate"]
                for j in by_kind.get("Job", [])):
         fail(path, "no migration Job running `stream-worker migrate`")
-    sos = by_kind.get("ScaledObject", [])
-    if len(sos) != 1 or sos[0]["spec"]["scaleTargetRef"]["name"] != "stream-worker":
-        fail(path, "expected one ScaledObject targeting stream-worker")
+    auths = {t["metadata"]["name"] for t in by_kind.get("TriggerAuthentication", [])}
+    gateway = next((d for d in deployments if d["metadata"]["name"] == "ws-gateway"), None)
+    max_connections = None
+    if gateway is not None:
+        value = effective_env(pod_spec(gateway)["containers"][0], configmaps).get("HERALD__GATEWAY__MAX_CONNECTIONS", "0")
+        max_connections = int(value) if value.isdigit() else -1
+        if path.endswith("production") and max_connections <= 0:
+            fail(f"{path}: Deployment/ws-gateway", "production must set HERALD__GATEWAY__MAX_CONNECTIONS > 0 "
+                                                  "(sized to the pod's memory limit)")
     for so in sos:
         where = f"{path}: {obj_name(so)}"
+        target = so["spec"]["scaleTargetRef"]["name"]
         if so["spec"].get("minReplicaCount", 0) < 1:
             fail(where, "minReplicaCount must be >= 1")
+        types = {t.get("type") for t in so["spec"].get("triggers", [])}
+        if so["spec"].get("fallback") and types & {"cpu", "memory"}:
+            fail(where, "KEDA refuses `fallback` on a ScaledObject with a cpu or memory trigger")
+        if target == "ws-gateway":
+            # The dev overlay sets no limit: no threshold comparison there.
+            check_gateway_scaledobject(where, so, max_connections if max_connections else None, known)
+        if target != "stream-worker":
+            continue
         seen = set()
-        auths = {t["metadata"]["name"] for t in by_kind.get("TriggerAuthentication", [])}
         for trig in so["spec"].get("triggers", []):
             if trig.get("type") != "redis-streams":
                 continue
@@ -279,20 +623,44 @@ def check_objects(path: str, docs: list[dict], keda_validators: dict) -> None:
                 fail(where, f"authenticationRef {ref} is not rendered")
         if seen != set(PRIORITIES):
             fail(where, f"redis-streams triggers cover {sorted(seen)}, need every priority")
-    policies = by_kind.get("NetworkPolicy", [])
-    if not any(p["spec"].get("podSelector") == {} and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
-               and not p["spec"].get("ingress") and not p["spec"].get("egress") for p in policies):
-        fail(path, "no default-deny NetworkPolicy (ingress+egress) in the namespace")
-    egress_ports = {
-        (port.get("protocol", "TCP"), port.get("port"))
-        for p in policies for rule in p["spec"].get("egress", []) for port in rule.get("ports", [])
-    }
-    for need in (("TCP", 5432), ("TCP", 6379), ("UDP", 53), ("TCP", 53), ("TCP", 4317), ("TCP", 4318)):
-        if need not in egress_ports:
-            fail(path, f"no NetworkPolicy allows egress {need[0]}/{need[1]}")
+    # Services carry the API port only: the admin port is for Prometheus,
+    # which scrapes pods (PodMonitor), and for port-forwards.
+    for name, svc in services.items():
+        for sp in svc["spec"].get("ports", []):
+            if sp.get("name") != "http" or sp.get("targetPort") not in ("http", 8080):
+                fail(f"{path}: Service/{name}", f"exposes port {sp.get('name')} -> {sp.get('targetPort')}: "
+                                               "Services carry only port http (targetPort http)")
+    check_network_policies(path, by_kind.get("NetworkPolicy", []), deployments)
+    check_ingress(path, by_kind.get("Ingress", []), services)
+    check_podmonitors(path, by_kind.get("PodMonitor", []), deployments)
+    check_prometheusrules(path, by_kind.get("PrometheusRule", []))
 
 
 # ---------------------------------------------------------------- compose
+
+HEALTHCHECK = ["CMD", "/app/bin/herald", "healthcheck"]
+SECRETS_DIR = "/herald-secrets"
+SECRETS_FILE = SECRETS_DIR + "/herald.toml"
+# A JWT secret written into the file: a quoted value that is not a printf
+# format or a shell expansion.
+JWT_LITERAL = re.compile(r"""jwt_secret\s*=\s*\\?["'](?![%$])[^"'\s]""", re.I)
+
+
+def compose_deps(svc: dict) -> dict:
+    dep = svc.get("depends_on", {})
+    return dep if isinstance(dep, dict) else {d: {} for d in dep}
+
+
+def published(port: object) -> tuple[str | None, str | None]:
+    """(host ip, host port) of a compose `ports` entry, short or long syntax."""
+    if isinstance(port, dict):
+        return port.get("host_ip"), str(port.get("published")) if port.get("published") is not None else None
+    parts = str(port).rsplit("/", 1)[0].split(":")
+    if len(parts) == 3:
+        return parts[0], parts[1]
+    if len(parts) == 2:
+        return None, parts[0]
+    return None, None
 
 
 def check_compose() -> None:
@@ -305,9 +673,10 @@ def check_compose() -> None:
         out = (proc.stdout + proc.stderr).strip().replace("\n", "\n    ")
         fail(path, "compose-spec validation failed:\n    " + out)
         return
-    doc = yaml.safe_load((ROOT / path).read_text())
+    text = (ROOT / path).read_text()
+    doc = yaml.safe_load(text)
     svcs = doc.get("services", {})
-    for s in ("postgres", "redis", "migrate", *SERVICES, "otel-collector", "jaeger"):
+    for s in ("postgres", "redis", "migrate", *SERVICES, "otel-collector", "jaeger", "secrets", "dev-key", "demo"):
         if s not in svcs:
             fail(path, f"service {s} missing")
     cmd = " ".join(svcs.get("redis", {}).get("command", []))
@@ -315,12 +684,70 @@ def check_compose() -> None:
         fail(path, "redis must run with --appendonly yes --appendfsync everysec")
     if svcs.get("migrate", {}).get("command") != ["migrate"]:
         fail(path, "migrate service must run `migrate`")
+    # Nothing listens beyond this machine.
+    for name, svc in svcs.items():
+        for port in svc.get("ports", []):
+            ip, _ = published(port)
+            if ip != "127.0.0.1":
+                fail(f"{path}: {name}", f"port {port!r} must be published on 127.0.0.1 only")
+    # The JWT secret is generated into a volume, never shipped in the file.
+    for name, svc in svcs.items():
+        env = svc.get("environment", {})
+        keys = env.keys() if isinstance(env, dict) else [str(e).split("=", 1)[0] for e in env]
+        for k in keys:
+            if "JWT_SECRET" in k.upper():
+                fail(f"{path}: {name}", f"environment {k}: the JWT secret comes from {SECRETS_FILE}, "
+                                        "generated by the `secrets` one-shot")
+    if JWT_LITERAL.search(text):
+        fail(path, "a literal jwt_secret value is in the file")
+    if SECRETS_FILE not in " ".join(map(str, svcs.get("secrets", {}).get("command") or [])) + \
+            " ".join(map(str, svcs.get("secrets", {}).get("entrypoint") or [])):
+        fail(f"{path}: secrets", f"must write {SECRETS_FILE}")
+    # Herald containers: those built from deploy/Dockerfile.
+    herald = {n: s for n, s in svcs.items() if s.get("build", {}).get("args", {}).get("SERVICE")}
+    for name, svc in herald.items():
+        where = f"{path}: {name}"
+        env = svc.get("environment", {})
+        if not isinstance(env, dict) or env.get("HERALD_CONFIG") != SECRETS_FILE:
+            fail(where, f"HERALD_CONFIG must be {SECRETS_FILE}")
+        mounts = [str(v) for v in svc.get("volumes", [])]
+        if not any(m.split(":")[1:] == [SECRETS_DIR, "ro"] for m in mounts):
+            fail(where, f"must mount the secrets volume read-only on {SECRETS_DIR}")
+        deps = compose_deps(svc)
+        for dep, cond in deps.items():
+            if not isinstance(cond, dict) or "condition" not in cond:
+                fail(where, f"depends_on {dep} needs a condition (service_healthy / service_completed_successfully)")
+        if deps.get("secrets", {}).get("condition") != "service_completed_successfully":
+            fail(where, "must depend on secrets (service_completed_successfully)")
+        if name in SERVICES:
+            if deps.get("migrate", {}).get("condition") != "service_completed_successfully":
+                fail(where, "must depend on migrate (service_completed_successfully)")
+            if svc.get("healthcheck", {}).get("test") != HEALTHCHECK:
+                fail(where, f"healthcheck test must be {HEALTHCHECK} (the image has no shell)")
+        elif svc.get("restart") != "no":
+            fail(where, 'a one-shot needs restart: "no"')
+        if name in SERVICES and svc.get("build", {}).get("args", {}).get("SERVICE") != name:
+            fail(where, f"must build deploy/Dockerfile with SERVICE={name}")
     for s in SERVICES:
-        dep = svcs.get(s, {}).get("depends_on", {})
-        if not isinstance(dep, dict) or dep.get("migrate", {}).get("condition") != "service_completed_successfully":
-            fail(path, f"{s} must depend on migrate (service_completed_successfully)")
-        if svcs.get(s, {}).get("build", {}).get("args", {}).get("SERVICE") != s:
+        if s in svcs and s not in herald:
             fail(path, f"{s} must build deploy/Dockerfile with SERVICE={s}")
+    key = svcs.get("dev-key", {})
+    if key.get("command") != ["keys", "create", "--name", "dev", "--if-absent"]:
+        fail(f"{path}: dev-key", "must run `keys create --name dev --if-absent`")
+    if compose_deps(key).get("migrate", {}).get("condition") != "service_completed_successfully":
+        fail(f"{path}: dev-key", "must depend on migrate (service_completed_successfully)")
+    demo = svcs.get("demo", {})
+    for dep, cond in compose_deps(demo).items():
+        if not isinstance(cond, dict) or "condition" not in cond:
+            fail(f"{path}: demo", f"depends_on {dep} needs a condition")
+    if compose_deps(demo).get("ws-gateway", {}).get("condition") != "service_healthy":
+        fail(f"{path}: demo", "must depend on ws-gateway (service_healthy)")
+    origins = str(svcs.get("ws-gateway", {}).get("environment", {}).get("HERALD__GATEWAY__ALLOWED_ORIGINS", ""))
+    for port in demo.get("ports", []):
+        _, host_port = published(port)
+        for origin in (f"http://localhost:{host_port}", f"http://127.0.0.1:{host_port}"):
+            if origin not in origins.split(","):
+                fail(f"{path}: ws-gateway", f"HERALD__GATEWAY__ALLOWED_ORIGINS must list the demo's {origin}")
     for extra in ("deploy/otel-collector.yaml", "deploy/prometheus/prometheus.yml"):
         try:
             yaml.safe_load((ROOT / extra).read_text())
@@ -691,11 +1118,18 @@ def check_dockerfile() -> None:
 
 
 def main() -> int:
-    keda_validators = {}
-    for kind, rel in KEDA_SCHEMAS.items():
+    if sys.argv[1:] == ["--write-prometheusrule"]:
+        write_prometheusrule()
+        return 0
+    if sys.argv[1:]:
+        print(f"usage: {sys.argv[0]} [--write-prometheusrule]", file=sys.stderr)
+        return 2
+    crd_validators = {}
+    for key, rel in CRD_SCHEMAS.items():
         schema = json.loads((ROOT / rel).read_text())
         jsonschema.Draft7Validator.check_schema(schema)
-        keda_validators[kind] = jsonschema.Draft7Validator(schema)
+        crd_validators[key] = jsonschema.Draft7Validator(schema)
+    known = documented_metrics()
     counts = {}
     for path in KUSTOMIZE_DIRS:
         docs = render(path)
@@ -703,9 +1137,8 @@ def main() -> int:
         # The base is never applied on its own: it only has to render; its
         # objects are validated as the overlays patch them.
         if docs and path != "k8s/base":
-            check_objects(path, docs, keda_validators)
+            check_objects(path, docs, crd_validators, known)
     check_compose()
-    known = documented_metrics()
     check_dashboard(known)
     check_alerts(known)
     check_dockerfile()
@@ -715,8 +1148,10 @@ def main() -> int:
         print(f"lint-deploy: FAILED, {len(errors)} problem(s)", file=sys.stderr)
         return 1
     rendered = ", ".join(f"{p} {n} objects" for p, n in counts.items())
-    print(f"lint-deploy: ok ({rendered}; Kubernetes {'/'.join(K8S_VERSIONS)} strict; "
-          f"compose-spec; dashboard and alerts against {len(known)} documented metrics; "
+    print(f"lint-deploy: ok ({rendered}; Kubernetes {'/'.join(K8S_VERSIONS)} strict; KEDA and "
+          f"Prometheus Operator kinds against deploy/schemas; ports, Ingress, PodMonitor, "
+          f"PrometheusRule = alerts.yml, gateway autoscaling; compose-spec and compose rules; "
+          f"dashboard and alerts against {len(known)} documented metrics; "
           f"Dockerfile copies what cargo chef cook needs)")
     return 0
 

@@ -13,6 +13,9 @@ pub struct Cli {
 pub enum Command {
     /// Serve the HTTP API (the default).
     Serve,
+    /// Exit 0 when this service's /readyz on 127.0.0.1:`http.port` answers 200
+    /// (container healthchecks: the image has no shell or curl).
+    Healthcheck,
     /// Manage producer API keys.
     Keys {
         #[command(subcommand)]
@@ -29,6 +32,10 @@ pub enum KeysCommand {
         /// Also allow the admin endpoints (dead letters).
         #[arg(long)]
         admin: bool,
+        /// When an active key has this name, say so and create nothing
+        /// (exit 0): for set-up scripts that run on every start.
+        #[arg(long)]
+        if_absent: bool,
     },
     /// Revoke the active key with this name; it stops working at once.
     Revoke { name: String },

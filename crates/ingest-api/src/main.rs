@@ -21,6 +21,7 @@ async fn main() -> ExitCode {
     service::run("ingest-api", async |settings| {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => service::serve::<Application>(&settings).await,
+            Command::Healthcheck => service::healthcheck(&settings),
             Command::Keys { action } => keys(&settings, action).await,
         }
     })
@@ -31,11 +32,21 @@ async fn keys(settings: &Settings, action: KeysCommand) -> anyhow::Result<()> {
     let pool = db::pool(&settings.database)?;
     let mut conn = pool.get().await?;
     match action {
-        KeysCommand::Create { name, admin } => {
+        KeysCommand::Create {
+            name,
+            admin,
+            if_absent,
+        } => {
             let scope = if admin { Scope::Admin } else { Scope::Producer };
-            let key = api_keys::create(&mut conn, &name, scope).await?;
-            // The key is the only thing on stdout, so scripts can capture it.
-            println!("{key}");
+            match api_keys::create(&mut conn, &name, scope).await {
+                // The key is the only thing on stdout, so scripts can capture it.
+                Ok(key) => println!("{key}"),
+                Err(api_keys::ApiKeyError::NameTaken(_)) if if_absent => eprintln!(
+                    "an active API key named `{name}` exists; nothing created \
+                     (`keys revoke {name}` first for a new one)"
+                ),
+                Err(err) => return Err(err.into()),
+            }
         }
         KeysCommand::Revoke { name } => {
             // Redis is only told so running processes evict the key from

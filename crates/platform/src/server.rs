@@ -1,7 +1,10 @@
 //! The one way a Herald service serves HTTP: every service's app starts
 //! from [`ServerBase::app`] (request metrics and tracing, `Retry-After` on
 //! 503 problems, `/healthz`, `/readyz`, `/metrics`) and is served by
-//! [`serve`] (the listener from `http.host`/`http.port`, worker threads,
+//! [`serve`] (the listener from `http.host`/`http.port`, and
+//! `http.admin_port` when set: then `/metrics` and `/v1/admin/*` answer
+//! only there, and everything but the health endpoints only on `port`;
+//! worker threads,
 //! no signal handling of its own: a service stops when its shutdown token
 //! is cancelled, after finishing the requests in flight). While a service
 //! still waits for PostgreSQL and Redis, [`starting`] answers on the same
@@ -35,7 +38,12 @@ pub struct ServerBase {
     registry: web::Data<Arc<Registry>>,
     http_metrics: web::Data<HttpMetrics>,
     retry_after: web::Data<RetryAfter>,
+    admin_port: web::Data<AdminPort>,
 }
+
+/// `http.admin_port` (0: none), for [`split_ports`].
+#[derive(Debug, Clone, Copy)]
+struct AdminPort(u16);
 
 /// Seconds a 503 answer asks the client to wait (`http.retry_after_secs`).
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +64,7 @@ impl ServerBase {
             registry: web::Data::new(Arc::new(registry)),
             http_metrics,
             retry_after: web::Data::new(RetryAfter(http.retry_after_secs)),
+            admin_port: web::Data::new(AdminPort(http.admin_port)),
         }
     }
 
@@ -73,12 +82,14 @@ impl ServerBase {
         > + use<>,
     > {
         App::new()
+            .wrap(from_fn(split_ports))
             .wrap(from_fn(retry_after))
             .wrap(from_fn(metrics::observe))
             .app_data(self.dependencies.clone())
             .app_data(self.registry.clone())
             .app_data(self.http_metrics.clone())
             .app_data(self.retry_after.clone())
+            .app_data(self.admin_port.clone())
             .configure(health::configure)
             .configure(metrics::configure)
     }
@@ -111,6 +122,56 @@ async fn retry_after(
     Ok(response)
 }
 
+/// Where a path may be asked for when `http.admin_port` is set.
+#[derive(Debug, PartialEq, Eq)]
+enum PortRole {
+    /// `/healthz`, `/readyz`: both ports (probes may use either).
+    Both,
+    /// `/metrics`, `/v1/admin/*`: the internal admin port only.
+    Admin,
+    /// Everything else (the API): the main port only.
+    Main,
+}
+
+fn port_role(path: &str) -> PortRole {
+    match path {
+        "/healthz" | "/readyz" => PortRole::Both,
+        "/metrics" => PortRole::Admin,
+        _ if path.starts_with("/v1/admin/") || path == "/v1/admin" => PortRole::Admin,
+        _ => PortRole::Main,
+    }
+}
+
+/// Middleware: with an admin port, a path asked for on the other port is
+/// answered 404, as if it did not exist there (an Ingress that forwards
+/// the main port can never expose metrics or admin endpoints).
+async fn split_ports(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let admin_port = req.app_data::<web::Data<AdminPort>>().map_or(0, |p| p.0);
+    if admin_port != 0 {
+        let on_admin = req.app_config().local_addr().port() == admin_port;
+        let allowed = match port_role(req.path()) {
+            PortRole::Both => true,
+            PortRole::Admin => on_admin,
+            PortRole::Main => !on_admin,
+        };
+        if !allowed {
+            let answer =
+                crate::problem::Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found")
+                    .detail(if on_admin {
+                        "the admin port serves /metrics, /v1/admin/*, /healthz and /readyz only"
+                    } else {
+                        "no such endpoint on this port"
+                    })
+                    .respond(&"wrong port");
+            return Ok(req.into_response(answer));
+        }
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
 /// How many HTTP worker threads a service runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workers {
@@ -141,6 +202,7 @@ impl Default for ServerOptions {
 /// A bound, running HTTP server.
 pub struct Serving {
     port: u16,
+    admin_port: Option<u16>,
     server: Server,
 }
 
@@ -170,6 +232,12 @@ where
         // for the previous segment's ACK.
         .tcp_nodelay(true)
         .listen(listener)?;
+    let mut admin_port = None;
+    if http.admin_port != 0 {
+        let admin = TcpListener::bind((http.host.as_str(), http.admin_port))?;
+        admin_port = Some(admin.local_addr()?.port());
+        server = server.listen(admin)?;
+    }
     server = match options.workers {
         Workers::FromSettings if http.workers > 0 => server.workers(http.workers),
         Workers::FromSettings => server,
@@ -180,6 +248,7 @@ where
     }
     Ok(Serving {
         port,
+        admin_port,
         server: server.run(),
     })
 }
@@ -248,12 +317,21 @@ pub fn starting(http: &HttpSettings) -> std::io::Result<Option<Serving>> {
     .shutdown_timeout(1)
     .listen(listener)?
     .run();
-    Ok(Some(Serving { port, server }))
+    Ok(Some(Serving {
+        port,
+        admin_port: None,
+        server,
+    }))
 }
 
 impl Serving {
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The admin port, when `http.admin_port` is set.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin_port
     }
 
     /// Serves in the background until [`Starting::stop`].

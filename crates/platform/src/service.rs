@@ -55,6 +55,34 @@ pub async fn serve<S: Service>(settings: &Settings) -> anyhow::Result<()> {
     }
 }
 
+/// A container's healthcheck (`<binary> healthcheck`): `GET /readyz` on
+/// this machine's `http.port`; Ok on 200. Plain HTTP/1.0 over a socket with
+/// a deadline: the distroless image has no shell and no curl.
+pub fn healthcheck(settings: &Settings) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    const DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+    let host = match settings.http.host.as_str() {
+        "0.0.0.0" | "::" | "[::]" | "" => "127.0.0.1",
+        host => host,
+    };
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, settings.http.port))?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("http.host {host} resolves to no address"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, DEADLINE)?;
+    stream.set_read_timeout(Some(DEADLINE))?;
+    stream.set_write_timeout(Some(DEADLINE))?;
+    stream.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut answer = Vec::new();
+    stream.take(64 * 1024).read_to_end(&mut answer)?;
+    let answer = String::from_utf8_lossy(&answer);
+    let status_line = answer.lines().next().unwrap_or_default();
+    if status_line.split_whitespace().nth(1) == Some("200") {
+        Ok(())
+    } else {
+        anyhow::bail!("/readyz on {addr} answered {status_line:?}")
+    }
+}
+
 pub async fn run<F, Fut>(service: &'static str, command: F) -> ExitCode
 where
     F: FnOnce(Settings) -> Fut,

@@ -62,6 +62,8 @@ pub struct RedisSettings {
 pub struct HttpSettings {
     pub host: String,
     pub port: u16,
+    /// Internal port for `/metrics` and `/v1/admin/*`; 0: served on `port`.
+    pub admin_port: u16,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Largest batch request body (`POST /v1/notifications/batch`), in bytes.

@@ -18,6 +18,9 @@ pub enum Command {
     Run,
     /// Apply pending database migrations and exit (safe to run concurrently).
     Migrate,
+    /// Exit 0 when this service's /readyz on 127.0.0.1:`http.port` answers 200
+    /// (container healthchecks: the image has no shell or curl).
+    Healthcheck,
     /// Inspect and replay dead letters.
     Dlq {
         #[command(subcommand)]

@@ -20,6 +20,7 @@ async fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Run) {
             Command::Run => service::serve::<Worker>(&settings).await,
             Command::Migrate => migrate(&settings).await,
+            Command::Healthcheck => service::healthcheck(&settings),
             Command::Dlq { action } => dead_letter_command(&settings, action).await,
         }
     })

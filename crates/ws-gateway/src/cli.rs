@@ -13,6 +13,9 @@ pub struct Cli {
 pub enum Command {
     /// Serve WebSockets and the health endpoints (the default).
     Serve,
+    /// Exit 0 when this service's /readyz on 127.0.0.1:`http.port` answers 200
+    /// (container healthchecks: the image has no shell or curl).
+    Healthcheck,
     /// Print a JWT for a user, signed with the configured secret (development and tests).
     Token {
         #[arg(long)]

@@ -17,6 +17,7 @@ async fn main() -> ExitCode {
     service::run("ws-gateway", async |settings| {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => service::serve::<Application>(&settings).await,
+            Command::Healthcheck => service::healthcheck(&settings),
             Command::Token { user, ttl } => print_token(&settings, &user, ttl),
         }
     })

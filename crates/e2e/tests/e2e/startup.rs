@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use testkit::processes::{ChildGuard, RedisServer};
+use testkit::processes::{ChildGuard, RedisServer, run_binary};
 use testkit::proxy::Proxy;
 use testkit::{eventually, free_port};
 
@@ -76,10 +76,18 @@ async fn services_started_during_an_outage_are_alive_then_ready_by_themselves() 
     vars.insert("HERALD__DATABASE__CONNECT_TIMEOUT_MS".into(), "1000".into());
     vars.insert("HERALD__REDIS__URL".into(), redis.url());
 
+    // The container healthcheck (`<binary> healthcheck`) asks /readyz of
+    // the port its settings name.
+    let healthcheck = |name: &str, port: u16| {
+        let mut vars = vars.clone();
+        vars.insert("HERALD__HTTP__PORT".into(), port.to_string());
+        run_binary(name, &vars, &["healthcheck"]).status.success()
+    };
     let mut running = Vec::new();
     for name in SERVICES {
         let (child, port) = spawn(name, &vars);
         alive_not_ready(name, port).await;
+        assert!(!healthcheck(name, port), "{name}: unhealthy while starting");
         running.push((name, child, port));
     }
     // Other requests are refused cleanly meanwhile, never left hanging.
@@ -104,6 +112,9 @@ async fn services_started_during_an_outage_are_alive_then_ready_by_themselves() 
             },
         )
         .await;
+    }
+    for (name, _, port) in &running {
+        assert!(healthcheck(name, *port), "{name}: healthy once ready");
     }
     // And it works: a notification goes through.
     let accepted = notify(ingest_port, &stack.key).await;

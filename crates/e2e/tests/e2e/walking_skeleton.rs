@@ -45,6 +45,20 @@ async fn notification_travels_from_producer_to_the_users_websocket() {
         "keys create",
     );
     assert!(key.starts_with("hrld_"), "key: {key}");
+    // Set-up scripts run on every start: `--if-absent` leaves the key be.
+    let again = run_binary(
+        "ingest-api",
+        &vars,
+        &["keys", "create", "--name", "e2e", "--if-absent"],
+    );
+    assert!(again.status.success());
+    assert!(again.stdout.is_empty(), "no second key printed");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+    let taken = run_binary("ingest-api", &vars, &["keys", "create", "--name", "e2e"]);
+    assert!(
+        !taken.status.success(),
+        "without --if-absent a taken name fails"
+    );
 
     let logs = std::env::temp_dir().join(format!("herald-e2e-{}", env.prefix));
     std::fs::create_dir_all(&logs).unwrap();

@@ -108,3 +108,74 @@ async fn admin_dead_letter_endpoints() {
     assert_eq!(report["replayed"], json!([]));
     assert_eq!(report["failed"][0]["id"], records[1].id.to_string());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_admin_port_metrics_and_admin_endpoints_answer_only_there() {
+    let admin_port = testkit::free_port();
+    let mut env = testkit::TestEnv::new().await;
+    env.set("HERALD__HTTP__ADMIN_PORT", admin_port.to_string());
+    let app = TestApp::spawn_in(env).await;
+    let admin_key = api_keys::create(&mut app.env.db().await, "ops", Scope::Admin)
+        .await
+        .unwrap();
+    let admin_base = format!("http://127.0.0.1:{admin_port}");
+    let status = |base: &str, path: &str, key: Option<&str>| {
+        let mut request = app.http.get(format!("{base}{path}"));
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        async move { request.send().await.unwrap().status() }
+    };
+
+    // The main port (what an Ingress forwards): the API and health, no
+    // metrics, no admin endpoints.
+    assert_eq!(
+        status(&app.base, "/metrics", None).await,
+        StatusCode::NOT_FOUND
+    );
+    let hidden = app
+        .with_key(&admin_key)
+        .get("/v1/admin/templates")
+        .send()
+        .await
+        .unwrap();
+    problem(hidden, StatusCode::NOT_FOUND).await;
+    assert_eq!(status(&app.base, "/healthz", None).await, StatusCode::OK);
+    assert_eq!(status(&app.base, "/readyz", None).await, StatusCode::OK);
+    assert_eq!(
+        app.post(&json!({"user_id": "ida", "title": "hi", "body": "b"}))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+
+    // The admin port: metrics, admin endpoints, health; not the API.
+    let metrics = app
+        .http
+        .get(format!("{admin_base}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    assert!(
+        metrics
+            .text()
+            .await
+            .unwrap()
+            .contains("herald_http_requests_total")
+    );
+    assert_eq!(
+        status(&admin_base, "/v1/admin/templates", Some(&admin_key)).await,
+        StatusCode::OK
+    );
+    assert_eq!(status(&admin_base, "/healthz", None).await, StatusCode::OK);
+    let api_on_admin = app
+        .http
+        .post(format!("{admin_base}/v1/notifications"))
+        .header("x-api-key", &app.key)
+        .json(&json!({"user_id": "ida", "title": "hi", "body": "b"}))
+        .send()
+        .await
+        .unwrap();
+    problem(api_on_admin, StatusCode::NOT_FOUND).await;
+}
