@@ -11,9 +11,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod postgres;
 pub mod processes;
 pub mod proxy;
 pub mod service;
+pub mod tls;
 pub mod ws;
 
 use std::collections::HashMap;

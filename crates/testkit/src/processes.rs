@@ -152,6 +152,8 @@ pub struct RedisServer {
     process: Option<Child>,
     dir: PathBuf,
     persistence: &'static [&'static str],
+    /// `--tls-*` arguments: the port then takes TLS connections only.
+    tls: Vec<String>,
 }
 
 const NO_PERSISTENCE: &[&str] = &["--save", "", "--appendonly", "no"];
@@ -181,6 +183,24 @@ impl RedisServer {
         server
     }
 
+    /// A server whose port takes TLS connections only, with the server
+    /// certificate of `certs` (clients need not present one).
+    pub async fn start_tls(certs: &crate::tls::Certificates) -> Self {
+        let mut server = Self::reserve();
+        server.tls = vec![
+            "--tls-cert-file".into(),
+            certs.server_cert(),
+            "--tls-key-file".into(),
+            certs.server_key(),
+            "--tls-ca-cert-file".into(),
+            certs.ca(),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ];
+        server.restart().await;
+        server
+    }
+
     /// Picks a port but starts nothing yet: for tests of a server that is
     /// not there when a service starts.
     pub fn reserve() -> Self {
@@ -192,17 +212,31 @@ impl RedisServer {
             process: None,
             dir,
             persistence: NO_PERSISTENCE,
+            tls: Vec::new(),
         }
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_empty() {
+            "redis"
+        } else {
+            "rediss"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// (Re)starts the server on the same port and waits until it accepts connections.
     pub async fn restart(&mut self) {
+        let port = self.port.to_string();
+        let ports: [&str; 4] = if self.tls.is_empty() {
+            ["--port", &port, "--tls-port", "0"]
+        } else {
+            ["--port", "0", "--tls-port", &port]
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(ports)
+            .args(["--bind", "127.0.0.1"])
+            .args(&self.tls)
             .args(self.persistence)
             .arg("--dir")
             .arg(&self.dir)

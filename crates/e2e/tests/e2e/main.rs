@@ -12,4 +12,5 @@ mod observability;
 mod startup;
 mod support;
 mod templates;
+mod tls;
 mod walking_skeleton;
