@@ -28,8 +28,10 @@ run: build ## Start PostgreSQL/Redis if needed, migrate, create a dev key, run t
 	scripts/dev-deps.sh up
 	scripts/run-dev.sh
 
+# The servers every test uses, and the PgBouncer (>= 1.21) the pooler test starts.
 deps-test:
 	HERALD__DATABASE__URL=$(HERALD_TEST_PG)/postgres HERALD__REDIS__URL=$(HERALD_TEST_REDIS) scripts/dev-deps.sh up
+	scripts/pgbouncer.sh >/dev/null
 
 # Binaries and tests in one build: the end-to-end tests run these binaries,
 # and the test run then reuses every artifact (one feature set: testkit

@@ -12,7 +12,7 @@ BIN="${BENCH_BIN:-$ROOT/target/release}"
 mkdir -p .dev bench/results
 
 # Its own database and prefix, whatever `make` exported for `make run`.
-export HERALD__DATABASE__URL="${HERALD_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/herald_bench}"
+export HERALD__DATABASE__URL="${HERALD_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/herald_bench?sslmode=disable}"
 export HERALD__REDIS__URL="${HERALD_BENCH_REDIS_URL:-redis://127.0.0.1:6379}"
 export HERALD__REDIS__KEY_PREFIX=bench
 export HERALD__HTTP__HOST=127.0.0.1

@@ -1,8 +1,9 @@
-//! A private PostgreSQL server for tests that need one configured their way
-//! (TLS only): `initdb` into a scratch folder and `postgres` as a child,
-//! killed and removed when dropped. PostgreSQL refuses to run as root, so
-//! as root both run as the OS user `herald-dev` (the one `make run` uses
-//! for its own cluster; created here when missing).
+//! PostgreSQL-side servers a test starts for itself: a private PostgreSQL
+//! configured its way (TLS only; `initdb` into a scratch folder and
+//! `postgres` as a child) and a PgBouncer, each killed and removed when
+//! dropped. Both refuse to run as root, so as root they run as the OS user
+//! `herald-dev` (the one `make run` uses for its own cluster; created here
+//! when missing).
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -212,4 +213,80 @@ fn append(file: &Path, text: &str) {
         .open(file)
         .expect("open postgresql.conf");
     f.write_all(text.as_bytes()).expect("write postgresql.conf");
+}
+
+/// A PgBouncer in transaction mode in front of the shared test PostgreSQL
+/// (every database name maps to the same one there), with prepared
+/// statements pooled (`max_prepared_statements`) and few server connections
+/// per database, so clients' transactions really do share them. The binary
+/// comes from `scripts/pgbouncer.sh` (1.21 or newer, built once if needed).
+pub struct PgBouncer {
+    pub port: u16,
+    dir: PathBuf,
+    child: Child,
+}
+
+impl PgBouncer {
+    pub async fn start(server_port: u16, server_connections: usize) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pgbouncer.sh");
+        let found = Command::new(&script)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("scripts/pgbouncer.sh runs");
+        assert!(found.status.success(), "scripts/pgbouncer.sh failed");
+        let binary = PathBuf::from(String::from_utf8_lossy(&found.stdout).trim());
+        let owner = owner();
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("herald-pgbouncer-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        std::fs::write(dir.join("userlist.txt"), "\"postgres\" \"\"\n").expect("userlist");
+        std::fs::write(
+            dir.join("pgbouncer.ini"),
+            format!(
+                "[databases]\n* = host=127.0.0.1 port={server_port}\n\n\
+                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
+                 unix_socket_dir =\nauth_type = trust\nauth_file = {dir}/userlist.txt\n\
+                 pool_mode = transaction\nmax_prepared_statements = 200\n\
+                 default_pool_size = {server_connections}\nmax_client_conn = 500\n\
+                 ignore_startup_parameters = extra_float_digits,options\n\
+                 logfile = {dir}/pgbouncer.log\npidfile = {dir}/pgbouncer.pid\n",
+                dir = dir.display()
+            ),
+        )
+        .expect("pgbouncer.ini");
+        for file in ["", "userlist.txt", "pgbouncer.ini"] {
+            chown(&dir.join(file), owner);
+        }
+        let child = command(&binary, owner)
+            .arg(dir.join("pgbouncer.ini"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pgbouncer starts");
+        eventually(
+            "PgBouncer to listen",
+            Duration::from_secs(10),
+            || async move {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()
+                    .map(|_| ())
+            },
+        )
+        .await;
+        Self { port, dir, child }
+    }
+
+    /// What PgBouncer logged (for a failing test's message).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("pgbouncer.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

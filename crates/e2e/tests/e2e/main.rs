@@ -9,6 +9,7 @@
 mod faults;
 mod gateway;
 mod observability;
+mod pooler;
 mod startup;
 mod support;
 mod templates;
