@@ -84,11 +84,58 @@ fn otlp_configured() -> bool {
     .any(|var| std::env::var(var).is_ok_and(|value| !value.trim().is_empty()))
 }
 
+/// The first of these variables that is set and not blank.
+fn env_var(names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|value| !value.trim().is_empty())
+}
+
+/// The exporter's HTTP client when the collector's CA is given by the
+/// standard `OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE` (which the exporter
+/// does not read itself); `None`: its own client, trusting the system's
+/// roots. Built on a thread of its own: a blocking client may not be made
+/// inside the async runtime.
+fn otlp_http_client() -> Result<Option<reqwest::blocking::Client>, String> {
+    let Some(path) = env_var(&[
+        "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    ]) else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(&path).map_err(|err| format!("{path}: {err}"))?;
+    let certificates =
+        reqwest::Certificate::from_pem_bundle(&pem).map_err(|err| format!("{path}: {err}"))?;
+    let timeout_ms = env_var(&[
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    ])
+    .and_then(|ms| ms.trim().parse().ok())
+    .unwrap_or(10_000);
+    std::thread::spawn(move || {
+        certificates
+            .into_iter()
+            .fold(
+                reqwest::blocking::Client::builder()
+                    .timeout(std::time::Duration::from_millis(timeout_ms)),
+                |builder, certificate| builder.add_root_certificate(certificate),
+            )
+            .build()
+    })
+    .join()
+    .map_err(|_| "building the OTLP HTTP client panicked".to_owned())?
+    .map(Some)
+    .map_err(|err| err.to_string())
+}
+
 fn tracer_provider(service: &'static str) -> Result<SdkTracerProvider, String> {
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .build()
-        .map_err(|err| err.to_string())?;
+    use opentelemetry_otlp::WithHttpConfig;
+    let mut builder = opentelemetry_otlp::SpanExporter::builder().with_http();
+    if let Some(client) = otlp_http_client()? {
+        builder = builder.with_http_client(client);
+    }
+    let exporter = builder.build().map_err(|err| err.to_string())?;
     let mut resource = Resource::builder();
     if std::env::var("OTEL_SERVICE_NAME").is_err() {
         resource = resource.with_service_name(service);

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use testkit::eventually;
 use testkit::ws::WsClient;
 
-use crate::support::{Stack, start};
+use crate::support::{Stack, start, start_as};
 
 /// One exported span, flattened with the service that sent it.
 #[derive(Debug, Clone)]
@@ -510,4 +510,61 @@ async fn a_collector_that_never_answers_neither_slows_requests_nor_holds_up_exit
         .terminate(Duration::from_secs(15))
         .expect("exits after SIGTERM although its exports hang");
     assert!(status.success(), "{status:?}");
+}
+
+/// An `https://` collector: spans arrive when its CA is given by
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE`, and never when the exporter cannot
+/// verify it (the system's roots do not know the test CA).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_https_collector_that_the_exporter_verifies() {
+    let stack = Stack::new().await;
+    let collector = Collector::start();
+    let certs = testkit::tls::Certificates::generate();
+    let front = testkit::tls::TlsFront::start(&certs, collector.port).await;
+    let https = format!("https://127.0.0.1:{}", front.port);
+    let post = |port: u16, user: &'static str| {
+        let key = stack.key.clone();
+        async move {
+            let response = reqwest::Client::new()
+                .post(format!("http://127.0.0.1:{port}/v1/notifications"))
+                .header("x-api-key", key)
+                .json(&json!({"user_id": user, "title": "t", "body": "b"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::ACCEPTED);
+        }
+    };
+
+    let mut unverified = traced_vars(&stack, &collector, "ingest-unverified");
+    unverified.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), https.clone());
+    let ingest = start_as("ingest-api", "ingest-unverified", &unverified, &stack.logs).await;
+    post(ingest.port, "uma").await;
+
+    let mut verified = traced_vars(&stack, &collector, "ingest-verified");
+    verified.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), https);
+    verified.insert("OTEL_EXPORTER_OTLP_CERTIFICATE".into(), certs.ca());
+    let ingest = start_as("ingest-api", "ingest-verified", &verified, &stack.logs).await;
+    post(ingest.port, "vic").await;
+    eventually(
+        "spans over TLS from the service that trusts the CA",
+        Duration::from_secs(10),
+        || async {
+            collector
+                .all()
+                .iter()
+                .any(|span| span.service == "ingest-verified")
+                .then_some(())
+        },
+    )
+    .await;
+    // Both exported every 100 ms since their first request.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !collector
+            .all()
+            .iter()
+            .any(|span| span.service == "ingest-unverified"),
+        "no span crosses TLS that was not verified"
+    );
 }
