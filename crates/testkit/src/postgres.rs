@@ -263,17 +263,7 @@ impl PgBouncer {
             .stderr(Stdio::null())
             .spawn()
             .expect("pgbouncer starts");
-        eventually(
-            "PgBouncer to listen",
-            Duration::from_secs(10),
-            || async move {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .ok()
-                    .map(|_| ())
-            },
-        )
-        .await;
+        crate::processes::wait_for_port("PgBouncer", port).await;
         Self { port, dir, child }
     }
 

@@ -245,18 +245,7 @@ impl RedisServer {
             .spawn()
             .expect("redis-server on PATH");
         self.process = Some(child);
-        let port = self.port;
-        eventually(
-            "private redis-server to accept connections",
-            Duration::from_secs(10),
-            || async move {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .ok()
-                    .map(|_| ())
-            },
-        )
-        .await;
+        wait_for_port("private redis-server", self.port).await;
     }
 
     /// kill -9: no goodbye to clients.
@@ -273,4 +262,19 @@ impl Drop for RedisServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Waits (up to 10 s) until something accepts TCP connections on `port`.
+pub async fn wait_for_port(what: &str, port: u16) {
+    eventually(
+        &format!("{what} to accept connections on {port}"),
+        Duration::from_secs(10),
+        || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
 }

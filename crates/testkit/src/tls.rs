@@ -114,7 +114,8 @@ impl Drop for Certificates {
     }
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
+/// Runs `openssl args` in `dir`; its stdout. Panics when it fails.
+pub fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)
@@ -125,6 +126,7 @@ fn openssl(dir: &Path, args: &[&str]) {
         "openssl {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out.stdout
 }
 
 /// A TLS front for a plaintext server of the test: takes TLS connections

@@ -43,9 +43,12 @@ impl GatewayError {
                      subprotocol herald.token.<jwt>)",
                 )
             }
-            GatewayError::Unauthorized(AuthError::Invalid(_)) => {
+            GatewayError::Unauthorized(AuthError::Invalid(why)) => {
+                // The reason (wrong `aud`, unknown `kid`, expired, ...) is
+                // what an integrator needs to fix an identity provider's
+                // configuration; it names nothing secret.
                 Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
-                    .detail("the token is malformed, expired, not yet valid or wrongly signed")
+                    .detail(format!("the token is not accepted: {why}"))
             }
             GatewayError::NotWebSocket(_) => Problem::new(
                 StatusCode::BAD_REQUEST,
@@ -117,5 +120,17 @@ impl ResponseError for GatewayError {
             );
         }
         response
+    }
+}
+
+/// The inbox's `User` extractor fails with an `AuthError`: answered as the
+/// gateway answers every refusal.
+impl ResponseError for AuthError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::UNAUTHORIZED
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        GatewayError::Unauthorized(self.clone()).error_response()
     }
 }

@@ -17,7 +17,9 @@ use serde::Deserialize;
 
 pub use verifier::{TokenVerifier, VerifiedToken};
 
-#[derive(Debug, thiserror::Error)]
+/// Why a request carries no acceptable token; answered 401 problem+json
+/// (through `GatewayError::Unauthorized`).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
     #[error("no token: send Authorization: Bearer <jwt>")]
     Missing,
@@ -87,7 +89,7 @@ pub struct User {
 }
 
 impl actix_web::FromRequest for User {
-    type Error = crate::error::GatewayError;
+    type Error = AuthError;
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use testkit::tls::openssl;
 use testkit::ws::WsClient;
 use testkit::{TestEnv, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -39,8 +40,8 @@ impl ProviderKey {
             "ed" => &["-algorithm", "ED25519"],
             other => panic!("no key kind {other}"),
         };
-        openssl(&[&["genpkey"], args, &["-out", private.to_str().unwrap()]].concat());
-        let public_pem = openssl(&["pkey", "-in", private.to_str().unwrap(), "-pubout"]);
+        openssl(&dir, &[&["genpkey"], args, &["-out", "key.pem"]].concat());
+        let public_pem = openssl(&dir, &["pkey", "-in", "key.pem", "-pubout"]);
         let pem = std::fs::read(&private).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         let (alg, encoding) = match kind {
@@ -68,19 +69,6 @@ impl ProviderKey {
         header.kid = kid.map(str::to_owned);
         jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
     }
-}
-
-fn openssl(args: &[&str]) -> Vec<u8> {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 /// A provider's JWKS endpoint: serves the current key set and counts requests.
@@ -289,6 +277,11 @@ async fn provider_tokens_verify_against_the_jwks_and_every_refusal_is_401() {
     for (case, token) in &cases {
         let body = refused(gw.port, token).await;
         assert_eq!(body["status"], 401, "{case}: {body}");
+        // The reason is named, for whoever configures the provider.
+        if *case == "unknown kid" {
+            let detail = body["detail"].as_str().unwrap();
+            assert!(detail.contains("unknown key id \"nope\""), "{detail}");
+        }
     }
 
     // Made-up kids refetch the JWKS at most once per minimum interval (1 s).
