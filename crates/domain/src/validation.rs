@@ -43,6 +43,16 @@ pub enum RequestError {
 /// decoders fail on the same input, so a refused document gets the same
 /// error either way.
 pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
+    // Every body Herald takes is an object; serde would also fill a struct
+    // from an array (`[null, null]`), by position. Refuse that here.
+    if let Some(first) = body.iter().find(|b| !b.is_ascii_whitespace())
+        && *first == b'['
+    {
+        return Err(RequestError::InvalidFields(vec![FieldError::new(
+            "$",
+            "invalid type: array, expected a JSON object",
+        )]));
+    }
     serde_json::from_slice(body).map_err(|err| match decode_json_tracked::<T>(body) {
         Err(tracked) => tracked,
         // Not expected (both decoders fail on the same input): the error without its path.
@@ -110,6 +120,16 @@ mod tests {
     struct Sample {
         name: String,
         count: u32,
+    }
+
+    #[test]
+    fn an_array_never_stands_for_an_object() {
+        // serde alone would fill `Sample` by position from `["a", 1]`.
+        let err = decode_json::<Sample>(br#" ["a", 1]"#).unwrap_err();
+        let RequestError::InvalidFields(errors) = err else {
+            panic!("expected field errors, got {err:?}");
+        };
+        assert_eq!(errors[0].field, "$");
     }
 
     #[test]

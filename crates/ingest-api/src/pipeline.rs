@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use actix_web::http::header::{self, HeaderName};
+use actix_web::http::header::HeaderName;
 use actix_web::{HttpRequest, web};
 use chrono::{DateTime, Utc};
 use domain::{FieldError, NewNotification, NotificationRequest, Priority, RequestError};
@@ -209,13 +209,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 
 /// `application/json`, with or without parameters such as `charset`.
 fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let essence = content_type.split(';').next().unwrap_or_default().trim();
-    if essence.eq_ignore_ascii_case("application/json") {
+    if platform::body::is_json(req) {
         Ok(())
     } else {
         Err(ApiError::UnsupportedMediaType)

@@ -5,6 +5,7 @@
 //! routes and their loops; everything that talks to the outside lives here
 //! once.
 
+pub mod body;
 pub mod db;
 pub mod dlq;
 pub mod hashing;

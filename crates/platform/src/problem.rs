@@ -10,6 +10,17 @@ use http_api_problem::HttpApiProblem;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// Longest text a problem repeats from the request (a value in a field
+/// message, a parser's complaint): a 200 KB value is not sent back.
+const MAX_ECHO_CHARS: usize = 300;
+
+fn bounded(text: &str) -> String {
+    match text.char_indices().nth(MAX_ECHO_CHARS) {
+        Some((cut, _)) => format!("{}… (truncated)", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
 /// A problem response: status, stable `type` slug, title, detail and field errors.
 #[derive(Debug, Clone)]
 pub struct Problem {
@@ -49,6 +60,27 @@ impl Problem {
     pub fn extension(mut self, name: &'static str, value: serde_json::Value) -> Self {
         self.extensions.push((name, value));
         self
+    }
+
+    /// The problem every service answers for a refusal that its own
+    /// handlers did not describe (actix's extractors and router: a bad query
+    /// or path, an unknown method, a body over the limit), by status.
+    pub fn for_status(status: StatusCode) -> Self {
+        let (slug, title) = match status {
+            StatusCode::BAD_REQUEST => ("invalid-request", "Invalid request"),
+            StatusCode::UNAUTHORIZED => ("unauthorized", "Unauthorized"),
+            StatusCode::FORBIDDEN => ("forbidden", "Forbidden"),
+            StatusCode::NOT_FOUND => ("not-found", "Not found"),
+            StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Method not allowed"),
+            StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "Payload too large"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                ("unsupported-media-type", "Unsupported media type")
+            }
+            StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "Service unavailable"),
+            status if status.is_server_error() => ("internal", "Internal error"),
+            _ => ("invalid-request", "Request refused"),
+        };
+        Self::new(status, slug, title)
     }
 
     /// The one rendering of a refused request body: `malformed-json`, or
@@ -99,10 +131,15 @@ impl Problem {
             .type_url(self.type_uri())
             .title(self.title);
         if !self.detail.is_empty() {
-            problem = problem.detail(self.detail.clone());
+            problem = problem.detail(bounded(&self.detail));
         }
         if !self.errors.is_empty() {
-            problem.set_value("errors", &self.errors);
+            let errors: Vec<FieldError> = self
+                .errors
+                .iter()
+                .map(|e| FieldError::new(bounded(&e.field), bounded(&e.message)))
+                .collect();
+            problem.set_value("errors", &errors);
         }
         for (name, value) in &self.extensions {
             problem.set_value(*name, value);
@@ -117,6 +154,22 @@ impl Problem {
 mod tests {
     use super::*;
     use actix_web::body::MessageBody;
+
+    #[test]
+    fn echoed_text_is_bounded() {
+        let huge = "x".repeat(200_000);
+        let response = Problem::new(StatusCode::BAD_REQUEST, "invalid-request", "Invalid")
+            .detail(huge.clone())
+            .errors(vec![FieldError::new(
+                "locale",
+                format!("{huge:?} is not a tag"),
+            )])
+            .to_response();
+        let bytes = response.into_body().try_into_bytes().unwrap();
+        assert!(bytes.len() < 2_000, "{} bytes", bytes.len());
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(body["detail"].as_str().unwrap().ends_with("(truncated)"));
+    }
 
     #[test]
     fn renders_rfc9457_fields() {

@@ -39,6 +39,7 @@ pub struct ServerBase {
     http_metrics: web::Data<HttpMetrics>,
     retry_after: web::Data<RetryAfter>,
     admin_port: web::Data<AdminPort>,
+    payload: web::PayloadConfig,
 }
 
 /// `http.admin_port` (0: none), for [`split_ports`].
@@ -65,6 +66,9 @@ impl ServerBase {
             http_metrics,
             retry_after: web::Data::new(RetryAfter(http.retry_after_secs)),
             admin_port: web::Data::new(AdminPort(http.admin_port)),
+            // Bodies read whole (`web::Bytes`) stop at `http.max_body_bytes`
+            // on every route (actix's own default is 256 KiB).
+            payload: web::PayloadConfig::new(http.max_body_bytes),
         }
     }
 
@@ -82,6 +86,7 @@ impl ServerBase {
         > + use<>,
     > {
         App::new()
+            .wrap(from_fn(problems_only))
             .wrap(from_fn(split_ports))
             .wrap(from_fn(retry_after))
             .wrap(from_fn(metrics::observe))
@@ -90,6 +95,7 @@ impl ServerBase {
             .app_data(self.http_metrics.clone())
             .app_data(self.retry_after.clone())
             .app_data(self.admin_port.clone())
+            .app_data(self.payload.clone())
             .configure(health::configure)
             .configure(metrics::configure)
     }
@@ -120,6 +126,40 @@ async fn retry_after(
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     Ok(response)
+}
+
+/// Middleware: every refusal is problem+json. A 4xx or 5xx answer that a
+/// service's own error types did not render (actix's extractors and router:
+/// a malformed query or path, a method the route lacks, a body over the
+/// limit) becomes the problem of its status, with the error's message as
+/// detail (bounded) and its headers (`Allow`, `Retry-After`) kept.
+async fn problems_only(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let response = next.call(req).await?;
+    let status = response.status();
+    if status.as_u16() < 400
+        || response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes())
+    {
+        return Ok(response.map_into_boxed_body());
+    }
+    let detail = response.response().error().map(ToString::to_string);
+    let (req, original) = response.into_parts();
+    let mut problem = crate::problem::Problem::for_status(status);
+    if let Some(detail) = detail {
+        problem = problem.detail(detail);
+    }
+    let mut answer = problem.to_response();
+    for (name, value) in original.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    Ok(ServiceResponse::new(req, answer))
 }
 
 /// Where a path may be asked for when `http.admin_port` is set.

@@ -8,6 +8,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{HttpResponse, web};
 use domain::Preferences;
 use domain::{ChangeResult, InboxPage, Notification, UnreadState};
+use platform::body::JsonBody;
 use platform::rendering::Wanted;
 use platform::storage::inbox::{self, PageQuery};
 use platform::storage::preferences;
@@ -72,7 +73,7 @@ pub async fn get_preferences(
 )]
 pub async fn put_preferences(
     user: User,
-    body: web::Bytes,
+    JsonBody(body): JsonBody,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, GatewayError> {
     let wanted: Preferences =

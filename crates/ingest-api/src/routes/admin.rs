@@ -2,6 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use domain::DeadLetter;
+use platform::body::JsonBody;
 use platform::dlq::{self, ReplayReport};
 use platform::storage::dead_letters;
 use serde::Deserialize;
@@ -82,7 +83,7 @@ pub struct Replayed {
 pub async fn replay_dead_letter(
     _admin: Admin,
     id: web::Path<Uuid>,
-    body: web::Bytes,
+    JsonBody(body): JsonBody,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let request: ReplayRequest = if body.is_empty() {

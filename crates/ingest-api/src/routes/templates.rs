@@ -4,6 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use domain::{FieldError, Preferences, RequestError};
+use platform::body::JsonBody;
 use platform::problem::Problem;
 use platform::storage::{preferences, templates as stored};
 use serde::{Deserialize, Serialize};
@@ -67,7 +68,7 @@ fn invalid_template(issues: Vec<TemplateIssue>) -> HttpResponse {
 pub async fn create_version(
     _admin: Admin,
     key: web::Path<String>,
-    body: web::Bytes,
+    JsonBody(body): JsonBody,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let source: TemplateSource = domain::validation::decode_json(&body)?;
@@ -195,7 +196,7 @@ pub struct UserLocale {
 pub async fn set_user_locale(
     _producer: Producer,
     user_id: web::Path<String>,
-    body: web::Bytes,
+    JsonBody(body): JsonBody,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let request: UserLocale = domain::validation::decode_json(&body)?;

@@ -8,5 +8,6 @@ mod batch;
 mod dependencies;
 mod idempotency;
 mod notifications;
+mod refusals;
 mod support;
 mod templates;

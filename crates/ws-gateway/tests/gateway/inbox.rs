@@ -488,3 +488,41 @@ async fn an_unreachable_database_answers_503_with_the_configured_retry_after() {
     assert_eq!(body["type"], "https://herald.dev/problems/unavailable");
     proxy.restore();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_refusals_are_problems() {
+    let gw = TestGateway::spawn().await;
+    let api = Api::new(&gw, "hugo");
+    let is_problem = |response: &reqwest::Response| {
+        response.headers()["content-type"] == "application/problem+json"
+    };
+    let bad_query = api.get("/v1/me/notifications?limit=many").await;
+    assert_eq!(bad_query.status(), StatusCode::BAD_REQUEST);
+    assert!(is_problem(&bad_query));
+    let put = |content_type: &'static str, body: String| {
+        api.http
+            .put(format!("http://127.0.0.1:{}/v1/me/preferences", gw.port))
+            .bearer_auth(&api.token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let plain = put("text/plain", r#"{"locale":"pl"}"#.into())
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(is_problem(&plain));
+    let array = put("application/json", "[null, null, []]".into())
+        .await
+        .unwrap();
+    assert_eq!(array.status(), StatusCode::BAD_REQUEST);
+    assert!(is_problem(&array));
+    let huge = put(
+        "application/json",
+        json!({"locale": "x".repeat(200_000)}).to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(is_problem(&huge));
+}
