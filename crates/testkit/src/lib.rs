@@ -342,3 +342,65 @@ pub async fn store_prepared(
         store_preparing(conn, &notifications, now, |i, _| Ok(batch[i].clone())).await?;
     Ok(stored)
 }
+
+/// Checks an OpenAPI document's parameters against its paths: every
+/// `{name}` of a path is a required `path` parameter and every `path`
+/// parameter is in the path; every other parameter is in `query` or
+/// `header`. Returns the operations' query parameters by `METHOD path`.
+pub fn check_openapi_parameters(
+    spec: &serde_json::Value,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut queries = std::collections::BTreeMap::new();
+    let paths = spec["paths"].as_object().expect("paths");
+    for (path, operations) in paths {
+        let in_path: std::collections::BTreeSet<&str> = path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+            .collect();
+        for (method, operation) in operations.as_object().expect("operations") {
+            let where_ = format!("{} {path}", method.to_uppercase());
+            let mut declared = std::collections::BTreeSet::new();
+            let mut query = Vec::new();
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let name = parameter["name"].as_str().expect("a parameter name");
+                match parameter["in"].as_str() {
+                    Some("path") => {
+                        assert!(
+                            in_path.contains(name),
+                            "{where_}: path parameter {name} is not in the path"
+                        );
+                        assert_eq!(parameter["required"], true, "{where_}: {name}");
+                        declared.insert(name);
+                    }
+                    Some("query") => query.push(name.to_owned()),
+                    Some("header") => {}
+                    other => panic!("{where_}: parameter {name} in {other:?}"),
+                }
+            }
+            assert_eq!(
+                declared, in_path,
+                "{where_}: the path's parameters and the declared ones differ"
+            );
+            queries.insert(where_, query);
+        }
+    }
+    queries
+}
+
+/// Sends a request whose body the server may refuse before reading it all
+/// (413): the server answers and closes, and a client still writing can see
+/// the connection reset instead of the answer. Tries again (a fresh
+/// connection) up to three times; the answer is what the test checks.
+pub async fn send_answered(request: reqwest::RequestBuilder) -> reqwest::Response {
+    let mut last = None;
+    for _ in 0..3 {
+        let attempt = request
+            .try_clone()
+            .expect("a request with a cloneable body");
+        match attempt.send().await {
+            Ok(response) => return response,
+            Err(err) => last = Some(err),
+        }
+    }
+    panic!("no answer in three tries: {last:?}")
+}

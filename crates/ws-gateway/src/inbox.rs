@@ -91,11 +91,13 @@ pub async fn put_preferences(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Cursor: only notifications with `seq` below this (`next_before` of the previous page).
     pub before: Option<i64>,
     /// Page size, 1..=100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Only unread ones.
     #[serde(default)]

@@ -2,6 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use domain::DeadLetter;
+use domain::{FieldError, RequestError};
 use platform::body::JsonBody;
 use platform::dlq::{self, ReplayReport};
 use platform::storage::dead_letters;
@@ -13,11 +14,13 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Include dead letters already replayed.
     #[serde(default)]
     pub all: bool,
     /// At most this many, newest first (1..=1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -29,6 +32,7 @@ pub struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "Dead letters", body = [DeadLetter]),
+        (status = 400, description = "`limit` outside 1..=1000, or a malformed query", content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
@@ -40,7 +44,14 @@ pub async fn list_dead_letters(
     query: web::Query<ListQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(100).clamp(1, 1_000);
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1_000).contains(&limit) {
+        return Err(RequestError::InvalidFields(vec![FieldError::new(
+            "limit",
+            "must be 1..=1000",
+        )])
+        .into());
+    }
     let mut conn = state.conn().await?;
     let letters = dead_letters::list(&mut conn, query.all, limit).await?;
     Ok(HttpResponse::Ok().json(letters))

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use platform::storage::api_keys::{self, Scope};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use testkit::TestEnv;
 use testkit::processes::RedisServer;
 
@@ -106,6 +106,31 @@ async fn health_readiness_and_openapi() {
     assert!(post["responses"]["202"].is_object());
     assert!(post["responses"]["415"].is_object());
     assert!(spec["components"]["securitySchemes"]["api_key"].is_object());
+    // Query parameters are declared in the query, with the limits the server enforces.
+    let queries = testkit::check_openapi_parameters(&spec);
+    assert_eq!(queries["GET /v1/admin/dead-letters"], ["all", "limit"]);
+    assert_eq!(queries["GET /v1/admin/templates/{key}"], ["version"]);
+    let limit = &spec["paths"]["/v1/admin/dead-letters"]["get"]["parameters"][1];
+    assert_eq!(
+        (&limit["schema"]["minimum"], &limit["schema"]["maximum"]),
+        (&json!(1), &json!(1000))
+    );
+    let admin_key = api_keys::create(&mut app.env.db().await, "ops", Scope::Admin)
+        .await
+        .unwrap();
+    for (limit, status) in [
+        (1000, StatusCode::OK),
+        (1001, StatusCode::BAD_REQUEST),
+        (0, StatusCode::BAD_REQUEST),
+    ] {
+        let answer = app
+            .with_key(&admin_key)
+            .get(&format!("/v1/admin/dead-letters?limit={limit}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status, "limit={limit}");
+    }
 
     // docs/api.md documents every operation of the generated spec, and every answer code.
     let docs =

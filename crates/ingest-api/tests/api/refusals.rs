@@ -66,12 +66,12 @@ async fn refusals_are_problems_whoever_makes_them() {
         .unwrap();
     assert_eq!(kept.locale.as_deref(), Some("pl"));
     // Over http.max_body_bytes (64 KiB): 413.
-    let huge = producer
-        .put(preferences_of_ann)
-        .json(&json!({"locale": "x".repeat(200_000)}))
-        .send()
-        .await
-        .unwrap();
+    let huge = testkit::send_answered(
+        producer
+            .put(preferences_of_ann)
+            .json(&json!({"locale": "x".repeat(200_000)})),
+    )
+    .await;
     problem(huge, StatusCode::PAYLOAD_TOO_LARGE).await;
     // Within the limit but invalid: the answer does not repeat the value.
     let long = producer

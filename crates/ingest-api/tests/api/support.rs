@@ -146,7 +146,8 @@ impl TestApp {
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
-        request.send().await.expect("request sent")
+        // Bodies over the limit are refused before they are read.
+        testkit::send_answered(request).await
     }
 
     /// Ids of the notification entries appended since the last call (read

@@ -300,6 +300,17 @@ async fn openapi_and_metrics() {
         .await
         .unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
+    let queries = testkit::check_openapi_parameters(&spec);
+    assert_eq!(
+        queries["GET /v1/me/notifications"],
+        ["before", "limit", "unread", "category", "render"]
+    );
+    let limit = &spec["paths"]["/v1/me/notifications"]["get"]["parameters"][1];
+    assert_eq!(limit["name"], "limit");
+    assert_eq!(
+        (&limit["schema"]["minimum"], &limit["schema"]["maximum"]),
+        (&json!(1), &json!(100))
+    );
     let docs =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api.md")).unwrap();
     for (path, operations) in spec["paths"].as_object().unwrap() {
@@ -500,29 +511,25 @@ async fn inbox_refusals_are_problems() {
     assert_eq!(bad_query.status(), StatusCode::BAD_REQUEST);
     assert!(is_problem(&bad_query));
     let put = |content_type: &'static str, body: String| {
-        api.http
-            .put(format!("http://127.0.0.1:{}/v1/me/preferences", gw.port))
-            .bearer_auth(&api.token)
-            .header("content-type", content_type)
-            .body(body)
-            .send()
+        testkit::send_answered(
+            api.http
+                .put(format!("http://127.0.0.1:{}/v1/me/preferences", gw.port))
+                .bearer_auth(&api.token)
+                .header("content-type", content_type)
+                .body(body),
+        )
     };
-    let plain = put("text/plain", r#"{"locale":"pl"}"#.into())
-        .await
-        .unwrap();
+    let plain = put("text/plain", r#"{"locale":"pl"}"#.into()).await;
     assert_eq!(plain.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(is_problem(&plain));
-    let array = put("application/json", "[null, null, []]".into())
-        .await
-        .unwrap();
+    let array = put("application/json", "[null, null, []]".into()).await;
     assert_eq!(array.status(), StatusCode::BAD_REQUEST);
     assert!(is_problem(&array));
     let huge = put(
         "application/json",
         json!({"locale": "x".repeat(200_000)}).to_string(),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert!(is_problem(&huge));
 }
