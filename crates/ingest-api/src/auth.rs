@@ -29,18 +29,23 @@ pub struct ApiKeys {
 impl ApiKeys {
     /// The identity of a presented key, or 401 (503 if PostgreSQL cannot tell).
     async fn verify(&self, key: &str) -> Result<Producer, ApiError> {
-        if key.is_empty() || key.len() > 256 {
+        // Not a key Herald could have issued: no query.
+        if !api_keys::well_formed(key) {
             return Err(ApiError::Unauthorized);
         }
         let hash = api_keys::hash_key(key);
         let identity = match self.cache.get(&hash) {
             Ok(identity) => identity,
+            Err(_) if self.cache.known_unknown(&hash) => return Err(ApiError::Unauthorized),
             Err(generation) => {
                 let mut conn = self.db.get().await.map_err(ApiError::database)?;
-                let identity = api_keys::authenticate(&mut conn, &hash)
+                let found = api_keys::authenticate(&mut conn, &hash)
                     .await
-                    .map_err(ApiError::database)?
-                    .ok_or(ApiError::Unauthorized)?;
+                    .map_err(ApiError::database)?;
+                let Some(identity) = found else {
+                    self.cache.insert_unknown(hash);
+                    return Err(ApiError::Unauthorized);
+                };
                 self.cache.insert(generation, hash, identity);
                 identity
             }

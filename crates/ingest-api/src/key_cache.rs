@@ -8,7 +8,11 @@
 //! TTL (`auth.api_key_cache_secs`) bounds what is left. A lookup that started
 //! before a revocation may not store its (now stale) answer: every eviction
 //! bumps a generation, and an insert from an older generation is dropped.
-//! Unknown keys are never cached.
+//!
+//! Well-formed keys that PostgreSQL does not know are remembered as unknown
+//! for a few seconds (`auth.unknown_api_key_cache_secs`), so a client
+//! repeating a wrong key costs one query per interval, not one per request.
+//! A key created meanwhile works once that interval has passed.
 
 use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
@@ -28,6 +32,7 @@ pub type KeyHash = Vec<u8>;
 #[derive(Debug)]
 pub struct KeyCache {
     ttl: Duration,
+    unknown_ttl: Duration,
     inner: RwLock<Inner>,
 }
 
@@ -35,6 +40,7 @@ pub struct KeyCache {
 struct Inner {
     generation: u64,
     entries: HashMap<KeyHash, (KeyIdentity, Instant)>,
+    unknown: HashMap<KeyHash, Instant>,
 }
 
 impl KeyCache {
@@ -42,8 +48,38 @@ impl KeyCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
+            unknown_ttl: Duration::ZERO,
             inner: RwLock::default(),
         }
+    }
+
+    /// Also remembers unknown keys, for `ttl`.
+    pub fn remembering_unknown_for(mut self, ttl: Duration) -> Self {
+        self.unknown_ttl = ttl;
+        self
+    }
+
+    /// Was this key found unknown less than the unknown TTL ago?
+    pub fn known_unknown(&self, hash: &[u8]) -> bool {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        inner
+            .unknown
+            .get(hash)
+            .is_some_and(|at| at.elapsed() < self.unknown_ttl)
+    }
+
+    /// Remembers that PostgreSQL does not know this key.
+    pub fn insert_unknown(&self, hash: KeyHash) {
+        if self.unknown_ttl.is_zero() {
+            return;
+        }
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        if inner.unknown.len() >= MAX_ENTRIES {
+            // Many different wrong keys: those are refused one query each
+            // (failed authentications are what a rate limit per address is for).
+            inner.unknown.clear();
+        }
+        inner.unknown.insert(hash, Instant::now());
     }
 
     /// The cached identity of a key, if verified less than the TTL ago;
@@ -78,7 +114,10 @@ impl KeyCache {
         inner.generation += 1;
         match key_id {
             Some(id) => inner.entries.retain(|_, (identity, _)| identity.id != id),
-            None => inner.entries.clear(),
+            None => {
+                inner.entries.clear();
+                inner.unknown.clear();
+            }
         }
     }
 }

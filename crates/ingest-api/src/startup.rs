@@ -41,9 +41,12 @@ impl Service for Application {
             tracing::info!(?loaded, dir = %settings.templates.dir, "templates loaded from folder");
         }
         let redis = RedisStore::connect(&settings.redis).await?;
-        let key_cache = Arc::new(KeyCache::new(Duration::from_secs(
-            settings.auth.api_key_cache_secs,
-        )));
+        let key_cache = Arc::new(
+            KeyCache::new(Duration::from_secs(settings.auth.api_key_cache_secs))
+                .remembering_unknown_for(Duration::from_secs(
+                    settings.auth.unknown_api_key_cache_secs,
+                )),
+        );
         let revocations = RedisSubscriber::connect_for_control(&settings.redis).await?;
         revocations.subscribe_key_revocations().await?;
         tokio::spawn(key_cache::watch_revocations(revocations, key_cache.clone()));

@@ -101,6 +101,8 @@ pub struct AuthSettings {
     pub jwt_user_claim: String,
     /// How long ingest-api trusts a verified API key without asking PostgreSQL.
     pub api_key_cache_secs: u64,
+    /// How long ingest-api remembers a well-formed key PostgreSQL does not know.
+    pub unknown_api_key_cache_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

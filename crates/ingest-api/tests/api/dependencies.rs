@@ -162,7 +162,30 @@ async fn database_down_answers_503_not_401() {
     let body = serde_json::to_vec(&valid("u")).unwrap();
     assert_eq!(app.post(&valid("u")).await.status(), StatusCode::ACCEPTED);
 
+    // A well-formed key PostgreSQL does not know: asked once, then remembered.
+    let unknown = format!("hrld_{}", "0".repeat(64));
+    let unknown_again = format!("hrld_{}", "1".repeat(64));
+    for key in [&unknown, &unknown] {
+        let refused = app
+            .post_raw(Some(key), Some("application/json"), body.clone())
+            .await;
+        problem(refused, StatusCode::UNAUTHORIZED).await;
+    }
+
     proxy.cut();
+    // Refusals that need no query still answer 401 with PostgreSQL away: a
+    // key not of Herald's form, and the unknown key just asked about.
+    for key in ["hrld_nope", "x".repeat(300).as_str(), &unknown] {
+        let refused = app
+            .post_raw(Some(key), Some("application/json"), body.clone())
+            .await;
+        problem(refused, StatusCode::UNAUTHORIZED).await;
+    }
+    // Another well-formed key must be looked up: 503.
+    let response = app
+        .post_raw(Some(&unknown_again), Some("application/json"), body.clone())
+        .await;
+    problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
     // A key verified a moment ago is still trusted (from the cache): plain
     // notifications do not need PostgreSQL.
     assert_eq!(app.post(&valid("u")).await.status(), StatusCode::ACCEPTED);

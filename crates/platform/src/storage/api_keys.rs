@@ -69,6 +69,14 @@ fn generate_key() -> String {
     format!("{KEY_PREFIX}{hex}")
 }
 
+/// Could `key` be one Herald issued (`hrld_` and 64 lowercase hex digits)?
+/// Anything else is refused without asking PostgreSQL.
+pub fn well_formed(key: &str) -> bool {
+    key.strip_prefix(KEY_PREFIX).is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -155,6 +163,10 @@ mod tests {
         let b = generate_key();
         assert_ne!(a, b);
         assert!(a.starts_with(KEY_PREFIX));
+        assert!(well_formed(&a));
+        assert!(!well_formed(&a.to_uppercase()));
+        assert!(!well_formed(&a[..a.len() - 1]));
+        assert!(!well_formed("hrld_nope"));
         assert_eq!(a.len(), KEY_PREFIX.len() + 64);
         assert_eq!(hash_key(&a), hash_key(&a));
         assert_ne!(hash_key(&a), hash_key(&b));
