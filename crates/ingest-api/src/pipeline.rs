@@ -4,6 +4,8 @@
 //! id and checked against its template ([`admit`]), and the entries
 //! appended to their streams, once per idempotency key ([`append`]).
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header::HeaderName;
@@ -13,6 +15,7 @@ use domain::{FieldError, NewNotification, NotificationRequest, Priority, Request
 use platform::hashing::sha256_hex;
 use platform::redis::IdempotentAppend;
 use platform::rendering::TemplateLookupError;
+use templates::Template;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -46,30 +49,68 @@ pub async fn admit(
     state: &AppState,
     request: NotificationRequest,
     now: DateTime<Utc>,
+    lookups: &mut TemplateLookups,
 ) -> Result<NewNotification, ApiError> {
     let mut notification = request.into_notification(Uuid::now_v7(), now);
     if let Some(template) = &mut notification.template {
-        template.version = check_template(state, template).await?;
+        template.version = check_template(state, template, lookups).await?;
     }
     Ok(notification)
+}
+
+/// What one request found of the templates it names: a batch asks
+/// PostgreSQL once per template key, whether the key exists or not (a
+/// batch of 1,000 items naming an unknown template is one query, not
+/// 1,000).
+#[derive(Default)]
+pub struct TemplateLookups {
+    found: HashMap<String, Result<Arc<Template>, String>>,
+}
+
+impl TemplateLookups {
+    /// The template `key` as found for an earlier item of this request,
+    /// else as `lookup` finds it: the template, or why there is none. A
+    /// database error is not remembered: it fails the whole request.
+    async fn latest<Fut>(
+        &mut self,
+        key: &str,
+        lookup: impl FnOnce() -> Fut,
+    ) -> Result<Result<Arc<Template>, String>, ApiError>
+    where
+        Fut: Future<Output = Result<Result<Arc<Template>, String>, ApiError>>,
+    {
+        if let Some(found) = self.found.get(key) {
+            return Ok(found.clone());
+        }
+        let found = lookup().await?;
+        self.found.insert(key.to_owned(), found.clone());
+        Ok(found)
+    }
 }
 
 /// The current version of the template, if the params fit every locale of it.
 /// An unknown template or a missing or mistyped parameter is the producer's
 /// to fix now: nothing is queued.
-async fn check_template(state: &AppState, template: &domain::TemplateRef) -> Result<i32, ApiError> {
-    let mut conn = state.conn().await?;
-    let compiled = match state.templates.latest(&mut conn, &template.key).await {
-        Ok(compiled) => compiled,
-        Err(TemplateLookupError::Db(err)) => return Err(ApiError::database(err)),
-        Err(err) => {
-            return Err(RequestError::InvalidFields(vec![FieldError::new(
-                "template",
-                err.to_string(),
-            )])
-            .into());
-        }
-    };
+async fn check_template(
+    state: &AppState,
+    template: &domain::TemplateRef,
+    lookups: &mut TemplateLookups,
+) -> Result<i32, ApiError> {
+    let found = lookups
+        .latest(&template.key, || async {
+            let mut conn = state.conn().await?;
+            match state.templates.latest(&mut conn, &template.key).await {
+                Ok(compiled) => Ok(Ok(compiled)),
+                Err(TemplateLookupError::Db(err)) => Err(ApiError::database(err)),
+                Err(err) => Ok(Err(err.to_string())),
+            }
+        })
+        .await?;
+    let compiled = found.map_err(|why| {
+        ApiError::from(RequestError::InvalidFields(vec![FieldError::new(
+            "template", why,
+        )]))
+    })?;
     compiled.check_params(&template.params).map_err(|err| {
         RequestError::InvalidFields(vec![FieldError::new(
             format!("params.{}", err.param),
@@ -213,5 +254,43 @@ fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::UnsupportedMediaType)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn a_request_looks_each_template_key_up_once() {
+        let asked = AtomicUsize::new(0);
+        let mut lookups = TemplateLookups::default();
+        for item in 0..1_000 {
+            let key = if item % 2 == 0 { "unknown" } else { "other" };
+            let found = lookups
+                .latest(key, || async {
+                    asked.fetch_add(1, Ordering::SeqCst);
+                    Ok(Err(format!("no template `{key}`")))
+                })
+                .await
+                .unwrap();
+            assert_eq!(found.unwrap_err(), format!("no template `{key}`"));
+        }
+        assert_eq!(asked.load(Ordering::SeqCst), 2, "one lookup per key");
+    }
+
+    #[tokio::test]
+    async fn a_database_error_is_not_remembered() {
+        let mut lookups = TemplateLookups::default();
+        let failed = lookups
+            .latest("t", || async { Err(ApiError::database("down")) })
+            .await;
+        assert!(failed.is_err());
+        let found = lookups
+            .latest("t", || async { Ok(Err("no template `t`".to_owned())) })
+            .await
+            .unwrap();
+        assert!(found.is_err(), "asked again after the failure");
     }
 }

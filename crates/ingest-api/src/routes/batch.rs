@@ -96,9 +96,10 @@ pub async fn create_batch(
     let trace = traceparent::of(&xadd);
     let mut results = Vec::with_capacity(batch.notifications.len());
     let mut entries: Vec<(Priority, String)> = Vec::new();
+    let mut lookups = pipeline::TemplateLookups::default();
     for (index, item) in batch.notifications.into_iter().enumerate() {
         let checked = match NotificationRequest::parse(item.get().as_bytes()) {
-            Ok(request) => match pipeline::admit(&state, request, now).await {
+            Ok(request) => match pipeline::admit(&state, request, now, &mut lookups).await {
                 Ok(notification) => Ok(notification),
                 Err(ApiError::InvalidRequest(RequestError::InvalidFields(errors))) => Err(errors),
                 Err(other) => return Err(other),

@@ -58,8 +58,13 @@ pub async fn create_notification(
 ) -> Result<HttpResponse, ApiError> {
     let (idempotency_key, body) =
         pipeline::read_request(&req, payload, state.limits.single).await?;
-    let mut notification =
-        pipeline::admit(&state, NotificationRequest::parse(&body)?, Utc::now()).await?;
+    let mut notification = pipeline::admit(
+        &state,
+        NotificationRequest::parse(&body)?,
+        Utc::now(),
+        &mut pipeline::TemplateLookups::default(),
+    )
+    .await?;
     let xadd = pipeline::xadd_span(1);
     notification.traceparent = traceparent::of(&xadd);
     let entry =
