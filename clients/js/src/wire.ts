@@ -81,7 +81,7 @@ muted?: boolean, };
 /**
  * Machine-readable reason in an `error` frame.
  */
-export type ErrorCode = "bad_frame" | "unsupported_data" | "frame_too_large" | "bad_token" | "too_many_ids" | "unavailable";
+export type ErrorCode = "bad_frame" | "unsupported_data" | "frame_too_large" | "bad_token" | "too_many_ids" | "unavailable" | "rate_limited";
 
 /**
  * Frames the gateway sends to a client.

@@ -95,6 +95,9 @@ pub enum ErrorCode {
     TooManyIds,
     /// The database is unavailable; the request was not applied.
     Unavailable,
+    /// Too many `resume`, `read` and `read_all` frames on this connection
+    /// (`gateway.client_requests_*`); this one was not applied.
+    RateLimited,
 }
 
 /// Frames a client sends to the gateway.

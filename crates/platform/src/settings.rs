@@ -192,6 +192,10 @@ pub struct GatewaySettings {
     /// Most WebSocket connections one gateway holds; new ones beyond get
     /// 503 with `Retry-After` (0: no limit).
     pub max_connections: usize,
+    /// `resume`, `read` and `read_all` frames one connection may send at
+    /// once, and per second after that.
+    pub client_requests_burst: u32,
+    pub client_requests_per_sec: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -360,6 +364,15 @@ impl Settings {
         }
         if templates::parse_locale(&self.templates.default_locale).is_err() {
             return fail("templates.default_locale", "must be a BCP 47 language tag");
+        }
+        if self.gateway.client_requests_burst == 0
+            || !(self.gateway.client_requests_per_sec.is_finite()
+                && self.gateway.client_requests_per_sec > 0.0)
+        {
+            return fail(
+                "gateway.client_requests_burst",
+                "the burst must be at least 1 and gateway.client_requests_per_sec above 0",
+            );
         }
         if self.gateway.send_queue_frames == 0 {
             return fail("gateway.send_queue_frames", "must be at least 1");

@@ -1,5 +1,6 @@
 //! `GET /v1/ws`: authenticate, register with the hub, upgrade.
 
+use crate::budget::TokenBucket;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -95,6 +96,7 @@ pub async fn connect(
         token_expires_at,
         last_sent: since.unwrap_or(inbox.last_seq),
         change_in_flight: None,
+        requests: TokenBucket::new(state.sessions.requests),
     };
     actix_web::rt::spawn(connection.run(hello, since, state));
     Ok(response)

@@ -4,6 +4,7 @@
 //! instances, and serves the user's inbox over REST.
 
 pub mod auth;
+pub mod budget;
 pub mod cli;
 pub mod connect;
 pub mod error;

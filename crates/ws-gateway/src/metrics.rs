@@ -10,6 +10,7 @@ pub struct GatewayMetrics {
     pub users_online: Gauge,
     pub frames_sent: Counter,
     pub send_queue_drops: Counter,
+    pub frames_rate_limited: Counter,
     pub resume_backlog: Histogram,
     pub delivery_seconds: Histogram,
 }
@@ -21,6 +22,7 @@ impl GatewayMetrics {
             users_online: Gauge::default(),
             frames_sent: Counter::default(),
             send_queue_drops: Counter::default(),
+            frames_rate_limited: Counter::default(),
             resume_backlog: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
             delivery_seconds: Histogram::new(platform::metrics::latency_buckets()),
         };
@@ -44,6 +46,11 @@ impl GatewayMetrics {
             "send_queue_drops",
             "Connections closed because their send queue was full (slow clients)",
             metrics.send_queue_drops.clone(),
+        );
+        r.register(
+            "frames_rate_limited",
+            "resume/read/read_all frames refused (error rate_limited) for exceeding a connection's budget",
+            metrics.frames_rate_limited.clone(),
         );
         r.register(
             "resume_backlog_frames",

@@ -57,6 +57,8 @@ pub struct Connection {
     pub last_sent: i64,
     /// The read-state change being applied, if any.
     pub change_in_flight: Option<tokio::task::JoinHandle<()>>,
+    /// What is left of the connection's budget of storage frames.
+    pub requests: crate::budget::TokenBucket,
 }
 
 /// A read-state change requested over the socket.
@@ -334,6 +336,22 @@ impl Connection {
                     .await;
             }
         };
+        let costs_storage = matches!(
+            frame,
+            ClientFrame::Resume { .. } | ClientFrame::Read { .. } | ClientFrame::ReadAll
+        );
+        if costs_storage && let Err(wait) = self.requests.take() {
+            ctx.metrics.frames_rate_limited.inc();
+            return self
+                .error(
+                    ErrorCode::RateLimited,
+                    &format!(
+                        "too many resume/read/read_all frames; not applied, retry in {} ms",
+                        wait.as_millis().max(1)
+                    ),
+                )
+                .await;
+        }
         match frame {
             ClientFrame::Ping => self.send(ServerFrame::Pong).await.map(|()| None),
             ClientFrame::Resume { since } => self.catch_up(since, 0, ctx).await,

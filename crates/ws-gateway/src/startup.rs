@@ -73,6 +73,10 @@ impl Service for Application {
                 ping_interval: Duration::from_secs(gateway.ping_interval_secs),
                 client_timeout: Duration::from_secs(gateway.client_timeout_secs),
                 max_connections: gateway.max_connections,
+                requests: crate::budget::RequestBudget {
+                    burst: gateway.client_requests_burst,
+                    per_sec: gateway.client_requests_per_sec,
+                },
             },
             shutdown: shutdown.clone(),
         });

@@ -53,4 +53,6 @@ pub struct SessionLimits {
     pub client_timeout: Duration,
     /// Most connections this process holds; 0: no limit.
     pub max_connections: usize,
+    /// Storage frames per connection (`resume`, `read`, `read_all`).
+    pub requests: crate::budget::RequestBudget,
 }

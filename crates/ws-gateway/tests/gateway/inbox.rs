@@ -533,3 +533,43 @@ async fn inbox_refusals_are_problems() {
     assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert!(is_problem(&huge));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_repeating_storage_frames_is_held_to_its_budget() {
+    let mut env = testkit::TestEnv::new().await;
+    env.set("HERALD__GATEWAY__CLIENT_REQUESTS_BURST", "5");
+    env.set("HERALD__GATEWAY__CLIENT_REQUESTS_PER_SEC", "1");
+    let gw = TestGateway::spawn_in(env).await;
+    seed(&gw, "ivo", 3).await;
+    let (mut client, _) = gw.connect("ivo").await;
+    // The connection's own catch-up is not a frame of the client's: the
+    // budget is whole. 40 resumes at once: the burst is applied, the rest
+    // answered `rate_limited` and not replayed.
+    for _ in 0..40 {
+        client.send_text(r#"{"type":"resume","since":0}"#).await;
+    }
+    let started = std::time::Instant::now();
+    let (mut replayed, mut limited) = (0, 0);
+    while let Some(frame) = client.next_json(Duration::from_secs(1)).await {
+        match frame["type"].as_str() {
+            Some("notification") => replayed += 1,
+            Some("error") if frame["code"] == "rate_limited" => limited += 1,
+            _ => {}
+        }
+    }
+    // At most the burst plus what a second per second refilled meanwhile.
+    let refilled = started.elapsed().as_secs() as usize + 2;
+    assert!(
+        replayed <= (5 + refilled) * 3,
+        "{replayed} notifications replayed"
+    );
+    assert!(limited >= 40 - 5 - refilled, "{limited} refused");
+    assert!(replayed >= 5 * 3, "the burst itself is served: {replayed}");
+    let text = testkit::scrape_metrics(gw.port).await;
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("herald_gateway_frames_rate_limited_total ") && !l.ends_with(" 0")
+        ),
+        "counted in metrics"
+    );
+}
