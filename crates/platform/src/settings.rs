@@ -192,6 +192,9 @@ pub struct GatewaySettings {
     /// Most WebSocket connections one gateway holds; new ones beyond get
     /// 503 with `Retry-After` (0: no limit).
     pub max_connections: usize,
+    /// Most WebSocket connections one user holds on one gateway; beyond it
+    /// 429 (0: no limit).
+    pub max_connections_per_user: usize,
     /// `resume`, `read` and `read_all` frames one connection may send at
     /// once, and per second after that.
     pub client_requests_burst: u32,

@@ -1,6 +1,7 @@
 //! `GET /v1/ws`: authenticate, register with the hub, upgrade.
 
 use crate::budget::TokenBucket;
+use crate::hub::HubError;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -64,11 +65,19 @@ pub async fn connect(
     // socket; one committed before it is in storage for a resume.
     state
         .hub
-        .join(&user_id, conn_id, handle)
+        .join(
+            &user_id,
+            conn_id,
+            handle,
+            state.sessions.max_connections_per_user,
+        )
         .await
-        .map_err(|err| GatewayError::Unavailable {
-            dependency: "redis",
-            cause: err.to_string(),
+        .map_err(|err| match err {
+            HubError::UserFull(held) => GatewayError::UserFull(held),
+            err => GatewayError::Unavailable {
+                dependency: "redis",
+                cause: err.to_string(),
+            },
         })?;
     let inbox = match read_inbox(&state, &user_id).await {
         Ok(inbox) => inbox,

@@ -20,6 +20,9 @@ pub enum GatewayError {
     /// 503; the server adds `Retry-After`.
     #[error("this gateway holds its maximum of connections")]
     Full,
+    /// 429: the user holds `gateway.max_connections_per_user` sockets here.
+    #[error("the user holds {0} connections on this gateway, its maximum")]
+    UserFull(usize),
     #[error("no such notification")]
     NoSuchNotification,
     #[error("invalid query: {0}")]
@@ -80,6 +83,15 @@ impl GatewayError {
                 "Service unavailable",
             )
             .detail("this gateway holds its maximum of connections; retry (another instance may answer)"),
+            GatewayError::UserFull(held) => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-connections",
+                "Too many connections",
+            )
+            .detail(format!(
+                "this user already holds {held} connections on this gateway \
+                 (gateway.max_connections_per_user); close one first"
+            )),
             GatewayError::Unavailable { dependency, .. } => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

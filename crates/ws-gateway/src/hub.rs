@@ -92,7 +92,9 @@ enum Command {
         user_id: String,
         conn_id: u64,
         handle: ConnectionHandle,
-        done: oneshot::Sender<Result<(), RedisError>>,
+        /// Most connections the user may hold here (0: any).
+        max_per_user: usize,
+        done: oneshot::Sender<Result<(), HubError>>,
     },
     Leave {
         user_id: String,
@@ -104,6 +106,8 @@ enum Command {
 pub enum HubError {
     #[error("the hub has stopped")]
     Stopped,
+    #[error("the user holds {0} connections on this gateway, its maximum")]
+    UserFull(usize),
     #[error(transparent)]
     Redis(#[from] RedisError),
 }
@@ -129,12 +133,15 @@ impl Hub {
         Self { commands }
     }
 
-    /// Registers a connection; returns once the user's channel is subscribed.
+    /// Registers a connection; returns once the user's channel is
+    /// subscribed. Refused when the user holds `max_per_user` connections
+    /// here already (0: no limit).
     pub async fn join(
         &self,
         user_id: &str,
         conn_id: u64,
         handle: ConnectionHandle,
+        max_per_user: usize,
     ) -> Result<(), HubError> {
         let (done, answer) = oneshot::channel();
         self.commands
@@ -142,12 +149,12 @@ impl Hub {
                 user_id: user_id.to_owned(),
                 conn_id,
                 handle,
+                max_per_user,
                 done,
             })
             .await
             .map_err(|_| HubError::Stopped)?;
-        answer.await.map_err(|_| HubError::Stopped)??;
-        Ok(())
+        answer.await.map_err(|_| HubError::Stopped)?
     }
 
     pub async fn leave(&self, user_id: &str, conn_id: u64) {
@@ -217,11 +224,17 @@ impl HubTask {
                 user_id,
                 conn_id,
                 handle,
+                max_per_user,
                 done,
             } => {
-                let first = !self.users.contains_key(&user_id);
+                let held = self.users.get(&user_id).map_or(0, HashMap::len);
+                if max_per_user > 0 && held >= max_per_user {
+                    let _ = done.send(Err(HubError::UserFull(held)));
+                    return;
+                }
+                let first = held == 0;
                 if first && let Err(err) = self.subscriber.subscribe_user(&user_id).await {
-                    let _ = done.send(Err(err));
+                    let _ = done.send(Err(err.into()));
                     return;
                 }
                 self.users

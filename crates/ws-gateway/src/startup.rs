@@ -73,6 +73,7 @@ impl Service for Application {
                 ping_interval: Duration::from_secs(gateway.ping_interval_secs),
                 client_timeout: Duration::from_secs(gateway.client_timeout_secs),
                 max_connections: gateway.max_connections,
+                max_connections_per_user: gateway.max_connections_per_user,
                 requests: crate::budget::RequestBudget {
                     burst: gateway.client_requests_burst,
                     per_sec: gateway.client_requests_per_sec,

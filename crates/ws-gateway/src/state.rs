@@ -53,6 +53,8 @@ pub struct SessionLimits {
     pub client_timeout: Duration,
     /// Most connections this process holds; 0: no limit.
     pub max_connections: usize,
+    /// Most connections one user holds on this process; 0: no limit.
+    pub max_connections_per_user: usize,
     /// Storage frames per connection (`resume`, `read`, `read_all`).
     pub requests: crate::budget::RequestBudget,
 }

@@ -337,3 +337,34 @@ async fn a_full_gateway_answers_503_with_retry_after_until_a_connection_leaves()
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_holds_at_most_max_connections_per_user_sockets() {
+    let mut env = TestEnv::new().await;
+    env.set("HERALD__GATEWAY__MAX_CONNECTIONS_PER_USER", "2");
+    let gw = TestGateway::spawn_in(env).await;
+    let token = gw.env.token("jon", 300);
+    let (first, _) = WsClient::connect_user(gw.port, &token).await;
+    let (_second, _) = WsClient::connect_user(gw.port, &token).await;
+    let refused = WsClient::connect(gw.port, "/v1/ws", Some(&token))
+        .await
+        .err()
+        .expect("a third socket is refused");
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    let body: Value = serde_json::from_str(&refused.body).unwrap();
+    assert_eq!(
+        body["type"],
+        "https://herald.dev/problems/too-many-connections"
+    );
+    // Other users are not affected.
+    let (_other, hello) = gw.connect("kim").await;
+    assert_eq!(hello["type"], "hello");
+    // Closing one makes room again.
+    first.close().await;
+    eventually("room for another socket", WAIT, || async {
+        WsClient::connect(gw.port, "/v1/ws", Some(&token))
+            .await
+            .ok()
+    })
+    .await;
+}
