@@ -9,7 +9,7 @@ export HERALD__REDIS__URL ?= redis://127.0.0.1:6379
 export HERALD_TEST_PG ?= postgres://postgres@127.0.0.1:5432
 export HERALD_TEST_REDIS ?= redis://127.0.0.1:6379
 
-.PHONY: help build clients run test test-clients deps-test lint-deploy check-vendor wire-types bench bench-micro lint fmt clippy clean
+.PHONY: help build clients run test test-clients deps-test lint-deploy check-vendor deny wire-types bench bench-micro lint fmt clippy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,7 +36,7 @@ deps-test:
 # Binaries and tests in one build: the end-to-end tests run these binaries,
 # and the test run then reuses every artifact (one feature set: testkit
 # turns on platform's test-support).
-test: deps-test lint-deploy check-vendor ## Run the whole test suite against real PostgreSQL and Redis
+test: deps-test lint-deploy check-vendor deny ## Run the whole test suite against real PostgreSQL and Redis
 	cargo build --workspace --bins --tests
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		cargo nextest run --workspace --no-fail-fast; \
@@ -53,6 +53,9 @@ test-clients: ## Unit tests of clients/ and the browser tests (needs the debug b
 
 lint-deploy: ## Validate deploy/ and k8s/ offline (installs pinned tools into .tools/ on first run)
 	scripts/lint-deploy.sh
+
+deny: ## cargo-deny: licenses, sources, bans; advisories when the RustSec database is reachable
+	scripts/deny.sh
 
 check-vendor: ## Check vendor/actix-http is the crates.io release plus herald.patch, nothing else
 	scripts/check-vendor.sh
