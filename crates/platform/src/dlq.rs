@@ -4,8 +4,12 @@
 //! A replay appends the dead letter's payload (or a corrected one) to its
 //! priority stream again and marks the record replayed. The payload is
 //! validated first, so garbage is never put back. The notification keeps its
-//! id, so a replay of something already stored is stored once.
+//! id, so a replay of something already stored is stored once. The record's
+//! row is locked from the check to the mark (one transaction around the
+//! append), so concurrent replays of one letter append it once: the others
+//! wait, then find it replayed.
 
+use diesel_async::AsyncConnection;
 use domain::{NewNotification, RequestError};
 use uuid::Uuid;
 
@@ -27,6 +31,12 @@ pub enum ReplayError {
     Redis(#[from] RedisError),
 }
 
+impl From<diesel::result::Error> for ReplayError {
+    fn from(err: diesel::result::Error) -> Self {
+        ReplayError::Db(DbError::Query(err))
+    }
+}
+
 impl From<deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>>
     for ReplayError
 {
@@ -44,20 +54,29 @@ pub async fn replay(
     replacement: Option<&str>,
 ) -> Result<String, ReplayError> {
     let mut conn = db.get().await?;
-    let letter = dead_letters::get(&mut conn, id)
-        .await?
-        .ok_or(ReplayError::NotFound)?;
-    if letter.replayed_at.is_some() {
-        return Err(ReplayError::AlreadyReplayed);
-    }
-    let payload = replacement.unwrap_or(&letter.payload);
-    let notification =
-        NewNotification::decode_entry(payload.as_bytes()).map_err(ReplayError::InvalidPayload)?;
-    // Re-encode: the stream only ever holds what Herald itself writes.
-    let entry = serde_json::to_string(&notification)
-        .map_err(|err| ReplayError::InvalidPayload(RequestError::MalformedJson(err.to_string())))?;
-    let entry_id = redis.append(notification.priority, &entry).await?;
-    dead_letters::mark_replayed(&mut conn, id, &entry_id).await?;
+    let entry_id = conn
+        .transaction::<_, ReplayError, _>(async |conn| {
+            let letter = dead_letters::get_for_update(conn, id)
+                .await?
+                .ok_or(ReplayError::NotFound)?;
+            if letter.replayed_at.is_some() {
+                return Err(ReplayError::AlreadyReplayed);
+            }
+            let payload = replacement.unwrap_or(&letter.payload);
+            let notification = NewNotification::decode_entry(payload.as_bytes())
+                .map_err(ReplayError::InvalidPayload)?;
+            // Re-encode: the stream only ever holds what Herald itself writes.
+            let entry = serde_json::to_string(&notification).map_err(|err| {
+                ReplayError::InvalidPayload(RequestError::MalformedJson(err.to_string()))
+            })?;
+            // If the commit below fails after this, the letter stays
+            // unreplayed with its entry appended: a second replay appends it
+            // again, and the notification (same id) is still stored once.
+            let entry_id = redis.append(notification.priority, &entry).await?;
+            dead_letters::mark_replayed(conn, id, &entry_id).await?;
+            Ok(entry_id)
+        })
+        .await?;
     tracing::info!(dead_letter = %id, entry = %entry_id, "dead letter replayed");
     Ok(entry_id)
 }

@@ -120,6 +120,23 @@ pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<DeadLe
         .map(DeadLetter::from))
 }
 
+/// The dead letter, its row locked until the transaction ends: a replay
+/// holds it while it appends, so two replays of one letter cannot both
+/// append.
+pub async fn get_for_update(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<DeadLetter>, DbError> {
+    Ok(dead_letters::table
+        .find(id)
+        .select(DeadLetterRow::as_select())
+        .for_update()
+        .first::<DeadLetterRow>(conn)
+        .await
+        .optional()?
+        .map(DeadLetter::from))
+}
+
 /// Ids of every dead letter not replayed yet, oldest first.
 pub async fn not_replayed_ids(conn: &mut AsyncPgConnection) -> Result<Vec<Uuid>, DbError> {
     Ok(dead_letters::table

@@ -179,3 +179,38 @@ async fn poison_is_dead_lettered_and_a_fixed_replay_is_stored() {
         .unwrap();
     assert_eq!(record.replay_entry_id.as_deref(), Some(entry.as_str()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_replays_of_one_dead_letter_append_it_once() {
+    let env = TestEnv::new().await;
+    let redis = env.redis().await;
+    let fixed = notification("kai", 1, Priority::Low);
+    let record = dead_letters::NewDeadLetter::new(
+        Priority::Low,
+        "1-0",
+        &serde_json::to_string(&fixed).unwrap(),
+        "refused",
+        1,
+    );
+    dead_letters::record(&mut env.db().await, &[record])
+        .await
+        .unwrap();
+    let id = dead_letters::list(&mut env.db().await, false, 1)
+        .await
+        .unwrap()[0]
+        .id;
+    let before = redis.stream_len(Priority::Low).await.unwrap();
+    let pool = env.pool();
+    let replays = (0..4).map(|_| platform::dlq::replay(&pool, &redis, id, None));
+    let outcomes = futures_util::future::join_all(replays).await;
+    let appended = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(appended, 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .filter(|o| o.is_err())
+            .all(|o| matches!(o, Err(platform::dlq::ReplayError::AlreadyReplayed))),
+        "{outcomes:?}"
+    );
+    assert_eq!(redis.stream_len(Priority::Low).await.unwrap(), before + 1);
+}
