@@ -65,6 +65,11 @@ impl Modify for ApiKeyScheme {
     }
 }
 
+/// The service's API and the operations endpoints every service has.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi().merge_from(platform::server::OperationsDoc::openapi())
+}
+
 pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
+    HttpResponse::Ok().json(document())
 }

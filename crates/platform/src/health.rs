@@ -53,11 +53,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz));
 }
 
-async fn healthz() -> HttpResponse {
+/// Alive: the process runs.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "`{\"status\":\"ok\"}`", content_type = "application/json"))
+)]
+pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-async fn readyz(deps: web::Data<Dependencies>) -> HttpResponse {
+/// Ready: PostgreSQL and Redis answer (each checked with a deadline).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "`{\"status\":\"ready\",\"checks\":{…}}`", content_type = "application/json"),
+        (status = 503, description = "A dependency does not answer, or the service is still starting", content_type = "application/json"),
+    )
+)]
+pub async fn readyz(deps: web::Data<Dependencies>) -> HttpResponse {
     let results = deps.check().await;
     let ready = results.iter().all(|(_, r)| r.is_ok());
     let checks: serde_json::Map<String, serde_json::Value> = results

@@ -33,7 +33,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(render));
 }
 
-async fn render(registry: web::Data<Arc<Registry>>) -> HttpResponse {
+/// The service's metrics (OpenMetrics text); on `http.admin_port` when set.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text"))
+)]
+pub async fn render(registry: web::Data<Arc<Registry>>) -> HttpResponse {
     let mut body = String::new();
     match encode(&mut body, &registry) {
         Ok(()) => HttpResponse::Ok()

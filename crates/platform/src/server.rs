@@ -101,6 +101,23 @@ impl ServerBase {
     }
 }
 
+/// The OpenAPI document of what every service serves (`/healthz`,
+/// `/readyz`, `/metrics`): stream-worker's whole document, merged into the
+/// others'.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Herald operations endpoints"),
+    paths(health::healthz, health::readyz, metrics::render),
+    tags((name = "operations", description = "Health and metrics, on every service"))
+)]
+pub struct OperationsDoc;
+
+/// `GET /openapi.json` of a service whose only endpoints are the operations ones.
+pub async fn operations_openapi_json() -> actix_web::HttpResponse {
+    use utoipa::OpenApi;
+    actix_web::HttpResponse::Ok().json(OperationsDoc::openapi())
+}
+
 /// Middleware: a problem answer with status 503 that names no
 /// `Retry-After` gets the configured one, so every service answers an
 /// outage the same way without its error types knowing the setting.

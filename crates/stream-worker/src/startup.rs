@@ -52,7 +52,12 @@ impl Service for Worker {
             workers: Workers::Fixed(1),
             ..ServerOptions::default()
         };
-        let serving = server::serve(&settings.http, options, move || base.app())?;
+        let serving = server::serve(&settings.http, options, move || {
+            base.app().route(
+                "/openapi.json",
+                actix_web::web::get().to(server::operations_openapi_json),
+            )
+        })?;
 
         let worker = &settings.worker;
         // `concurrency` consumers over all lanes, plus the express one.

@@ -301,6 +301,10 @@ async fn openapi_and_metrics() {
         .unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
     let queries = testkit::check_openapi_parameters(&spec);
+    assert!(
+        queries.contains_key("GET /readyz"),
+        "the operations endpoints too"
+    );
     assert_eq!(
         queries["GET /v1/me/notifications"],
         ["before", "limit", "unread", "category", "render"]
