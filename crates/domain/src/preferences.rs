@@ -20,6 +20,7 @@ pub struct Preferences {
     pub timezone: Option<String>,
     /// Notifications in these categories are stored but neither pushed nor counted unread.
     #[serde(default)]
+    #[schema(max_items = 50)]
     pub muted_categories: Vec<String>,
 }
 

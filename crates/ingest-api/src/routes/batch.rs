@@ -24,7 +24,7 @@ pub struct BatchRequest {
     /// 1..=1000 notifications, each the body of `POST /v1/notifications`.
     // Each item is kept as its JSON text and decoded like a single
     // request's body: no `Value` tree built first.
-    #[schema(value_type = Vec<NotificationRequest>)]
+    #[schema(value_type = Vec<NotificationRequest>, min_items = 1, max_items = 1000)]
     pub notifications: Vec<Box<RawValue>>,
 }
 

@@ -107,6 +107,11 @@ async fn health_readiness_and_openapi() {
     assert!(post["responses"]["415"].is_object());
     assert!(spec["components"]["securitySchemes"]["api_key"].is_object());
     // Query parameters are declared in the query, with the limits the server enforces.
+    let batch = &spec["components"]["schemas"]["BatchRequest"]["properties"]["notifications"];
+    assert_eq!(
+        (&batch["minItems"], &batch["maxItems"]),
+        (&json!(1), &json!(1000))
+    );
     let queries = testkit::check_openapi_parameters(&spec);
     assert_eq!(queries["GET /v1/admin/dead-letters"], ["all", "limit"]);
     assert_eq!(queries["GET /v1/admin/templates/{key}"], ["version"]);

@@ -305,6 +305,8 @@ async fn openapi_and_metrics() {
         queries.contains_key("GET /readyz"),
         "the operations endpoints too"
     );
+    let muted = &spec["components"]["schemas"]["Preferences"]["properties"]["muted_categories"];
+    assert_eq!(muted["maxItems"], 50, "{muted}");
     assert_eq!(
         queries["GET /v1/me/notifications"],
         ["before", "limit", "unread", "category", "render"]
