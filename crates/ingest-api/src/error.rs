@@ -82,12 +82,7 @@ impl ApiError {
             ApiError::Conflict(what) => {
                 Problem::new(StatusCode::CONFLICT, "conflict", "Conflict").detail(*what)
             }
-            ApiError::UnsupportedMediaType => Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Unsupported media type",
-            )
-            .detail("send the body as JSON with Content-Type: application/json"),
+            ApiError::UnsupportedMediaType => platform::body::unsupported_media_type(),
             ApiError::PayloadTooLarge(limit) => Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",

@@ -10,6 +10,13 @@ use http_api_problem::HttpApiProblem;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// Is this answer already a problem (its content type `application/problem+json`)?
+pub fn is_problem(headers: &actix_web::http::header::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes())
+}
+
 /// Longest text a problem repeats from the request (a value in a field
 /// message, a parser's complaint): a 200 KB value is not sent back.
 const MAX_ECHO_CHARS: usize = 300;

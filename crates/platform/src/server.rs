@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::health::{self, Dependencies};
 use crate::metrics::{self, HttpMetrics};
-use crate::problem::PROBLEM_JSON;
+use crate::problem::{Problem, is_problem};
 use crate::settings::HttpSettings;
 
 /// What every service's app holds whatever its routes: the dependencies
@@ -128,10 +128,7 @@ async fn retry_after(
     let mut response = next.call(req).await?;
     // Only a 503 looks anything up: other answers pay one comparison.
     if response.status() == StatusCode::SERVICE_UNAVAILABLE
-        && response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes())
+        && is_problem(response.headers())
         && !response.headers().contains_key(header::RETRY_AFTER)
         && let Some(secs) = response
             .request()
@@ -156,17 +153,12 @@ async fn problems_only(
 ) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
     let response = next.call(req).await?;
     let status = response.status();
-    if status.as_u16() < 400
-        || response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes())
-    {
+    if status.as_u16() < 400 || is_problem(response.headers()) {
         return Ok(response.map_into_boxed_body());
     }
     let detail = response.response().error().map(ToString::to_string);
     let (req, original) = response.into_parts();
-    let mut problem = crate::problem::Problem::for_status(status);
+    let mut problem = Problem::for_status(status);
     if let Some(detail) = detail {
         problem = problem.detail(detail);
     }
@@ -215,14 +207,13 @@ async fn split_ports(
             PortRole::Main => !on_admin,
         };
         if !allowed {
-            let answer =
-                crate::problem::Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found")
-                    .detail(if on_admin {
-                        "the admin port serves /metrics, /v1/admin/*, /healthz and /readyz only"
-                    } else {
-                        "no such endpoint on this port"
-                    })
-                    .respond(&"wrong port");
+            let answer = Problem::for_status(StatusCode::NOT_FOUND)
+                .detail(if on_admin {
+                    "the admin port serves /metrics, /v1/admin/*, /healthz and /readyz only"
+                } else {
+                    "no such endpoint on this port"
+                })
+                .respond(&"wrong port");
             return Ok(req.into_response(answer));
         }
     }
@@ -259,7 +250,6 @@ impl Default for ServerOptions {
 /// A bound, running HTTP server.
 pub struct Serving {
     port: u16,
-    admin_port: Option<u16>,
     server: Server,
 }
 
@@ -289,11 +279,8 @@ where
         // for the previous segment's ACK.
         .tcp_nodelay(true)
         .listen(listener)?;
-    let mut admin_port = None;
     if http.admin_port != 0 {
-        let admin = TcpListener::bind((http.host.as_str(), http.admin_port))?;
-        admin_port = Some(admin.local_addr()?.port());
-        server = server.listen(admin)?;
+        server = server.listen(TcpListener::bind((http.host.as_str(), http.admin_port))?)?;
     }
     server = match options.workers {
         Workers::FromSettings if http.workers > 0 => server.workers(http.workers),
@@ -305,7 +292,6 @@ where
     }
     Ok(Serving {
         port,
-        admin_port,
         server: server.run(),
     })
 }
@@ -356,13 +342,9 @@ pub fn starting(http: &HttpSettings) -> std::io::Result<Option<Serving>> {
                 }),
             )
             .default_service(web::to(move || async move {
-                let mut answer = crate::problem::Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "Service unavailable",
-                )
-                .detail("starting: waiting for PostgreSQL and Redis; retry later")
-                .respond(&"starting");
+                let mut answer = Problem::for_status(StatusCode::SERVICE_UNAVAILABLE)
+                    .detail("starting: waiting for PostgreSQL and Redis; retry later")
+                    .respond(&"starting");
                 answer
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
@@ -374,21 +356,12 @@ pub fn starting(http: &HttpSettings) -> std::io::Result<Option<Serving>> {
     .shutdown_timeout(1)
     .listen(listener)?
     .run();
-    Ok(Some(Serving {
-        port,
-        admin_port: None,
-        server,
-    }))
+    Ok(Some(Serving { port, server }))
 }
 
 impl Serving {
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    /// The admin port, when `http.admin_port` is set.
-    pub fn admin_port(&self) -> Option<u16> {
-        self.admin_port
     }
 
     /// Serves in the background until [`Starting::stop`].

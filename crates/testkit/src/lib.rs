@@ -343,6 +343,32 @@ pub async fn store_prepared(
     Ok(stored)
 }
 
+/// A service's `/openapi.json` (at `base`, `http://127.0.0.1:<port>`):
+/// answered 200, OpenAPI 3.1, its parameters checked against its paths
+/// ([`check_openapi_parameters`]). The document and each operation's
+/// query parameters.
+pub async fn openapi(
+    base: &str,
+) -> (
+    serde_json::Value,
+    std::collections::BTreeMap<String, Vec<String>>,
+) {
+    let response = reqwest::get(format!("{base}/openapi.json"))
+        .await
+        .expect("GET /openapi.json");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let spec: serde_json::Value = response.json().await.expect("a JSON document");
+    assert!(
+        spec["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "OpenAPI 3.1: {}",
+        spec["openapi"]
+    );
+    let queries = check_openapi_parameters(&spec);
+    (spec, queries)
+}
+
 /// Checks an OpenAPI document's parameters against its paths: every
 /// `{name}` of a path is a required `path` parameter and every `path`
 /// parameter is in the path; every other parameter is in `query` or

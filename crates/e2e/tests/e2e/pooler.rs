@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use testkit::postgres::PgBouncer;
 use testkit::ws::WsClient;
 
-use crate::support::{BurstPlan, Progress, Stack, USERS, send_burst, start, stdout_line};
+use crate::support::{BurstPlan, Progress, Stack, send_burst, start, stdout_line};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_keeps_its_promises_through_pgbouncer_in_transaction_mode() {
@@ -59,7 +59,7 @@ async fn the_pipeline_keeps_its_promises_through_pgbouncer_in_transaction_mode()
         .await
         .unwrap()
         .len() as i64;
-    assert!(rows > 0 && USERS > 7);
+    assert!(rows > 0, "{user} was sent notifications");
     assert_eq!(hello["unread"], rows);
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{}/v1/me", gateway.port);

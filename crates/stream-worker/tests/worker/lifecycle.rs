@@ -29,14 +29,7 @@ async fn health_endpoints_and_prompt_shutdown() {
         .unwrap();
     assert_eq!(health.status(), 200);
     // Its OpenAPI document describes exactly these operations endpoints.
-    let spec: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/openapi.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
-    let operations = testkit::check_openapi_parameters(&spec);
+    let (spec, operations) = testkit::openapi(&format!("http://127.0.0.1:{port}")).await;
     assert_eq!(
         operations.keys().collect::<Vec<_>>(),
         ["GET /healthz", "GET /metrics", "GET /readyz"]
