@@ -30,7 +30,7 @@ INGEST_PORT=18081 WORKER_PORT=18082 GATEWAY_PORT=18083
 HERALD_DEV_DEPS_RECREATE_DB=1 scripts/dev-deps.sh up
 "$BIN/stream-worker" migrate
 "$BIN/ingest-api" keys revoke bench >/dev/null 2>&1 || true
-export HERALD_BENCH_API_KEY="$("$BIN/ingest-api" keys create --name bench)"
+export HERALD_BENCH_API_KEY="$("$BIN/ingest-api" keys create --name bench --rate 1000000/s --burst 1000000)"
 
 # One socket per WebSocket connection: raise the open-files limit as far as
 # this machine allows, before the services start (they inherit it).

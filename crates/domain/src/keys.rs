@@ -44,6 +44,12 @@ impl KeySpace {
         format!("{}:{{notifications}}:idem:{}", self.prefix, scoped_key)
     }
 
+    /// The GCRA state of one rate-limited subject (an API key's id): one
+    /// key each, so subjects spread over a cluster's slots.
+    pub fn rate_limit(&self, subject: &str) -> String {
+        format!("{}:rate:{{{}}}", self.prefix, subject)
+    }
+
     /// Pub/Sub channel on which a user's notification frames are published.
     pub fn user_channel(&self, user_id: &str) -> String {
         format!("{}:user:{}", self.prefix, user_id)

@@ -3,13 +3,14 @@
 //! the body is read.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use actix_web::http::header::HeaderName;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use platform::db::DbPool;
-use platform::storage::api_keys::{self, Scope};
+use platform::storage::api_keys::{self, KeyIdentity};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -46,31 +47,87 @@ impl ApiKeys {
                     self.cache.insert_unknown(hash);
                     return Err(ApiError::Unauthorized);
                 };
-                self.cache.insert(generation, hash, identity);
+                self.cache.insert(generation, hash, identity.clone());
                 identity
             }
         };
-        Ok(Producer {
-            key_id: identity.id,
-            scope: identity.scope,
-        })
+        Ok(Producer { identity })
     }
 }
 
-/// The producer's API key, verified. Holding one means the request is authenticated.
-#[derive(Debug, Clone, Copy)]
+/// The producer's API key, verified. Holding one means the request is
+/// authenticated; what it may do is [`Authorized`]'s to check.
+#[derive(Debug, Clone)]
 pub struct Producer {
-    pub key_id: Uuid,
-    pub scope: Scope,
+    pub identity: KeyIdentity,
 }
 
-/// An API key with the `admin` scope: operators' endpoints.
-#[derive(Debug, Clone, Copy)]
-pub struct Admin {
-    pub key_id: Uuid,
+impl Producer {
+    pub fn key_id(&self) -> Uuid {
+        self.identity.id
+    }
+
+    /// 403 unless the key may address `user_id` (a tenant's key: only its
+    /// own users).
+    pub fn check_user(&self, user_id: &str) -> Result<(), ApiError> {
+        if self.identity.may_address(user_id) {
+            Ok(())
+        } else {
+            Err(ApiError::ForeignUsers(vec![domain::FieldError::new(
+                "user_id",
+                self.foreign_user_message(),
+            )]))
+        }
+    }
+
+    /// Why a user id was refused to this key.
+    pub fn foreign_user_message(&self) -> String {
+        format!(
+            "this API key addresses only user ids that start with `{}:`",
+            self.identity.tenant.as_deref().unwrap_or_default()
+        )
+    }
 }
 
-impl FromRequest for Admin {
+/// A verified key holding the scope `S` (403 otherwise), checked before the
+/// body is read. Handlers name what they need in their signature:
+/// `Authorized<scope::Dlq>`.
+#[derive(Debug, Clone)]
+pub struct Authorized<S> {
+    pub producer: Producer,
+    scope: PhantomData<S>,
+}
+
+impl<S> std::ops::Deref for Authorized<S> {
+    type Target = Producer;
+
+    fn deref(&self) -> &Producer {
+        &self.producer
+    }
+}
+
+/// The scopes as types, for [`Authorized`].
+pub mod scope {
+    use platform::storage::api_keys::Scope;
+
+    pub trait Required {
+        const SCOPE: Scope;
+    }
+
+    macro_rules! scopes {
+        ($($name:ident),*) => {$(
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name;
+            impl Required for $name {
+                const SCOPE: Scope = Scope::$name;
+            }
+        )*};
+    }
+
+    scopes!(Notify, Preferences, Templates, Dlq, Admin);
+}
+
+impl<S: scope::Required + 'static> FromRequest for Authorized<S> {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
@@ -78,11 +135,13 @@ impl FromRequest for Admin {
         let producer = Producer::from_request(req, payload);
         Box::pin(async move {
             let producer = producer.await?;
-            match producer.scope {
-                Scope::Admin => Ok(Admin {
-                    key_id: producer.key_id,
-                }),
-                Scope::Producer => Err(ApiError::Forbidden),
+            if producer.identity.scopes.contains(S::SCOPE) {
+                Ok(Authorized {
+                    producer,
+                    scope: PhantomData,
+                })
+            } else {
+                Err(ApiError::MissingScope(S::SCOPE))
             }
         })
     }

@@ -3,15 +3,25 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use domain::RequestError;
+use domain::{FieldError, RequestError};
+use platform::storage::api_keys::Scope;
 use platform::problem::Problem;
+
+use crate::rate_limit::RateLimitStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("missing or unknown API key")]
     Unauthorized,
-    #[error("this API key may not use admin endpoints")]
-    Forbidden,
+    #[error("this API key lacks the `{}` scope", .0.as_str())]
+    MissingScope(Scope),
+    #[error("this API key may not address these users")]
+    ForeignUsers(Vec<FieldError>),
+    /// 429 with `Retry-After` and the `RateLimit` headers.
+    #[error("API key over its rate")]
+    RateLimited(RateLimitStatus),
+    #[error("batch of {items} items over the key's burst of {burst}")]
+    BatchOverBurst { items: usize, burst: u32 },
     #[error("invalid Idempotency-Key header: {0}")]
     BadIdempotencyKey(&'static str),
     #[error("Idempotency-Key reused with a different body")]
@@ -61,8 +71,38 @@ impl ApiError {
                 Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
                     .detail("send a valid API key in the x-api-key header")
             }
-            ApiError::Forbidden => Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden")
-                .detail("this endpoint needs an API key with the admin scope"),
+            ApiError::MissingScope(scope) => {
+                Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden").detail(format!(
+                    "this endpoint needs an API key with the `{}` scope",
+                    scope.as_str()
+                ))
+            }
+            ApiError::ForeignUsers(errors) => {
+                Problem::new(StatusCode::FORBIDDEN, "forbidden-user", "Forbidden user")
+                    .detail("this API key may not address these users; nothing was accepted")
+                    .errors(errors.clone())
+            }
+            ApiError::RateLimited(status) => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+            )
+            .detail(format!(
+                "this API key may send {} notifications per second ({} at once); \
+                 nothing was accepted, retry after {} s",
+                status.rate.per_sec,
+                status.rate.burst,
+                status.retry_after_secs()
+            )),
+            ApiError::BatchOverBurst { items, burst } => Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "batch-over-burst",
+                "Batch larger than the key's burst",
+            )
+            .detail(format!(
+                "this API key may send at most {burst} notifications at once; \
+                 this batch has {items}: split it"
+            )),
             ApiError::BadIdempotencyKey(why) => Problem::new(
                 StatusCode::BAD_REQUEST,
                 "invalid-request",
@@ -135,6 +175,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        self.problem().respond(self)
+        let mut response = self.problem().respond(self);
+        if let ApiError::RateLimited(status) = self {
+            status.insert_into(response.headers_mut());
+        }
+        response
     }
 }

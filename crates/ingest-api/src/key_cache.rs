@@ -87,7 +87,7 @@ impl KeyCache {
     pub fn get(&self, hash: &[u8]) -> Result<KeyIdentity, u64> {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         match inner.entries.get(hash) {
-            Some((identity, at)) if at.elapsed() < self.ttl => Ok(*identity),
+            Some((identity, at)) if at.elapsed() < self.ttl => Ok(identity.clone()),
             _ => Err(inner.generation),
         }
     }
@@ -174,12 +174,15 @@ pub async fn revoke(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use platform::storage::api_keys::Scope;
+    use platform::storage::api_keys::Scopes;
 
     fn identity() -> KeyIdentity {
         KeyIdentity {
             id: Uuid::now_v7(),
-            scope: Scope::Producer,
+            scopes: Scopes::PRODUCER,
+            tenant: None,
+            rate_per_sec: None,
+            burst: None,
         }
     }
 
@@ -188,9 +191,9 @@ mod tests {
         let cache = KeyCache::new(Duration::from_secs(60));
         let (a, b) = (identity(), identity());
         let generation = cache.get(b"a").unwrap_err();
-        cache.insert(generation, b"a".to_vec(), a);
-        cache.insert(generation, b"b".to_vec(), b);
-        assert_eq!(cache.get(b"a"), Ok(a));
+        cache.insert(generation, b"a".to_vec(), a.clone());
+        cache.insert(generation, b"b".to_vec(), b.clone());
+        assert_eq!(cache.get(b"a"), Ok(a.clone()));
         cache.evict(Some(a.id));
         assert!(cache.get(b"a").is_err());
         assert_eq!(cache.get(b"b"), Ok(b));
@@ -205,7 +208,7 @@ mod tests {
         let before = cache.get(b"k").unwrap_err();
         // The key is revoked while its database lookup is in flight.
         cache.evict(Some(key.id));
-        cache.insert(before, b"k".to_vec(), key);
+        cache.insert(before, b"k".to_vec(), key.clone());
         assert!(cache.get(b"k").is_err());
     }
 

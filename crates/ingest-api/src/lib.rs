@@ -9,6 +9,7 @@ pub mod key_cache;
 pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
+pub mod rate_limit;
 pub mod routes;
 pub mod startup;
 pub mod state;

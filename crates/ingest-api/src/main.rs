@@ -5,7 +5,7 @@ use ingest_api::Application;
 use ingest_api::cli::{Cli, Command, KeysCommand};
 use ingest_api::key_cache;
 use platform::redis::RedisStore;
-use platform::storage::api_keys::{self, Scope};
+use platform::storage::api_keys::{self, KeyPolicy, Scopes};
 use platform::{Settings, db, service};
 
 /// jemalloc: glibc's malloc and free were about a fifth of the CPU of a
@@ -35,10 +35,24 @@ async fn keys(settings: &Settings, action: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Create {
             name,
             admin,
+            scope,
+            tenant,
+            rate,
+            burst,
             if_absent,
         } => {
-            let scope = if admin { Scope::Admin } else { Scope::Producer };
-            match api_keys::create(&mut conn, &name, scope).await {
+            let scopes = match (admin, scope) {
+                (true, _) => Scopes::ALL,
+                (false, Some(scopes)) => scopes,
+                (false, None) => Scopes::PRODUCER,
+            };
+            let policy = KeyPolicy {
+                scopes,
+                tenant,
+                rate_per_sec: rate,
+                burst,
+            };
+            match api_keys::create(&mut conn, &name, &policy).await {
                 // The key is the only thing on stdout, so scripts can capture it.
                 Ok(key) => println!("{key}"),
                 Err(api_keys::ApiKeyError::NameTaken(_)) if if_absent => eprintln!(

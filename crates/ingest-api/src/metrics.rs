@@ -30,16 +30,19 @@ pub enum Rejection {
     Unauthorized,
     /// Redis or PostgreSQL did not answer (503).
     Unavailable,
-    /// Body over the size limit (413).
+    /// Body over the size limit, or a batch over the key's burst (413).
     TooLarge,
+    /// Over the key's rate (429).
+    RateLimited,
 }
 
 impl Rejection {
-    const ALL: [Rejection; 4] = [
+    const ALL: [Rejection; 5] = [
         Rejection::Invalid,
         Rejection::Unauthorized,
         Rejection::Unavailable,
         Rejection::TooLarge,
+        Rejection::RateLimited,
     ];
 
     fn as_str(self) -> &'static str {
@@ -48,6 +51,7 @@ impl Rejection {
             Rejection::Unauthorized => "unauthorized",
             Rejection::Unavailable => "unavailable",
             Rejection::TooLarge => "too_large",
+            Rejection::RateLimited => "rate_limited",
         }
     }
 
@@ -58,6 +62,7 @@ impl Rejection {
             404 | 405 => None,
             401 | 403 => Some(Rejection::Unauthorized),
             413 => Some(Rejection::TooLarge),
+            429 => Some(Rejection::RateLimited),
             503 => Some(Rejection::Unavailable),
             400..=499 => Some(Rejection::Invalid),
             _ => None,

@@ -159,8 +159,8 @@ impl Idempotency {
     ) -> Option<Self> {
         let key = sha256_hex(key?.as_bytes());
         let record = match endpoint {
-            None => format!("{}:{key}", producer.key_id),
-            Some(endpoint) => format!("{}:{endpoint}:{key}", producer.key_id),
+            None => format!("{}:{key}", producer.key_id()),
+            Some(endpoint) => format!("{}:{endpoint}:{key}", producer.key_id()),
         };
         Some(Self {
             record,

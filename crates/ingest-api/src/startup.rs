@@ -20,6 +20,7 @@ use crate::auth::ApiKeys;
 use crate::error::ApiError;
 use crate::key_cache::{self, KeyCache};
 use crate::metrics::IngestMetrics;
+use crate::rate_limit::KeyRates;
 use crate::state::{AppState, Appender, BodyLimits};
 use crate::{openapi, routes};
 
@@ -78,6 +79,9 @@ impl Service for Application {
             idempotency_ttl: Duration::from_secs(settings.ingest.idempotency_ttl_secs),
             templates: Renderer::new(settings.templates.default_locale.clone()),
             metrics,
+            key_rates: KeyRates {
+                default: settings.ingest.default_key_rate(),
+            },
         });
         let redis_settings = settings.redis.clone();
         let serving = server::serve(&settings.http, ServerOptions::default(), move || {

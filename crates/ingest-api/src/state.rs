@@ -10,6 +10,7 @@ use platform::rendering::Renderer;
 
 use crate::error::ApiError;
 use crate::metrics::IngestMetrics;
+use crate::rate_limit::KeyRates;
 
 /// What the route handlers reach.
 pub struct AppState {
@@ -23,6 +24,8 @@ pub struct AppState {
     /// Compiled templates, to check a request's params against.
     pub templates: Renderer,
     pub metrics: IngestMetrics,
+    /// Each key's rate (shared through Redis).
+    pub key_rates: KeyRates,
 }
 
 /// Largest request bodies read, in bytes (413 above them).

@@ -12,6 +12,7 @@ pub mod hashing;
 pub mod health;
 pub mod metrics;
 pub mod problem;
+pub mod rate;
 pub mod redis;
 pub mod rendering;
 pub mod retry;

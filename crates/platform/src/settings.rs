@@ -171,6 +171,22 @@ pub struct TemplateSettings {
 pub struct IngestSettings {
     /// How long an `Idempotency-Key` remembers its first answer.
     pub idempotency_ttl_secs: u64,
+    /// Each API key's rate in notifications per second (a batch counts its
+    /// items), shared by every replica; a key's own `--rate` overrides it.
+    /// 0: no limit.
+    pub key_rate_per_sec: f64,
+    /// ...and how many it may send at once.
+    pub key_burst: u32,
+}
+
+impl IngestSettings {
+    /// The rate of keys that have none of their own.
+    pub fn default_key_rate(&self) -> crate::rate::Rate {
+        crate::rate::Rate {
+            per_sec: self.key_rate_per_sec,
+            burst: self.key_burst,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -363,6 +379,14 @@ impl Settings {
             return fail(
                 "ingest.idempotency_ttl_secs",
                 "must be at least 86400 (24 hours)",
+            );
+        }
+        if self.ingest.key_burst == 0
+            || !(self.ingest.key_rate_per_sec.is_finite() && self.ingest.key_rate_per_sec >= 0.0)
+        {
+            return fail(
+                "ingest.key_rate_per_sec",
+                "must be 0 (no limit) or more, and ingest.key_burst at least 1",
             );
         }
         if templates::parse_locale(&self.templates.default_locale).is_err() {

@@ -96,6 +96,11 @@ impl TestEnv {
         env.set("HERALD__AUTH__JWT_SECRET", JWT_SECRET);
         env.set("HERALD__DATABASE__POOL_SIZE", "4");
         env.set("HERALD__WORKER__BLOCK_MS", "200");
+        // Every producer request still takes from its key's rate in Redis,
+        // but tests' bursts are never throttled; the rate limit's own
+        // tests give their keys a small one.
+        env.set("HERALD__INGEST__KEY_RATE_PER_SEC", "1000000");
+        env.set("HERALD__INGEST__KEY_BURST", "1000000");
         env
     }
 

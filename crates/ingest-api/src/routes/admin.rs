@@ -1,4 +1,4 @@
-//! Operators' endpoints (API key with the admin scope): dead letters.
+//! Operators' endpoints (API keys with the `dlq` scope): dead letters.
 
 use actix_web::{HttpResponse, web};
 use domain::DeadLetter;
@@ -9,7 +9,7 @@ use platform::storage::dead_letters;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::auth::Admin;
+use crate::auth::{Authorized, scope};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -34,13 +34,13 @@ pub struct ListQuery {
         (status = 200, description = "Dead letters", body = [DeadLetter]),
         (status = 400, description = "`limit` outside 1..=1000, or a malformed query", content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the `dlq` scope", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn list_dead_letters(
-    _admin: Admin,
+    _key: Authorized<scope::Dlq>,
     query: web::Query<ListQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -84,7 +84,7 @@ pub struct Replayed {
         (status = 200, description = "Appended again", body = Replayed),
         (status = 400, description = "The (corrected) payload is not a valid notification", content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the `dlq` scope", content_type = "application/problem+json"),
         (status = 404, description = "No such dead letter", content_type = "application/problem+json"),
         (status = 409, description = "Already replayed", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL or Redis unavailable", content_type = "application/problem+json"),
@@ -92,7 +92,7 @@ pub struct Replayed {
     security(("api_key" = []))
 )]
 pub async fn replay_dead_letter(
-    _admin: Admin,
+    _key: Authorized<scope::Dlq>,
     id: web::Path<Uuid>,
     JsonBody(body): JsonBody,
     state: web::Data<AppState>,
@@ -115,13 +115,13 @@ pub async fn replay_dead_letter(
     responses(
         (status = 200, description = "What was replayed and what could not be", body = ReplayReport),
         (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the `dlq` scope", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL or Redis unavailable", content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn replay_all_dead_letters(
-    _admin: Admin,
+    _key: Authorized<scope::Dlq>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let report = dlq::replay_all(&state.db, &state.redis).await?;

@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::auth::Producer;
+use crate::auth::{Authorized, scope};
 use crate::error::ApiError;
 use crate::metrics::Rejection;
+use crate::rate_limit::with_headers;
 use crate::pipeline::{self, Appended, IDEMPOTENT_REPLAYED, Idempotency};
 use crate::state::{AppState, Appender};
 
@@ -64,15 +65,17 @@ pub struct BatchResult {
         (status = 200, description = "Per-item results (header Idempotent-Replayed: true on a replay)", body = BatchResult),
         (status = 400, description = "Malformed JSON, or not 1..=1000 items", content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the `notify` scope, or an item addresses a user it may not (a tenant's key; `errors` names the items); nothing accepted", content_type = "application/problem+json"),
         (status = 409, description = "Idempotency-Key reused with a different body", content_type = "application/problem+json"),
-        (status = 413, description = "Body over the batch size limit", content_type = "application/problem+json"),
+        (status = 413, description = "Body over the batch size limit, or more items than the key's burst", content_type = "application/problem+json"),
         (status = 415, description = "Content type is not JSON", content_type = "application/problem+json"),
+        (status = 429, description = "The key is over its rate (a batch counts its items); nothing accepted; see Retry-After and RateLimit", content_type = "application/problem+json"),
         (status = 503, description = "Redis or PostgreSQL unavailable; nothing appended; see Retry-After", content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn create_batch(
-    producer: Producer,
+    producer: Authorized<scope::Notify>,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -91,14 +94,42 @@ pub async fn create_batch(
         .into());
     }
 
+    // Items are parsed first: a tenant's key addressing another tenant's
+    // user is refused as a whole, before its rate or templates are touched.
+    let parsed: Vec<Result<NotificationRequest, RequestError>> = batch
+        .notifications
+        .iter()
+        .map(|item| NotificationRequest::parse(item.get().as_bytes()))
+        .collect();
+    let foreign: Vec<FieldError> = parsed
+        .iter()
+        .enumerate()
+        .filter_map(|(index, item)| match item {
+            Ok(request) if !producer.identity.may_address(&request.user_id) => Some(
+                FieldError::new(
+                    format!("notifications[{index}].user_id"),
+                    producer.foreign_user_message(),
+                ),
+            ),
+            _ => None,
+        })
+        .collect();
+    if !foreign.is_empty() {
+        return Err(ApiError::ForeignUsers(foreign));
+    }
+    let rate = state
+        .key_rates
+        .take(&appender, &producer, parsed.len())
+        .await?;
+
     let now = Utc::now();
     let xadd = pipeline::xadd_span(batch.notifications.len());
     let trace = traceparent::of(&xadd);
     let mut results = Vec::with_capacity(batch.notifications.len());
     let mut entries: Vec<(Priority, String)> = Vec::new();
     let mut lookups = pipeline::TemplateLookups::default();
-    for (index, item) in batch.notifications.into_iter().enumerate() {
-        let checked = match NotificationRequest::parse(item.get().as_bytes()) {
+    for (index, item) in parsed.into_iter().enumerate() {
+        let checked = match item {
             Ok(request) => match pipeline::admit(&state, request, now, &mut lookups).await {
                 Ok(notification) => Ok(notification),
                 Err(ApiError::InvalidRequest(RequestError::InvalidFields(errors))) => Err(errors),
@@ -147,12 +178,15 @@ pub async fn create_batch(
     match appended {
         Appended::Now => {
             count_items(&state, &entries, answer.rejected);
-            Ok(HttpResponse::Ok().json(answer))
+            Ok(with_headers(HttpResponse::Ok().json(answer), rate))
         }
-        Appended::Replayed(first) => Ok(HttpResponse::Ok()
-            .insert_header((IDEMPOTENT_REPLAYED, "true"))
-            .content_type("application/json")
-            .body(first)),
+        Appended::Replayed(first) => Ok(with_headers(
+            HttpResponse::Ok()
+                .insert_header((IDEMPOTENT_REPLAYED, "true"))
+                .content_type("application/json")
+                .body(first),
+            rate,
+        )),
     }
 }
 

@@ -7,8 +7,9 @@ use platform::telemetry::traceparent;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::auth::Producer;
+use crate::auth::{Authorized, scope};
 use crate::error::ApiError;
+use crate::rate_limit::with_headers;
 use crate::pipeline::{self, Appended, IDEMPOTENT_REPLAYED, Idempotency};
 use crate::state::{AppState, Appender};
 
@@ -42,15 +43,17 @@ pub struct Accepted {
         (status = 202, description = "Appended to the stream (or replayed: header Idempotent-Replayed: true)", body = Accepted),
         (status = 400, description = "Malformed JSON, invalid fields or Idempotency-Key", content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the `notify` scope, or may not address this user (a tenant's key)", content_type = "application/problem+json"),
         (status = 409, description = "Idempotency-Key reused with a different body", content_type = "application/problem+json"),
         (status = 413, description = "Body over the size limit", content_type = "application/problem+json"),
         (status = 415, description = "Content type is not JSON", content_type = "application/problem+json"),
+        (status = 429, description = "The key is over its rate; nothing accepted; see Retry-After and RateLimit", content_type = "application/problem+json"),
         (status = 503, description = "Redis or PostgreSQL unavailable; see Retry-After", content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn create_notification(
-    producer: Producer,
+    producer: Authorized<scope::Notify>,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -58,9 +61,15 @@ pub async fn create_notification(
 ) -> Result<HttpResponse, ApiError> {
     let (idempotency_key, body) =
         pipeline::read_request(&req, payload, state.limits.single).await?;
+    let request = NotificationRequest::parse(&body)?;
+    producer.check_user(&request.user_id)?;
+    let rate = state
+        .key_rates
+        .take(&appender, &producer, 1)
+        .await?;
     let mut notification = pipeline::admit(
         &state,
-        NotificationRequest::parse(&body)?,
+        request,
         Utc::now(),
         &mut pipeline::TemplateLookups::default(),
     )
@@ -84,11 +93,11 @@ pub async fn create_notification(
     match appended {
         Appended::Now => {
             state.metrics.accepted(notification.priority, 1);
-            Ok(accepted(notification.id, false))
+            Ok(with_headers(accepted(notification.id, false), rate))
         }
         Appended::Replayed(first) => {
             let id = Uuid::parse_str(&first).map_err(|err| ApiError::BadBody(err.to_string()))?;
-            Ok(accepted(id, true))
+            Ok(with_headers(accepted(id, true), rate))
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Admin endpoints for templates (API key with the admin scope), and the
-//! producers' endpoint for a user's locale.
+//! Admin endpoints for templates (API keys with the `templates` scope), and
+//! the producers' endpoint for a user's locale (the `preferences` scope).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -10,7 +10,9 @@ use platform::storage::{preferences, templates as stored};
 use serde::{Deserialize, Serialize};
 use templates::{Template, TemplateIssue, TemplateSource};
 
-use crate::auth::{Admin, Producer};
+use crate::auth::{Authorized, scope};
+use crate::rate_limit::with_headers;
+use crate::state::Appender;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -60,13 +62,13 @@ fn invalid_template(issues: Vec<TemplateIssue>) -> HttpResponse {
         (status = 201, description = "Stored as a new version (or equal to the current one)", body = CreatedVersion),
         (status = 400, description = "Invalid template: `errors` and `issues` give locale, line and column", content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the `templates` scope", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn create_version(
-    _admin: Admin,
+    _key: Authorized<scope::Templates>,
     key: web::Path<String>,
     JsonBody(body): JsonBody,
     state: web::Data<AppState>,
@@ -91,12 +93,12 @@ pub async fn create_version(
     responses(
         (status = 200, description = "Templates", body = [stored::StoredTemplate]),
         (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the `templates` scope", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
-pub async fn list(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list(_key: Authorized<scope::Templates>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut conn = state.conn().await?;
     let all = stored::list(&mut conn).await?;
     Ok(HttpResponse::Ok().json(all))
@@ -118,14 +120,14 @@ pub struct VersionQuery {
     responses(
         (status = 200, description = "The template", body = stored::StoredTemplate),
         (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the `templates` scope", content_type = "application/problem+json"),
         (status = 404, description = "No such template (or version)", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn get(
-    _admin: Admin,
+    _key: Authorized<scope::Templates>,
     key: web::Path<String>,
     query: web::Query<VersionQuery>,
     state: web::Data<AppState>,
@@ -150,14 +152,14 @@ pub async fn get(
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the `templates` scope", content_type = "application/problem+json"),
         (status = 404, description = "No such template", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn delete(
-    _admin: Admin,
+    _key: Authorized<scope::Templates>,
     key: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -190,16 +192,22 @@ pub struct UserLocale {
         (status = 200, description = "The user's preferences now", body = Preferences),
         (status = 400, description = "Invalid locale, time zone or user id", content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
-        (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the `preferences` scope, or may not address this user (a tenant's key)", content_type = "application/problem+json"),
+        (status = 413, description = "Body over the size limit", content_type = "application/problem+json"),
+        (status = 415, description = "Content type is not JSON", content_type = "application/problem+json"),
+        (status = 429, description = "The key is over its rate; nothing changed; see Retry-After and RateLimit", content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL or Redis unavailable", content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn set_user_locale(
-    _producer: Producer,
+    producer: Authorized<scope::Preferences>,
     user_id: web::Path<String>,
     JsonBody(body): JsonBody,
     state: web::Data<AppState>,
+    appender: web::Data<Appender>,
 ) -> Result<HttpResponse, ApiError> {
+    producer.check_user(&user_id)?;
     let request: UserLocale = domain::validation::decode_json(&body)?;
     let mut errors = Vec::new();
     if let Err(why) = domain::notification::validate_user_id(&user_id) {
@@ -215,6 +223,8 @@ pub async fn set_user_locale(
         return Err(RequestError::InvalidFields(errors).into());
     }
     let wanted = wanted.normalized();
+    // A preferences write counts as one notification against the key's rate.
+    let rate = state.key_rates.take(&appender, &producer, 1).await?;
     let mut conn = state.conn().await?;
     preferences::set_locale(
         &mut conn,
@@ -224,5 +234,5 @@ pub async fn set_user_locale(
     )
     .await?;
     let now = preferences::get(&mut conn, &user_id).await?;
-    Ok(HttpResponse::Ok().json(now))
+    Ok(with_headers(HttpResponse::Ok().json(now), rate))
 }

@@ -1,7 +1,7 @@
 //! The operators' dead-letter endpoints.
 
 use domain::Priority;
-use platform::storage::api_keys::{self, Scope};
+use platform::storage::api_keys::{self, KeyPolicy};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -10,7 +10,7 @@ use crate::support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_dead_letter_endpoints() {
     let app = TestApp::spawn().await;
-    let admin_key = api_keys::create(&mut app.env.db().await, "ops", Scope::Admin)
+    let admin_key = api_keys::create(&mut app.env.db().await, "ops", &KeyPolicy::admin())
         .await
         .unwrap();
     let url = |path: &str| format!("{}{path}", app.base);
@@ -115,7 +115,7 @@ async fn with_an_admin_port_metrics_and_admin_endpoints_answer_only_there() {
     let mut env = testkit::TestEnv::new().await;
     env.set("HERALD__HTTP__ADMIN_PORT", admin_port.to_string());
     let app = TestApp::spawn_in(env).await;
-    let admin_key = api_keys::create(&mut app.env.db().await, "ops", Scope::Admin)
+    let admin_key = api_keys::create(&mut app.env.db().await, "ops", &KeyPolicy::admin())
         .await
         .unwrap();
     let admin_base = format!("http://127.0.0.1:{admin_port}");

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use platform::storage::api_keys::{self, Scope};
+use platform::storage::api_keys::{self, KeyPolicy};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use testkit::TestEnv;
@@ -56,7 +56,7 @@ async fn key_cache_is_cleared_when_the_revocation_channel_returns() {
     env.set("HERALD__REDIS__URL", redis.url());
     let app = TestApp::spawn_in(env).await;
     let mut conn = app.env.db().await;
-    let key = api_keys::create(&mut conn, "quietly-revoked", Scope::Producer)
+    let key = api_keys::create(&mut conn, "quietly-revoked", &KeyPolicy::producer())
         .await
         .unwrap();
     let body = serde_json::to_vec(&valid("u")).unwrap();
@@ -118,7 +118,7 @@ async fn health_readiness_and_openapi() {
         (&limit["schema"]["minimum"], &limit["schema"]["maximum"]),
         (&json!(1), &json!(1000))
     );
-    let admin_key = api_keys::create(&mut app.env.db().await, "ops", Scope::Admin)
+    let admin_key = api_keys::create(&mut app.env.db().await, "ops", &KeyPolicy::admin())
         .await
         .unwrap();
     for (limit, status) in [
@@ -159,7 +159,7 @@ async fn database_down_answers_503_not_401() {
     env.database_through(&proxy);
     let app = TestApp::spawn_in(env).await;
     let mut conn = app.env.db().await;
-    let not_yet_used = api_keys::create(&mut conn, "not-yet-used", Scope::Producer)
+    let not_yet_used = api_keys::create(&mut conn, "not-yet-used", &KeyPolicy::producer())
         .await
         .unwrap();
     let body = serde_json::to_vec(&valid("u")).unwrap();

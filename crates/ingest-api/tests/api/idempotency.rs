@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use platform::storage::api_keys::{self, Scope};
+use platform::storage::api_keys::{self, KeyPolicy};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -69,7 +69,7 @@ async fn concurrent_retries_with_one_key_append_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_keys_are_per_producer_and_validated() {
     let app = TestApp::spawn().await;
-    let other_key = api_keys::create(&mut app.env.db().await, "other", Scope::Producer)
+    let other_key = api_keys::create(&mut app.env.db().await, "other", &KeyPolicy::producer())
         .await
         .unwrap();
     let body = valid("quinn");

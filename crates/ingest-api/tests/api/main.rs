@@ -7,6 +7,7 @@ mod admin;
 mod batch;
 mod dependencies;
 mod idempotency;
+mod keys;
 mod notifications;
 mod refusals;
 mod support;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use domain::Priority;
 use platform::redis::ReadFrom;
-use platform::storage::api_keys::{self, Scope};
+use platform::storage::api_keys::{self, KeyPolicy};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -132,7 +132,7 @@ async fn bad_input_is_refused_with_problem_json_and_nothing_written() {
     )
     .await;
     let mut conn = app.env.db().await;
-    let revoked = api_keys::create(&mut conn, "soon-revoked", Scope::Producer)
+    let revoked = api_keys::create(&mut conn, "soon-revoked", &KeyPolicy::producer())
         .await
         .unwrap();
     assert_eq!(

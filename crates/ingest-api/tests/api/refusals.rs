@@ -2,7 +2,7 @@
 //! extractors, the handlers), bodies are JSON objects within
 //! `http.max_body_bytes`, and a problem never echoes a huge value back.
 
-use platform::storage::api_keys::{self, Scope};
+use platform::storage::api_keys::{self, KeyPolicy};
 use platform::storage::preferences;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -12,7 +12,7 @@ use crate::support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_are_problems_whoever_makes_them() {
     let app = TestApp::spawn().await;
-    let admin_key = api_keys::create(&mut app.env.db().await, "ops", Scope::Admin)
+    let admin_key = api_keys::create(&mut app.env.db().await, "ops", &KeyPolicy::admin())
         .await
         .unwrap();
     let producer = app.with_key(&app.key);

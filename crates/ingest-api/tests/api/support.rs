@@ -5,7 +5,7 @@ use std::time::Duration;
 use domain::Priority;
 use ingest_api::Application;
 use platform::redis::{ReadFrom, RedisStore};
-use platform::storage::api_keys::{self, Scope};
+use platform::storage::api_keys::{self, KeyPolicy};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use testkit::TestEnv;
@@ -97,7 +97,7 @@ impl TestApp {
     pub async fn spawn_in(env: TestEnv) -> Self {
         let running = testkit::service::start::<Application>(&env.settings()).await;
         let base = format!("http://127.0.0.1:{}", running.port);
-        let key = api_keys::create(&mut env.db().await, "tests", Scope::Producer)
+        let key = api_keys::create(&mut env.db().await, "tests", &KeyPolicy::producer())
             .await
             .expect("key");
         let redis = env.redis().await;
@@ -208,11 +208,22 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// A key with its own scopes, tenant or rate.
+    pub async fn create_key(&self, policy: &KeyPolicy) -> String {
+        api_keys::create(
+            &mut self.env.db().await,
+            &format!("k-{}", uuid::Uuid::now_v7().simple()),
+            policy,
+        )
+        .await
+        .expect("key")
+    }
+
     pub async fn admin_key(&self) -> String {
         api_keys::create(
             &mut self.env.db().await,
             &format!("ops-{}", uuid::Uuid::now_v7().simple()),
-            Scope::Admin,
+            &KeyPolicy::admin(),
         )
         .await
         .unwrap()

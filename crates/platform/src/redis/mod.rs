@@ -16,12 +16,14 @@
 mod connection;
 #[cfg(feature = "test-support")]
 mod inspect;
+mod limits;
 mod pubsub;
 mod replies;
 mod scripts;
 mod streams;
 
 pub use connection::RedisStore;
+pub use limits::RateTaken;
 pub use pubsub::{FramesError, Messages, Reconnects, RedisSubscriber, UserFrame, UserFrames};
 pub use replies::cmp_ids;
 pub use streams::{GroupInfo, IdempotentAppend, ReadFrom, StreamEntry};

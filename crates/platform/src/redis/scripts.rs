@@ -28,3 +28,7 @@ pub(super) static PUBLISH_AND_ACK: LazyLock<Script> =
 /// Deletes idle consumers that hold nothing pending.
 pub(super) static PRUNE_CONSUMERS: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("scripts/prune_consumers.lua")));
+
+/// Takes units from a subject's GCRA rate, or refuses.
+pub(super) static TAKE_RATE: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("scripts/take_rate.lua")));

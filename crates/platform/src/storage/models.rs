@@ -155,4 +155,8 @@ pub(super) struct ApiKeyInsert<'a> {
     pub name: &'a str,
     pub key_hash: &'a [u8],
     pub scope: &'a str,
+    pub scopes: Vec<String>,
+    pub tenant: Option<&'a str>,
+    pub rate_per_sec: Option<f64>,
+    pub burst: Option<i32>,
 }

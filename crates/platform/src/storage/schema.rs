@@ -8,6 +8,10 @@ diesel::table! {
         created_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
         scope -> Text,
+        scopes -> Array<Text>,
+        tenant -> Nullable<Text>,
+        rate_per_sec -> Nullable<Float8>,
+        burst -> Nullable<Int4>,
     }
 }
 
