@@ -21,6 +21,11 @@ export HERALD__LOG__LEVEL="${HERALD__LOG__LEVEL:-warn}"
 # The worker's backlog gauges (which herald-bench reads) refresh with the
 # trimmer; every second instead of every 5 s.
 export HERALD__WORKER__TRIM_INTERVAL_MS=1000
+# The load generator is one client address opening thousands of sockets as
+# fast as it can: the per-address limits (meant for the internet) are off.
+# The producer key gets its own high rate below, so its check still runs.
+export HERALD__GATEWAY__HANDSHAKES_PER_ADDRESS_PER_SEC=0
+export HERALD__GATEWAY__MAX_CONNECTIONS_PER_ADDRESS=0
 INGEST_PORT=18081 WORKER_PORT=18082 GATEWAY_PORT=18083
 
 [[ -n "${BENCH_BIN:-}" ]] || cargo build --release --bins

@@ -4,11 +4,13 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use actix_web::http::header::HeaderName;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use platform::client_limits::{FailureGate, Limited, client_address};
 use platform::db::DbPool;
 use platform::storage::api_keys::{self, KeyIdentity};
 use uuid::Uuid;
@@ -25,6 +27,10 @@ pub const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-api-key");
 pub struct ApiKeys {
     pub cache: Arc<KeyCache>,
     pub db: DbPool,
+    /// Addresses that fail too often are refused before their key is
+    /// looked at (`auth.failures_per_address_*`).
+    pub failures: FailureGate<IpAddr>,
+    pub trusted_proxy_hops: usize,
 }
 
 impl ApiKeys {
@@ -158,11 +164,26 @@ impl FromRequest for Producer {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let keys = req.app_data::<web::Data<ApiKeys>>().cloned();
+        let address = keys
+            .as_ref()
+            .and_then(|keys| client_address(req, keys.trusted_proxy_hops));
         Box::pin(async move {
-            let (Some(key), Some(keys)) = (key, keys) else {
+            let Some(keys) = keys else {
                 return Err(ApiError::Unauthorized);
             };
-            keys.verify(&key).await
+            if let Some(address) = address {
+                keys.failures
+                    .check(&address)
+                    .map_err(|wait| ApiError::Limited(Limited::Failures(wait)))?;
+            }
+            let verified = match key {
+                Some(key) => keys.verify(&key).await,
+                None => Err(ApiError::Unauthorized),
+            };
+            if let (Err(ApiError::Unauthorized), Some(address)) = (&verified, address) {
+                keys.failures.failed(&address);
+            }
+            verified
         })
     }
 }

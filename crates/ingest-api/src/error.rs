@@ -4,8 +4,9 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use domain::{FieldError, RequestError};
-use platform::storage::api_keys::Scope;
+use platform::client_limits::Limited;
 use platform::problem::Problem;
+use platform::storage::api_keys::Scope;
 
 use crate::rate_limit::RateLimitStatus;
 
@@ -20,6 +21,9 @@ pub enum ApiError {
     /// 429 with `Retry-After` and the `RateLimit` headers.
     #[error("API key over its rate")]
     RateLimited(RateLimitStatus),
+    /// 429 with `Retry-After`: a limit per client address.
+    #[error(transparent)]
+    Limited(#[from] Limited),
     #[error("batch of {items} items over the key's burst of {burst}")]
     BatchOverBurst { items: usize, burst: u32 },
     #[error("invalid Idempotency-Key header: {0}")]
@@ -94,6 +98,7 @@ impl ApiError {
                 status.rate.burst,
                 status.retry_after_secs()
             )),
+            ApiError::Limited(limited) => limited.problem(),
             ApiError::BatchOverBurst { items, burst } => Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "batch-over-burst",
@@ -175,6 +180,9 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let ApiError::Limited(limited) = self {
+            return limited.respond();
+        }
         let mut response = self.problem().respond(self);
         if let ApiError::RateLimited(status) = self {
             status.insert_into(response.headers_mut());

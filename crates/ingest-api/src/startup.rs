@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use actix_web::web;
 use platform::Settings;
+use platform::client_limits::FailureGate;
 use platform::db;
 use platform::health::Dependencies;
 use platform::redis::{RedisStore, RedisSubscriber};
@@ -67,6 +68,8 @@ impl Service for Application {
         let api_keys = web::Data::new(ApiKeys {
             cache: key_cache,
             db: db.clone(),
+            failures: FailureGate::new(settings.auth.failures_per_address()),
+            trusted_proxy_hops: settings.http.trusted_proxy_hops,
         });
         let rejections = web::Data::new(metrics.clone());
         let state = web::Data::new(AppState {

@@ -6,6 +6,7 @@
 //! once.
 
 pub mod body;
+pub mod client_limits;
 pub mod db;
 pub mod dlq;
 pub mod hashing;

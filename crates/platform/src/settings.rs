@@ -71,6 +71,9 @@ pub struct HttpSettings {
     /// Seconds that a 503 asks clients to wait before retrying.
     pub retry_after_secs: u32,
     pub workers: usize,
+    /// Proxies in front that append to `X-Forwarded-For` (an Ingress: 1);
+    /// 0: the client is the TCP peer.
+    pub trusted_proxy_hops: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,6 +106,20 @@ pub struct AuthSettings {
     pub api_key_cache_secs: u64,
     /// How long ingest-api remembers a well-formed key PostgreSQL does not know.
     pub unknown_api_key_cache_secs: u64,
+    /// Failed authentications one client address may make at once, and per
+    /// minute after that; beyond, it gets 429 without being checked.
+    /// A rate of 0: no limit.
+    pub failures_per_address_burst: u32,
+    pub failures_per_address_per_min: f64,
+}
+
+impl AuthSettings {
+    pub fn failures_per_address(&self) -> crate::rate::Rate {
+        crate::rate::Rate {
+            per_sec: self.failures_per_address_per_min / 60.0,
+            burst: self.failures_per_address_burst,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -211,6 +228,16 @@ pub struct GatewaySettings {
     /// Most WebSocket connections one user holds on one gateway; beyond it
     /// 429 (0: no limit).
     pub max_connections_per_user: usize,
+    /// ...and one client address (0: no limit).
+    pub max_connections_per_address: usize,
+    /// WebSocket handshakes one client address may start at once, and per
+    /// second after that (a rate of 0: no limit).
+    pub handshakes_per_address_burst: u32,
+    pub handshakes_per_address_per_sec: f64,
+    /// Inbox and preferences writes (REST) one user may make at once, and
+    /// per second after that (a rate of 0: no limit).
+    pub rest_writes_per_user_burst: u32,
+    pub rest_writes_per_user_per_sec: f64,
     /// `resume`, `read` and `read_all` frames one connection may send at
     /// once, and per second after that.
     pub client_requests_burst: u32,
@@ -400,6 +427,30 @@ impl Settings {
                 "gateway.client_requests_burst",
                 "the burst must be at least 1 and gateway.client_requests_per_sec above 0",
             );
+        }
+        for (name, burst, per_sec) in [
+            (
+                "auth.failures_per_address_per_min",
+                self.auth.failures_per_address_burst,
+                self.auth.failures_per_address_per_min,
+            ),
+            (
+                "gateway.handshakes_per_address_per_sec",
+                self.gateway.handshakes_per_address_burst,
+                self.gateway.handshakes_per_address_per_sec,
+            ),
+            (
+                "gateway.rest_writes_per_user_per_sec",
+                self.gateway.rest_writes_per_user_burst,
+                self.gateway.rest_writes_per_user_per_sec,
+            ),
+        ] {
+            if burst == 0 || !(per_sec.is_finite() && per_sec >= 0.0) {
+                return fail(
+                    name,
+                    "must be 0 (no limit) or more, and its burst at least 1",
+                );
+            }
         }
         if self.gateway.send_queue_frames == 0 {
             return fail("gateway.send_queue_frames", "must be at least 1");

@@ -38,7 +38,12 @@ pub async fn connect(
         return Err(GatewayError::Full);
     }
     check_offered_protocols(&req)?;
-    let token = state.verifier.verify(&websocket_token(&req)?).await?;
+    let address = state.clients.address(&req);
+    let address_slot = state.clients.handshake(address)?;
+    let token = state
+        .clients
+        .verify(&state.verifier, address, websocket_token(&req))
+        .await?;
     let since = web::Query::<ConnectQuery>::from_query(req.query_string())
         .map_err(|err| GatewayError::BadQuery(err.to_string()))?
         .since;
@@ -106,6 +111,7 @@ pub async fn connect(
         last_sent: since.unwrap_or(inbox.last_seq),
         change_in_flight: None,
         requests: TokenBucket::new(state.sessions.requests),
+        _address_slot: address_slot,
     };
     actix_web::rt::spawn(connection.run(hello, since, state));
     Ok(response)

@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpResponse, ResponseError};
+use platform::client_limits::Limited;
 use platform::problem::Problem;
 
 use crate::auth::AuthError;
@@ -23,6 +24,9 @@ pub enum GatewayError {
     /// 429: the user holds `gateway.max_connections_per_user` sockets here.
     #[error("the user holds {0} connections on this gateway, its maximum")]
     UserFull(usize),
+    /// 429 with `Retry-After`: a limit per client address or user.
+    #[error(transparent)]
+    Limited(#[from] Limited),
     #[error("no such notification")]
     NoSuchNotification,
     #[error("invalid query: {0}")]
@@ -92,6 +96,7 @@ impl GatewayError {
                 "this user already holds {held} connections on this gateway \
                  (gateway.max_connections_per_user); close one first"
             )),
+            GatewayError::Limited(limited) => limited.problem(),
             GatewayError::Unavailable { dependency, .. } => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -124,6 +129,9 @@ impl ResponseError for GatewayError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let GatewayError::Limited(limited) = self {
+            return limited.respond();
+        }
         let mut response = self.problem().respond(self);
         if matches!(self, GatewayError::Unauthorized(_)) {
             response.headers_mut().insert(

@@ -44,6 +44,7 @@ pub fn scope(cors: Cors) -> impl HttpServiceFactory {
     responses(
         (status = 200, description = "Preferences", body = Preferences),
         (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentications from this address; see Retry-After", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -67,6 +68,7 @@ pub async fn get_preferences(
         (status = 200, description = "Stored (normalized)", body = Preferences),
         (status = 400, description = "Invalid locale, time zone or category", content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
+        (status = 429, description = "Too many writes by this user (see Retry-After), or too many failed authentications from this address", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -76,6 +78,7 @@ pub async fn put_preferences(
     JsonBody(body): JsonBody,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, GatewayError> {
+    state.clients.write(&user.id)?;
     let wanted: Preferences =
         domain::validation::decode_json(&body).map_err(GatewayError::Invalid)?;
     let errors = wanted.field_errors();
@@ -118,6 +121,7 @@ pub struct ListQuery {
         (status = 200, description = "One page", body = InboxPage),
         (status = 400, description = "Invalid query", content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentications from this address; see Retry-After", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -205,6 +209,7 @@ async fn render_again(
     responses(
         (status = 200, description = "Current state", body = UnreadState),
         (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentications from this address; see Retry-After", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -231,6 +236,7 @@ pub async fn unread_count(
     responses(
         (status = 200, description = "State after the change", body = ChangeResult),
         (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
+        (status = 429, description = "Too many writes by this user (see Retry-After), or too many failed authentications from this address", content_type = "application/problem+json"),
         (status = 404, description = "No such notification of yours", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
     ),
@@ -241,6 +247,7 @@ pub async fn read_one(
     id: web::Path<String>,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, GatewayError> {
+    state.clients.write(&user.id)?;
     let id = parse_id(&id)?;
     let mut conn = state.conn().await?;
     if !inbox::owns(&mut conn, &user.id, id).await? {
@@ -258,6 +265,7 @@ pub async fn read_one(
     responses(
         (status = 200, description = "State after the change", body = ChangeResult),
         (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
+        (status = 429, description = "Too many writes by this user (see Retry-After), or too many failed authentications from this address", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -266,6 +274,7 @@ pub async fn read_all(
     user: User,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, GatewayError> {
+    state.clients.write(&user.id)?;
     change(&state, &user, Action::ReadAll).await
 }
 
@@ -278,6 +287,7 @@ pub async fn read_all(
     responses(
         (status = 200, description = "State after the change", body = ChangeResult),
         (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
+        (status = 429, description = "Too many writes by this user (see Retry-After), or too many failed authentications from this address", content_type = "application/problem+json"),
         (status = 404, description = "No such notification of yours", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
     ),
@@ -288,6 +298,7 @@ pub async fn archive(
     id: web::Path<String>,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, GatewayError> {
+    state.clients.write(&user.id)?;
     let id = parse_id(&id)?;
     change(&state, &user, Action::Archive(id)).await
 }

@@ -10,6 +10,7 @@ pub mod connect;
 pub mod error;
 pub mod hub;
 pub mod inbox;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod origins;

@@ -59,6 +59,8 @@ pub struct Connection {
     pub change_in_flight: Option<tokio::task::JoinHandle<()>>,
     /// What is left of the connection's budget of storage frames.
     pub requests: crate::budget::TokenBucket,
+    /// Counts this connection against its client address until it ends.
+    pub _address_slot: Option<platform::client_limits::AddressSlot>,
 }
 
 /// A read-state change requested over the socket.

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::TokenVerifier;
 use crate::error::GatewayError;
 use crate::hub::Hub;
+use crate::limits::ClientLimits;
 use crate::metrics::GatewayMetrics;
 use crate::origins::AllowedOrigins;
 use crate::state::{GatewayState, SessionLimits};
@@ -63,7 +64,7 @@ impl Service for Application {
             db,
             redis,
             hub,
-            verifier: verifier.clone(),
+            verifier,
             origins: origins.clone(),
             metrics,
             renderer: Renderer::new(settings.templates.default_locale.clone()),
@@ -79,9 +80,9 @@ impl Service for Application {
                     per_sec: gateway.client_requests_per_sec,
                 },
             },
+            clients: ClientLimits::from_settings(settings),
             shutdown: shutdown.clone(),
         });
-        let verifier = web::Data::from(verifier);
         let options = ServerOptions {
             workers: Workers::FromSettings,
             shutdown_timeout: Some(DRAIN_TIMEOUT),
@@ -89,7 +90,6 @@ impl Service for Application {
         let serving = server::serve(&settings.http, options, move || {
             base.app()
                 .app_data(state.clone())
-                .app_data(verifier.clone())
                 .service(inbox::scope(origins.cors()))
                 .route("/v1/ws", web::get().to(connect::connect))
                 .route("/openapi.json", web::get().to(openapi::openapi_json))

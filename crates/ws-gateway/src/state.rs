@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::TokenVerifier;
 use crate::error::GatewayError;
 use crate::hub::Hub;
+use crate::limits::ClientLimits;
 use crate::metrics::GatewayMetrics;
 use crate::origins::AllowedOrigins;
 
@@ -30,6 +31,8 @@ pub struct GatewayState {
     /// `render=current` of the inbox.
     pub renderer: Renderer,
     pub sessions: SessionLimits,
+    /// Limits per client address and per user.
+    pub clients: ClientLimits,
     /// Cancelled when the gateway drains: sessions close with 1012.
     pub shutdown: CancellationToken,
 }

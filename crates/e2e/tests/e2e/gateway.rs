@@ -212,6 +212,11 @@ async fn idle_websocket_connections_hold_under_12_kib_each() {
     let mut vars = stack.vars();
     vars.insert("RUST_LOG".into(), "info".into());
     vars.insert("HERALD__GATEWAY__PING_INTERVAL_SECS".into(), "1".into());
+    // Every socket comes from this one address, as fast as it can.
+    vars.insert(
+        "HERALD__GATEWAY__HANDSHAKES_PER_ADDRESS_PER_SEC".into(),
+        "0".into(),
+    );
     let gateway = start("ws-gateway", &vars, &stack.logs).await;
     let mut readers = tokio::task::JoinSet::new();
     let mut connect = async |n: usize| {

@@ -34,6 +34,7 @@ pub struct ListQuery {
         (status = 200, description = "Dead letters", body = [DeadLetter]),
         (status = 400, description = "`limit` outside 1..=1000, or a malformed query", content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentications from this address; see Retry-After", content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the `dlq` scope", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
     ),
@@ -84,6 +85,7 @@ pub struct Replayed {
         (status = 200, description = "Appended again", body = Replayed),
         (status = 400, description = "The (corrected) payload is not a valid notification", content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentications from this address; see Retry-After", content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the `dlq` scope", content_type = "application/problem+json"),
         (status = 404, description = "No such dead letter", content_type = "application/problem+json"),
         (status = 409, description = "Already replayed", content_type = "application/problem+json"),
@@ -115,6 +117,7 @@ pub async fn replay_dead_letter(
     responses(
         (status = 200, description = "What was replayed and what could not be", body = ReplayReport),
         (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentications from this address; see Retry-After", content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the `dlq` scope", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL or Redis unavailable", content_type = "application/problem+json"),
     ),

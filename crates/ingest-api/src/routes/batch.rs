@@ -12,8 +12,8 @@ use uuid::Uuid;
 use crate::auth::{Authorized, scope};
 use crate::error::ApiError;
 use crate::metrics::Rejection;
-use crate::rate_limit::with_headers;
 use crate::pipeline::{self, Appended, IDEMPOTENT_REPLAYED, Idempotency};
+use crate::rate_limit::with_headers;
 use crate::state::{AppState, Appender};
 
 /// Most notifications in one batch.
@@ -69,7 +69,7 @@ pub struct BatchResult {
         (status = 409, description = "Idempotency-Key reused with a different body", content_type = "application/problem+json"),
         (status = 413, description = "Body over the batch size limit, or more items than the key's burst", content_type = "application/problem+json"),
         (status = 415, description = "Content type is not JSON", content_type = "application/problem+json"),
-        (status = 429, description = "The key is over its rate (a batch counts its items); nothing accepted; see Retry-After and RateLimit", content_type = "application/problem+json"),
+        (status = 429, description = "The key is over its rate (a batch counts its items); nothing accepted; see Retry-After and RateLimit; or too many failed authentications from this address", content_type = "application/problem+json"),
         (status = 503, description = "Redis or PostgreSQL unavailable; nothing appended; see Retry-After", content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -105,12 +105,12 @@ pub async fn create_batch(
         .iter()
         .enumerate()
         .filter_map(|(index, item)| match item {
-            Ok(request) if !producer.identity.may_address(&request.user_id) => Some(
-                FieldError::new(
+            Ok(request) if !producer.identity.may_address(&request.user_id) => {
+                Some(FieldError::new(
                     format!("notifications[{index}].user_id"),
                     producer.foreign_user_message(),
-                ),
-            ),
+                ))
+            }
             _ => None,
         })
         .collect();

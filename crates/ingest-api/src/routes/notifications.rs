@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use crate::auth::{Authorized, scope};
 use crate::error::ApiError;
-use crate::rate_limit::with_headers;
 use crate::pipeline::{self, Appended, IDEMPOTENT_REPLAYED, Idempotency};
+use crate::rate_limit::with_headers;
 use crate::state::{AppState, Appender};
 
 /// Answer to an accepted notification.
@@ -47,7 +47,7 @@ pub struct Accepted {
         (status = 409, description = "Idempotency-Key reused with a different body", content_type = "application/problem+json"),
         (status = 413, description = "Body over the size limit", content_type = "application/problem+json"),
         (status = 415, description = "Content type is not JSON", content_type = "application/problem+json"),
-        (status = 429, description = "The key is over its rate; nothing accepted; see Retry-After and RateLimit", content_type = "application/problem+json"),
+        (status = 429, description = "The key is over its rate; nothing accepted; see Retry-After and RateLimit; or too many failed authentications from this address", content_type = "application/problem+json"),
         (status = 503, description = "Redis or PostgreSQL unavailable; see Retry-After", content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -63,10 +63,7 @@ pub async fn create_notification(
         pipeline::read_request(&req, payload, state.limits.single).await?;
     let request = NotificationRequest::parse(&body)?;
     producer.check_user(&request.user_id)?;
-    let rate = state
-        .key_rates
-        .take(&appender, &producer, 1)
-        .await?;
+    let rate = state.key_rates.take(&appender, &producer, 1).await?;
     let mut notification = pipeline::admit(
         &state,
         request,

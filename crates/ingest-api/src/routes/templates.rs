@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use templates::{Template, TemplateIssue, TemplateSource};
 
 use crate::auth::{Authorized, scope};
-use crate::rate_limit::with_headers;
-use crate::state::Appender;
 use crate::error::ApiError;
+use crate::rate_limit::with_headers;
 use crate::state::AppState;
+use crate::state::Appender;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedVersion {
@@ -62,6 +62,7 @@ fn invalid_template(issues: Vec<TemplateIssue>) -> HttpResponse {
         (status = 201, description = "Stored as a new version (or equal to the current one)", body = CreatedVersion),
         (status = 400, description = "Invalid template: `errors` and `issues` give locale, line and column", content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentications from this address; see Retry-After", content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the `templates` scope", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
     ),
@@ -93,12 +94,16 @@ pub async fn create_version(
     responses(
         (status = 200, description = "Templates", body = [stored::StoredTemplate]),
         (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentications from this address; see Retry-After", content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the `templates` scope", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
-pub async fn list(_key: Authorized<scope::Templates>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    _key: Authorized<scope::Templates>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let mut conn = state.conn().await?;
     let all = stored::list(&mut conn).await?;
     Ok(HttpResponse::Ok().json(all))
@@ -120,6 +125,7 @@ pub struct VersionQuery {
     responses(
         (status = 200, description = "The template", body = stored::StoredTemplate),
         (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentications from this address; see Retry-After", content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the `templates` scope", content_type = "application/problem+json"),
         (status = 404, description = "No such template (or version)", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
@@ -152,6 +158,7 @@ pub async fn get(
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed authentications from this address; see Retry-After", content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the `templates` scope", content_type = "application/problem+json"),
         (status = 404, description = "No such template", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
@@ -195,7 +202,7 @@ pub struct UserLocale {
         (status = 403, description = "The key lacks the `preferences` scope, or may not address this user (a tenant's key)", content_type = "application/problem+json"),
         (status = 413, description = "Body over the size limit", content_type = "application/problem+json"),
         (status = 415, description = "Content type is not JSON", content_type = "application/problem+json"),
-        (status = 429, description = "The key is over its rate; nothing changed; see Retry-After and RateLimit", content_type = "application/problem+json"),
+        (status = 429, description = "The key is over its rate; nothing changed; see Retry-After and RateLimit; or too many failed authentications from this address", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL or Redis unavailable", content_type = "application/problem+json"),
     ),
     security(("api_key" = []))

@@ -67,7 +67,10 @@ async fn a_key_over_its_rate_gets_429_on_every_replica_and_nothing_appended() {
     accepted.push(other["id"].as_str().unwrap().to_owned());
 
     let appended: Vec<String> = app.appended().await.into_iter().map(|(_, id)| id).collect();
-    assert_eq!(appended, accepted, "what was answered 202 is what was appended");
+    assert_eq!(
+        appended, accepted,
+        "what was answered 202 is what was appended"
+    );
 
     let metrics = app
         .http
@@ -244,4 +247,33 @@ async fn a_tenants_key_addresses_only_its_users() {
         .unwrap();
     problem(response, StatusCode::FORBIDDEN).await;
     assert!(app.appended().await.is_empty(), "nothing more appended");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_address_guessing_keys_is_shut_out_before_they_are_looked_up() {
+    let mut env = testkit::TestEnv::new().await;
+    env.set("HERALD__AUTH__FAILURES_PER_ADDRESS_BURST", "3");
+    env.set("HERALD__AUTH__FAILURES_PER_ADDRESS_PER_MIN", "0.5");
+    let app = TestApp::spawn_in(env).await;
+    // Well-formed and unknown: each would cost a query.
+    let guesses = (0..4).map(|n| format!("hrld_{:064x}", n + 1));
+    for guess in guesses {
+        let response = app
+            .with_key(&guess)
+            .post("/v1/notifications")
+            .json(&valid("alice"))
+            .send()
+            .await
+            .unwrap();
+        problem(response, StatusCode::UNAUTHORIZED).await;
+    }
+    // Shut out now, even with a valid key; and no key at all counts too.
+    let response = app.post(&valid("alice")).await;
+    assert!(response.headers().contains_key("retry-after"));
+    let body = problem(response, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(
+        body["type"],
+        "https://herald.dev/problems/too-many-failures"
+    );
+    assert!(app.appended().await.is_empty());
 }

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-
 use super::scripts::TAKE_RATE;
 use super::{RedisError, RedisStore};
 use crate::rate::Rate;

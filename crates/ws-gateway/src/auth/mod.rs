@@ -17,6 +17,9 @@ use serde::Deserialize;
 
 pub use verifier::{TokenVerifier, VerifiedToken};
 
+use crate::error::GatewayError;
+use crate::state::GatewayState;
+
 /// Why a request carries no acceptable token; answered 401 problem+json
 /// (through `GatewayError::Unauthorized`).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -81,25 +84,29 @@ pub fn websocket_token(req: &HttpRequest) -> Result<String, AuthError> {
         .ok_or(AuthError::Missing)
 }
 
-/// The authenticated user of a REST request (`Authorization: Bearer <jwt>`);
-/// the app holds the verifier as `web::Data<TokenVerifier>`.
+/// The authenticated user of a REST request (`Authorization: Bearer <jwt>`),
+/// verified through the gateway state's verifier and failure limits.
 #[derive(Debug, Clone)]
 pub struct User {
     pub id: String,
 }
 
 impl actix_web::FromRequest for User {
-    type Error = AuthError;
+    type Error = GatewayError;
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let verifier = req
-            .app_data::<actix_web::web::Data<TokenVerifier>>()
+        let state = req
+            .app_data::<actix_web::web::Data<GatewayState>>()
             .cloned();
+        let address = state.as_ref().and_then(|state| state.clients.address(req));
         let token = bearer_token(req);
         Box::pin(async move {
-            let verifier = verifier.ok_or(AuthError::Missing)?;
-            let token = verifier.verify(&token?).await?;
+            let state = state.ok_or(AuthError::Missing)?;
+            let token = state
+                .clients
+                .verify(&state.verifier, address, token)
+                .await?;
             Ok(User { id: token.user_id })
         })
     }

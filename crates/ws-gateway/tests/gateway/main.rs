@@ -8,4 +8,5 @@ mod connections;
 mod delivery;
 mod identity;
 mod inbox;
+mod limits;
 mod support;
