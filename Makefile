@@ -9,7 +9,7 @@ export HERALD__REDIS__URL ?= redis://127.0.0.1:6379
 export HERALD_TEST_PG ?= postgres://postgres@127.0.0.1:5432
 export HERALD_TEST_REDIS ?= redis://127.0.0.1:6379
 
-.PHONY: help build clients run test test-clients deps-test lint-deploy check-vendor deny wire-types bench bench-micro lint fmt clippy clean
+.PHONY: help build clients run test test-clients fuzz-api deps-test lint-deploy check-vendor deny wire-types bench bench-micro lint fmt clippy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,6 +44,13 @@ test: deps-test lint-deploy check-vendor deny ## Run the whole test suite agains
 		cargo test --workspace --no-fail-fast; \
 	fi
 	$(MAKE) test-clients
+	$(MAKE) fuzz-api
+
+# schemathesis against each service's /openapi.json (every operation, every
+# check, seed 1, HERALD_FUZZ_SECS per service), the debug binaries and real
+# PostgreSQL and Redis; any finding fails. Exceptions: schemathesis.toml.
+fuzz-api: ## Fuzz the three HTTP APIs from their OpenAPI documents (needs the debug binaries)
+	scripts/schemathesis.sh
 
 # The client's and components' unit tests, then the demo in Chromium against
 # the services built above (installs Chromium as root, else says how).

@@ -42,8 +42,6 @@ pub enum ApiError {
     BadBody(String),
     #[error(transparent)]
     InvalidRequest(#[from] RequestError),
-    #[error("no route for this method and path")]
-    NotFound,
     /// 503; the server adds `Retry-After` (`http.retry_after_secs`).
     #[error("{dependency} unavailable: {cause}")]
     Unavailable {
@@ -138,8 +136,6 @@ impl ApiError {
                 Problem::invalid(&RequestError::MalformedJson(cause.clone()))
             }
             ApiError::InvalidRequest(invalid) => Problem::invalid(invalid),
-            ApiError::NotFound => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found")
-                .detail("no such endpoint; see /openapi.json"),
             ApiError::Unavailable { dependency, .. } => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

@@ -18,7 +18,6 @@ use platform::service::Service;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::ApiKeys;
-use crate::error::ApiError;
 use crate::key_cache::{self, KeyCache};
 use crate::metrics::IngestMetrics;
 use crate::rate_limit::KeyRates;
@@ -87,6 +86,7 @@ impl Service for Application {
             },
         });
         let redis_settings = settings.redis.clone();
+        let unrouted = server::unrouted(&openapi::document());
         let serving = server::serve(&settings.http, ServerOptions::default(), move || {
             let redis_settings = redis_settings.clone();
             base.app()
@@ -101,9 +101,7 @@ impl Service for Application {
                 .app_data(rejections.clone())
                 .configure(routes::configure)
                 .route("/openapi.json", web::get().to(openapi::openapi_json))
-                .default_service(web::to(|| async {
-                    Err::<actix_web::HttpResponse, _>(ApiError::NotFound)
-                }))
+                .default_service(web::to(unrouted.clone()))
         })?;
         tracing::info!(port = serving.port(), "ingest-api listening");
         Ok(Self { serving, shutdown })

@@ -112,10 +112,72 @@ impl ServerBase {
 )]
 pub struct OperationsDoc;
 
+/// The document of a service whose only endpoints are the operations ones.
+pub fn operations_document() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    OperationsDoc::openapi()
+}
+
 /// `GET /openapi.json` of a service whose only endpoints are the operations ones.
 pub async fn operations_openapi_json() -> actix_web::HttpResponse {
-    use utoipa::OpenApi;
-    actix_web::HttpResponse::Ok().json(OperationsDoc::openapi())
+    actix_web::HttpResponse::Ok().json(operations_document())
+}
+
+/// The answer to what no route took: `405 Method Not Allowed` with `Allow`
+/// when the path is one of the service's (its OpenAPI document lists the
+/// methods each path answers), else `404`; both problem+json. For the
+/// app's `default_service`, which actix also hands a known path asked with
+/// another method.
+pub fn unrouted(
+    doc: &utoipa::openapi::OpenApi,
+) -> impl Fn(actix_web::HttpRequest) -> std::future::Ready<actix_web::HttpResponse> + Clone + 'static
+{
+    let allowed: std::collections::HashMap<String, HeaderValue> = doc
+        .paths
+        .paths
+        .iter()
+        .filter_map(|(path, item)| {
+            let methods = [
+                ("GET", &item.get),
+                ("PUT", &item.put),
+                ("POST", &item.post),
+                ("DELETE", &item.delete),
+                ("PATCH", &item.patch),
+                ("HEAD", &item.head),
+                ("OPTIONS", &item.options),
+            ]
+            .into_iter()
+            .filter(|(_, operation)| operation.is_some())
+            .map(|(method, _)| method)
+            .collect::<Vec<_>>()
+            .join(", ");
+            HeaderValue::from_str(&methods)
+                .ok()
+                .map(|value| (path.clone(), value))
+        })
+        .collect();
+    let allowed = std::sync::Arc::new(allowed);
+    move |req: actix_web::HttpRequest| {
+        let known = req
+            .match_pattern()
+            .and_then(|pattern| allowed.get(&pattern).cloned());
+        std::future::ready(match known {
+            Some(methods) => {
+                let mut answer = Problem::for_status(StatusCode::METHOD_NOT_ALLOWED)
+                    .detail(format!(
+                        "{} is not answered here; this path answers {}",
+                        req.method(),
+                        methods.to_str().unwrap_or_default()
+                    ))
+                    .respond(&"method not allowed");
+                answer.headers_mut().insert(header::ALLOW, methods);
+                answer
+            }
+            None => Problem::for_status(StatusCode::NOT_FOUND)
+                .detail("no such endpoint; see /openapi.json")
+                .respond(&"no route"),
+        })
+    }
 }
 
 /// Middleware: a problem answer with status 503 that names no

@@ -53,10 +53,14 @@ impl Service for Worker {
             ..ServerOptions::default()
         };
         let serving = server::serve(&settings.http, options, move || {
-            base.app().route(
-                "/openapi.json",
-                actix_web::web::get().to(server::operations_openapi_json),
-            )
+            base.app()
+                .route(
+                    "/openapi.json",
+                    actix_web::web::get().to(server::operations_openapi_json),
+                )
+                .default_service(actix_web::web::to(server::unrouted(
+                    &server::operations_document(),
+                )))
         })?;
 
         let worker = &settings.worker;

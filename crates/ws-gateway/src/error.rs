@@ -14,8 +14,6 @@ pub enum GatewayError {
     Unauthorized(#[from] AuthError),
     #[error("not a WebSocket upgrade request: {0}")]
     NotWebSocket(String),
-    #[error("no route for this method and path")]
-    NotFound,
     #[error("the page's origin is not in gateway.allowed_origins")]
     OriginNotAllowed,
     /// 503; the server adds `Retry-After`.
@@ -63,7 +61,6 @@ impl GatewayError {
                 "WebSocket upgrade required",
             )
             .detail("connect with a WebSocket client"),
-            GatewayError::NotFound => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found"),
             GatewayError::OriginNotAllowed => Problem::new(
                 StatusCode::FORBIDDEN,
                 "origin-not-allowed",

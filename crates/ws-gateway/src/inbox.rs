@@ -105,9 +105,12 @@ pub struct ListQuery {
     /// Only unread ones.
     #[serde(default)]
     pub unread: bool,
+    /// Only this category.
+    #[param(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$")]
     pub category: Option<String>,
     /// `delivered` (default): the text as first delivered. `current`:
     /// templated notifications rendered again in the user's current locale.
+    #[param(pattern = "^(delivered|current)$")]
     pub render: Option<String>,
 }
 

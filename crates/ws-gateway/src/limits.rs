@@ -56,9 +56,7 @@ impl ClientLimits {
         token: Result<String, AuthError>,
     ) -> Result<VerifiedToken, GatewayError> {
         if let Some(address) = address {
-            self.failures
-                .check(&address)
-                .map_err(Limited::Failures)?;
+            self.failures.check(&address).map_err(Limited::Failures)?;
         }
         let verified = match token {
             Ok(token) => verifier.verify(&token).await,

@@ -16,7 +16,6 @@ use platform::service::Service;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenVerifier;
-use crate::error::GatewayError;
 use crate::hub::Hub;
 use crate::limits::ClientLimits;
 use crate::metrics::GatewayMetrics;
@@ -87,15 +86,14 @@ impl Service for Application {
             workers: Workers::FromSettings,
             shutdown_timeout: Some(DRAIN_TIMEOUT),
         };
+        let unrouted = server::unrouted(&openapi::document());
         let serving = server::serve(&settings.http, options, move || {
             base.app()
                 .app_data(state.clone())
                 .service(inbox::scope(origins.cors()))
                 .route("/v1/ws", web::get().to(connect::connect))
                 .route("/openapi.json", web::get().to(openapi::openapi_json))
-                .default_service(web::to(|| async {
-                    Err::<actix_web::HttpResponse, _>(GatewayError::NotFound)
-                }))
+                .default_service(web::to(unrouted.clone()))
         })?;
         tracing::info!(port = serving.port(), "ws-gateway listening");
         Ok(Self { serving, shutdown })

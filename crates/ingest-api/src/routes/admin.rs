@@ -99,7 +99,8 @@ pub async fn replay_dead_letter(
     JsonBody(body): JsonBody,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let request: ReplayRequest = if body.is_empty() {
+    // No body, or `null`: replay the letter as it is.
+    let request: ReplayRequest = if body.is_empty() || body.trim_ascii() == b"null" {
         ReplayRequest::default()
     } else {
         domain::validation::decode_json(&body)?

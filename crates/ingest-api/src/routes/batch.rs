@@ -57,7 +57,7 @@ pub struct BatchResult {
     path = "/v1/notifications/batch",
     tag = "notifications",
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries of the whole batch safe for 24 hours"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1..=255 visible ASCII characters; makes retries of the whole batch safe for 24 hours", min_length = 1, max_length = 255, pattern = "^[!-~]+$"),
         ("traceparent" = Option<String>, Header, description = "W3C trace context of the producer; when ingest-api exports traces, the trace continues through the worker to the gateway's frame write"),
     ),
     request_body(content = BatchRequest, content_type = "application/json"),

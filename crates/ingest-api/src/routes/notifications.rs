@@ -35,7 +35,7 @@ pub struct Accepted {
     path = "/v1/notifications",
     tag = "notifications",
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "1..=255 visible ASCII characters; makes retries safe for 24 hours"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1..=255 visible ASCII characters; makes retries safe for 24 hours", min_length = 1, max_length = 255, pattern = "^[!-~]+$"),
         ("traceparent" = Option<String>, Header, description = "W3C trace context of the producer; when ingest-api exports traces, the trace continues through the worker to the gateway's frame write"),
     ),
     request_body(content = NotificationRequest, content_type = "application/json"),

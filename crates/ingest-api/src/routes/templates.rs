@@ -113,6 +113,7 @@ pub async fn list(
 #[into_params(parameter_in = Query)]
 pub struct VersionQuery {
     /// A specific version (default: the current one).
+    #[param(minimum = 1)]
     pub version: Option<i32>,
 }
 
@@ -124,6 +125,7 @@ pub struct VersionQuery {
     params(("key" = String, Path, description = "Template key"), VersionQuery),
     responses(
         (status = 200, description = "The template", body = stored::StoredTemplate),
+        (status = 400, description = "A malformed `version`", content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", content_type = "application/problem+json"),
         (status = 429, description = "Too many failed authentications from this address; see Retry-After", content_type = "application/problem+json"),
         (status = 403, description = "The key lacks the `templates` scope", content_type = "application/problem+json"),

@@ -20,7 +20,28 @@ async fn refusals_are_problems_whoever_makes_them() {
 
     // A method the route lacks (the router answers).
     let wrong_method = producer.get("/v1/notifications").send().await.unwrap();
+    assert_eq!(wrong_method.headers()["allow"], "POST");
     problem(wrong_method, StatusCode::METHOD_NOT_ALLOWED).await;
+    // Paths routed one method at a time too, and the operations endpoints:
+    // 405 with what the path answers (from the OpenAPI document), not 404.
+    for (path, allow) in [
+        ("/v1/admin/templates/{key}", "GET, POST, DELETE"),
+        ("/healthz", "GET"),
+    ] {
+        let path = path.replace("{key}", "welcome");
+        let response = admin
+            .request(reqwest::Method::TRACE, &path)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["allow"], allow, "{path}");
+        problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
+    }
+    problem(
+        admin.get("/v1/nowhere").send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
     // A malformed query and a malformed path segment (actix's extractors).
     let bad_query = admin
         .get("/v1/admin/dead-letters?limit=lots")

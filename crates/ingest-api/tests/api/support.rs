@@ -44,7 +44,7 @@ impl Requests<'_> {
         self.request(reqwest::Method::DELETE, path)
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let request = self
             .app
             .http
