@@ -61,6 +61,12 @@ impl KeySpace {
         format!("{}:api-keys:revoked", self.prefix)
     }
 
+    /// Pub/Sub channel announcing revoked user tokens (their `jti`), so
+    /// every ws-gateway refuses them and closes their sockets at once.
+    pub fn token_revocations(&self) -> String {
+        format!("{}:tokens:revoked", self.prefix)
+    }
+
     /// The user id of a channel built by [`KeySpace::user_channel`].
     pub fn user_of_channel<'a>(&self, channel: &'a str) -> Option<&'a str> {
         channel

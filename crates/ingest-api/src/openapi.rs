@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, batch, notifications, templates};
+use crate::routes::{admin, batch, notifications, templates, tokens};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,8 @@ use crate::routes::{admin, batch, notifications, templates};
         templates::get,
         templates::delete,
         templates::set_user_locale,
+        tokens::revoke,
+        tokens::list,
     ),
     components(schemas(
         domain::NotificationRequest,
@@ -42,11 +44,13 @@ use crate::routes::{admin, batch, notifications, templates};
         templates::CreatedVersion,
         templates::UserLocale,
         domain::Preferences,
+        tokens::RevokeToken,
+        platform::storage::revoked_tokens::RevokedToken,
     )),
     modifiers(&ApiKeyScheme),
     tags(
         (name = "notifications", description = "Send notifications"),
-        (name = "admin", description = "Operators: dead letters (API key with the admin scope)")
+        (name = "admin", description = "Operators: templates, dead letters, revoked user tokens (API keys with the `templates`, `dlq` or `admin` scope)")
     )
 )]
 pub struct ApiDoc;

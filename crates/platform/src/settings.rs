@@ -111,6 +111,9 @@ pub struct AuthSettings {
     /// A rate of 0: no limit.
     pub failures_per_address_burst: u32,
     pub failures_per_address_per_min: f64,
+    /// ws-gateway reloads the revoked user tokens this often (a revocation
+    /// reaches it at once over Redis; this bounds a missed announcement).
+    pub revoked_tokens_reload_secs: u64,
 }
 
 impl AuthSettings {
@@ -407,6 +410,9 @@ impl Settings {
                 "ingest.idempotency_ttl_secs",
                 "must be at least 86400 (24 hours)",
             );
+        }
+        if self.auth.revoked_tokens_reload_secs == 0 {
+            return fail("auth.revoked_tokens_reload_secs", "must be at least 1");
         }
         if self.ingest.key_burst == 0
             || !(self.ingest.key_rate_per_sec.is_finite() && self.ingest.key_rate_per_sec >= 0.0)

@@ -57,6 +57,7 @@ pub async fn connect(
             .map_err(|err| GatewayError::NotWebSocket(err.to_string()))?;
 
     let token_expires_at = token.expires_at();
+    let token_jti = token.jti.clone();
     let user_id = token.user_id;
     let conn_id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
     let (frames_tx, frames) = mpsc::channel(state.sessions.send_queue_frames);
@@ -108,6 +109,8 @@ pub async fn connect(
         frames,
         kicked,
         token_expires_at,
+        token_jti,
+        revocations: state.revoked.changes(),
         last_sent: since.unwrap_or(inbox.last_seq),
         change_in_flight: None,
         requests: TokenBucket::new(state.sessions.requests),

@@ -10,6 +10,7 @@
 //! | 1011 | internal error (the hub stopped, or storage was unreachable during a catch-up) |
 //! | 1012 | the gateway is restarting (drain); reconnect elsewhere with `since` |
 //! | 4001 | the token expired (send `refresh` before it does) |
+//! | 4003 | the token was revoked (its `jti` is on the deny-list) |
 //! | 4408 | no sign of life (not even a pong) within the client timeout |
 //!
 //! Gapless delivery: the session remembers the last `seq` it wrote. A live
@@ -53,6 +54,9 @@ pub struct Connection {
     pub frames: mpsc::Receiver<Arc<LiveFrame>>,
     pub kicked: CancellationToken,
     pub token_expires_at: Instant,
+    /// The token's `jti`: when it is revoked, the connection closes (4003).
+    pub token_jti: Option<String>,
+    pub revocations: tokio::sync::watch::Receiver<u64>,
     /// The last `seq` written to this client (or known to it).
     pub last_sent: i64,
     /// The read-state change being applied, if any.
@@ -151,6 +155,11 @@ impl Connection {
                 }
                 () = sleep_until(self.token_expires_at) => {
                     return close_reason(CloseCode::Other(4001), "token expired");
+                }
+                Ok(()) = self.revocations.changed(), if self.token_jti.is_some() => {
+                    if self.token_jti.as_deref().is_some_and(|jti| ctx.revoked.contains(jti)) {
+                        return close_reason(CloseCode::Other(4003), "token revoked");
+                    }
                 }
                 _ = ping.tick() => {
                     if last_heard.elapsed() > ctx.sessions.client_timeout {
@@ -370,6 +379,7 @@ impl Connection {
             ClientFrame::Refresh { token } => match ctx.verifier.verify(&token).await {
                 Ok(token) if token.user_id == self.user_id => {
                     self.token_expires_at = token.expires_at();
+                    self.token_jti = token.jti;
                     Ok(None)
                 }
                 Ok(_) => {

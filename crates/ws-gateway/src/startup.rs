@@ -16,6 +16,7 @@ use platform::service::Service;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenVerifier;
+use crate::auth::revoked::{self, RevokedTokens};
 use crate::hub::Hub;
 use crate::limits::ClientLimits;
 use crate::metrics::GatewayMetrics;
@@ -45,8 +46,23 @@ impl Service for Application {
         let (mut registry, http_metrics) = platform::metrics::service_registry("ws-gateway");
         let metrics = Arc::new(GatewayMetrics::register(&mut registry));
         let hub = Hub::start(subscriber.clone(), metrics.clone());
-        let verifier =
-            Arc::new(TokenVerifier::from_settings(&settings.auth, shutdown.clone()).await?);
+        // Revoked tokens are known before the first one is verified.
+        let revoked = RevokedTokens::new();
+        revoked.reload(&db).await?;
+        let revocations = RedisSubscriber::connect_for_control(&settings.redis).await?;
+        revocations.subscribe_token_revocations().await?;
+        tokio::spawn(revoked::keep_current(
+            revoked.clone(),
+            revocations,
+            db.clone(),
+            Duration::from_secs(settings.auth.revoked_tokens_reload_secs),
+            shutdown.clone(),
+        ));
+        let verifier = Arc::new(
+            TokenVerifier::from_settings(&settings.auth, shutdown.clone())
+                .await?
+                .refusing(revoked.clone()),
+        );
         let base = ServerBase::new(
             &settings.http,
             Dependencies {
@@ -64,6 +80,7 @@ impl Service for Application {
             redis,
             hub,
             verifier,
+            revoked,
             origins: origins.clone(),
             metrics,
             renderer: Renderer::new(settings.templates.default_locale.clone()),

@@ -11,6 +11,7 @@ use platform::rendering::Renderer;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenVerifier;
+use crate::auth::revoked::RevokedTokens;
 use crate::error::GatewayError;
 use crate::hub::Hub;
 use crate::limits::ClientLimits;
@@ -25,6 +26,8 @@ pub struct GatewayState {
     pub hub: Hub,
     /// Verifies the tokens of new connections and of `refresh` frames.
     pub verifier: Arc<TokenVerifier>,
+    /// Tokens revoked by `jti`: sessions holding one close.
+    pub revoked: Arc<RevokedTokens>,
     /// Browser pages that may open a socket (`gateway.allowed_origins`).
     pub origins: AllowedOrigins,
     pub metrics: Arc<GatewayMetrics>,

@@ -10,6 +10,7 @@ mod faults;
 mod gateway;
 mod observability;
 mod pooler;
+mod revocation;
 mod startup;
 mod support;
 mod templates;

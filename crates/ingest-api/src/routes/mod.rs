@@ -4,6 +4,7 @@ pub mod admin;
 pub mod batch;
 pub mod notifications;
 pub mod templates;
+pub mod tokens;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
@@ -34,6 +35,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/v1/admin/dead-letters/{id}/replay",
         web::post().to(admin::replay_dead_letter),
     )
+    .route("/v1/admin/tokens/revoked", web::post().to(tokens::revoke))
+    .route("/v1/admin/tokens/revoked", web::get().to(tokens::list))
     .route("/v1/admin/templates", web::get().to(templates::list))
     .route(
         "/v1/admin/templates/{key}",

@@ -105,6 +105,15 @@ impl RedisStore {
             .await
             .map_err(RedisError::on("PUBLISH"))
     }
+
+    /// Tells every ws-gateway that the token with this `jti` is revoked;
+    /// answers how many processes listened.
+    pub async fn announce_token_revoked(&self, jti: &str) -> Result<u64, RedisError> {
+        self.client
+            .publish(self.keys.token_revocations(), jti)
+            .await
+            .map_err(RedisError::on("PUBLISH"))
+    }
 }
 
 /// A user's live frames as they arrive from Pub/Sub.
@@ -169,6 +178,14 @@ impl RedisSubscriber {
     pub async fn subscribe_key_revocations(&self) -> Result<(), RedisError> {
         self.client
             .subscribe(self.keys.api_key_revocations())
+            .await
+            .map_err(RedisError::on("SUBSCRIBE"))
+    }
+
+    /// Listens to user token revocations (see [`RedisStore::announce_token_revoked`]).
+    pub async fn subscribe_token_revocations(&self) -> Result<(), RedisError> {
+        self.client
+            .subscribe(self.keys.token_revocations())
             .await
             .map_err(RedisError::on("SUBSCRIBE"))
     }

@@ -11,6 +11,7 @@ mod models;
 pub mod notifications;
 mod pipelined_tx;
 pub mod preferences;
+pub mod revoked_tokens;
 pub mod schema;
 pub mod templates;
 

@@ -54,6 +54,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    revoked_tokens (jti) {
+        jti -> Text,
+        expires_at -> Timestamptz,
+        revoked_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     templates (key, version) {
         key -> Text,
         version -> Int4,
@@ -86,6 +94,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     dead_letters,
     notifications,
+    revoked_tokens,
     templates,
     user_inbox,
     user_preferences,

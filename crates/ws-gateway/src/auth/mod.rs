@@ -8,6 +8,7 @@
 
 mod jwks;
 mod keys;
+pub mod revoked;
 mod verifier;
 
 use actix_web::HttpRequest;

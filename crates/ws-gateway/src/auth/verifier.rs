@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::AuthError;
 use super::jwks::RemoteJwks;
 use super::keys::{Key, KeySet, Lookup, lookup};
+use super::revoked::RevokedTokens;
 
 /// The user a valid token names, and when the token expires.
 #[derive(Debug, Clone)]
@@ -22,6 +23,8 @@ pub struct VerifiedToken {
     pub user_id: String,
     /// Expiry, seconds since the epoch.
     pub exp: u64,
+    /// The token's `jti`, by which it can be revoked.
+    pub jti: Option<String>,
 }
 
 impl VerifiedToken {
@@ -43,6 +46,8 @@ pub struct TokenVerifier {
     max_lifetime_secs: Option<u64>,
     user_claim: String,
     signing: Option<EncodingKey>,
+    /// Tokens revoked by `jti`, refused until they expire.
+    revoked: Option<Arc<RevokedTokens>>,
 }
 
 impl TokenVerifier {
@@ -63,7 +68,14 @@ impl TokenVerifier {
             max_lifetime_secs: None,
             user_claim: "sub".into(),
             signing: Some(EncodingKey::from_secret(bytes)),
+            revoked: None,
         }
+    }
+
+    /// Also refuses the tokens `revoked` names.
+    pub fn refusing(mut self, revoked: Arc<RevokedTokens>) -> Self {
+        self.revoked = Some(revoked);
+        self
     }
 
     /// Every key source the settings name. A JWKS URL is fetched before
@@ -131,6 +143,7 @@ impl TokenVerifier {
                 .then_some(auth.jwt_max_lifetime_secs),
             user_claim: auth.jwt_user_claim.clone(),
             signing: (!secret.is_empty()).then(|| EncodingKey::from_secret(secret)),
+            revoked: None,
         })
     }
 
@@ -218,9 +231,16 @@ impl TokenVerifier {
                 )));
             }
         }
+        let jti = claims.get("jti").and_then(Value::as_str);
+        if let (Some(jti), Some(revoked)) = (jti, &self.revoked)
+            && revoked.contains(jti)
+        {
+            return Err(AuthError::Invalid("the token was revoked".into()));
+        }
         Ok(VerifiedToken {
             user_id: user_id.to_owned(),
             exp,
+            jti: jti.map(str::to_owned),
         })
     }
 
