@@ -114,6 +114,7 @@ pub async fn connect(
         last_sent: since.unwrap_or(inbox.last_seq),
         change_in_flight: None,
         requests: TokenBucket::new(state.sessions.requests),
+        held_back: None,
         _address_slot: address_slot,
     };
     actix_web::rt::spawn(connection.run(hello, since, state));

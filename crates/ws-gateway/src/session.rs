@@ -63,8 +63,23 @@ pub struct Connection {
     pub change_in_flight: Option<tokio::task::JoinHandle<()>>,
     /// What is left of the connection's budget of storage frames.
     pub requests: crate::budget::TokenBucket,
+    /// A message read from the client while coalescing resumes, to be
+    /// handled next.
+    pub held_back: Option<Received>,
     /// Counts this connection against its client address until it ends.
     pub _address_slot: Option<platform::client_limits::AddressSlot>,
+}
+
+/// What reading the client's stream gives: a message, a protocol error, or
+/// the end.
+pub type Received = Option<Result<Message, ProtocolError>>;
+
+/// The next message from the client: the one held back first.
+async fn next_message(held_back: &mut Option<Received>, stream: &mut MessageStream) -> Received {
+    match held_back.take() {
+        Some(received) => received,
+        None => stream.recv().await,
+    }
 }
 
 /// A read-state change requested over the socket.
@@ -169,7 +184,7 @@ impl Connection {
                         return None;
                     }
                 }
-                message = self.stream.recv() => {
+                message = next_message(&mut self.held_back, &mut self.stream) => {
                     last_heard = Instant::now();
                     let outcome = match message {
                         None => return None,
@@ -332,6 +347,30 @@ impl Connection {
         Box::pin(self.handle_client_frame(text, bad_frames, ctx))
     }
 
+    /// `resume` frames already waiting behind this one (a client that
+    /// repeats it while the first is served) are merged into one catch-up
+    /// from the earliest `since`, which covers what each asked for; the
+    /// first other message is held back and handled next, in order.
+    fn coalesce_resumes(&mut self, mut since: i64) -> i64 {
+        use futures_util::FutureExt;
+        let mut merged = 0u32;
+        while let Some(received) = self.stream.recv().now_or_never() {
+            if let Some(Ok(Message::Text(text))) = &received
+                && let Ok(ClientFrame::Resume { since: next }) = serde_json::from_str(text)
+            {
+                since = since.min(next);
+                merged += 1;
+                continue;
+            }
+            self.held_back = Some(received);
+            break;
+        }
+        if merged > 0 {
+            tracing::debug!(user_id = %self.user_id, merged, since, "resume frames coalesced");
+        }
+        since
+    }
+
     async fn handle_client_frame(
         &mut self,
         text: &str,
@@ -365,7 +404,10 @@ impl Connection {
         }
         match frame {
             ClientFrame::Ping => self.send(ServerFrame::Pong).await.map(|()| None),
-            ClientFrame::Resume { since } => self.catch_up(since, 0, ctx).await,
+            ClientFrame::Resume { since } => {
+                let since = self.coalesce_resumes(since);
+                self.catch_up(since, 0, ctx).await
+            }
             ClientFrame::Read { ids } if ids.len() > MAX_READ_IDS => {
                 *bad_frames += 1;
                 self.error(
