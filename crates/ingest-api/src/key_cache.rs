@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::recently_unknown::RecentlyUnknown;
 use platform::redis::{FramesError, RedisError, RedisStore, RedisSubscriber};
 use platform::storage::api_keys::{self, ApiKeyError, KeyIdentity};
 use uuid::Uuid;
@@ -32,7 +33,7 @@ pub type KeyHash = Vec<u8>;
 #[derive(Debug)]
 pub struct KeyCache {
     ttl: Duration,
-    unknown_ttl: Duration,
+    unknown: RecentlyUnknown<KeyHash>,
     inner: RwLock<Inner>,
 }
 
@@ -40,7 +41,6 @@ pub struct KeyCache {
 struct Inner {
     generation: u64,
     entries: HashMap<KeyHash, (KeyIdentity, Instant)>,
-    unknown: HashMap<KeyHash, Instant>,
 }
 
 impl KeyCache {
@@ -48,38 +48,25 @@ impl KeyCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            unknown_ttl: Duration::ZERO,
+            unknown: RecentlyUnknown::new(Duration::ZERO),
             inner: RwLock::default(),
         }
     }
 
     /// Also remembers unknown keys, for `ttl`.
     pub fn remembering_unknown_for(mut self, ttl: Duration) -> Self {
-        self.unknown_ttl = ttl;
+        self.unknown = RecentlyUnknown::new(ttl);
         self
     }
 
     /// Was this key found unknown less than the unknown TTL ago?
     pub fn known_unknown(&self, hash: &[u8]) -> bool {
-        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        inner
-            .unknown
-            .get(hash)
-            .is_some_and(|at| at.elapsed() < self.unknown_ttl)
+        self.unknown.contains(hash)
     }
 
     /// Remembers that PostgreSQL does not know this key.
     pub fn insert_unknown(&self, hash: KeyHash) {
-        if self.unknown_ttl.is_zero() {
-            return;
-        }
-        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
-        if inner.unknown.len() >= MAX_ENTRIES {
-            // Many different wrong keys: those are refused one query each
-            // (failed authentications are what a rate limit per address is for).
-            inner.unknown.clear();
-        }
-        inner.unknown.insert(hash, Instant::now());
+        self.unknown.insert(hash);
     }
 
     /// The cached identity of a key, if verified less than the TTL ago;
@@ -116,7 +103,7 @@ impl KeyCache {
             Some(id) => inner.entries.retain(|_, (identity, _)| identity.id != id),
             None => {
                 inner.entries.clear();
-                inner.unknown.clear();
+                self.unknown.clear();
             }
         }
     }

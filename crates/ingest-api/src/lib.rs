@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
 pub mod rate_limit;
+pub mod recently_unknown;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -98,10 +98,18 @@ async fn check_template(
 ) -> Result<i32, ApiError> {
     let found = lookups
         .latest(&template.key, || async {
+            let unknown = || TemplateLookupError::Unknown(template.key.clone()).to_string();
+            if state.unknown_templates.contains(template.key.as_str()) {
+                return Ok(Err(unknown()));
+            }
             let mut conn = state.conn().await?;
             match state.templates.latest(&mut conn, &template.key).await {
                 Ok(compiled) => Ok(Ok(compiled)),
                 Err(TemplateLookupError::Db(err)) => Err(ApiError::database(err)),
+                Err(TemplateLookupError::Unknown(_)) => {
+                    state.unknown_templates.insert(template.key.clone());
+                    Ok(Err(unknown()))
+                }
                 Err(err) => Ok(Err(err.to_string())),
             }
         })

@@ -21,6 +21,7 @@ use crate::auth::ApiKeys;
 use crate::key_cache::{self, KeyCache};
 use crate::metrics::IngestMetrics;
 use crate::rate_limit::KeyRates;
+use crate::recently_unknown::RecentlyUnknown;
 use crate::state::{AppState, Appender, BodyLimits};
 use crate::{openapi, routes};
 
@@ -81,6 +82,9 @@ impl Service for Application {
             idempotency_ttl: Duration::from_secs(settings.ingest.idempotency_ttl_secs),
             templates: Renderer::new(settings.templates.default_locale.clone()),
             metrics,
+            unknown_templates: RecentlyUnknown::new(Duration::from_secs(
+                settings.ingest.unknown_template_cache_secs,
+            )),
             key_rates: KeyRates {
                 default: settings.ingest.default_key_rate(),
             },

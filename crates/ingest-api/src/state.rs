@@ -11,6 +11,7 @@ use platform::rendering::Renderer;
 use crate::error::ApiError;
 use crate::metrics::IngestMetrics;
 use crate::rate_limit::KeyRates;
+use crate::recently_unknown::RecentlyUnknown;
 
 /// What the route handlers reach.
 pub struct AppState {
@@ -24,6 +25,9 @@ pub struct AppState {
     /// Compiled templates, to check a request's params against.
     pub templates: Renderer,
     pub metrics: IngestMetrics,
+    /// Template keys found missing a moment ago
+    /// (`ingest.unknown_template_cache_secs`).
+    pub unknown_templates: RecentlyUnknown<String>,
     /// Each key's rate (shared through Redis).
     pub key_rates: KeyRates,
 }

@@ -197,6 +197,9 @@ pub struct IngestSettings {
     pub key_rate_per_sec: f64,
     /// ...and how many it may send at once.
     pub key_burst: u32,
+    /// How long a template key found missing is answered missing without
+    /// a query (uploading it on this process forgets it at once).
+    pub unknown_template_cache_secs: u64,
 }
 
 impl IngestSettings {

@@ -80,6 +80,7 @@ pub async fn create_version(
     }
     let mut conn = state.conn().await?;
     let version = stored::create_version(&mut conn, &key, &source).await?;
+    state.unknown_templates.remove(key.as_str());
     Ok(HttpResponse::Created().json(CreatedVersion {
         key: key.into_inner(),
         version,

@@ -294,3 +294,29 @@ async fn templates_load_from_a_folder_at_start_and_broken_ones_stop_it() {
     assert!(err.contains("oops/en.ftl:1:14"), "{err}");
     let _ = std::fs::remove_dir_all(broken);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_template_is_remembered_briefly_and_forgotten_on_upload() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_key().await;
+    let templated = json!({"user_id": "ann", "template": "later", "params": {}});
+    let source = json!({"locales": {"en": "title = Hi\nbody = Hello\n"}});
+    let refused = app.post(&templated).await;
+    problem(refused, StatusCode::BAD_REQUEST).await;
+
+    // Another replica stores it (here: straight into PostgreSQL): this
+    // process still answers from what it found a moment ago, no query.
+    platform::storage::templates::create_version(
+        &mut app.env.db().await,
+        "later",
+        &serde_json::from_value(source.clone()).unwrap(),
+    )
+    .await
+    .unwrap();
+    problem(app.post(&templated).await, StatusCode::BAD_REQUEST).await;
+
+    // Uploaded through this process: usable at once.
+    let uploaded = app.upload("later", &admin, &source).await;
+    assert_eq!(uploaded.status(), StatusCode::CREATED);
+    assert_eq!(app.post(&templated).await.status(), StatusCode::ACCEPTED);
+}
