@@ -9,7 +9,7 @@ export HERALD__REDIS__URL ?= redis://127.0.0.1:6379
 export HERALD_TEST_PG ?= postgres://postgres@127.0.0.1:5432
 export HERALD_TEST_REDIS ?= redis://127.0.0.1:6379
 
-.PHONY: help build clients run test test-clients fuzz-api deps-test lint-deploy check-vendor deny wire-types bench bench-micro lint fmt clippy clean
+.PHONY: help build clients run test test-clients fuzz fuzz-api deps-test lint-deploy check-vendor deny wire-types bench bench-micro lint fmt clippy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,11 @@ test: deps-test lint-deploy check-vendor deny ## Run the whole test suite agains
 # schemathesis against each service's /openapi.json (every operation, every
 # check, seed 1, HERALD_FUZZ_SECS per service), the debug binaries and real
 # PostgreSQL and Redis; any finding fails. Exceptions: schemathesis.toml.
+# cargo-fuzz (libFuzzer) on what reads untrusted input: request
+# validation, frame decoding, template parsing; FUZZ_SECS per target.
+fuzz: ## Fuzz request validation, frame decoding and template parsing (cargo-fuzz, FUZZ_SECS each)
+	scripts/fuzz.sh
+
 fuzz-api: ## Fuzz the three HTTP APIs from their OpenAPI documents (needs the debug binaries)
 	scripts/schemathesis.sh
 
