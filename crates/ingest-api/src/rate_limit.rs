@@ -1,16 +1,17 @@
 //! Each API key's rate, shared by every replica: a GCRA state per key in
-//! Redis ([`RedisStore::take_rate`]), taken once per request for as many
-//! notifications as it carries (a batch counts its items) before anything
-//! is looked up or appended. Answers carry the IETF `RateLimit-Policy` and
-//! `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers), in
-//! notifications: `RateLimit-Policy: "key";q=<burst>;w=<seconds to refill>`
-//! and `RateLimit: "key";r=<remaining>;t=<seconds until full>`; a 429 adds
+//! Redis, taken in the same script that appends the request's
+//! notifications (a batch counts its items), so the limit costs no round
+//! trip of its own and nothing is taken for what was not appended.
+//! Answers carry the IETF `RateLimit-Policy` and `RateLimit` headers
+//! (draft-ietf-httpapi-ratelimit-headers), in notifications:
+//! `RateLimit-Policy: "key";q=<burst>;w=<seconds to refill>` and
+//! `RateLimit: "key";r=<remaining>;t=<seconds until full>`; a 429 adds
 //! `Retry-After`.
 
 use actix_web::HttpResponse;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use platform::rate::Rate;
-use platform::redis::{RateTaken, RedisStore};
+use platform::redis::{RateCharge, RateTaken, RedisStore};
 
 use crate::auth::Producer;
 use crate::error::ApiError;
@@ -25,6 +26,14 @@ pub struct KeyRates {
     pub default: Rate,
 }
 
+/// What one request takes from its key's rate.
+#[derive(Debug, Clone)]
+pub struct KeyCharge {
+    subject: String,
+    rate: Rate,
+    cost: u32,
+}
+
 /// A key's rate after a request took from it: what its answer's headers say.
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimitStatus {
@@ -33,16 +42,10 @@ pub struct RateLimitStatus {
 }
 
 impl KeyRates {
-    /// Takes `cost` notifications from the producer's rate: `Ok(None)` when
-    /// the key has no limit, `Ok(Some(status))` when taken, 429 when over it
-    /// (nothing taken; counted by the rejection metrics), 413 when `cost` is over the burst (never possible),
-    /// 503 when Redis does not answer.
-    pub async fn take(
-        &self,
-        redis: &RedisStore,
-        producer: &Producer,
-        cost: usize,
-    ) -> Result<Option<RateLimitStatus>, ApiError> {
+    /// What a request carrying `cost` notifications takes from the
+    /// producer's rate: `None` when its key has no limit, 413 when `cost`
+    /// is over the burst (it could never pass).
+    pub fn charge(&self, producer: &Producer, cost: usize) -> Result<Option<KeyCharge>, ApiError> {
         let rate = producer.identity.rate(self.default);
         if rate.unlimited() {
             return Ok(None);
@@ -54,16 +57,61 @@ impl KeyRates {
                 burst: rate.burst,
             });
         };
+        Ok(Some(KeyCharge {
+            subject: producer.key_id().to_string(),
+            rate,
+            cost,
+        }))
+    }
+
+    /// Takes `cost` from the producer's rate without appending (a
+    /// preferences write): `Ok(None)` when the key has no limit, 429 when
+    /// over it, 503 when Redis does not answer.
+    pub async fn take(
+        &self,
+        redis: &RedisStore,
+        producer: &Producer,
+        cost: usize,
+    ) -> Result<Option<RateLimitStatus>, ApiError> {
+        let Some(charge) = self.charge(producer, cost)? else {
+            return Ok(None);
+        };
         let taken = redis
-            .take_rate(&producer.key_id().to_string(), rate, cost)
+            .take_rate(&charge.redis())
             .await
             .map_err(ApiError::redis)?;
-        let status = RateLimitStatus { rate, taken };
-        if taken.allowed {
-            Ok(Some(status))
-        } else {
-            Err(ApiError::RateLimited(status))
+        charge.judge(taken).map(Some)
+    }
+}
+
+impl KeyCharge {
+    pub fn redis(&self) -> RateCharge<'_> {
+        RateCharge {
+            subject: &self.subject,
+            rate: self.rate,
+            cost: self.cost,
         }
+    }
+
+    /// The answer's headers when the rate had it, else 429 (nothing was
+    /// taken or appended; counted by the rejection metrics).
+    pub fn judge(&self, taken: RateTaken) -> Result<RateLimitStatus, ApiError> {
+        if taken.allowed {
+            Ok(RateLimitStatus {
+                rate: self.rate,
+                taken,
+            })
+        } else {
+            Err(self.refused(taken))
+        }
+    }
+
+    /// The 429 of a request the rate did not have room for.
+    pub fn refused(&self, taken: RateTaken) -> ApiError {
+        ApiError::RateLimited(RateLimitStatus {
+            rate: self.rate,
+            taken,
+        })
     }
 }
 

@@ -117,10 +117,8 @@ pub async fn create_batch(
     if !foreign.is_empty() {
         return Err(ApiError::ForeignUsers(foreign));
     }
-    let rate = state
-        .key_rates
-        .take(&appender, &producer, parsed.len())
-        .await?;
+    // A batch counts its items, valid or not; one over the burst is 413 now.
+    let charge = state.key_rates.charge(&producer, parsed.len())?;
 
     let now = Utc::now();
     let xadd = pipeline::xadd_span(batch.notifications.len());
@@ -171,9 +169,14 @@ pub async fn create_batch(
         &body,
         state.idempotency_ttl,
     );
-    let appended = pipeline::append(&appender, &entries, xadd, idempotency, || {
-        serde_json::to_string(&answer).map_err(|err| ApiError::BadBody(err.to_string()))
-    })
+    let (appended, rate) = pipeline::append(
+        &appender,
+        &entries,
+        xadd,
+        idempotency,
+        || serde_json::to_string(&answer).map_err(|err| ApiError::BadBody(err.to_string())),
+        charge.as_ref(),
+    )
     .await?;
     match appended {
         Appended::Now => {

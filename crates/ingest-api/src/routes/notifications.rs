@@ -63,7 +63,7 @@ pub async fn create_notification(
         pipeline::read_request(&req, payload, state.limits.single).await?;
     let request = NotificationRequest::parse(&body)?;
     producer.check_user(&request.user_id)?;
-    let rate = state.key_rates.take(&appender, &producer, 1).await?;
+    let charge = state.key_rates.charge(&producer, 1)?;
     let mut notification = pipeline::admit(
         &state,
         request,
@@ -83,9 +83,14 @@ pub async fn create_notification(
         state.idempotency_ttl,
     );
     let entries = [(notification.priority, entry)];
-    let appended = pipeline::append(&appender, &entries, xadd, idempotency, || {
-        Ok(notification.id.to_string())
-    })
+    let (appended, rate) = pipeline::append(
+        &appender,
+        &entries,
+        xadd,
+        idempotency,
+        || Ok(notification.id.to_string()),
+        charge.as_ref(),
+    )
     .await?;
     match appended {
         Appended::Now => {

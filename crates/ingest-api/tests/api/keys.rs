@@ -277,3 +277,37 @@ async fn an_address_guessing_keys_is_shut_out_before_they_are_looked_up() {
     );
     assert!(app.appended().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replay_takes_nothing_from_the_rate_and_passes_when_over_it() {
+    let app = TestApp::spawn().await;
+    let key = app.create_key(&limited(0.1, 2)).await;
+    let post = |idempotency_key: &'static str| {
+        app.with_key(&key)
+            .post("/v1/notifications")
+            .header("idempotency-key", idempotency_key)
+            .json(&valid("alice"))
+            .send()
+    };
+    let first = post("k1").await.unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    assert!(header(&first, "ratelimit").starts_with("\"key\";r=1;"));
+    let first_id = first.json::<serde_json::Value>().await.unwrap()["id"].clone();
+
+    let replay = post("k1").await.unwrap();
+    assert_eq!(replay.status(), StatusCode::ACCEPTED);
+    assert_eq!(header(&replay, "idempotent-replayed"), "true");
+    let second = post("k2").await.unwrap();
+    assert!(
+        header(&second, "ratelimit").starts_with("\"key\";r=0;"),
+        "the replay took nothing"
+    );
+    problem(post("k3").await.unwrap(), StatusCode::TOO_MANY_REQUESTS).await;
+
+    // Over the rate, a retry of an accepted request still gets its answer.
+    let replay = post("k1").await.unwrap();
+    assert_eq!(replay.status(), StatusCode::ACCEPTED);
+    let replayed: serde_json::Value = replay.json().await.unwrap();
+    assert_eq!(replayed["id"], first_id);
+    assert_eq!(app.appended().await.len(), 2);
+}
