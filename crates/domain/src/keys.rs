@@ -44,11 +44,10 @@ impl KeySpace {
         format!("{}:{{notifications}}:idem:{}", self.prefix, scoped_key)
     }
 
-    /// The GCRA state of one rate-limited subject (an API key's id). Same
-    /// hash tag as the streams: taking from the rate and appending are one
-    /// atomic script.
+    /// The GCRA state of one rate-limited subject (an API key's id): one
+    /// key each, so subjects spread over a cluster's slots.
     pub fn rate_limit(&self, subject: &str) -> String {
-        format!("{}:{{notifications}}:rate:{}", self.prefix, subject)
+        format!("{}:rate:{{{}}}", self.prefix, subject)
     }
 
     /// Pub/Sub channel on which a user's notification frames are published.

@@ -21,7 +21,6 @@ use uuid::Uuid;
 
 use crate::auth::Producer;
 use crate::error::ApiError;
-use crate::rate_limit::{KeyCharge, RateLimitStatus};
 use crate::state::{AppState, Appender};
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -193,42 +192,29 @@ pub enum Appended {
 /// fails. With an idempotency key, the first request appends and remembers
 /// `answer`; a retry with the same body appends nothing and gets the first
 /// answer back; the same key with another body is refused with 409.
-///
-/// With a `charge`, the producer's rate is taken in the same command: over
-/// it, nothing is appended and the answer is 429; otherwise the taken
-/// rate comes back for the answer's headers.
 pub async fn append(
     appender: &Appender,
     entries: &[(Priority, String)],
     span: tracing::Span,
     idempotency: Option<Idempotency>,
     answer: impl FnOnce() -> Result<String, ApiError>,
-    charge: Option<&KeyCharge>,
-) -> Result<(Appended, Option<RateLimitStatus>), ApiError> {
+) -> Result<Appended, ApiError> {
     let Some(idempotency) = idempotency else {
-        let taken = match (entries, charge) {
-            // Every item was invalid: nothing to append, the rate is still taken.
-            ([], Some(charge)) => appender.take_rate(&charge.redis()).await.map(Some),
-            (_, Some(charge)) => appender
-                .append_limited(entries, &charge.redis())
-                .instrument(span)
-                .await
-                .map(Some),
+        match entries {
             // One XADD: cheaper for Redis than the script.
-            ([(priority, entry)], None) => appender
+            [(priority, entry)] => appender
                 .append(*priority, entry)
                 .instrument(span)
                 .await
-                .map(|_| None),
-            (_, None) => appender
+                .map(drop),
+            _ => appender
                 .append_many(entries)
                 .instrument(span)
                 .await
-                .map(|_| None),
+                .map(drop),
         }
         .map_err(ApiError::redis)?;
-        let status = charge.zip(taken).map(|(c, t)| c.judge(t)).transpose()?;
-        return Ok((Appended::Now, status));
+        return Ok(Appended::Now);
     };
     let appended = appender
         .append_idempotent(
@@ -237,25 +223,16 @@ pub async fn append(
             &idempotency.fingerprint,
             &answer()?,
             idempotency.ttl,
-            charge.map(KeyCharge::redis).as_ref(),
         )
         .instrument(span)
         .await
         .map_err(ApiError::redis)?;
     match appended {
-        IdempotentAppend::Appended(taken) => {
-            let status = charge.zip(taken).map(|(c, t)| c.judge(t)).transpose()?;
-            Ok((Appended::Now, status))
-        }
-        IdempotentAppend::Limited(taken) => Err(match charge {
-            Some(charge) => charge.refused(taken),
-            // The script limits only what it is charged for.
-            None => ApiError::redis("append_idempotent refused without a rate"),
-        }),
+        IdempotentAppend::Appended => Ok(Appended::Now),
         IdempotentAppend::Replayed {
             fingerprint,
             answer,
-        } if fingerprint == idempotency.fingerprint => Ok((Appended::Replayed(answer), None)),
+        } if fingerprint == idempotency.fingerprint => Ok(Appended::Replayed(answer)),
         IdempotentAppend::Replayed { .. } => Err(ApiError::IdempotencyKeyReused),
     }
 }

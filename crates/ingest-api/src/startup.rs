@@ -85,9 +85,7 @@ impl Service for Application {
             unknown_templates: RecentlyUnknown::new(Duration::from_secs(
                 settings.ingest.unknown_template_cache_secs,
             )),
-            key_rates: KeyRates {
-                default: settings.ingest.default_key_rate(),
-            },
+            key_rates: KeyRates::new(settings.ingest.default_key_rate()),
         });
         let redis_settings = settings.redis.clone();
         let unrouted = server::unrouted(&openapi::document());

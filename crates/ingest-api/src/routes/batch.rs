@@ -117,8 +117,10 @@ pub async fn create_batch(
     if !foreign.is_empty() {
         return Err(ApiError::ForeignUsers(foreign));
     }
-    // A batch counts its items, valid or not; one over the burst is 413 now.
-    let charge = state.key_rates.charge(&producer, parsed.len())?;
+    let rate = state
+        .key_rates
+        .take(&appender, &producer, parsed.len())
+        .await?;
 
     let now = Utc::now();
     let xadd = pipeline::xadd_span(batch.notifications.len());
@@ -169,14 +171,9 @@ pub async fn create_batch(
         &body,
         state.idempotency_ttl,
     );
-    let (appended, rate) = pipeline::append(
-        &appender,
-        &entries,
-        xadd,
-        idempotency,
-        || serde_json::to_string(&answer).map_err(|err| ApiError::BadBody(err.to_string())),
-        charge.as_ref(),
-    )
+    let appended = pipeline::append(&appender, &entries, xadd, idempotency, || {
+        serde_json::to_string(&answer).map_err(|err| ApiError::BadBody(err.to_string()))
+    })
     .await?;
     match appended {
         Appended::Now => {

@@ -63,7 +63,7 @@ pub async fn create_notification(
         pipeline::read_request(&req, payload, state.limits.single).await?;
     let request = NotificationRequest::parse(&body)?;
     producer.check_user(&request.user_id)?;
-    let charge = state.key_rates.charge(&producer, 1)?;
+    let rate = state.key_rates.take(&appender, &producer, 1).await?;
     let mut notification = pipeline::admit(
         &state,
         request,
@@ -83,14 +83,9 @@ pub async fn create_notification(
         state.idempotency_ttl,
     );
     let entries = [(notification.priority, entry)];
-    let (appended, rate) = pipeline::append(
-        &appender,
-        &entries,
-        xadd,
-        idempotency,
-        || Ok(notification.id.to_string()),
-        charge.as_ref(),
-    )
+    let appended = pipeline::append(&appender, &entries, xadd, idempotency, || {
+        Ok(notification.id.to_string())
+    })
     .await?;
     match appended {
         Appended::Now => {

@@ -23,7 +23,7 @@ mod scripts;
 mod streams;
 
 pub use connection::RedisStore;
-pub use limits::{RateCharge, RateTaken};
+pub use limits::RateGrant;
 pub use pubsub::{FramesError, Messages, Reconnects, RedisSubscriber, UserFrame, UserFrames};
 pub use replies::cmp_ids;
 pub use streams::{GroupInfo, IdempotentAppend, ReadFrom, StreamEntry};

@@ -1,6 +1,5 @@
 //! The Lua scripts Herald runs in Redis, each in its own `.lua` file (what
-//! it takes in KEYS and ARGV is at the top of the file); the scripts that
-//! take from a rate are prefixed with `gcra.lua`, which defines `take`. Scripts are sent by
+//! it takes in KEYS and ARGV is at the top of the file). Scripts are sent by
 //! SHA and loaded on a miss.
 //!
 //! Why scripts and never pipelines: fred flushes the socket after every
@@ -18,22 +17,9 @@ use fred::types::scripts::Script;
 pub(super) static APPEND_MANY: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("scripts/append_many.lua")));
 
-/// Appends entries and records an idempotency key, atomically (taking
-/// from a rate first, when one is given).
-pub(super) static APPEND_IDEMPOTENT: LazyLock<Script> = LazyLock::new(|| {
-    Script::from_lua(concat!(
-        include_str!("scripts/gcra.lua"),
-        include_str!("scripts/append_idempotent.lua")
-    ))
-});
-
-/// Takes from a rate and appends entries when it allowed, atomically.
-pub(super) static APPEND_LIMITED: LazyLock<Script> = LazyLock::new(|| {
-    Script::from_lua(concat!(
-        include_str!("scripts/gcra.lua"),
-        include_str!("scripts/append_limited.lua")
-    ))
-});
+/// Appends entries and records an idempotency key, atomically.
+pub(super) static APPEND_IDEMPOTENT: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("scripts/append_idempotent.lua")));
 
 /// Publishes frames, then acknowledges entries.
 pub(super) static PUBLISH_AND_ACK: LazyLock<Script> =
@@ -44,9 +30,5 @@ pub(super) static PRUNE_CONSUMERS: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("scripts/prune_consumers.lua")));
 
 /// Takes units from a subject's GCRA rate, or refuses.
-pub(super) static TAKE_RATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::from_lua(concat!(
-        include_str!("scripts/gcra.lua"),
-        include_str!("scripts/take_rate.lua")
-    ))
-});
+pub(super) static TAKE_RATE: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("scripts/take_rate.lua")));

@@ -10,9 +10,8 @@ use domain::keys::{CONSUMER_GROUP, ENTRY_FIELD};
 use fred::prelude::*;
 use fred::types::streams::XReadResponse;
 
-use super::limits::{RateCharge, RateTaken};
 use super::replies::{cmp_ids, value_pairs};
-use super::scripts::{APPEND_IDEMPOTENT, APPEND_LIMITED, APPEND_MANY, PRUNE_CONSUMERS};
+use super::scripts::{APPEND_IDEMPOTENT, APPEND_MANY, PRUNE_CONSUMERS};
 use super::{RedisError, RedisStore};
 
 /// One entry read from a priority stream. `payload` is `None` when the entry
@@ -40,10 +39,8 @@ pub struct GroupInfo {
 /// How an idempotent append went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdempotentAppend {
-    /// Appended now (what was taken from the rate, if one was charged).
-    Appended(Option<RateTaken>),
-    /// Over the rate: nothing appended, nothing recorded.
-    Limited(RateTaken),
+    /// Appended now.
+    Appended,
     /// The key was used before: the fingerprint and answer recorded then.
     Replayed { fingerprint: String, answer: String },
 }
@@ -96,43 +93,10 @@ impl RedisStore {
             .map_err(RedisError::on("EVALSHA append_many"))
     }
 
-    /// Takes `charge` from its rate and, when it was there, appends every
-    /// entry, in one command ([`APPEND_LIMITED`]); nothing is appended or
-    /// taken otherwise. `taken.allowed` says which.
-    pub async fn append_limited(
-        &self,
-        entries: &[(Priority, String)],
-        charge: &RateCharge<'_>,
-    ) -> Result<RateTaken, RedisError> {
-        let mut keys = Vec::with_capacity(entries.len() + 1);
-        keys.push(self.keys.rate_limit(charge.subject));
-        keys.extend(
-            entries
-                .iter()
-                .map(|(priority, _)| self.keys.stream(*priority)),
-        );
-        let [interval, burst, cost] = charge.args();
-        let args: Vec<&str> = [
-            interval.as_str(),
-            burst.as_str(),
-            cost.as_str(),
-            ENTRY_FIELD,
-        ]
-        .into_iter()
-        .chain(entries.iter().map(|(_, payload)| payload.as_str()))
-        .collect();
-        let reply: (i64, i64, i64, i64) = APPEND_LIMITED
-            .evalsha_with_reload(&self.client, keys, args)
-            .await
-            .map_err(RedisError::on("EVALSHA append_limited"))?;
-        Ok(RateTaken::from_script(reply))
-    }
-
     /// Like [`append_many`](Self::append_many), keyed by a producer's
     /// idempotency key: the first call appends every entry and remembers
     /// `fingerprint` and `answer` for `ttl`, atomically; later calls append
-    /// nothing and return what was remembered. With a `charge`, the first
-    /// call appends only when the rate had it (a replay takes nothing).
+    /// nothing and return what was remembered.
     pub async fn append_idempotent(
         &self,
         entries: &[(Priority, String)],
@@ -140,47 +104,33 @@ impl RedisStore {
         fingerprint: &str,
         answer: &str,
         ttl: Duration,
-        charge: Option<&RateCharge<'_>>,
     ) -> Result<IdempotentAppend, RedisError> {
-        let mut keys = Vec::with_capacity(entries.len() + 2);
+        let mut keys = Vec::with_capacity(entries.len() + 1);
         keys.push(self.keys.idempotency_record(idempotency_key));
-        // Unused without a charge, but a key of the same slot either way.
-        keys.push(self.keys.rate_limit(charge.map_or("-", |c| c.subject)));
         keys.extend(
             entries
                 .iter()
                 .map(|(priority, _)| self.keys.stream(*priority)),
         );
-        let [interval, burst, cost] = charge.map_or_else(
-            || ["0".to_owned(), "1".to_owned(), "0".to_owned()],
-            RateCharge::args,
-        );
-        let mut args = Vec::with_capacity(entries.len() + 7);
+        let mut args = Vec::with_capacity(entries.len() + 4);
         args.push(fingerprint.to_owned());
         args.push(answer.to_owned());
         args.push(ttl.as_secs().max(1).to_string());
-        args.extend([interval, burst, cost]);
         args.push(ENTRY_FIELD.to_owned());
         args.extend(entries.iter().map(|(_, payload)| payload.clone()));
-        let reply: fred::types::Value = APPEND_IDEMPOTENT
+        let existing: Option<String> = APPEND_IDEMPOTENT
             .evalsha_with_reload(&self.client, keys, args)
             .await
             .map_err(RedisError::on("EVALSHA append_idempotent"))?;
-        if let Some(record) = reply.as_bytes_str() {
-            let (fingerprint, answer) = record.split_once(' ').unwrap_or((&record, ""));
-            return Ok(IdempotentAppend::Replayed {
-                fingerprint: fingerprint.to_owned(),
-                answer: answer.to_owned(),
-            });
-        }
-        let taken: (i64, i64, i64, i64) = reply
-            .convert()
-            .map_err(RedisError::on("EVALSHA append_idempotent"))?;
-        let taken = RateTaken::from_script(taken);
-        Ok(match (charge, taken.allowed) {
-            (_, false) => IdempotentAppend::Limited(taken),
-            (Some(_), true) => IdempotentAppend::Appended(Some(taken)),
-            (None, true) => IdempotentAppend::Appended(None),
+        Ok(match existing {
+            None => IdempotentAppend::Appended,
+            Some(record) => {
+                let (fingerprint, answer) = record.split_once(' ').unwrap_or((record.as_str(), ""));
+                IdempotentAppend::Replayed {
+                    fingerprint: fingerprint.to_owned(),
+                    answer: answer.to_owned(),
+                }
+            }
         })
     }
 
