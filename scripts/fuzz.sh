@@ -33,4 +33,4 @@ for target in "${targets[@]}"; do
   cargo fuzz run --sanitizer none "$target" "corpus/$target" -- \
     -max_total_time="$SECS" -max_len=16384 -timeout=10 -print_final_stats=1
 done
-echo "fuzz.sh: no crash in ${targets[*]}" >&2
+echo "fuzz.sh: no crash in ${targets[*]}; to keep what the run added, minimise before committing: (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz cmin -s none <target> corpus/<target>)" >&2

@@ -88,7 +88,11 @@ impl TemplateIssue {
 }
 
 fn line_column(source: &str, offset: usize) -> (usize, usize) {
-    let before = &source[..offset.min(source.len())];
+    let mut end = offset.min(source.len());
+    while !source.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &source[..end];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
@@ -325,6 +329,26 @@ impl Template {
     }
 }
 
+/// Where a `\u` (or `\U`) is followed by fewer than 4 (6) hex digits and
+/// then a non-ASCII character, if anywhere.
+fn short_escape_before_non_ascii(ftl: &str) -> Option<usize> {
+    let bytes = ftl.as_bytes();
+    bytes.windows(2).enumerate().find_map(|(at, pair)| {
+        let length = match pair {
+            [b'\\', b'u'] => 4,
+            [b'\\', b'U'] => 6,
+            _ => return None,
+        };
+        let digits = bytes[at + 2..]
+            .iter()
+            .take(length)
+            .take_while(|b| b.is_ascii_hexdigit())
+            .count();
+        let next = bytes.get(at + 2 + digits);
+        (digits < length && next.is_some_and(|b| !b.is_ascii())).then_some(at)
+    })
+}
+
 /// Syntax, required messages and parameter references of one locale's source.
 fn check_source(
     tag: &str,
@@ -332,6 +356,18 @@ fn check_source(
     params: &BTreeMap<String, ParamKind>,
     issues: &mut Vec<TemplateIssue>,
 ) {
+    if let Some(offset) = short_escape_before_non_ascii(ftl) {
+        // fluent-syntax 0.12 panics on these (it cuts its error message
+        // inside the character); found by `make fuzz`.
+        issues.push(TemplateIssue::at(
+            tag,
+            ftl,
+            offset,
+            "an incomplete \\u or \\U escape followed by a non-ASCII character: \
+             write the escape in full (\\u00E9, \\U01F600) or drop the backslash",
+        ));
+        return;
+    }
     let resource = match fluent_syntax::parser::parse(ftl) {
         Ok(resource) => resource,
         Err((_, errors)) => {

@@ -228,3 +228,23 @@ fn params_are_checked_against_the_declaration() {
         .unwrap_err();
     assert_eq!(err.param, "extra");
 }
+
+/// Found by `make fuzz` (template_parsing): fluent-syntax 0.12 panicked on
+/// an incomplete `\u` escape followed by a multi-byte character.
+#[test]
+fn an_incomplete_unicode_escape_before_a_non_ascii_character_is_an_issue_not_a_panic() {
+    for ftl in [
+        "title = {\"\\u77ó\"}\nbody = x\n",
+        "title = {\"\\U1F6é\"}\nbody = x\n",
+        "{\"cna.body =c{\"a\nbody =c{\"co\\u777\u{2d3}\u{a3}o\\u7775l=<",
+    ] {
+        let issues = Template::compile("t", 1, &source(&[("en", ftl)], &[])).unwrap_err();
+        assert!(
+            issues.iter().any(|i| i.message.contains("incomplete")),
+            "{ftl:?}: {issues:?}"
+        );
+    }
+    // Complete escapes, and a backslash before ASCII, are the parser's to judge.
+    let ok = "title = {\"\\u00E9t\\u00E9\"}\nbody = Caf\\u00E9\n";
+    assert!(Template::compile("t", 1, &source(&[("en", ok)], &[])).is_ok());
+}
