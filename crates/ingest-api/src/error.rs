@@ -8,7 +8,7 @@ use platform::client_limits::Limited;
 use platform::problem::Problem;
 use platform::storage::api_keys::Scope;
 
-use crate::rate_limit::RateLimitStatus;
+use crate::rate_limit::{RateLimitError, RateLimitStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -166,6 +166,16 @@ impl From<platform::dlq::ReplayError> for ApiError {
             ReplayError::InvalidPayload(invalid) => ApiError::InvalidRequest(invalid),
             ReplayError::Db(err) => ApiError::database(err),
             ReplayError::Redis(err) => ApiError::redis(err),
+        }
+    }
+}
+
+impl From<RateLimitError> for ApiError {
+    fn from(err: RateLimitError) -> Self {
+        match err {
+            RateLimitError::Limited(status) => ApiError::RateLimited(status),
+            RateLimitError::OverBurst { items, burst } => ApiError::BatchOverBurst { items, burst },
+            RateLimitError::Redis(err) => ApiError::redis(err),
         }
     }
 }

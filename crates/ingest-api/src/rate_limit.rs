@@ -26,10 +26,10 @@ use actix_web::HttpResponse;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use platform::rate::Rate;
 use platform::redis::RedisStore;
+use platform::storage::api_keys::KeyIdentity;
 use uuid::Uuid;
 
-use crate::auth::Producer;
-use crate::error::ApiError;
+use platform::redis::RedisError;
 
 const RATE_LIMIT: HeaderName = HeaderName::from_static("ratelimit");
 const RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -68,6 +68,20 @@ pub struct RateLimitStatus {
     pub reset: Duration,
 }
 
+/// Why a request did not get its units.
+#[derive(Debug, thiserror::Error)]
+pub enum RateLimitError {
+    /// 429: nothing taken.
+    #[error("API key over its rate")]
+    Limited(RateLimitStatus),
+    /// 413: more than the burst, which could never pass.
+    #[error("batch of {items} items over the key's burst of {burst}")]
+    OverBurst { items: usize, burst: u32 },
+    /// 503.
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+}
+
 /// Units worth leasing at once: 50 ms of the rate, at most a tenth of the
 /// burst, at least one.
 fn lease_size(rate: Rate) -> u32 {
@@ -92,30 +106,29 @@ impl KeyRates {
     pub async fn take(
         &self,
         redis: &RedisStore,
-        producer: &Producer,
+        key: &KeyIdentity,
         cost: usize,
-    ) -> Result<Option<RateLimitStatus>, ApiError> {
-        let rate = producer.identity.rate(self.default);
+    ) -> Result<Option<RateLimitStatus>, RateLimitError> {
+        let rate = key.rate(self.default);
         if rate.unlimited() {
             return Ok(None);
         }
         let within_burst = u32::try_from(cost).ok().filter(|c| *c <= rate.burst);
         let Some(cost) = within_burst else {
-            return Err(ApiError::BatchOverBurst {
+            return Err(RateLimitError::OverBurst {
                 items: cost,
                 burst: rate.burst,
             });
         };
-        let key = producer.key_id();
+        let key = key.id;
         if let Some(status) = self.spend_lease(key, rate, cost) {
             return Ok(Some(status));
         }
         let grant = redis
             .take_rate(&key.to_string(), rate, cost, lease_size(rate).max(cost))
-            .await
-            .map_err(ApiError::redis)?;
+            .await?;
         if grant.granted == 0 {
-            return Err(ApiError::RateLimited(RateLimitStatus {
+            return Err(RateLimitError::Limited(RateLimitStatus {
                 rate,
                 allowed: false,
                 remaining: grant.remaining,

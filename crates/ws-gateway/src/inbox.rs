@@ -15,11 +15,11 @@ use platform::storage::preferences;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::auth::User;
 use crate::error::GatewayError;
 use crate::origins;
 use crate::read_state::{self, Action};
 use crate::state::GatewayState;
+use crate::user::User;
 
 /// `/v1/me/*`, behind CORS for the pages in `gateway.allowed_origins`.
 pub fn scope(cors: Cors) -> impl HttpServiceFactory {

@@ -18,5 +18,6 @@ pub mod read_state;
 pub mod session;
 pub mod startup;
 pub mod state;
+pub mod user;
 
 pub use startup::Application;

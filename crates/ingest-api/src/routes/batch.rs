@@ -119,7 +119,7 @@ pub async fn create_batch(
     }
     let rate = state
         .key_rates
-        .take(&appender, &producer, parsed.len())
+        .take(&appender, &producer.identity, parsed.len())
         .await?;
 
     let now = Utc::now();

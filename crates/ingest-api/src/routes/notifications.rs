@@ -63,7 +63,10 @@ pub async fn create_notification(
         pipeline::read_request(&req, payload, state.limits.single).await?;
     let request = NotificationRequest::parse(&body)?;
     producer.check_user(&request.user_id)?;
-    let rate = state.key_rates.take(&appender, &producer, 1).await?;
+    let rate = state
+        .key_rates
+        .take(&appender, &producer.identity, 1)
+        .await?;
     let mut notification = pipeline::admit(
         &state,
         request,

@@ -234,7 +234,10 @@ pub async fn set_user_locale(
     }
     let wanted = wanted.normalized();
     // A preferences write counts as one notification against the key's rate.
-    let rate = state.key_rates.take(&appender, &producer, 1).await?;
+    let rate = state
+        .key_rates
+        .take(&appender, &producer.identity, 1)
+        .await?;
     let mut conn = state.conn().await?;
     preferences::set_locale(
         &mut conn,

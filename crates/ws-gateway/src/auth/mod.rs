@@ -13,13 +13,9 @@ mod verifier;
 
 use actix_web::HttpRequest;
 use actix_web::http::header;
-use futures_util::future::LocalBoxFuture;
 use serde::Deserialize;
 
 pub use verifier::{TokenVerifier, VerifiedToken};
-
-use crate::error::GatewayError;
-use crate::state::GatewayState;
 
 /// Why a request carries no acceptable token; answered 401 problem+json
 /// (through `GatewayError::Unauthorized`).
@@ -83,34 +79,6 @@ pub fn websocket_token(req: &HttpRequest) -> Result<String, AuthError> {
         .and_then(|q| q.into_inner().token)
         .filter(|t| !t.is_empty())
         .ok_or(AuthError::Missing)
-}
-
-/// The authenticated user of a REST request (`Authorization: Bearer <jwt>`),
-/// verified through the gateway state's verifier and failure limits.
-#[derive(Debug, Clone)]
-pub struct User {
-    pub id: String,
-}
-
-impl actix_web::FromRequest for User {
-    type Error = GatewayError;
-    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let state = req
-            .app_data::<actix_web::web::Data<GatewayState>>()
-            .cloned();
-        let address = state.as_ref().and_then(|state| state.clients.address(req));
-        let token = bearer_token(req);
-        Box::pin(async move {
-            let state = state.ok_or(AuthError::Missing)?;
-            let token = state
-                .clients
-                .verify(&state.verifier, address, token)
-                .await?;
-            Ok(User { id: token.user_id })
-        })
-    }
 }
 
 #[cfg(test)]
