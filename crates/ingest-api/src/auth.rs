@@ -34,6 +34,18 @@ pub struct ApiKeys {
 }
 
 impl ApiKeys {
+    /// The key's identity if this process verified it less than
+    /// `auth.api_key_cache_secs` ago (no query).
+    fn recently_verified(&self, key: &str) -> Option<Producer> {
+        if !api_keys::well_formed(key) {
+            return None;
+        }
+        self.cache
+            .get(&api_keys::hash_key(key))
+            .ok()
+            .map(|identity| Producer { identity })
+    }
+
     /// The identity of a presented key, or 401 (503 if PostgreSQL cannot tell).
     async fn verify(&self, key: &str) -> Result<Producer, ApiError> {
         // Not a key Herald could have issued: no query.
@@ -168,18 +180,22 @@ impl FromRequest for Producer {
             .as_ref()
             .and_then(|keys| client_address(req, keys.trusted_proxy_hops));
         Box::pin(async move {
-            let Some(keys) = keys else {
+            let (Some(keys), Some(key)) = (keys, key) else {
+                // No key sent: not a guess, nothing to count.
                 return Err(ApiError::Unauthorized);
             };
+            // A key this process verified a moment ago passes even when its
+            // address is shut out: someone else behind the same address
+            // guessing must not lock out a producer whose key is good.
+            if let Some(producer) = keys.recently_verified(&key) {
+                return Ok(producer);
+            }
             if let Some(address) = address {
                 keys.failures
                     .check(&address)
                     .map_err(|wait| ApiError::Limited(Limited::Failures(wait)))?;
             }
-            let verified = match key {
-                Some(key) => keys.verify(&key).await,
-                None => Err(ApiError::Unauthorized),
-            };
+            let verified = keys.verify(&key).await;
             if let (Err(ApiError::Unauthorized), Some(address)) = (&verified, address) {
                 keys.failures.failed(&address);
             }

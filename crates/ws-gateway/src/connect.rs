@@ -40,6 +40,9 @@ pub async fn connect(
     check_offered_protocols(&req)?;
     let address = state.clients.address(&req);
     let address_slot = state.clients.handshake(address)?;
+    // Watching for revocations from before the token is checked: one
+    // revoked between the check and the session's start still closes it.
+    let revocations = state.revoked.changes();
     let token = state
         .clients
         .verify(&state.verifier, address, websocket_token(&req))
@@ -110,7 +113,7 @@ pub async fn connect(
         kicked,
         token_expires_at,
         token_jti,
-        revocations: state.revoked.changes(),
+        revocations,
         last_sent: since.unwrap_or(inbox.last_seq),
         change_in_flight: None,
         requests: TokenBucket::new(state.sessions.requests),

@@ -48,7 +48,7 @@ impl GatewayError {
                      subprotocol herald.token.<jwt>)",
                 )
             }
-            GatewayError::Unauthorized(AuthError::Invalid(why)) => {
+            GatewayError::Unauthorized(AuthError::Invalid(why) | AuthError::Stale(why)) => {
                 // The reason (wrong `aud`, unknown `kid`, expired, ...) is
                 // what an integrator needs to fix an identity provider's
                 // configuration; it names nothing secret.

@@ -62,7 +62,11 @@ impl ClientLimits {
             Ok(token) => verifier.verify(&token).await,
             Err(missing) => Err(missing),
         };
-        if let (Err(_), Some(address)) = (&verified, address) {
+        // Only guesses count: a missing, expired or revoked token is not
+        // one (see `AuthError::is_guess`).
+        if let (Err(err), Some(address)) = (&verified, address)
+            && err.is_guess()
+        {
             self.failures.failed(&address);
         }
         Ok(verified?)

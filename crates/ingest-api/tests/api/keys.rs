@@ -255,6 +255,16 @@ async fn an_address_guessing_keys_is_shut_out_before_they_are_looked_up() {
     env.set("HERALD__AUTH__FAILURES_PER_ADDRESS_BURST", "3");
     env.set("HERALD__AUTH__FAILURES_PER_ADDRESS_PER_MIN", "0.5");
     let app = TestApp::spawn_in(env).await;
+    // A producer behind the same address, verified a moment ago.
+    let working = app.create_key(&KeyPolicy::producer()).await;
+    let response = app
+        .with_key(&working)
+        .post("/v1/notifications")
+        .json(&valid("alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
     // Well-formed and unknown: each would cost a query.
     let guesses = (0..4).map(|n| format!("hrld_{:064x}", n + 1));
     for guess in guesses {
@@ -267,7 +277,7 @@ async fn an_address_guessing_keys_is_shut_out_before_they_are_looked_up() {
             .unwrap();
         problem(response, StatusCode::UNAUTHORIZED).await;
     }
-    // Shut out now, even with a valid key; and no key at all counts too.
+    // Shut out now, even with a valid key this process has not verified yet.
     let response = app.post(&valid("alice")).await;
     assert!(response.headers().contains_key("retry-after"));
     let body = problem(response, StatusCode::TOO_MANY_REQUESTS).await;
@@ -275,7 +285,16 @@ async fn an_address_guessing_keys_is_shut_out_before_they_are_looked_up() {
         body["type"],
         "https://herald.dev/problems/too-many-failures"
     );
-    assert!(app.appended().await.is_empty());
+    // The producer it verified a moment ago is not locked out by the guesser.
+    let response = app
+        .with_key(&working)
+        .post("/v1/notifications")
+        .json(&valid("alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(app.appended().await.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

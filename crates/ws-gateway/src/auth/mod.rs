@@ -25,6 +25,20 @@ pub enum AuthError {
     Missing,
     #[error("invalid token: {0}")]
     Invalid(String),
+    /// A token that once was good: expired, not yet valid, or revoked.
+    /// Not a guess, so it does not count against its address
+    /// (`auth.failures_per_address_*`): a whole office waking up with
+    /// expired tokens must not shut itself out.
+    #[error("invalid token: {0}")]
+    Stale(String),
+}
+
+impl AuthError {
+    /// Is this a failure that counts against the address (a wrong or
+    /// forged token), rather than a missing or stale one?
+    pub fn is_guess(&self) -> bool {
+        matches!(self, AuthError::Invalid(_))
+    }
 }
 
 /// The subprotocol a client names to speak Herald's frames; the gateway

@@ -235,7 +235,7 @@ impl TokenVerifier {
         if let (Some(jti), Some(revoked)) = (jti, &self.revoked)
             && revoked.contains(jti)
         {
-            return Err(AuthError::Invalid("the token was revoked".into()));
+            return Err(AuthError::Stale("the token was revoked".into()));
         }
         Ok(VerifiedToken {
             user_id: user_id.to_owned(),
@@ -267,7 +267,13 @@ impl TokenVerifier {
 }
 
 fn invalid(err: jsonwebtoken::errors::Error) -> AuthError {
-    AuthError::Invalid(err.to_string())
+    use jsonwebtoken::errors::ErrorKind;
+    match err.kind() {
+        ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => {
+            AuthError::Stale(err.to_string())
+        }
+        _ => AuthError::Invalid(err.to_string()),
+    }
 }
 
 fn read(path: &str, key: &str) -> anyhow::Result<Vec<u8>> {
