@@ -197,25 +197,13 @@ async fn a_tenants_key_addresses_only_its_users() {
         })
         .await;
 
-    let response = app
-        .with_key(&key)
-        .post("/v1/notifications")
-        .json(&valid("tenant-a:alice"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_as(&key, &valid("tenant-a:alice")).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let before = app.appended().await.len();
     assert_eq!(before, 1);
 
     for user in ["tenant-b:alice", "tenant-ab:alice", "alice"] {
-        let response = app
-            .with_key(&key)
-            .post("/v1/notifications")
-            .json(&valid(user))
-            .send()
-            .await
-            .unwrap();
+        let response = app.post_as(&key, &valid(user)).await;
         let body = problem(response, StatusCode::FORBIDDEN).await;
         assert_eq!(body["type"], "https://herald.dev/problems/forbidden-user");
         assert_eq!(error_fields(&body), ["user_id"]);
@@ -257,24 +245,12 @@ async fn an_address_guessing_keys_is_shut_out_before_they_are_looked_up() {
     let app = TestApp::spawn_in(env).await;
     // A producer behind the same address, verified a moment ago.
     let working = app.create_key(&KeyPolicy::producer()).await;
-    let response = app
-        .with_key(&working)
-        .post("/v1/notifications")
-        .json(&valid("alice"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_as(&working, &valid("alice")).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     // Well-formed and unknown: each would cost a query.
     let guesses = (0..4).map(|n| format!("hrld_{:064x}", n + 1));
     for guess in guesses {
-        let response = app
-            .with_key(&guess)
-            .post("/v1/notifications")
-            .json(&valid("alice"))
-            .send()
-            .await
-            .unwrap();
+        let response = app.post_as(&guess, &valid("alice")).await;
         problem(response, StatusCode::UNAUTHORIZED).await;
     }
     // Shut out now, even with a valid key this process has not verified yet.
@@ -286,13 +262,7 @@ async fn an_address_guessing_keys_is_shut_out_before_they_are_looked_up() {
         "https://herald.dev/problems/too-many-failures"
     );
     // The producer it verified a moment ago is not locked out by the guesser.
-    let response = app
-        .with_key(&working)
-        .post("/v1/notifications")
-        .json(&valid("alice"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_as(&working, &valid("alice")).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     assert_eq!(app.appended().await.len(), 2);
 }

@@ -112,7 +112,12 @@ impl TestApp {
     }
 
     pub async fn post(&self, body: &Value) -> reqwest::Response {
-        self.with_key(&self.key)
+        self.post_as(&self.key, body).await
+    }
+
+    /// `POST /v1/notifications` with another API key.
+    pub async fn post_as(&self, key: &str, body: &Value) -> reqwest::Response {
+        self.with_key(key)
             .post("/v1/notifications")
             .json(body)
             .send()
