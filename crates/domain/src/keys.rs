@@ -12,15 +12,65 @@ pub const CONSUMER_GROUP: &str = "stream-worker";
 /// Field of a stream entry holding the notification's JSON.
 pub const ENTRY_FIELD: &str = "n";
 
+/// One partition of the notification streams (`redis.stream_shards`).
+/// A user's notifications all go to one shard ([`KeySpace::shard_of`]),
+/// so their order is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Shard(u16);
+
+impl Shard {
+    /// The first shard: the only one with `stream_shards = 1`.
+    pub const FIRST: Shard = Shard(0);
+
+    pub fn index(self) -> u16 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One priority lane of one shard: a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lane {
+    pub shard: Shard,
+    pub priority: Priority,
+}
+
+/// A priority alone names its lane in the first shard (the only one
+/// unless `stream_shards` is raised).
+impl From<Priority> for Lane {
+    fn from(priority: Priority) -> Self {
+        Lane {
+            shard: Shard::FIRST,
+            priority,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeySpace {
     prefix: String,
+    shards: u16,
 }
 
 impl KeySpace {
+    /// One shard: every stream under the hash tag `{notifications}`, users'
+    /// channels without a hash tag (plain Pub/Sub).
     pub fn new(prefix: impl Into<String>) -> Self {
+        Self::sharded(prefix, 1)
+    }
+
+    /// `shards` partitions (at least 1), each under its own hash tag
+    /// `{n:<shard>}`; with more than one, users' channels carry their
+    /// shard's hash tag (sharded Pub/Sub).
+    pub fn sharded(prefix: impl Into<String>, shards: u16) -> Self {
         Self {
             prefix: prefix.into(),
+            shards: shards.max(1),
         }
     }
 
@@ -28,20 +78,76 @@ impl KeySpace {
         &self.prefix
     }
 
-    /// The stream of one priority lane.
-    pub fn stream(&self, priority: Priority) -> String {
-        format!("{}:{{notifications}}:{}", self.prefix, priority.as_str())
+    /// More than one shard: users' channels are sharded channels.
+    pub fn is_sharded(&self) -> bool {
+        self.shards > 1
     }
 
-    /// Entries that could not be processed, with their error.
-    pub fn dead_letter_stream(&self) -> String {
-        format!("{}:{{notifications}}:dead", self.prefix)
+    /// Every shard, in order.
+    pub fn shards(&self) -> impl Iterator<Item = Shard> + use<> {
+        (0..self.shards).map(Shard)
     }
 
-    /// Where a producer's idempotency key remembers its first answer. Same
-    /// hash tag as the streams: the append and the record are one atomic script.
-    pub fn idempotency_record(&self, scoped_key: &str) -> String {
-        format!("{}:{{notifications}}:idem:{}", self.prefix, scoped_key)
+    /// The shard of a user: FNV-1a (64 bit) of the user id, modulo the
+    /// shard count. Stable across versions and processes: changing it
+    /// would move users between shards, like changing the count.
+    pub fn shard_of(&self, user_id: &str) -> Shard {
+        if self.shards == 1 {
+            return Shard::FIRST;
+        }
+        let hash = user_id
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+            });
+        Shard((hash % u64::from(self.shards)) as u16)
+    }
+
+    /// The lane a user's notification of `priority` is appended to.
+    pub fn lane_of(&self, user_id: &str, priority: Priority) -> Lane {
+        Lane {
+            shard: self.shard_of(user_id),
+            priority,
+        }
+    }
+
+    /// The hash tag every key of a shard shares.
+    fn tag(&self, shard: Shard) -> String {
+        if self.shards == 1 {
+            "{notifications}".to_owned()
+        } else {
+            format!("{{n:{shard}}}")
+        }
+    }
+
+    /// The stream of one priority lane of one shard.
+    pub fn stream(&self, lane: impl Into<Lane>) -> String {
+        let lane = lane.into();
+        format!(
+            "{}:{}:{}",
+            self.prefix,
+            self.tag(lane.shard),
+            lane.priority.as_str()
+        )
+    }
+
+    /// A shard's entries that could not be processed, with their error.
+    pub fn dead_letter_stream(&self, shard: Shard) -> String {
+        format!("{}:{}:dead", self.prefix, self.tag(shard))
+    }
+
+    /// Where a producer's idempotency key remembers its first answer for
+    /// the entries it appended to `shard`. Same hash tag as the shard's
+    /// streams: the append and the record are one atomic script.
+    pub fn idempotency_record(&self, shard: Shard, scoped_key: &str) -> String {
+        format!("{}:{}:idem:{}", self.prefix, self.tag(shard), scoped_key)
+    }
+
+    /// The claim of an idempotency key whose request spans several shards
+    /// (its body's fingerprint): its own hash tag, so claims spread over
+    /// a cluster's slots.
+    pub fn idempotency_claim(&self, scoped_key: &str) -> String {
+        format!("{}:idem-claim:{{{}}}", self.prefix, scoped_key)
     }
 
     /// The GCRA state of one rate-limited subject (an API key's id): one
@@ -51,8 +157,15 @@ impl KeySpace {
     }
 
     /// Pub/Sub channel on which a user's notification frames are published.
+    /// Sharded, it carries the user's shard's hash tag, so the worker's
+    /// publish-and-acknowledge script touches one slot.
     pub fn user_channel(&self, user_id: &str) -> String {
-        format!("{}:user:{}", self.prefix, user_id)
+        if self.is_sharded() {
+            let tag = self.tag(self.shard_of(user_id));
+            format!("{}:{tag}:user:{user_id}", self.prefix)
+        } else {
+            format!("{}:user:{}", self.prefix, user_id)
+        }
     }
 
     /// Pub/Sub channel announcing revoked API keys (the key's id as text),
@@ -69,9 +182,15 @@ impl KeySpace {
 
     /// The user id of a channel built by [`KeySpace::user_channel`].
     pub fn user_of_channel<'a>(&self, channel: &'a str) -> Option<&'a str> {
-        channel
-            .strip_prefix(self.prefix.as_str())
-            .and_then(|rest| rest.strip_prefix(":user:"))
+        let rest = channel
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(':')?;
+        if self.is_sharded() {
+            let (_, user_id) = rest.strip_prefix("{n:")?.split_once("}:user:")?;
+            Some(user_id)
+        } else {
+            rest.strip_prefix("user:")
+        }
     }
 }
 
@@ -84,7 +203,54 @@ mod tests {
         let keys = KeySpace::new("herald");
         assert_eq!(keys.stream(Priority::High), "herald:{notifications}:high");
         assert_eq!(keys.stream(Priority::Low), "herald:{notifications}:low");
-        assert_eq!(keys.dead_letter_stream(), "herald:{notifications}:dead");
+        assert_eq!(
+            keys.dead_letter_stream(Shard::FIRST),
+            "herald:{notifications}:dead"
+        );
+        assert_eq!(
+            keys.idempotency_record(keys.shard_of("u"), "k"),
+            "herald:{notifications}:idem:k"
+        );
+    }
+
+    #[test]
+    fn each_shard_has_its_own_hash_tag() {
+        let keys = KeySpace::sharded("herald", 8);
+        let shard = keys.shard_of("alice");
+        let tag = format!("{{n:{shard}}}");
+        let lane = Lane {
+            shard,
+            priority: Priority::Normal,
+        };
+        assert_eq!(keys.stream(lane), format!("herald:{tag}:normal"));
+        assert_eq!(keys.dead_letter_stream(shard), format!("herald:{tag}:dead"));
+        assert_eq!(
+            keys.user_channel("alice"),
+            format!("herald:{tag}:user:alice")
+        );
+        assert_eq!(
+            keys.user_of_channel(&keys.user_channel("alice")),
+            Some("alice")
+        );
+        assert_eq!(keys.user_of_channel("herald:user:alice"), None);
+    }
+
+    #[test]
+    fn users_spread_over_every_shard_and_stay_put() {
+        let keys = KeySpace::sharded("h", 8);
+        let mut per_shard = [0_u32; 8];
+        for user in 0..8_000 {
+            per_shard[usize::from(keys.shard_of(&format!("user-{user}")).index())] += 1;
+        }
+        for count in per_shard {
+            assert!((800..1_200).contains(&count), "uneven: {per_shard:?}");
+        }
+        // FNV-1a is fixed: a user's shard never changes between versions.
+        assert_eq!(
+            keys.shard_of("alice"),
+            KeySpace::sharded("other", 8).shard_of("alice")
+        );
+        assert_eq!(KeySpace::new("h").shard_of("alice"), Shard::FIRST);
     }
 
     #[test]

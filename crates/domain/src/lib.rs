@@ -18,7 +18,7 @@ pub mod validation;
 pub use dead_letter::DeadLetter;
 pub use frames::{ClientFrame, NotificationFrame, ServerFrame};
 pub use inbox::{ChangeResult, InboxCounts, InboxPage, UnreadState};
-pub use keys::KeySpace;
+pub use keys::{KeySpace, Lane, Shard};
 pub use notification::{NewNotification, Notification, NotificationRequest, Priority, TemplateRef};
 pub use preferences::Preferences;
 pub use validation::{FieldError, RequestError};

@@ -11,9 +11,12 @@ use std::time::Duration;
 use actix_web::http::header::HeaderName;
 use actix_web::{HttpRequest, web};
 use chrono::{DateTime, Utc};
-use domain::{FieldError, NewNotification, NotificationRequest, Priority, RequestError};
+use domain::{
+    FieldError, Lane, NewNotification, NotificationRequest, Priority, RequestError, Shard,
+};
+use futures_util::future::try_join_all;
 use platform::hashing::sha256_hex;
-use platform::redis::IdempotentAppend;
+use platform::redis::{IdempotentAppend, KeyClaim};
 use platform::rendering::TemplateLookupError;
 use templates::Template;
 use tracing::Instrument;
@@ -178,63 +181,203 @@ impl Idempotency {
     }
 }
 
+/// A request's stream entries, grouped by the shard of their user (in the
+/// order the shards first appear): each group is appended in one command
+/// on the node that owns its shard.
+#[derive(Debug, Default)]
+pub struct Entries {
+    shards: Vec<(Shard, Vec<(Priority, String)>)>,
+}
+
+impl Entries {
+    pub fn push(&mut self, lane: Lane, entry: String) {
+        let item = (lane.priority, entry);
+        match self
+            .shards
+            .iter_mut()
+            .find(|(shard, _)| *shard == lane.shard)
+        {
+            Some((_, group)) => group.push(item),
+            None => self.shards.push((lane.shard, vec![item])),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|(_, group)| group.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.shards.is_empty()
+    }
+
+    /// The priorities of the entries, except those of the shards in `except`.
+    pub fn priorities_except<'a>(
+        &'a self,
+        except: &'a [Shard],
+    ) -> impl Iterator<Item = Priority> + 'a {
+        self.shards
+            .iter()
+            .filter(|(shard, _)| !except.contains(shard))
+            .flat_map(|(_, group)| group.iter().map(|(priority, _)| *priority))
+    }
+
+    /// The shards the entries go to.
+    pub fn shards(&self) -> impl Iterator<Item = Shard> + '_ {
+        self.shards.iter().map(|(shard, _)| *shard)
+    }
+}
+
 /// How [`append`] went.
+#[derive(Debug)]
 pub enum Appended {
-    /// Appended now.
+    /// Appended now, every entry.
     Now,
-    /// The same request came before with this key: nothing appended, this
-    /// was the first answer.
-    Replayed(String),
+    /// A request with the same key and body came before and appended the
+    /// entries of these shards: the answer recorded then in each. Shards
+    /// not listed were appended now (that request failed part-way).
+    Earlier(Vec<(Shard, String)>),
 }
 
 /// Appends `entries` to their streams inside `span` (an [`xadd_span`]
-/// whose `traceparent` the entries carry), all or none; 503 when Redis
-/// fails. With an idempotency key, the first request appends and remembers
-/// `answer`; a retry with the same body appends nothing and gets the first
-/// answer back; the same key with another body is refused with 409.
+/// whose `traceparent` the entries carry); 503 when Redis fails. Entries
+/// of one shard are appended all or none; a request spanning shards may
+/// fail part-way, which a retry with the same idempotency key completes.
+/// With an idempotency key, the first request appends and remembers
+/// `answer` in each shard; a retry with the same body appends only what
+/// is missing and gets back what each shard remembered; the same key with
+/// another body is refused with 409. With `redis.min_replicas_acks`, every
+/// shard's replicas confirm before this returns Ok.
 pub async fn append(
     appender: &Appender,
-    entries: &[(Priority, String)],
+    entries: &Entries,
     span: tracing::Span,
     idempotency: Option<Idempotency>,
     answer: impl FnOnce() -> Result<String, ApiError>,
 ) -> Result<Appended, ApiError> {
-    let Some(idempotency) = idempotency else {
-        match entries {
-            // One XADD: cheaper for Redis than the script.
-            [(priority, entry)] => appender
-                .append(*priority, entry)
+    let appended = match idempotency {
+        None => append_plain(appender, entries)
+            .instrument(span)
+            .await
+            .map(|()| Appended::Now),
+        Some(idempotency) => {
+            append_once(appender, entries, &idempotency, &answer()?)
                 .instrument(span)
                 .await
-                .map(drop),
-            _ => appender
-                .append_many(entries)
-                .instrument(span)
-                .await
-                .map(drop),
         }
-        .map_err(ApiError::redis)?;
-        return Ok(Appended::Now);
-    };
-    let appended = appender
-        .append_idempotent(
-            entries,
-            &idempotency.record,
-            &idempotency.fingerprint,
-            &answer()?,
-            idempotency.ttl,
+    }?;
+    if appender.waits_for_replicas() {
+        try_join_all(
+            entries
+                .shards()
+                .map(|shard| appender.confirm_replicated(shard)),
         )
-        .instrument(span)
         .await
         .map_err(ApiError::redis)?;
-    match appended {
-        IdempotentAppend::Appended => Ok(Appended::Now),
-        IdempotentAppend::Replayed {
-            fingerprint,
-            answer,
-        } if fingerprint == idempotency.fingerprint => Ok(Appended::Replayed(answer)),
-        IdempotentAppend::Replayed { .. } => Err(ApiError::IdempotencyKeyReused),
     }
+    Ok(appended)
+}
+
+async fn append_plain(appender: &Appender, entries: &Entries) -> Result<(), ApiError> {
+    match entries.shards.as_slice() {
+        // One XADD: cheaper for Redis than the script.
+        [(shard, group)] if group.len() == 1 => {
+            let (priority, entry) = &group[0];
+            let lane = Lane {
+                shard: *shard,
+                priority: *priority,
+            };
+            appender.append(lane, entry).await.map(drop)
+        }
+        [(shard, group)] => appender.append_many(*shard, group).await.map(drop),
+        groups => try_join_all(
+            groups
+                .iter()
+                .map(|(shard, group)| appender.append_many(*shard, group)),
+        )
+        .await
+        .map(drop),
+    }
+    .map_err(ApiError::redis)
+}
+
+async fn append_once(
+    appender: &Appender,
+    entries: &Entries,
+    idempotency: &Idempotency,
+    answer: &str,
+) -> Result<Appended, ApiError> {
+    // One shard (or none: a batch of invalid items still remembers its
+    // answer): one atomic script.
+    let single = match entries.shards.as_slice() {
+        [] => Some((Shard::FIRST, &[][..])),
+        [(shard, group)] => Some((*shard, group.as_slice())),
+        _ => None,
+    };
+    if let Some((shard, group)) = single {
+        let outcome = appender
+            .append_idempotent(
+                shard,
+                group,
+                &idempotency.record,
+                &idempotency.fingerprint,
+                answer,
+                idempotency.ttl,
+            )
+            .await
+            .map_err(ApiError::redis)?;
+        return earlier_answers(idempotency, [(shard, outcome)]);
+    }
+    let claim = appender
+        .claim_idempotency_key(
+            &idempotency.record,
+            &idempotency.fingerprint,
+            idempotency.ttl,
+        )
+        .await
+        .map_err(ApiError::redis)?;
+    if claim == KeyClaim::OtherBody {
+        return Err(ApiError::IdempotencyKeyReused);
+    }
+    let outcomes = try_join_all(entries.shards.iter().map(|(shard, group)| async {
+        appender
+            .append_idempotent(
+                *shard,
+                group,
+                &idempotency.record,
+                &idempotency.fingerprint,
+                answer,
+                idempotency.ttl,
+            )
+            .await
+            .map(|outcome| (*shard, outcome))
+    }))
+    .await
+    .map_err(ApiError::redis)?;
+    earlier_answers(idempotency, outcomes)
+}
+
+/// [`Appended::Now`] when every shard appended now, else the answers the
+/// shards that appended before remembered; 409 if one remembered another body.
+fn earlier_answers(
+    idempotency: &Idempotency,
+    outcomes: impl IntoIterator<Item = (Shard, IdempotentAppend)>,
+) -> Result<Appended, ApiError> {
+    let mut earlier = Vec::new();
+    for (shard, outcome) in outcomes {
+        match outcome {
+            IdempotentAppend::Appended => {}
+            IdempotentAppend::Replayed {
+                fingerprint,
+                answer,
+            } if fingerprint == idempotency.fingerprint => earlier.push((shard, answer)),
+            IdempotentAppend::Replayed { .. } => return Err(ApiError::IdempotencyKeyReused),
+        }
+    }
+    Ok(if earlier.is_empty() {
+        Appended::Now
+    } else {
+        Appended::Earlier(earlier)
+    })
 }
 
 /// The optional `Idempotency-Key`: 1..=255 visible ASCII characters.

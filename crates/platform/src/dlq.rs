@@ -72,7 +72,10 @@ pub async fn replay(
             // If the commit below fails after this, the letter stays
             // unreplayed with its entry appended: a second replay appends it
             // again, and the notification (same id) is still stored once.
-            let entry_id = redis.append(notification.priority, &entry).await?;
+            let lane = redis
+                .keys()
+                .lane_of(&notification.user_id, notification.priority);
+            let entry_id = redis.append(lane, &entry).await?;
             dead_letters::mark_replayed(conn, id, &entry_id).await?;
             Ok(entry_id)
         })

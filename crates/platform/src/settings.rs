@@ -12,6 +12,17 @@ use serde::Deserialize;
 
 const DEFAULTS: &str = include_str!("../../../config/default.toml");
 
+/// The `redis.url` schemes Herald accepts (fred's): one server, a
+/// cluster, or a server found through Sentinel; with `s`, over TLS.
+const REDIS_SCHEMES: [&str; 6] = [
+    "redis",
+    "rediss",
+    "redis-cluster",
+    "rediss-cluster",
+    "redis-sentinel",
+    "rediss-sentinel",
+];
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     pub database: DatabaseSettings,
@@ -45,7 +56,10 @@ pub struct DatabaseSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct RedisSettings {
-    /// `redis://[:password@]host:port[/db]`; may hold a password.
+    /// `redis://[:password@]host:port[/db]`, `rediss://` (TLS),
+    /// `redis-cluster://host:port?node=host:port&...` (`rediss-cluster://`),
+    /// `redis-sentinel://host:port?sentinelServiceName=name&node=...`
+    /// (`rediss-sentinel://`); may hold a password.
     pub url: SecretString,
     /// Prepended to every key and channel, so deployments (and tests) can share a server.
     pub key_prefix: String,
@@ -56,6 +70,15 @@ pub struct RedisSettings {
     /// Client certificate and key (PEM) for servers that ask for one.
     pub client_cert_file: String,
     pub client_key_file: String,
+    /// Partitions of the notification streams: a user's notifications go
+    /// to shard `hash(user_id) mod stream_shards`, each shard in its own
+    /// hash slot. 1 keeps the single-stream key layout.
+    pub stream_shards: u16,
+    /// Replicas that must confirm an append (`WAIT`) before ingest answers
+    /// 202; 0: answer once the master has it.
+    pub min_replicas_acks: u32,
+    /// How long ingest waits for those replicas before answering 503.
+    pub wait_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -374,8 +397,34 @@ impl Settings {
             );
         }
         let redis_url = self.redis.url.expose_secret();
-        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
-            return fail("redis.url", "must start with redis:// or rediss://");
+        if !REDIS_SCHEMES
+            .iter()
+            .any(|scheme| redis_url.starts_with(&format!("{scheme}://")))
+        {
+            return fail(
+                "redis.url",
+                &format!(
+                    "must start with one of {}",
+                    REDIS_SCHEMES.map(|s| format!("{s}://")).join(", ")
+                ),
+            );
+        }
+        if !(1..=1024).contains(&self.redis.stream_shards) {
+            return fail("redis.stream_shards", "must be 1..=1024");
+        }
+        if self.redis.min_replicas_acks > 0 && self.redis.wait_timeout_ms == 0 {
+            return fail(
+                "redis.wait_timeout_ms",
+                "must be at least 1 when redis.min_replicas_acks is set (0 would wait forever)",
+            );
+        }
+        if self.redis.min_replicas_acks > 0
+            && self.redis.wait_timeout_ms >= self.redis.command_timeout_ms
+        {
+            return fail(
+                "redis.wait_timeout_ms",
+                "must be below redis.command_timeout_ms (WAIT is a command and would time out first)",
+            );
         }
         if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(['{', '}', ' ']) {
             return fail(
@@ -531,6 +580,11 @@ impl RedisSettings {
     pub fn command_timeout(&self) -> Duration {
         Duration::from_millis(self.command_timeout_ms)
     }
+
+    /// The key names of this deployment: its prefix and shard count.
+    pub fn key_space(&self) -> domain::KeySpace {
+        domain::KeySpace::sharded(self.key_prefix.clone(), self.stream_shards)
+    }
 }
 
 #[cfg(test)]
@@ -574,6 +628,19 @@ mod tests {
     }
 
     #[test]
+    fn cluster_and_sentinel_urls_are_accepted() {
+        for url in [
+            "redis-cluster://127.0.0.1:7000?node=127.0.0.1:7001",
+            "rediss-cluster://user:pw@redis.internal:7000",
+            "redis-sentinel://127.0.0.1:26379?sentinelServiceName=herald",
+            "rediss-sentinel://127.0.0.1:26379?sentinelServiceName=herald",
+        ] {
+            let settings = load(&[("HERALD__REDIS__URL", url)]).unwrap();
+            assert_eq!(settings.redis.url.expose_secret(), url);
+        }
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let err = load(&[("HERALD__HTTP__PORT", "eighty")])
             .unwrap_err()
@@ -583,6 +650,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("redis.url"), "{err}");
+        assert!(
+            err.contains("redis-cluster://"),
+            "names the accepted schemes: {err}"
+        );
+        let err = load(&[("HERALD__REDIS__STREAM_SHARDS", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("redis.stream_shards"), "{err}");
         let err = load(&[("HERALD__WORKER__BATCH_SIZE", "0")])
             .unwrap_err()
             .to_string();

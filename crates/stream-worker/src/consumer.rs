@@ -14,6 +14,10 @@
 //!   database while it is healthy, or delivered more than `max_deliveries`
 //!   times) becomes a dead letter and stops blocking the stream.
 //!
+//! A consumer reads one shard's lanes (a process runs its consumers on
+//! every shard), so a round's entries, acknowledgements and users'
+//! channels share one hash slot.
+//!
 //! Each round reads, in order: this consumer's own pending entries (at start
 //! and after a failure), entries other consumers left idle for
 //! `claim_min_idle` (every `claim_interval`), then new entries by lane
@@ -24,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use domain::{NewNotification, NotificationFrame, Priority, ServerFrame, published};
+use domain::{Lane, NewNotification, NotificationFrame, Priority, ServerFrame, Shard, published};
 use platform::db::{DbError, DbPool};
 use platform::redis::{ReadFrom, RedisError, RedisStore, StreamEntry};
 use platform::rendering::{Renderer, TemplateLookupError, Wanted};
@@ -40,6 +44,8 @@ use crate::round_trace::RoundTrace;
 
 pub struct Consumer {
     pub name: String,
+    /// The shard whose lanes it reads.
+    pub shard: Shard,
     /// The lanes this consumer reads: all of them, or only `high` for the
     /// express consumer.
     pub reads: &'static [Priority],
@@ -95,7 +101,7 @@ enum Source {
 impl Consumer {
     /// Runs until `shutdown` is cancelled; the round in hand is finished first.
     pub async fn run(&self, shutdown: CancellationToken) {
-        tracing::info!(consumer = %self.name, "consuming");
+        tracing::info!(consumer = %self.name, shard = %self.shard, "consuming");
         let mut source = Source::OwnPending;
         let mut next_claim = Instant::now();
         let mut read_retry = Retry::new(&shutdown);
@@ -146,7 +152,14 @@ impl Consumer {
                 }
             }
         }
-        tracing::info!(consumer = %self.name, "stopped consuming");
+        tracing::info!(consumer = %self.name, shard = %self.shard, "stopped consuming");
+    }
+
+    fn lane(&self, priority: Priority) -> Lane {
+        Lane {
+            shard: self.shard,
+            priority,
+        }
     }
 
     /// Entries asked of each lane by a `Waiting` read, so that the round
@@ -163,6 +176,7 @@ impl Consumer {
         self.reader
             .read_lanes(
                 &self.name,
+                self.shard,
                 self.reads,
                 ReadFrom::New,
                 self.waiting_count(),
@@ -178,6 +192,7 @@ impl Consumer {
                 self.reader
                     .read_lanes(
                         &self.name,
+                        self.shard,
                         self.reads,
                         ReadFrom::OwnPending,
                         batch,
@@ -190,7 +205,7 @@ impl Consumer {
                 for priority in Priority::ALL {
                     let entries = self
                         .redis
-                        .claim_stale(&self.name, priority, self.claim_min_idle, batch)
+                        .claim_stale(&self.name, self.lane(priority), self.claim_min_idle, batch)
                         .await?;
                     if !entries.is_empty() {
                         tracing::info!(%priority, count = entries.len(), "claimed entries of a dead or stuck consumer");
@@ -208,7 +223,11 @@ impl Consumer {
                 let mut round = Vec::new();
                 for &priority in self.reads {
                     let want = self.lanes.want(priority, round.len());
-                    round.extend(self.redis.read_lane(&self.name, priority, want).await?);
+                    round.extend(
+                        self.redis
+                            .read_lane(&self.name, self.lane(priority), want)
+                            .await?,
+                    );
                 }
                 if round.is_empty() {
                     round = self.read_waiting().await?;

@@ -64,7 +64,9 @@ impl Service for Worker {
         })?;
 
         let worker = &settings.worker;
-        // `concurrency` consumers over all lanes, plus the express one.
+        // On every shard: `concurrency` consumers over all lanes, plus the
+        // express one. Every worker reads every shard; the group shares
+        // each shard's entries among them.
         let base = settings.consumer_name();
         let mut roles: Vec<(String, &'static [Priority])> = (0..worker.concurrency)
             .map(|i| match i {
@@ -76,27 +78,31 @@ impl Service for Worker {
             roles.push((format!("{base}-high"), &[Priority::High]));
         }
         let renderer = Renderer::new(settings.templates.default_locale.clone());
-        let mut consumers = Vec::with_capacity(roles.len());
-        for (i, (name, reads)) in roles.into_iter().enumerate() {
-            consumers.push(Consumer {
-                name,
-                reads,
-                claims: i == 0,
-                db: pool.clone(),
-                redis: redis.clone(),
-                reader: redis.stream_reader().await?,
-                lanes: LanePolicy {
-                    batch_size: worker.batch_size,
-                    normal_min: worker.min_count(worker.normal_share),
-                    low_min: worker.min_count(worker.low_share),
-                },
-                block: Duration::from_millis(worker.block_ms),
-                claim_min_idle: Duration::from_millis(worker.claim_min_idle_ms),
-                claim_interval: Duration::from_millis(worker.claim_interval_ms),
-                max_deliveries: worker.max_deliveries,
-                metrics: metrics.clone(),
-                renderer: renderer.clone(),
-            });
+        let shards: Vec<_> = redis.keys().shards().collect();
+        let mut consumers = Vec::with_capacity(roles.len() * shards.len());
+        for shard in shards {
+            for (i, (name, reads)) in roles.iter().enumerate() {
+                consumers.push(Consumer {
+                    name: name.clone(),
+                    shard,
+                    reads,
+                    claims: i == 0,
+                    db: pool.clone(),
+                    redis: redis.clone(),
+                    reader: redis.stream_reader().await?,
+                    lanes: LanePolicy {
+                        batch_size: worker.batch_size,
+                        normal_min: worker.min_count(worker.normal_share),
+                        low_min: worker.min_count(worker.low_share),
+                    },
+                    block: Duration::from_millis(worker.block_ms),
+                    claim_min_idle: Duration::from_millis(worker.claim_min_idle_ms),
+                    claim_interval: Duration::from_millis(worker.claim_interval_ms),
+                    max_deliveries: worker.max_deliveries,
+                    metrics: metrics.clone(),
+                    renderer: renderer.clone(),
+                });
+            }
         }
         let trimmer = Trimmer {
             redis,
@@ -156,14 +162,17 @@ async fn leave_group(consumers: &[Consumer]) {
     let Some(redis) = consumers.first().map(|c| &c.redis) else {
         return;
     };
-    let names: Vec<String> = consumers.iter().map(|c| c.name.clone()).collect();
-    for priority in Priority::ALL {
-        match redis
-            .prune_consumers(priority, Duration::ZERO, &names)
-            .await
-        {
-            Ok(gone) => tracing::debug!(%priority, ?gone, "left the consumer group"),
-            Err(err) => tracing::warn!(%err, %priority, "cannot leave the consumer group"),
+    let mut names: Vec<String> = consumers.iter().map(|c| c.name.clone()).collect();
+    names.sort();
+    names.dedup();
+    for lane in redis.lanes() {
+        match redis.prune_consumers(lane, Duration::ZERO, &names).await {
+            Ok(gone) => {
+                tracing::debug!(priority = %lane.priority, shard = %lane.shard, ?gone, "left the consumer group")
+            }
+            Err(err) => {
+                tracing::warn!(%err, priority = %lane.priority, "cannot leave the consumer group")
+            }
         }
     }
 }

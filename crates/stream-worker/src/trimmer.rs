@@ -16,10 +16,11 @@
 //! deletes consumers of the group that are long idle with nothing pending
 //! (names of pods that are gone).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use domain::Priority;
+use domain::{Lane, Priority};
 use platform::db::{DbError, DbPool};
 use platform::redis::{RedisError, RedisStore, cmp_ids};
 use platform::storage::dead_letters;
@@ -37,6 +38,28 @@ pub struct Trimmer {
     pub metrics: Arc<WorkerMetrics>,
 }
 
+/// One lane's state after a pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LaneState {
+    /// Entries left in the stream.
+    pub length: u64,
+    /// Delivered and not acknowledged.
+    pub pending: u64,
+    /// Not yet delivered to the group (when Redis can tell).
+    pub lag: Option<u64>,
+    /// Deleted by this pass.
+    pub trimmed: u64,
+}
+
+impl LaneState {
+    fn add(&mut self, other: LaneState) {
+        self.length += other.length;
+        self.pending += other.pending;
+        self.lag = self.lag.zip(other.lag).map(|(a, b)| a + b);
+        self.trimmed += other.trimmed;
+    }
+}
+
 impl Trimmer {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut ticks = tokio::time::interval(self.interval);
@@ -45,23 +68,66 @@ impl Trimmer {
                 () = shutdown.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            for priority in Priority::ALL {
-                if let Err(err) = self.pass(priority).await {
-                    tracing::warn!(%err, %priority, "trim pass failed");
+            // The gauges are per priority: the sum over the shards. A lane
+            // that could not be read leaves its priority's gauges as they were.
+            let mut totals: HashMap<Priority, Option<LaneState>> = HashMap::new();
+            for lane in self.redis.lanes() {
+                let total = totals.entry(lane.priority).or_insert(Some(LaneState {
+                    lag: Some(0),
+                    ..LaneState::default()
+                }));
+                match self.pass(lane).await {
+                    Ok(state) => {
+                        if let Some(total) = total {
+                            total.add(state);
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(%err, priority = %lane.priority, shard = %lane.shard, "trim pass failed");
+                        *total = None;
+                    }
                 }
                 if let Some(idle) = self.prune_idle_consumers {
-                    match self.redis.prune_consumers(priority, idle, &[]).await {
+                    match self.redis.prune_consumers(lane, idle, &[]).await {
                         Ok(gone) if !gone.is_empty() => {
-                            tracing::info!(%priority, ?gone, "deleted idle consumers with nothing pending");
+                            tracing::info!(priority = %lane.priority, shard = %lane.shard, ?gone, "deleted idle consumers with nothing pending");
                         }
                         Ok(_) => {}
-                        Err(err) => tracing::warn!(%err, %priority, "cannot prune idle consumers"),
+                        Err(err) => {
+                            tracing::warn!(%err, priority = %lane.priority, "cannot prune idle consumers")
+                        }
                     }
+                }
+            }
+            for (priority, total) in totals {
+                if let Some(total) = total {
+                    self.record(priority, total);
                 }
             }
             if let Err(err) = self.count_dead_letters().await {
                 tracing::warn!(%err, "cannot count the dead letters");
             }
+        }
+    }
+
+    fn record(&self, priority: Priority, state: LaneState) {
+        let labels = lane(priority);
+        self.metrics
+            .length
+            .get_or_create(&labels)
+            .set(state.length as i64);
+        self.metrics
+            .pending
+            .get_or_create(&labels)
+            .set(state.pending as i64);
+        if let Some(lag) = state.lag {
+            self.metrics.lag.get_or_create(&labels).set(lag as i64);
+        }
+        if state.trimmed > 0 {
+            self.metrics
+                .trimmed
+                .get_or_create(&labels)
+                .inc_by(state.trimmed);
         }
     }
 
@@ -73,41 +139,33 @@ impl Trimmer {
         Ok(())
     }
 
-    /// One look at one lane; returns how many entries were deleted.
-    pub async fn pass(&self, priority: Priority) -> Result<u64, RedisError> {
-        let length = self.redis.stream_len(priority).await?;
-        let labels = lane(priority);
-        let Some(group) = self.redis.group_info(priority).await? else {
-            self.metrics
-                .length
-                .get_or_create(&labels)
-                .set(length as i64);
-            return Ok(0);
+    /// One look at one lane: trims it when it is over the target length.
+    pub async fn pass(&self, lane: impl Into<Lane>) -> Result<LaneState, RedisError> {
+        let lane = lane.into();
+        let length = self.redis.stream_len(lane).await?;
+        let Some(group) = self.redis.group_info(lane).await? else {
+            return Ok(LaneState {
+                length,
+                ..LaneState::default()
+            });
         };
-        self.metrics
-            .pending
-            .get_or_create(&labels)
-            .set(group.pending as i64);
-        if let Some(lag) = group.lag {
-            self.metrics.lag.get_or_create(&labels).set(lag as i64);
-        }
         let mut trimmed = 0;
         if length > self.target_len {
-            let oldest_pending = self.redis.oldest_pending_id(priority).await?;
+            let oldest_pending = self.redis.oldest_pending_id(lane).await?;
             let safe = match oldest_pending {
                 Some(pending) if cmp_ids(&pending, &group.last_delivered_id).is_lt() => pending,
                 _ => group.last_delivered_id.clone(),
             };
-            trimmed = self.redis.trim_below(priority, &safe).await?;
+            trimmed = self.redis.trim_below(lane, &safe).await?;
             if trimmed > 0 {
-                tracing::debug!(%priority, trimmed, below = %safe, "trimmed acknowledged entries");
-                self.metrics.trimmed.get_or_create(&labels).inc_by(trimmed);
+                tracing::debug!(priority = %lane.priority, shard = %lane.shard, trimmed, below = %safe, "trimmed acknowledged entries");
             }
         }
-        self.metrics
-            .length
-            .get_or_create(&labels)
-            .set(length.saturating_sub(trimmed) as i64);
-        Ok(trimmed)
+        Ok(LaneState {
+            length: length.saturating_sub(trimmed),
+            pending: group.pending,
+            lag: group.lag,
+            trimmed,
+        })
     }
 }

@@ -11,6 +11,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cluster;
 pub mod postgres;
 pub mod processes;
 pub mod proxy;
@@ -298,25 +299,32 @@ pub fn new_notification(
     }
 }
 
-/// Appends a notification the way ingest-api does.
+/// Appends a notification the way ingest-api does (to its user's shard).
 pub async fn append(redis: &RedisStore, notification: &domain::NewNotification) {
+    let lane = redis
+        .keys()
+        .lane_of(&notification.user_id, notification.priority);
     redis
-        .append(
-            notification.priority,
-            &serde_json::to_string(notification).expect("encode"),
-        )
+        .append(lane, &serde_json::to_string(notification).expect("encode"))
         .await
         .expect("append");
 }
 
-/// Appends many notifications, up to 1,000 per command.
+/// Appends many notifications, each to its user's shard, up to 1,000 per
+/// command.
 pub async fn append_all(redis: &RedisStore, notifications: &[domain::NewNotification]) {
-    let entries: Vec<(domain::Priority, String)> = notifications
-        .iter()
-        .map(|n| (n.priority, serde_json::to_string(n).expect("encode")))
-        .collect();
-    for chunk in entries.chunks(1_000) {
-        redis.append_many(chunk).await.expect("append");
+    let mut by_shard: std::collections::BTreeMap<domain::Shard, Vec<(domain::Priority, String)>> =
+        Default::default();
+    for n in notifications {
+        by_shard
+            .entry(redis.keys().shard_of(&n.user_id))
+            .or_default()
+            .push((n.priority, serde_json::to_string(n).expect("encode")));
+    }
+    for (shard, entries) in by_shard {
+        for chunk in entries.chunks(1_000) {
+            redis.append_many(shard, chunk).await.expect("append");
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
-use domain::{FieldError, NotificationRequest, Priority, RequestError};
+use domain::{FieldError, NotificationRequest, Priority, RequestError, Shard};
 use platform::telemetry::traceparent;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::auth::{Authorized, scope};
 use crate::error::ApiError;
 use crate::metrics::Rejection;
-use crate::pipeline::{self, Appended, IDEMPOTENT_REPLAYED, Idempotency};
+use crate::pipeline::{self, Appended, Entries, IDEMPOTENT_REPLAYED, Idempotency};
 use crate::rate_limit::with_headers;
 use crate::state::{AppState, Appender};
 
@@ -121,12 +121,19 @@ pub async fn create_batch(
         .key_rates
         .take(&appender, &producer.identity, parsed.len())
         .await?;
+    let keys = appender.keys();
+    // Each item's shard, for merging the answers of a batch that an
+    // earlier request appended in part.
+    let item_shards: Vec<Option<Shard>> = parsed
+        .iter()
+        .map(|item| item.as_ref().ok().map(|r| keys.shard_of(&r.user_id)))
+        .collect();
 
     let now = Utc::now();
     let xadd = pipeline::xadd_span(batch.notifications.len());
     let trace = traceparent::of(&xadd);
     let mut results = Vec::with_capacity(batch.notifications.len());
-    let mut entries: Vec<(Priority, String)> = Vec::new();
+    let mut entries = Entries::default();
     let mut lookups = pipeline::TemplateLookups::default();
     for (index, item) in parsed.into_iter().enumerate() {
         let checked = match item {
@@ -150,7 +157,10 @@ pub async fn create_batch(
                 notification.traceparent = trace.clone();
                 let entry = serde_json::to_string(&notification)
                     .map_err(|err| ApiError::BadBody(err.to_string()))?;
-                entries.push((notification.priority, entry));
+                entries.push(
+                    keys.lane_of(&notification.user_id, notification.priority),
+                    entry,
+                );
                 results.push(ItemResult::Accepted {
                     id: notification.id,
                 });
@@ -177,23 +187,87 @@ pub async fn create_batch(
     .await?;
     match appended {
         Appended::Now => {
-            count_items(&state, &entries, answer.rejected);
+            count_items(&state, &entries, &[], answer.rejected);
             Ok(with_headers(HttpResponse::Ok().json(answer), rate))
         }
-        Appended::Replayed(first) => Ok(with_headers(
-            HttpResponse::Ok()
-                .insert_header((IDEMPOTENT_REPLAYED, "true"))
-                .content_type("application/json")
-                .body(first),
-            rate,
-        )),
+        // Every shard had appended before: the first answer, as it was.
+        Appended::Earlier(mut earlier) if earlier.len() == 1 && entries.shards().count() <= 1 => {
+            let (_, first) = earlier.remove(0);
+            Ok(with_headers(replayed(HttpResponse::Ok(), first), rate))
+        }
+        Appended::Earlier(earlier) => {
+            let done: Vec<Shard> = earlier.iter().map(|(shard, _)| *shard).collect();
+            let merged = merge_answers(answer, &earlier, &item_shards)?;
+            let body =
+                serde_json::to_string(&merged).map_err(|err| ApiError::BadBody(err.to_string()))?;
+            if done.len() == entries.shards().count() {
+                Ok(with_headers(replayed(HttpResponse::Ok(), body), rate))
+            } else {
+                // A request that failed part-way, completed now.
+                count_items(&state, &entries, &done, 0);
+                Ok(with_headers(
+                    HttpResponse::Ok()
+                        .content_type("application/json")
+                        .body(body),
+                    rate,
+                ))
+            }
+        }
     }
 }
 
-/// Counts an appended batch's items: accepted by priority, invalid ones rejected.
-fn count_items(state: &AppState, entries: &[(Priority, String)], rejected: usize) {
+fn replayed(mut response: actix_web::HttpResponseBuilder, body: String) -> HttpResponse {
+    response
+        .insert_header((IDEMPOTENT_REPLAYED, "true"))
+        .content_type("application/json")
+        .body(body)
+}
+
+/// The answer of a batch whose shards were appended by several requests
+/// with one idempotency key: each item's result is the one its shard
+/// remembered (its id as appended then); items of shards appended now, and
+/// items without a user, keep `now`'s.
+fn merge_answers(
+    mut now: BatchResult,
+    earlier: &[(Shard, String)],
+    item_shards: &[Option<Shard>],
+) -> Result<BatchResult, ApiError> {
+    let earlier: Vec<(Shard, BatchResult)> = earlier
+        .iter()
+        .map(|(shard, answer)| {
+            serde_json::from_str(answer)
+                .map(|answer| (*shard, answer))
+                .map_err(|err| ApiError::redis(format!("an unreadable idempotency record: {err}")))
+        })
+        .collect::<Result<_, _>>()?;
+    for (index, shard) in item_shards.iter().enumerate() {
+        let first = shard.and_then(|shard| {
+            earlier
+                .iter()
+                .find(|(s, _)| *s == shard)
+                .and_then(|(_, answer)| answer.results.get(index))
+        });
+        if let (Some(first), Some(result)) = (first, now.results.get_mut(index)) {
+            *result = first.clone();
+        }
+    }
+    now.accepted = now
+        .results
+        .iter()
+        .filter(|r| matches!(r, ItemResult::Accepted { .. }))
+        .count();
+    now.rejected = now.results.len() - now.accepted;
+    Ok(now)
+}
+
+/// Counts an appended batch's items (except those of shards in `except`,
+/// appended by an earlier request): accepted by priority, invalid ones rejected.
+fn count_items(state: &AppState, entries: &Entries, except: &[Shard], rejected: usize) {
     for priority in Priority::ALL {
-        let count = entries.iter().filter(|(p, _)| *p == priority).count();
+        let count = entries
+            .priorities_except(except)
+            .filter(|p| *p == priority)
+            .count();
         if count > 0 {
             state.metrics.accepted(priority, count as u64);
         }

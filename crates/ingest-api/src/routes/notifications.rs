@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::auth::{Authorized, scope};
 use crate::error::ApiError;
-use crate::pipeline::{self, Appended, IDEMPOTENT_REPLAYED, Idempotency};
+use crate::pipeline::{self, Appended, Entries, IDEMPOTENT_REPLAYED, Idempotency};
 use crate::rate_limit::with_headers;
 use crate::state::{AppState, Appender};
 
@@ -85,7 +85,11 @@ pub async fn create_notification(
         &body,
         state.idempotency_ttl,
     );
-    let entries = [(notification.priority, entry)];
+    let mut entries = Entries::default();
+    let lane = appender
+        .keys()
+        .lane_of(&notification.user_id, notification.priority);
+    entries.push(lane, entry);
     let appended = pipeline::append(&appender, &entries, xadd, idempotency, || {
         Ok(notification.id.to_string())
     })
@@ -95,8 +99,11 @@ pub async fn create_notification(
             state.metrics.accepted(notification.priority, 1);
             Ok(with_headers(accepted(notification.id, false), rate))
         }
-        Appended::Replayed(first) => {
-            let id = Uuid::parse_str(&first).map_err(|err| ApiError::BadBody(err.to_string()))?;
+        Appended::Earlier(first) => {
+            let (_, first) = first
+                .first()
+                .ok_or_else(|| ApiError::redis("an idempotency record without an answer"))?;
+            let id = Uuid::parse_str(first).map_err(|err| ApiError::BadBody(err.to_string()))?;
             Ok(with_headers(accepted(id, true), rate))
         }
     }

@@ -100,7 +100,7 @@ async fn connect_client(settings: &RedisSettings) -> Result<Client, RedisError> 
 pub struct RedisStore {
     pub(super) client: Client,
     pub(super) keys: KeySpace,
-    settings: RedisSettings,
+    pub(super) settings: RedisSettings,
 }
 
 impl RedisStore {
@@ -108,7 +108,7 @@ impl RedisStore {
     pub async fn connect(settings: &RedisSettings) -> Result<Self, RedisError> {
         Ok(Self {
             client: connect_client(settings).await?,
-            keys: KeySpace::new(settings.key_prefix.clone()),
+            keys: settings.key_space(),
             settings: settings.clone(),
         })
     }
@@ -126,7 +126,7 @@ impl RedisStore {
         drop(client.connect());
         Ok(Self {
             client,
-            keys: KeySpace::new(settings.key_prefix.clone()),
+            keys: settings.key_space(),
             settings: settings.clone(),
         })
     }

@@ -2,7 +2,7 @@
 //! `test-support` feature only): pending counts, consumers, subscribers,
 //! the dead-letter stream's length, and deleting a prefix's keys.
 
-use domain::Priority;
+use domain::Lane;
 use domain::keys::CONSUMER_GROUP;
 use fred::prelude::*;
 use futures_util::TryStreamExt;
@@ -12,33 +12,45 @@ use super::{RedisError, RedisStore};
 
 impl RedisStore {
     /// Entries delivered to a consumer and not yet acknowledged, per group.
-    pub async fn pending_count(&self, priority: Priority) -> Result<u64, RedisError> {
-        Ok(self.pending_summary(priority).await?.0)
+    pub async fn pending_count(&self, lane: impl Into<Lane>) -> Result<u64, RedisError> {
+        Ok(self.pending_summary(lane.into()).await?.0)
     }
 
     /// How many connections (on all gateways) subscribe to a user's channel.
     pub async fn user_subscribers(&self, user_id: &str) -> Result<u64, RedisError> {
-        let reply: Vec<Value> = self
-            .client
-            .pubsub_numsub(self.keys.user_channel(user_id))
-            .await
-            .map_err(RedisError::on("PUBSUB NUMSUB"))?;
+        let channel = self.keys.user_channel(user_id);
+        let reply: Vec<Value> = if self.keys.is_sharded() {
+            self.client
+                .pubsub_shardnumsub(channel)
+                .await
+                .map_err(RedisError::on("PUBSUB SHARDNUMSUB"))?
+        } else {
+            self.client
+                .pubsub_numsub(channel)
+                .await
+                .map_err(RedisError::on("PUBSUB NUMSUB"))?
+        };
         Ok(reply.get(1).and_then(Value::as_u64).unwrap_or(0))
     }
 
-    /// Entries in the dead-letter stream.
+    /// Entries in the dead-letter streams of every shard.
     pub async fn dead_letter_len(&self) -> Result<u64, RedisError> {
-        self.client
-            .xlen(self.keys.dead_letter_stream())
-            .await
-            .map_err(RedisError::on("XLEN"))
+        let mut total = 0;
+        for shard in self.keys.shards() {
+            total += self
+                .client
+                .xlen::<u64, _>(self.keys.dead_letter_stream(shard))
+                .await
+                .map_err(RedisError::on("XLEN"))?;
+        }
+        Ok(total)
     }
 
     /// Names of the group's consumers on one lane (XINFO CONSUMERS).
-    pub async fn consumer_names(&self, priority: Priority) -> Result<Vec<String>, RedisError> {
+    pub async fn consumer_names(&self, lane: impl Into<Lane>) -> Result<Vec<String>, RedisError> {
         let reply: Value = match self
             .client
-            .xinfo_consumers(self.keys.stream(priority), CONSUMER_GROUP)
+            .xinfo_consumers(self.keys.stream(lane), CONSUMER_GROUP)
             .await
         {
             Ok(reply) => reply,
@@ -62,20 +74,38 @@ impl RedisStore {
     /// Deletes every key under this store's prefix (SCAN + UNLINK): a
     /// test's streams, idempotency records and consumer groups.
     pub async fn delete_prefix(&self) -> Result<u64, RedisError> {
-        let keys: Vec<Key> = self
-            .client
-            .scan_buffered(format!("{}:*", self.keys.prefix()), Some(1_000), None)
-            .try_collect()
-            .await
-            .map_err(RedisError::on("SCAN"))?;
+        let keys = self.keys_of_prefix().await?;
+        // On a cluster, keys of different slots cannot share a command.
+        let chunk = if self.client.is_clustered() { 1 } else { 1_000 };
         let mut deleted = 0;
-        for chunk in keys.chunks(1_000) {
+        for keys in keys.chunks(chunk) {
             deleted += self
                 .client
-                .unlink::<u64, _>(chunk.to_vec())
+                .unlink::<u64, _>(keys.to_vec())
                 .await
                 .map_err(RedisError::on("UNLINK"))?;
         }
         Ok(deleted)
+    }
+
+    /// Every key under this store's prefix (SCAN over every master).
+    pub async fn keys_of_prefix(&self) -> Result<Vec<String>, RedisError> {
+        let pattern = format!("{}:*", self.keys.prefix());
+        let keys: Vec<Key> = if self.client.is_clustered() {
+            self.client
+                .scan_cluster_buffered(pattern, Some(1_000), None)
+                .try_collect()
+                .await
+        } else {
+            self.client
+                .scan_buffered(pattern, Some(1_000), None)
+                .try_collect()
+                .await
+        }
+        .map_err(RedisError::on("SCAN"))?;
+        Ok(keys
+            .into_iter()
+            .filter_map(|key| key.as_str().map(str::to_owned))
+            .collect())
     }
 }

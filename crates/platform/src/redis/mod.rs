@@ -26,7 +26,12 @@ pub use connection::RedisStore;
 pub use limits::RateGrant;
 pub use pubsub::{FramesError, Messages, Reconnects, RedisSubscriber, UserFrame, UserFrames};
 pub use replies::cmp_ids;
-pub use streams::{GroupInfo, IdempotentAppend, ReadFrom, StreamEntry};
+pub use streams::{GroupInfo, IdempotentAppend, KeyClaim, ReadFrom, StreamEntry};
+
+/// The Redis Cluster hash slot of a key (or sharded channel).
+pub fn hash_slot(key: &str) -> u16 {
+    fred::util::redis_keyslot(key.as_bytes())
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("redis {command} failed: {source}")]

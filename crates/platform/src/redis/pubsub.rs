@@ -5,7 +5,7 @@
 use backon::Retryable;
 use bytestring::ByteString;
 use domain::keys::CONSUMER_GROUP;
-use domain::{KeySpace, Priority};
+use domain::{KeySpace, Lane};
 use fred::clients::SubscriberClient;
 use fred::prelude::*;
 use tokio::sync::broadcast;
@@ -53,24 +53,21 @@ impl RedisStore {
             .iter()
             .map(|(user_id, _)| self.keys.user_channel(user_id))
             .collect();
-        let lanes: Vec<(Priority, Vec<&str>)> = Priority::ALL
-            .into_iter()
-            .map(|p| {
-                let ids = entries
-                    .iter()
-                    .filter(|e| e.priority == p)
-                    .map(|e| e.id.as_str());
-                (p, ids.collect::<Vec<_>>())
-            })
-            .filter(|(_, ids)| !ids.is_empty())
-            .collect();
+        let mut lanes: Vec<(Lane, Vec<&str>)> = Vec::new();
+        for entry in entries {
+            let lane = entry.lane();
+            match lanes.iter_mut().find(|(l, _)| *l == lane) {
+                Some((_, ids)) => ids.push(entry.id.as_str()),
+                None => lanes.push((lane, vec![entry.id.as_str()])),
+            }
+        }
         let counts: Vec<String> = std::iter::once(frames.len())
             .chain(lanes.iter().map(|(_, ids)| ids.len()))
             .map(|n| n.to_string())
             .collect();
         let mut args: Vec<&str> =
-            Vec::with_capacity(2 + 2 * frames.len() + lanes.len() + entries.len());
-        args.extend([CONSUMER_GROUP, counts[0].as_str()]);
+            Vec::with_capacity(3 + 2 * frames.len() + lanes.len() + entries.len());
+        args.extend([CONSUMER_GROUP, self.publish_command(), counts[0].as_str()]);
         for (channel, (_, frame)) in channels.iter().zip(frames) {
             args.extend([channel.as_str(), frame.as_str()]);
         }
@@ -78,16 +75,36 @@ impl RedisStore {
             args.push(count);
             args.extend(ids);
         }
-        let keys: Vec<String> = lanes.iter().map(|(p, _)| self.keys.stream(*p)).collect();
+        let keys: Vec<String> = lanes.iter().map(|(l, _)| self.keys.stream(*l)).collect();
         PUBLISH_AND_ACK
             .evalsha_with_reload(&self.client, keys, args)
             .await
             .map_err(RedisError::on("EVALSHA publish_and_ack"))
     }
 
+    /// `SPUBLISH` on sharded channels (their slot is the user's shard's),
+    /// else `PUBLISH`.
+    fn publish_command(&self) -> &'static str {
+        if self.keys.is_sharded() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
+    }
+
     /// PUBLISH frames to user channels in one command (`publish_and_ack.lua`
     /// with nothing to acknowledge); an error if Redis refused any of them.
+    /// Sharded channels are published one by one, each to its slot's node.
     pub async fn publish_to_users(&self, frames: &[(&str, String)]) -> Result<(), RedisError> {
+        if self.keys.is_sharded() {
+            for (user_id, frame) in frames {
+                self.client
+                    .spublish::<(), _, _>(self.keys.user_channel(user_id), frame.as_str())
+                    .await
+                    .map_err(RedisError::on("SPUBLISH"))?;
+            }
+            return Ok(());
+        }
         match self.run_publish_and_ack(frames, &[]).await? {
             0 => Ok(()),
             refused => Err(RedisError::on("PUBLISH")(fred::error::Error::new(
@@ -125,11 +142,26 @@ pub struct UserFrame {
 
 /// The gateway's single Pub/Sub connection, shared by all users of a process.
 /// Subscriptions are re-established by fred after a reconnect.
+///
+/// On a Redis Cluster with sharded channels, a sharded subscription lives
+/// on the master that owns its slot; when the slot moves (resharding) or
+/// its master fails over, that server drops it silently. A watch task
+/// compares the cluster's slot map every [`SLOT_WATCH_INTERVAL`]; when it
+/// changed, every subscription is made again (each on its slot's owner
+/// now) and [`Reconnects`] fires, so connections catch up from storage.
 #[derive(Clone)]
 pub struct RedisSubscriber {
     client: SubscriberClient,
     keys: KeySpace,
+    /// Fires when the cluster's slot map changed.
+    moved: broadcast::Sender<()>,
+    /// Stops the slot watch when the last clone is dropped.
+    _watch: Option<std::sync::Arc<tokio_util::sync::DropGuard>>,
 }
+
+/// How often a subscriber with sharded channels on a cluster checks the
+/// slot map.
+pub const SLOT_WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl RedisSubscriber {
     /// The gateway's subscriber: room for `buffer` messages the hub has not
@@ -161,17 +193,44 @@ impl RedisSubscriber {
             .notify(|err, delay| tracing::warn!(%err, retry_in = ?delay, "Redis not reachable yet"))
             .await?;
         let _resubscribe_task = client.manage_subscriptions();
+        let keys = settings.key_space();
+        let (moved, _) = broadcast::channel(4);
+        let watch = if client.is_clustered() && keys.is_sharded() {
+            let stop = tokio_util::sync::CancellationToken::new();
+            let watcher = connect_client_for_watch(settings).await?;
+            tokio::spawn(watch_slots(
+                watcher,
+                client.clone(),
+                moved.clone(),
+                stop.clone(),
+            ));
+            Some(std::sync::Arc::new(stop.drop_guard()))
+        } else {
+            None
+        };
         Ok(Self {
             client,
-            keys: KeySpace::new(settings.key_prefix.clone()),
+            keys,
+            moved,
+            _watch: watch,
         })
     }
 
+    /// Subscribes to a user's channel: `SSUBSCRIBE` on the node that owns
+    /// the user's shard when channels are sharded, else `SUBSCRIBE`.
     pub async fn subscribe_user(&self, user_id: &str) -> Result<(), RedisError> {
-        self.client
-            .subscribe(self.keys.user_channel(user_id))
-            .await
-            .map_err(RedisError::on("SUBSCRIBE"))
+        let channel = self.keys.user_channel(user_id);
+        if self.keys.is_sharded() {
+            self.client
+                .ssubscribe(channel)
+                .await
+                .map_err(RedisError::on("SSUBSCRIBE"))
+        } else {
+            self.client
+                .subscribe(channel)
+                .await
+                .map_err(RedisError::on("SUBSCRIBE"))
+        }
     }
 
     /// Listens to API key revocations (see [`RedisStore::announce_key_revoked`]).
@@ -191,10 +250,18 @@ impl RedisSubscriber {
     }
 
     pub async fn unsubscribe_user(&self, user_id: &str) -> Result<(), RedisError> {
-        self.client
-            .unsubscribe(self.keys.user_channel(user_id))
-            .await
-            .map_err(RedisError::on("UNSUBSCRIBE"))
+        let channel = self.keys.user_channel(user_id);
+        if self.keys.is_sharded() {
+            self.client
+                .sunsubscribe(channel)
+                .await
+                .map_err(RedisError::on("SUNSUBSCRIBE"))
+        } else {
+            self.client
+                .unsubscribe(channel)
+                .await
+                .map_err(RedisError::on("UNSUBSCRIBE"))
+        }
     }
 
     pub async fn ping(&self) -> Result<(), RedisError> {
@@ -209,6 +276,7 @@ impl RedisSubscriber {
     pub fn reconnects(&self) -> Reconnects {
         Reconnects {
             rx: self.client.reconnect_rx(),
+            moved: Some(self.moved.subscribe()),
         }
     }
 
@@ -250,18 +318,127 @@ impl Messages {
     }
 }
 
+/// Reconnects of the subscriber, and moves of the slots its sharded
+/// subscriptions live in: either way, messages may have been missed.
 pub struct Reconnects {
     rx: broadcast::Receiver<Server>,
+    moved: Option<broadcast::Receiver<()>>,
 }
 
 impl Reconnects {
-    /// Waits for the next reconnect; `false` once the client is gone.
+    /// Waits for the next reconnect or slot move; `false` once the client is gone.
     pub async fn recv(&mut self) -> bool {
-        !matches!(
-            self.rx.recv().await,
-            Err(broadcast::error::RecvError::Closed)
-        )
+        loop {
+            let moved = async {
+                match &mut self.moved {
+                    Some(moved) => moved
+                        .recv()
+                        .await
+                        .map_err(|err| matches!(err, broadcast::error::RecvError::Closed)),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                reconnected = self.rx.recv() => {
+                    return !matches!(reconnected, Err(broadcast::error::RecvError::Closed));
+                }
+                moved = moved => match moved {
+                    Ok(()) | Err(false) => return true,
+                    // The watch is gone: only reconnects remain.
+                    Err(true) => self.moved = None,
+                },
+            }
+        }
     }
+}
+
+/// A plain client for the slot watch (a subscriber connection cannot
+/// send `CLUSTER SLOTS` while subscribed).
+async fn connect_client_for_watch(settings: &RedisSettings) -> Result<Client, RedisError> {
+    let client = builder(settings, COMMAND_CLIENT_BUFFER)?
+        .build()
+        .map_err(RedisError::on("connect"))?;
+    client.init().await.map_err(RedisError::on("connect"))?;
+    Ok(client)
+}
+
+/// Every [`SLOT_WATCH_INTERVAL`], reads the cluster's slot map; when it
+/// changed, subscribes again to every tracked channel (fred routes each
+/// sharded one to its slot's owner now) and tells `moved`.
+async fn watch_slots(
+    watcher: Client,
+    subscriber: SubscriberClient,
+    moved: broadcast::Sender<()>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut known: Option<String> = None;
+    let mut ticks = tokio::time::interval(SLOT_WATCH_INTERVAL);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = ticks.tick() => {}
+        }
+        let slots: Result<Value, _> = watcher
+            .custom(
+                fred::types::CustomCommand::new_static(
+                    "CLUSTER",
+                    fred::types::ClusterHash::Random,
+                    false,
+                ),
+                vec!["SLOTS"],
+            )
+            .await;
+        let map = match slots {
+            Ok(slots) => slot_map(&slots),
+            Err(err) => {
+                tracing::debug!(%err, "cannot read the cluster's slot map");
+                continue;
+            }
+        };
+        if known.as_ref().is_some_and(|known| *known != map) {
+            tracing::warn!(
+                "the cluster's slots moved; subscribing again and resyncing from storage"
+            );
+            match subscriber.resubscribe_all().await {
+                Ok(()) => {
+                    let _ = moved.send(());
+                }
+                Err(err) => {
+                    // Try again at the next tick.
+                    tracing::warn!(%err, "cannot subscribe again after a slot move");
+                    continue;
+                }
+            }
+        }
+        known = Some(map);
+    }
+    let _ = watcher.quit().await;
+}
+
+/// `CLUSTER SLOTS` as text: slot ranges with their master's address,
+/// sorted, so two reads of an unchanged cluster compare equal.
+fn slot_map(slots: &Value) -> String {
+    let Value::Array(ranges) = slots else {
+        return String::new();
+    };
+    let mut lines: Vec<String> = ranges
+        .iter()
+        .filter_map(|range| {
+            let Value::Array(parts) = range else {
+                return None;
+            };
+            let first = parts.first()?.as_u64()?;
+            let last = parts.get(1)?.as_u64()?;
+            let Value::Array(master) = parts.get(2)? else {
+                return None;
+            };
+            let host = master.first()?.as_string()?;
+            let port = master.get(1)?.as_u64()?;
+            Some(format!("{first}-{last}@{host}:{port}"))
+        })
+        .collect();
+    lines.sort();
+    lines.join(",")
 }
 
 pub struct UserFrames {

@@ -1,14 +1,20 @@
 //! The priority streams and the consumer group: appending (plain, many at
 //! once, idempotent), reading by lane, claiming entries of dead consumers,
 //! the group's state, trimming, acknowledging and dead letters.
+//!
+//! Every stream is one [`Lane`]: a priority of a shard. A command touches
+//! one shard only (one hash slot, so one node of a cluster); callers that
+//! span shards (a batch to many users) call once per shard.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use domain::Priority;
 use domain::keys::{CONSUMER_GROUP, ENTRY_FIELD};
+use domain::{Lane, Priority, Shard};
 use fred::prelude::*;
+use fred::types::config::Options;
 use fred::types::streams::XReadResponse;
+use fred::types::{ClusterHash, Expiration, SetOptions};
 
 use super::replies::{cmp_ids, value_pairs};
 use super::scripts::{APPEND_IDEMPOTENT, APPEND_MANY, PRUNE_CONSUMERS};
@@ -18,6 +24,7 @@ use super::{RedisError, RedisStore};
 /// has no notification field (it was not written by Herald).
 #[derive(Debug, Clone)]
 pub struct StreamEntry {
+    pub shard: Shard,
     pub priority: Priority,
     pub id: String,
     pub payload: Option<String>,
@@ -45,6 +52,17 @@ pub enum IdempotentAppend {
     Replayed { fingerprint: String, answer: String },
 }
 
+/// What [`RedisStore::claim_idempotency_key`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyClaim {
+    /// No request used the key before.
+    First,
+    /// A request with the same body used it: a retry.
+    SameBody,
+    /// A request with another body used it.
+    OtherBody,
+}
+
 /// Where a consumer-group read starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadFrom {
@@ -55,13 +73,13 @@ pub enum ReadFrom {
 }
 
 impl RedisStore {
-    /// XADD a notification's JSON to its priority stream; returns the entry id.
+    /// XADD a notification's JSON to its lane; returns the entry id.
     /// Only once this returns Ok is the notification durable (as far as the
     /// Redis persistence settings promise).
-    pub async fn append(&self, priority: Priority, payload: &str) -> Result<String, RedisError> {
+    pub async fn append(&self, lane: impl Into<Lane>, payload: &str) -> Result<String, RedisError> {
         self.client
             .xadd::<String, _, _, _, _>(
-                self.keys.stream(priority),
+                self.keys.stream(lane),
                 false,
                 None::<()>,
                 "*",
@@ -71,10 +89,12 @@ impl RedisStore {
             .map_err(RedisError::on("XADD"))
     }
 
-    /// Appends many entries in one command ([`APPEND_MANY`]); returns their
-    /// entry ids in order. All were appended if this returns Ok.
+    /// Appends many entries to one shard's lanes in one command
+    /// ([`APPEND_MANY`]); returns their entry ids in order. All were
+    /// appended if this returns Ok.
     pub async fn append_many(
         &self,
+        shard: Shard,
         entries: &[(Priority, String)],
     ) -> Result<Vec<String>, RedisError> {
         if entries.is_empty() {
@@ -82,7 +102,7 @@ impl RedisStore {
         }
         let keys: Vec<String> = entries
             .iter()
-            .map(|(priority, _)| self.keys.stream(*priority))
+            .map(|(priority, _)| self.stream(shard, *priority))
             .collect();
         let args: Vec<&str> = std::iter::once(ENTRY_FIELD)
             .chain(entries.iter().map(|(_, payload)| payload.as_str()))
@@ -95,10 +115,11 @@ impl RedisStore {
 
     /// Like [`append_many`](Self::append_many), keyed by a producer's
     /// idempotency key: the first call appends every entry and remembers
-    /// `fingerprint` and `answer` for `ttl`, atomically; later calls append
-    /// nothing and return what was remembered.
+    /// `fingerprint` and `answer` for `ttl` in the shard, atomically; later
+    /// calls append nothing and return what was remembered.
     pub async fn append_idempotent(
         &self,
+        shard: Shard,
         entries: &[(Priority, String)],
         idempotency_key: &str,
         fingerprint: &str,
@@ -106,11 +127,11 @@ impl RedisStore {
         ttl: Duration,
     ) -> Result<IdempotentAppend, RedisError> {
         let mut keys = Vec::with_capacity(entries.len() + 1);
-        keys.push(self.keys.idempotency_record(idempotency_key));
+        keys.push(self.keys.idempotency_record(shard, idempotency_key));
         keys.extend(
             entries
                 .iter()
-                .map(|(priority, _)| self.keys.stream(*priority)),
+                .map(|(priority, _)| self.stream(shard, *priority)),
         );
         let mut args = Vec::with_capacity(entries.len() + 4);
         args.push(fingerprint.to_owned());
@@ -134,13 +155,95 @@ impl RedisStore {
         })
     }
 
-    /// Creates the consumer group on every priority stream (and the streams).
-    /// An existing group (BUSYGROUP) is success.
+    /// Claims a producer's idempotency key for a request whose entries span
+    /// several shards, before any of them is appended: the first request
+    /// records its body's `fingerprint` (for `ttl`); a later one learns
+    /// whether it sent the same body. A key reused with another body is
+    /// thus refused before anything is appended in any shard.
+    pub async fn claim_idempotency_key(
+        &self,
+        idempotency_key: &str,
+        fingerprint: &str,
+        ttl: Duration,
+    ) -> Result<KeyClaim, RedisError> {
+        let previous: Option<String> = self
+            .client
+            .set(
+                self.keys.idempotency_claim(idempotency_key),
+                fingerprint,
+                Some(Expiration::EX(ttl.as_secs().max(1) as i64)),
+                Some(SetOptions::NX),
+                true,
+            )
+            .await
+            .map_err(RedisError::on("SET NX GET"))?;
+        Ok(match previous {
+            None => KeyClaim::First,
+            Some(previous) if previous == fingerprint => KeyClaim::SameBody,
+            Some(_) => KeyClaim::OtherBody,
+        })
+    }
+
+    /// Whether appends wait for replicas (`redis.min_replicas_acks`).
+    pub fn waits_for_replicas(&self) -> bool {
+        self.settings.min_replicas_acks > 0
+    }
+
+    /// With `redis.min_replicas_acks` set: waits (`WAIT`, at most
+    /// `redis.wait_timeout_ms`) until that many replicas of the master
+    /// holding `shard` confirmed every write this client sent it so far,
+    /// so a failover cannot lose them; an error when fewer confirmed.
+    /// Without it, returns at once.
+    pub async fn confirm_replicated(&self, shard: Shard) -> Result<(), RedisError> {
+        let wanted = self.settings.min_replicas_acks;
+        if wanted == 0 {
+            return Ok(());
+        }
+        // WAIT counts the writes of the connection it is sent on: on a
+        // cluster, the one to the master that owns the shard's slot.
+        let slot = super::hash_slot(&self.stream(shard, Priority::High));
+        let options = Options {
+            cluster_hash: Some(ClusterHash::Custom(slot)),
+            ..Options::default()
+        };
+        let confirmed: i64 = self
+            .client
+            .with_options(&options)
+            .wait(i64::from(wanted), self.settings.wait_timeout_ms as i64)
+            .await
+            .map_err(RedisError::on("WAIT"))?;
+        if confirmed < i64::from(wanted) {
+            return Err(RedisError::on("WAIT")(fred::error::Error::new(
+                fred::error::ErrorKind::Timeout,
+                format!(
+                    "{confirmed} of {wanted} replicas confirmed the append within {} ms",
+                    self.settings.wait_timeout_ms
+                ),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every lane of every shard.
+    pub fn lanes(&self) -> impl Iterator<Item = Lane> + use<> {
+        self.keys.shards().flat_map(|shard| {
+            Priority::ALL
+                .into_iter()
+                .map(move |priority| Lane { shard, priority })
+        })
+    }
+
+    fn stream(&self, shard: Shard, priority: Priority) -> String {
+        self.keys.stream(Lane { shard, priority })
+    }
+
+    /// Creates the consumer group on every lane of every shard (and the
+    /// streams). An existing group (BUSYGROUP) is success.
     pub async fn ensure_consumer_group(&self) -> Result<(), RedisError> {
-        for priority in Priority::ALL {
+        for lane in self.lanes() {
             let created = self
                 .client
-                .xgroup_create::<(), _, _, _>(self.keys.stream(priority), CONSUMER_GROUP, "0", true)
+                .xgroup_create::<(), _, _, _>(self.keys.stream(lane), CONSUMER_GROUP, "0", true)
                 .await;
             match created {
                 Ok(()) => {}
@@ -151,7 +254,8 @@ impl RedisStore {
         Ok(())
     }
 
-    /// XREADGROUP from all priority streams. `ReadFrom::New` blocks up to
+    /// XREADGROUP from all priority lanes of the first shard (the only one
+    /// unless `stream_shards` is raised). `ReadFrom::New` blocks up to
     /// `block` for entries never delivered; `ReadFrom::OwnPending` re-reads
     /// entries delivered to this consumer and not acked (after a restart or a
     /// failed batch) without blocking. Call on a
@@ -163,14 +267,15 @@ impl RedisStore {
         count: usize,
         block: Duration,
     ) -> Result<Vec<StreamEntry>, RedisError> {
-        self.read_lanes(consumer, &Priority::ALL, from, count, block)
+        self.read_lanes(consumer, Shard::FIRST, &Priority::ALL, from, count, block)
             .await
     }
 
-    /// [`read_group`](Self::read_group) from some lanes only.
+    /// Like [`read_group`](Self::read_group), from some lanes of one shard.
     pub async fn read_lanes(
         &self,
         consumer: &str,
+        shard: Shard,
         lanes: &[Priority],
         from: ReadFrom,
         count: usize,
@@ -180,7 +285,9 @@ impl RedisStore {
             ReadFrom::New => (">", Some(block.as_millis() as u64)),
             ReadFrom::OwnPending => ("0", None),
         };
-        let mut entries = self.xreadgroup(consumer, lanes, id, count, block).await?;
+        let mut entries = self
+            .xreadgroup(consumer, shard, lanes, id, count, block)
+            .await?;
         if from == ReadFrom::OwnPending {
             self.fill_delivery_counts(consumer, &mut entries).await?;
         }
@@ -191,25 +298,26 @@ impl RedisStore {
     pub async fn read_lane(
         &self,
         consumer: &str,
-        priority: Priority,
+        lane: Lane,
         count: usize,
     ) -> Result<Vec<StreamEntry>, RedisError> {
         if count == 0 {
             return Ok(Vec::new());
         }
-        self.xreadgroup(consumer, &[priority], ">", count, None)
+        self.xreadgroup(consumer, lane.shard, &[lane.priority], ">", count, None)
             .await
     }
 
     async fn xreadgroup(
         &self,
         consumer: &str,
+        shard: Shard,
         lanes: &[Priority],
         id: &str,
         count: usize,
         block_ms: Option<u64>,
     ) -> Result<Vec<StreamEntry>, RedisError> {
-        let streams: Vec<String> = lanes.iter().map(|p| self.keys.stream(*p)).collect();
+        let streams: Vec<String> = lanes.iter().map(|p| self.stream(shard, *p)).collect();
         let ids = vec![id; streams.len()];
         let reply: Value = self
             .client
@@ -234,10 +342,14 @@ impl RedisStore {
         Ok(lanes
             .iter()
             .flat_map(|priority| {
+                let lane = Lane {
+                    shard,
+                    priority: *priority,
+                };
                 let read = by_stream
-                    .remove(&self.keys.stream(*priority))
+                    .remove(&self.keys.stream(lane))
                     .unwrap_or_default();
-                stream_entries(*priority, read)
+                stream_entries(lane, read)
             })
             .collect())
     }
@@ -248,11 +360,11 @@ impl RedisStore {
     pub async fn claim_stale(
         &self,
         consumer: &str,
-        priority: Priority,
+        lane: Lane,
         min_idle: Duration,
         count: usize,
     ) -> Result<Vec<StreamEntry>, RedisError> {
-        let stream = self.keys.stream(priority);
+        let stream = self.keys.stream(lane);
         let mut cursor = "0-0".to_owned();
         let mut entries = Vec::new();
         loop {
@@ -281,7 +393,7 @@ impl RedisStore {
             let claimed: Vec<(String, HashMap<String, Value>)> = claimed
                 .into_xread_value()
                 .map_err(RedisError::on("XAUTOCLAIM"))?;
-            entries.extend(stream_entries(priority, claimed));
+            entries.extend(stream_entries(lane, claimed));
             if cursor == "0-0" || entries.len() >= count {
                 break;
             }
@@ -297,10 +409,16 @@ impl RedisStore {
         consumer: &str,
         entries: &mut [StreamEntry],
     ) -> Result<(), RedisError> {
-        for priority in Priority::ALL {
+        let mut lanes: Vec<Lane> = Vec::new();
+        for lane in entries.iter().map(StreamEntry::lane) {
+            if !lanes.contains(&lane) {
+                lanes.push(lane);
+            }
+        }
+        for lane in lanes {
             let ids: Vec<&str> = entries
                 .iter()
-                .filter(|e| e.priority == priority)
+                .filter(|e| e.lane() == lane)
                 .map(|e| e.id.as_str())
                 .collect();
             let (Some(first), Some(last)) = (
@@ -312,7 +430,7 @@ impl RedisStore {
             let reply: Value = self
                 .client
                 .xpending(
-                    self.keys.stream(priority),
+                    self.keys.stream(lane),
                     CONSUMER_GROUP,
                     (*first, *last, ids.len() as u64, consumer),
                 )
@@ -331,7 +449,7 @@ impl RedisStore {
                     }
                 }
             }
-            for entry in entries.iter_mut().filter(|e| e.priority == priority) {
+            for entry in entries.iter_mut().filter(|e| e.lane() == lane) {
                 if let Some(count) = counts.get(&entry.id) {
                     entry.deliveries = *count;
                 }
@@ -341,8 +459,8 @@ impl RedisStore {
     }
 
     /// The group's state on one stream; `None` when the stream or group is missing.
-    pub async fn group_info(&self, priority: Priority) -> Result<Option<GroupInfo>, RedisError> {
-        let reply: Value = match self.client.xinfo_groups(self.keys.stream(priority)).await {
+    pub async fn group_info(&self, lane: impl Into<Lane>) -> Result<Option<GroupInfo>, RedisError> {
+        let reply: Value = match self.client.xinfo_groups(self.keys.stream(lane)).await {
             Ok(reply) => reply,
             Err(err) if err.details().contains("no such key") => return Ok(None),
             Err(err) => return Err(RedisError::on("XINFO GROUPS")(err)),
@@ -372,11 +490,11 @@ impl RedisStore {
     /// those named there. Atomic per lane; returns the names deleted.
     pub async fn prune_consumers(
         &self,
-        priority: Priority,
+        lane: Lane,
         min_idle: Duration,
         only: &[String],
     ) -> Result<Vec<String>, RedisError> {
-        let stream = self.keys.stream(priority);
+        let stream = self.keys.stream(lane);
         let mut args = vec![CONSUMER_GROUP.to_owned(), min_idle.as_millis().to_string()];
         args.extend(only.iter().cloned());
         match PRUNE_CONSUMERS
@@ -394,22 +512,19 @@ impl RedisStore {
     }
 
     /// The smallest id still pending in the group, if any.
-    pub async fn oldest_pending_id(
-        &self,
-        priority: Priority,
-    ) -> Result<Option<String>, RedisError> {
-        Ok(self.pending_summary(priority).await?.1)
+    pub async fn oldest_pending_id(&self, lane: Lane) -> Result<Option<String>, RedisError> {
+        Ok(self.pending_summary(lane).await?.1)
     }
 
     /// XPENDING's summary: how many entries are pending in the group, and
     /// the smallest pending id when there are any.
     pub(super) async fn pending_summary(
         &self,
-        priority: Priority,
+        lane: Lane,
     ) -> Result<(u64, Option<String>), RedisError> {
         let reply: Value = self
             .client
-            .xpending(self.keys.stream(priority), CONSUMER_GROUP, ())
+            .xpending(self.keys.stream(lane), CONSUMER_GROUP, ())
             .await
             .map_err(RedisError::on("XPENDING"))?;
         let Value::Array(summary) = reply else {
@@ -422,22 +537,23 @@ impl RedisStore {
 
     /// XTRIM MINID: deletes the entries with ids below `min_id`. Callers
     /// must only pass an id below which every entry is acknowledged.
-    pub async fn trim_below(&self, priority: Priority, min_id: &str) -> Result<u64, RedisError> {
+    pub async fn trim_below(&self, lane: Lane, min_id: &str) -> Result<u64, RedisError> {
         self.client
-            .xtrim(self.keys.stream(priority), ("MINID", "=", min_id))
+            .xtrim(self.keys.stream(lane), ("MINID", "=", min_id))
             .await
             .map_err(RedisError::on("XTRIM"))
     }
 
-    /// XACK entries (see [`Self::publish_and_ack`]).
+    /// XACK entries of one shard (see [`Self::publish_and_ack`]).
     pub async fn ack(&self, entries: &[StreamEntry]) -> Result<(), RedisError> {
         self.publish_and_ack(&[], entries).await
     }
 
-    /// Copies an entry that can never be processed to the dead-letter stream.
+    /// Copies an entry that can never be processed to its shard's
+    /// dead-letter stream.
     pub async fn dead_letter(&self, entry: &StreamEntry, error: &str) -> Result<(), RedisError> {
         let fields = vec![
-            ("stream", self.keys.stream(entry.priority)),
+            ("stream", self.keys.stream(entry.lane())),
             ("entry_id", entry.id.clone()),
             ("error", error.to_owned()),
             ("deliveries", entry.deliveries.to_string()),
@@ -445,7 +561,7 @@ impl RedisStore {
         ];
         self.client
             .xadd::<String, _, _, _, _>(
-                self.keys.dead_letter_stream(),
+                self.keys.dead_letter_stream(entry.shard),
                 false,
                 None::<()>,
                 "*",
@@ -456,22 +572,32 @@ impl RedisStore {
             .map_err(RedisError::on("XADD dead-letter"))
     }
 
-    /// Length of one priority stream (entries not yet trimmed).
-    pub async fn stream_len(&self, priority: Priority) -> Result<u64, RedisError> {
+    /// Length of one lane's stream (entries not yet trimmed).
+    pub async fn stream_len(&self, lane: impl Into<Lane>) -> Result<u64, RedisError> {
         self.client
-            .xlen(self.keys.stream(priority))
+            .xlen(self.keys.stream(lane))
             .await
             .map_err(RedisError::on("XLEN"))
     }
 }
 
+impl StreamEntry {
+    pub fn lane(&self) -> Lane {
+        Lane {
+            shard: self.shard,
+            priority: self.priority,
+        }
+    }
+}
+
 /// Entries as read from one lane (delivery count 1 until known better).
 fn stream_entries(
-    priority: Priority,
+    lane: Lane,
     read: Vec<(String, HashMap<String, Value>)>,
 ) -> impl Iterator<Item = StreamEntry> {
     read.into_iter().map(move |(id, fields)| StreamEntry {
-        priority,
+        shard: lane.shard,
+        priority: lane.priority,
         id,
         payload: fields.get(ENTRY_FIELD).and_then(|v| v.as_string()),
         deliveries: 1,

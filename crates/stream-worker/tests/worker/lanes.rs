@@ -128,7 +128,7 @@ async fn trimming_never_deletes_what_the_group_still_needs() {
     assert_eq!(taken.len(), 500);
 
     assert_eq!(
-        trimmer.pass(Priority::Normal).await.unwrap(),
+        trimmer.pass(Priority::Normal).await.unwrap().trimmed,
         0,
         "nothing acked yet: nothing trimmed"
     );
@@ -182,7 +182,10 @@ async fn a_read_over_all_lanes_stays_within_the_batch() {
             (priority, serde_json::to_string(&n).unwrap())
         })
         .collect();
-    redis.append_many(&burst).await.unwrap();
+    redis
+        .append_many(domain::Shard::FIRST, &burst)
+        .await
+        .unwrap();
     eventually("the burst stored", Duration::from_secs(20), || async {
         let total: i64 = platform::storage::inspect::all_ids(&mut env.db().await)
             .await

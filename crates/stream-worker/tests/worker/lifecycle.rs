@@ -254,7 +254,7 @@ async fn consumers_with_nothing_pending_leave_the_group_and_busy_ones_stay() {
     let hour = Duration::from_secs(3600);
     assert!(
         redis
-            .prune_consumers(Priority::Normal, hour, &[])
+            .prune_consumers(Priority::Normal.into(), hour, &[])
             .await
             .unwrap()
             .is_empty()
@@ -262,7 +262,7 @@ async fn consumers_with_nothing_pending_leave_the_group_and_busy_ones_stay() {
     let only_other = ["someone-else".to_owned()];
     assert!(
         redis
-            .prune_consumers(Priority::Normal, Duration::ZERO, &only_other)
+            .prune_consumers(Priority::Normal.into(), Duration::ZERO, &only_other)
             .await
             .unwrap()
             .is_empty()
@@ -270,7 +270,7 @@ async fn consumers_with_nothing_pending_leave_the_group_and_busy_ones_stay() {
     // Idle with nothing pending: deleted; holding an entry: kept, entry and all.
     assert_eq!(
         redis
-            .prune_consumers(Priority::Normal, Duration::ZERO, &[])
+            .prune_consumers(Priority::Normal.into(), Duration::ZERO, &[])
             .await
             .unwrap(),
         ["ghost"]

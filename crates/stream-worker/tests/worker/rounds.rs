@@ -151,7 +151,10 @@ async fn many_entries_are_appended_published_and_acknowledged_in_one_command_eac
     let burst: Vec<(Priority, String)> = (0..3_600)
         .map(|i| (Priority::ALL[i % 3], format!("entry {i}")))
         .collect();
-    let ids = redis.append_many(&burst).await.unwrap();
+    let ids = redis
+        .append_many(domain::Shard::FIRST, &burst)
+        .await
+        .unwrap();
     assert_eq!(ids.len(), 3_600);
     for priority in Priority::ALL {
         assert_eq!(redis.stream_len(priority).await.unwrap(), 1_200);

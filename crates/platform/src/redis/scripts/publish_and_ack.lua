@@ -1,10 +1,12 @@
 -- Publishes frames, then acknowledges entries. KEYS: the streams
--- acknowledged in. ARGV: group, frame count F, F pairs of channel and
--- frame, then for each stream its id count and ids. A refused PUBLISH does
--- not stop the acknowledgement; returns how many were refused.
-local group, at, refused = ARGV[1], 3 + 2 * tonumber(ARGV[2]), 0
-for i = 3, at - 1, 2 do
-  local reply = redis.pcall('PUBLISH', ARGV[i], ARGV[i + 1])
+-- acknowledged in (one shard's). ARGV: group, publish command (PUBLISH, or
+-- SPUBLISH for sharded channels, which then share the streams' slot),
+-- frame count F, F pairs of channel and frame, then for each stream its id
+-- count and ids. A refused publish does not stop the acknowledgement;
+-- returns how many were refused.
+local group, publish, at, refused = ARGV[1], ARGV[2], 4 + 2 * tonumber(ARGV[3]), 0
+for i = 4, at - 1, 2 do
+  local reply = redis.pcall(publish, ARGV[i], ARGV[i + 1])
   if type(reply) == 'table' and reply.err then refused = refused + 1 end
 end
 for k = 1, #KEYS do
