@@ -181,6 +181,22 @@ impl RedisCluster {
         }
     }
 
+    /// Starts the killed node on `port` again with its cluster config: it
+    /// rejoins, as a replica of the master promoted in its place.
+    pub async fn restart(&mut self, port: u16) {
+        let index = self
+            .nodes
+            .iter()
+            .position(|n| n.port == port)
+            .expect("a node of this cluster");
+        assert!(
+            self.nodes[index].process.is_none(),
+            "node {port} still runs"
+        );
+        self.launch(index);
+        wait_for_port("cluster node", port).await;
+    }
+
     /// Waits until every live node says the cluster is ok, with
     /// `masters` masters serving every slot and every one of them
     /// having `replicas` replicas whose link is up.

@@ -13,11 +13,11 @@ use tokio::sync::Mutex;
 use crate::support::{BurstPlan, Progress, Stack, USERS, send_burst, start, start_as};
 
 /// Ports of the gateways currently up; clients pick from it when they (re)connect.
-type Live = Arc<Mutex<Vec<u16>>>;
+pub(crate) type Live = Arc<Mutex<Vec<u16>>>;
 
 /// A user's client: reads notifications and, whenever its connection ends,
 /// reconnects to any live gateway with `since` = the last seq it saw.
-async fn client(
+pub(crate) async fn client(
     user: String,
     token: String,
     live: Live,

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
+mod cluster;
 mod faults;
 mod gateway;
 mod observability;

@@ -127,6 +127,17 @@ impl Stack {
     /// Waits until every accepted id is stored, then checks the promises:
     /// accepted == stored, no duplicate, every user's `seq` gapless, unread == rows.
     pub async fn assert_all_stored_once(&self, accepted: &HashSet<Uuid>, within: Duration) {
+        self.assert_stored_once_for(accepted, within, USERS).await;
+    }
+
+    /// [`Self::assert_all_stored_once`] for notifications to `users` users
+    /// (`user-0`..).
+    pub async fn assert_stored_once_for(
+        &self,
+        accepted: &HashSet<Uuid>,
+        within: Duration,
+        users: usize,
+    ) {
         eventually("every accepted notification stored", within, || async {
             let (stored, _) = self.stored().await;
             (stored.len() >= accepted.len()).then_some(())
@@ -142,7 +153,7 @@ impl Stack {
             "ids answered 202 == ids stored"
         );
         let mut conn = self.env.db().await;
-        let users: HashSet<String> = (0..USERS).map(|u| format!("user-{u}")).collect();
+        let users: HashSet<String> = (0..users).map(|u| format!("user-{u}")).collect();
         for user in users {
             let visible = platform::storage::inspect::list_for_user(&mut conn, &user)
                 .await

@@ -49,7 +49,8 @@ pub struct BatchResult {
 /// Queue many notifications at once.
 ///
 /// Each item is validated like `POST /v1/notifications`; valid items are
-/// appended (all of them, or none when Redis fails: then 503), invalid ones
+/// appended (all of them, or none when Redis fails: then 503; per shard of
+/// their users when the streams are sharded), invalid ones
 /// are reported in `results` and nothing is appended for them. With an
 /// `Idempotency-Key`, a retry of the same batch returns the first answer.
 #[utoipa::path(

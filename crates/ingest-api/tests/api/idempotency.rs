@@ -97,3 +97,94 @@ async fn idempotency_keys_are_per_producer_and_validated() {
     }
     assert_eq!(app.appended().await.len(), 2);
 }
+
+/// Runs `redis-cli` against the shared test server (to put a key of the
+/// wrong type in a stream's place).
+fn redis_cli(args: &[&str]) {
+    let output = std::process::Command::new("redis-cli")
+        .args(["-u", &testkit::redis_url()])
+        .args(args)
+        .output()
+        .expect("redis-cli on PATH");
+    assert!(output.status.success(), "redis-cli {args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_shards_that_failed_part_way_is_completed_by_its_retry() {
+    let mut env = testkit::TestEnv::new().await;
+    env.set("HERALD__REDIS__STREAM_SHARDS", "8");
+    let app = TestApp::spawn_in(env).await;
+    let keys = app.redis.keys().clone();
+    let users: Vec<String> = (0..40).map(|u| format!("u{u}")).collect();
+    let shards: HashSet<_> = users.iter().map(|u| keys.shard_of(u)).collect();
+    assert!(shards.len() >= 6, "40 users cover most of the 8 shards");
+    let body = json!({ "notifications": users.iter().map(|u| valid(u)).collect::<Vec<_>>() });
+    let post = |body: Value| {
+        app.with_key(&app.key)
+            .post("/v1/notifications/batch")
+            .header("idempotency-key", "spanning-1")
+            .json(&body)
+            .send()
+    };
+    assert!(app.appended().await.is_empty());
+
+    // One shard's `normal` lane is a string: appending there fails.
+    let broken_shard = keys.shard_of("u0");
+    let broken = keys.stream(domain::Lane {
+        shard: broken_shard,
+        priority: domain::Priority::Normal,
+    });
+    redis_cli(&["DEL", &broken]);
+    redis_cli(&["SET", &broken, "in the way"]);
+    let failed = post(body.clone()).await.unwrap();
+    problem(failed, StatusCode::SERVICE_UNAVAILABLE).await;
+    redis_cli(&["DEL", &broken]);
+    let first_part = app.appended().await;
+    let broken_users = users
+        .iter()
+        .filter(|u| keys.shard_of(u) == broken_shard)
+        .count();
+    assert_eq!(
+        first_part.len(),
+        users.len() - broken_users,
+        "every other shard appended its items"
+    );
+
+    // The retry with the same key appends exactly the missing shard's items.
+    let completed = post(body.clone()).await.unwrap();
+    assert_eq!(completed.status(), StatusCode::OK);
+    assert!(completed.headers().get("idempotent-replayed").is_none());
+    let completed: Value = completed.json().await.unwrap();
+    assert_eq!(completed["accepted"], 40);
+    let rest = app.appended().await;
+    assert_eq!(rest.len(), broken_users, "only the missing items appended");
+    let in_streams: HashSet<String> = first_part
+        .iter()
+        .chain(&rest)
+        .map(|(_, id)| id.clone())
+        .collect();
+    let answered: HashSet<String> = completed["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        answered, in_streams,
+        "each item answers the id appended for it"
+    );
+
+    // Later retries replay that answer and append nothing.
+    let replayed = post(body.clone()).await.unwrap();
+    assert_eq!(replayed.status(), StatusCode::OK);
+    assert_eq!(replayed.headers()["idempotent-replayed"], "true");
+    let replayed: Value = replayed.json().await.unwrap();
+    assert_eq!(replayed, completed);
+    assert!(app.appended().await.is_empty());
+
+    // The same key with another body: 409 before any shard appends.
+    let mut other = body.clone();
+    other["notifications"][0]["title"] = json!("Something else");
+    problem(post(other).await.unwrap(), StatusCode::CONFLICT).await;
+    assert!(app.appended().await.is_empty());
+}

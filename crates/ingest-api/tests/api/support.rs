@@ -155,26 +155,37 @@ impl TestApp {
         testkit::send_answered(request).await
     }
 
-    /// Ids of the notification entries appended since the last call (read
-    /// through an inspector consumer group), with their priority.
+    /// Ids of the notification entries appended since the last call, in
+    /// every shard (read through an inspector consumer group), with their
+    /// priority.
     pub async fn appended(&self) -> Vec<(Priority, String)> {
         self.redis.ensure_consumer_group().await.expect("group");
         let mut found = Vec::new();
-        loop {
-            let entries = self
-                .redis
-                .read_group("inspector", ReadFrom::New, 1_000, Duration::from_millis(1))
-                .await
-                .expect("read");
-            if entries.is_empty() {
-                return found;
-            }
-            for entry in entries {
-                let payload: Value =
-                    serde_json::from_str(entry.payload.as_deref().unwrap()).unwrap();
-                found.push((entry.priority, payload["id"].as_str().unwrap().to_owned()));
+        for shard in self.redis.keys().shards() {
+            loop {
+                let entries = self
+                    .redis
+                    .read_lanes(
+                        "inspector",
+                        shard,
+                        &Priority::ALL,
+                        ReadFrom::New,
+                        1_000,
+                        Duration::from_millis(1),
+                    )
+                    .await
+                    .expect("read");
+                if entries.is_empty() {
+                    break;
+                }
+                for entry in entries {
+                    let payload: Value =
+                        serde_json::from_str(entry.payload.as_deref().unwrap()).unwrap();
+                    found.push((entry.priority, payload["id"].as_str().unwrap().to_owned()));
+                }
             }
         }
+        found
     }
 }
 

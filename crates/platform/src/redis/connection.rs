@@ -7,6 +7,7 @@ use std::time::Duration;
 use backon::Retryable;
 use domain::KeySpace;
 use fred::prelude::*;
+use fred::types::ConnectHandle;
 use secrecy::ExposeSecret;
 
 use super::RedisError;
@@ -24,6 +25,20 @@ pub(super) fn builder(
     let mut config =
         Config::from_url(settings.url.expose_secret()).map_err(RedisError::on("config"))?;
     config.tls = tls_config(settings, config.uses_tls())?;
+    // One server: a command is written once; after a lost connection the
+    // caller decides (ingest answers 503, the worker retries its round).
+    // On a cluster, a command written to a master that just failed is
+    // written again to the one that took over (a command run twice is an
+    // entry appended twice with the same id, which the worker stores once).
+    //
+    // Redirections are not followed: fred 10.1 follows an `ASK` (a slot
+    // being migrated) by reading the next reply on a pipelined connection
+    // as the `ASKING` reply, which hands later commands each other's
+    // replies. With none allowed, a redirected command fails at once (503,
+    // or the worker's round is retried) after fred refreshed its slot map
+    // (on `MOVED`), so the next one goes to the right master.
+    let clustered = config.server.is_clustered();
+    let attempts = if clustered { 3 } else { 1 };
     let mut builder = Builder::from_config(config);
     let command_timeout = settings.command_timeout();
     let connect_timeout = Duration::from_millis(settings.connect_timeout_ms);
@@ -34,7 +49,10 @@ pub(super) fn builder(
             c.tcp.nodelay = Some(true);
             c.connection_timeout = connect_timeout;
             c.internal_command_timeout = command_timeout;
-            c.max_command_attempts = 1;
+            c.max_command_attempts = attempts;
+            if clustered {
+                c.max_redirections = 0;
+            }
         })
         .with_performance_config(|p| {
             p.default_command_timeout = command_timeout;
@@ -82,12 +100,42 @@ fn config_error(message: String) -> RedisError {
     ))
 }
 
+/// Keeps a client's connection task running. fred 10.1 ends it when
+/// following a cluster redirection fails (an `ASK` while a slot migrates
+/// can), and every later command on the client then times out. This
+/// starts the task again whenever it ends with an error, after
+/// `on_restart` (given the new task's client, to restore what the
+/// connection held); a client closed with `QUIT` ends it without one.
+pub(super) fn keep_connected<C>(
+    client: C,
+    first: ConnectHandle,
+    on_restart: impl Fn(&C) + Send + 'static,
+) where
+    C: ClientLike + Clone + Send + Sync + 'static,
+{
+    tokio::spawn(async move {
+        let mut task = first;
+        loop {
+            match task.await {
+                Ok(Err(err)) if !err.is_canceled() => {
+                    tracing::warn!(%err, "the Redis connection task ended; starting it again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    task = client.connect();
+                    on_restart(&client);
+                }
+                _ => return,
+            }
+        }
+    });
+}
+
 /// Connects, retrying with backoff (and logging why) until Redis answers.
 async fn connect_client(settings: &RedisSettings) -> Result<Client, RedisError> {
     let builder = builder(settings, COMMAND_CLIENT_BUFFER)?;
     let attempt = || async {
         let client = builder.build().map_err(RedisError::on("connect"))?;
-        client.init().await.map_err(RedisError::on("connect"))?;
+        let task = client.init().await.map_err(RedisError::on("connect"))?;
+        keep_connected(client.clone(), task, |_| {});
         Ok::<_, RedisError>(client)
     };
     attempt
@@ -122,8 +170,8 @@ impl RedisStore {
         let mut builder = builder(settings, COMMAND_CLIENT_BUFFER)?;
         builder.with_config(|c| c.fail_fast = false);
         let client = builder.build().map_err(RedisError::on("connect"))?;
-        // The task lives as long as the client; dropping its handle does not stop it.
-        drop(client.connect());
+        // The task lives as long as the client.
+        keep_connected(client.clone(), client.connect(), |_| {});
         Ok(Self {
             client,
             keys: settings.key_space(),

@@ -10,7 +10,7 @@ use fred::clients::SubscriberClient;
 use fred::prelude::*;
 use tokio::sync::broadcast;
 
-use super::connection::{COMMAND_CLIENT_BUFFER, builder};
+use super::connection::{COMMAND_CLIENT_BUFFER, builder, keep_connected};
 use super::scripts::PUBLISH_AND_ACK;
 use super::streams::StreamEntry;
 use super::{RedisError, RedisStore};
@@ -168,34 +168,50 @@ impl RedisSubscriber {
     /// read yet (a hub that falls further behind resynchronises its users
     /// from storage).
     pub async fn connect(settings: &RedisSettings, buffer: usize) -> Result<Self, RedisError> {
-        Self::connect_with_buffer(settings, buffer).await
+        Self::connect_with_buffer(settings, buffer, true).await
     }
 
-    /// A subscriber for a few control messages (API key revocations).
+    /// A subscriber for a few control messages (API key revocations): no
+    /// users' channels, so no slot watch.
     pub async fn connect_for_control(settings: &RedisSettings) -> Result<Self, RedisError> {
-        Self::connect_with_buffer(settings, COMMAND_CLIENT_BUFFER).await
+        Self::connect_with_buffer(settings, COMMAND_CLIENT_BUFFER, false).await
     }
 
     async fn connect_with_buffer(
         settings: &RedisSettings,
         buffer: usize,
+        users: bool,
     ) -> Result<Self, RedisError> {
         let builder = builder(settings, buffer)?;
         let attempt = || async {
             let client = builder
                 .build_subscriber_client()
                 .map_err(RedisError::on("connect"))?;
-            client.init().await.map_err(RedisError::on("connect"))?;
-            Ok::<_, RedisError>(client)
+            let task = client.init().await.map_err(RedisError::on("connect"))?;
+            Ok::<_, RedisError>((client, task))
         };
-        let client = attempt
+        let (client, task) = attempt
             .retry(crate::retry::backoff())
             .notify(|err, delay| tracing::warn!(%err, retry_in = ?delay, "Redis not reachable yet"))
             .await?;
         let _resubscribe_task = client.manage_subscriptions();
         let keys = settings.key_space();
         let (moved, _) = broadcast::channel(4);
-        let watch = if client.is_clustered() && keys.is_sharded() {
+        let restarted = moved.clone();
+        // A restarted connection task has no subscriptions: make them again,
+        // then tell the hub that messages may have been missed.
+        keep_connected(client.clone(), task, move |client: &SubscriberClient| {
+            let (client, restarted) = (client.clone(), restarted.clone());
+            tokio::spawn(async move {
+                if client.wait_for_connect().await.is_ok() {
+                    if let Err(err) = client.resubscribe_all().await {
+                        tracing::warn!(%err, "cannot subscribe again after the connection task restarted");
+                    }
+                    let _ = restarted.send(());
+                }
+            });
+        });
+        let watch = if users && client.is_clustered() && keys.is_sharded() {
             let stop = tokio_util::sync::CancellationToken::new();
             let watcher = connect_client_for_watch(settings).await?;
             tokio::spawn(watch_slots(
@@ -358,7 +374,8 @@ async fn connect_client_for_watch(settings: &RedisSettings) -> Result<Client, Re
     let client = builder(settings, COMMAND_CLIENT_BUFFER)?
         .build()
         .map_err(RedisError::on("connect"))?;
-    client.init().await.map_err(RedisError::on("connect"))?;
+    let task = client.init().await.map_err(RedisError::on("connect"))?;
+    keep_connected(client.clone(), task, |_| {});
     Ok(client)
 }
 
