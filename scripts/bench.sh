@@ -28,6 +28,50 @@ export HERALD__GATEWAY__HANDSHAKES_PER_ADDRESS_PER_SEC=0
 export HERALD__GATEWAY__MAX_CONNECTIONS_PER_ADDRESS=0
 INGEST_PORT=18081 WORKER_PORT=18082 GATEWAY_PORT=18083
 
+# --redis cluster: the same scenarios against a local Redis Cluster of three
+# masters (ports 17001-17003, started here, stopped at the end) with
+# `--shards N` stream shards (default 8). herald-bench's redis-server CPU then
+# sums the three nodes. Both options are bench.sh's own.
+redis_mode=single shards=8 args=()
+while (($#)); do
+  case "$1" in
+    --redis) redis_mode="$2"; shift 2 ;;
+    --shards) shards="$2"; shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+set -- "${args[@]}"
+cluster_pids=()
+stop_cluster() {
+  if ((${#cluster_pids[@]})); then kill -TERM "${cluster_pids[@]}" 2>/dev/null || true; wait "${cluster_pids[@]}" 2>/dev/null || true; fi
+  rm -rf "$ROOT/.dev/bench-cluster"
+}
+start_cluster() {
+  local dir="$ROOT/.dev/bench-cluster" nodes=()
+  rm -rf "$dir" && mkdir -p "$dir"
+  for port in 17001 17002 17003; do
+    redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+      --cluster-config-file "nodes-$port.conf" --save "" --appendonly no \
+      --dir "$dir" >"$dir/$port.log" 2>&1 & cluster_pids+=($!)
+    nodes+=("127.0.0.1:$port")
+  done
+  for port in 17001 17002 17003; do
+    for _ in $(seq 1 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  done
+  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$dir/create.log"
+  for _ in $(seq 1 100); do
+    redis-cli -p 17001 cluster info | grep -q cluster_state:ok && break; sleep 0.1
+  done
+  export HERALD__REDIS__URL="redis-cluster://127.0.0.1:17001?node=127.0.0.1:17002&node=127.0.0.1:17003"
+  export HERALD__REDIS__STREAM_SHARDS="$shards"
+  echo "bench: Redis Cluster of 3 masters (17001-17003), $shards stream shards" >&2
+}
+case "$redis_mode" in
+  single) ;;
+  cluster) trap stop_cluster EXIT; start_cluster ;;
+  *) echo "--redis must be single or cluster" >&2; exit 2 ;;
+esac
+
 [[ -n "${BENCH_BIN:-}" ]] || cargo build --release --bins
 # A fresh, empty database every run: a table grown by earlier runs (millions
 # of rows past shared_buffers) would make runs incomparable, and a clean
@@ -45,6 +89,7 @@ pids=()
 stop_all() {
   trap - INT TERM EXIT
   if ((${#pids[@]})); then kill -TERM "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; fi
+  stop_cluster
 }
 trap stop_all INT TERM EXIT
 HERALD__HTTP__PORT=$INGEST_PORT "$BIN/ingest-api" 2>.dev/bench-ingest.log & pids+=($!)

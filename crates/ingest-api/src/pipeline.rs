@@ -306,39 +306,30 @@ async fn append_once(
     idempotency: &Idempotency,
     answer: &str,
 ) -> Result<Appended, ApiError> {
-    // One shard (or none: a batch of invalid items still remembers its
-    // answer): one atomic script.
-    let single = match entries.shards.as_slice() {
-        [] => Some((Shard::FIRST, &[][..])),
-        [(shard, group)] => Some((*shard, group.as_slice())),
-        _ => None,
+    // No entries (a batch of invalid items) still remembers its answer.
+    let groups: Vec<(Shard, &[(Priority, String)])> = if entries.shards.is_empty() {
+        vec![(Shard::FIRST, &[])]
+    } else {
+        entries
+            .shards
+            .iter()
+            .map(|(shard, group)| (*shard, group.as_slice()))
+            .collect()
     };
-    if let Some((shard, group)) = single {
-        let outcome = appender
-            .append_idempotent(
-                shard,
-                group,
+    if groups.len() > 1 {
+        let claim = appender
+            .claim_idempotency_key(
                 &idempotency.record,
                 &idempotency.fingerprint,
-                answer,
                 idempotency.ttl,
             )
             .await
             .map_err(ApiError::redis)?;
-        return earlier_answers(idempotency, [(shard, outcome)]);
+        if claim == KeyClaim::OtherBody {
+            return Err(ApiError::IdempotencyKeyReused);
+        }
     }
-    let claim = appender
-        .claim_idempotency_key(
-            &idempotency.record,
-            &idempotency.fingerprint,
-            idempotency.ttl,
-        )
-        .await
-        .map_err(ApiError::redis)?;
-    if claim == KeyClaim::OtherBody {
-        return Err(ApiError::IdempotencyKeyReused);
-    }
-    let outcomes = try_join_all(entries.shards.iter().map(|(shard, group)| async {
+    let outcomes = try_join_all(groups.iter().map(|(shard, group)| async {
         appender
             .append_idempotent(
                 *shard,

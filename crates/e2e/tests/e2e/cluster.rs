@@ -253,6 +253,28 @@ async fn the_pipeline_on_a_cluster_with_eight_shards_loses_and_duplicates_nothin
     );
 }
 
+/// 3,000 single notifications to `ingest` from `concurrency` producers,
+/// each retried with its key until answered.
+fn start_burst(
+    ingest: &Service,
+    stack: &Stack,
+    concurrency: usize,
+) -> (tokio::task::JoinHandle<crate::support::Burst>, Progress) {
+    let progress = Progress::default();
+    let burst = tokio::spawn(send_burst(
+        ingest.port,
+        stack.key.clone(),
+        BurstPlan {
+            total: 3_000,
+            concurrency,
+            timeout: Duration::from_secs(3),
+            deadline: Duration::from_secs(150),
+        },
+        progress.clone(),
+    ));
+    (burst, progress)
+}
+
 /// A burst of single notifications with `min_replicas_acks`, during which
 /// the master of one shard is killed with -9 and its replica promoted.
 /// Answers how many ids answered 202 were never stored.
@@ -272,18 +294,7 @@ async fn burst_through_a_failover(min_replicas_acks: &str) -> (usize, usize) {
     let clients = Clients::connect(&stack, &gateways, crate::support::USERS).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let progress = Progress::default();
-    let burst = tokio::spawn(send_burst(
-        ingest.port,
-        stack.key.clone(),
-        BurstPlan {
-            total: 3_000,
-            concurrency: 8,
-            timeout: Duration::from_secs(3),
-            deadline: Duration::from_secs(150),
-        },
-        progress.clone(),
-    ));
+    let (burst, progress) = start_burst(&ingest, &stack, 8);
     progress.reached(1_000, Duration::from_secs(60)).await;
     let keys = domain::KeySpace::sharded("x", 8);
     let stream = keys.stream(domain::Lane {
@@ -361,18 +372,7 @@ async fn a_gateway_keeps_delivering_while_its_users_slots_migrate() {
     let clients = Clients::connect(&stack, &gateways, crate::support::USERS).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let progress = Progress::default();
-    let burst = tokio::spawn(send_burst(
-        ingest.port,
-        stack.key.clone(),
-        BurstPlan {
-            total: 3_000,
-            concurrency: 4,
-            timeout: Duration::from_secs(3),
-            deadline: Duration::from_secs(120),
-        },
-        progress.clone(),
-    ));
+    let (burst, progress) = start_burst(&ingest, &stack, 4);
     progress.reached(500, Duration::from_secs(60)).await;
     // Move the slot of user-0's shard (and its neighbours) to another master.
     let keys = domain::KeySpace::sharded("x", 8);
