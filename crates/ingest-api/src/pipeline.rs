@@ -227,14 +227,17 @@ impl Entries {
     }
 }
 
+/// One shard's entries of a request.
+type Group<'a> = &'a [(Priority, String)];
+
 /// How [`append`] went.
 #[derive(Debug)]
 pub enum Appended {
     /// Appended now, every entry.
     Now,
     /// A request with the same key and body came before and appended the
-    /// entries of these shards: the answer recorded then in each. Shards
-    /// not listed were appended now (that request failed part-way).
+    /// entries of these shards: what each recorded then (see [`append`]).
+    /// Shards not listed were appended now (that request failed part-way).
     Earlier(Vec<(Shard, String)>),
 }
 
@@ -242,17 +245,19 @@ pub enum Appended {
 /// whose `traceparent` the entries carry); 503 when Redis fails. Entries
 /// of one shard are appended all or none; a request spanning shards may
 /// fail part-way, which a retry with the same idempotency key completes.
-/// With an idempotency key, the first request appends and remembers
-/// `answer` in each shard; a retry with the same body appends only what
-/// is missing and gets back what each shard remembered; the same key with
-/// another body is refused with 409. With `redis.min_replicas_acks`, every
-/// shard's replicas confirm before this returns Ok.
+/// With an idempotency key, the first request appends and remembers, in
+/// each shard, `answer(None)` (the whole answer) when its entries are in
+/// one shard, else `answer(Some(shard))` (that shard's part of it); a
+/// retry with the same body appends only what is missing and gets back
+/// what each shard remembered; the same key with another body is refused
+/// with 409. With `redis.min_replicas_acks`, every shard's replicas
+/// confirm before this returns Ok.
 pub async fn append(
     appender: &Appender,
     entries: &Entries,
     span: tracing::Span,
     idempotency: Option<Idempotency>,
-    answer: impl FnOnce() -> Result<String, ApiError>,
+    answer: impl Fn(Option<Shard>) -> Result<String, ApiError>,
 ) -> Result<Appended, ApiError> {
     let appended = match idempotency {
         None => append_plain(appender, entries)
@@ -260,7 +265,7 @@ pub async fn append(
             .await
             .map(|()| Appended::Now),
         Some(idempotency) => {
-            append_once(appender, entries, &idempotency, &answer()?)
+            append_once(appender, entries, &idempotency, answer)
                 .instrument(span)
                 .await
         }
@@ -304,17 +309,17 @@ async fn append_once(
     appender: &Appender,
     entries: &Entries,
     idempotency: &Idempotency,
-    answer: &str,
+    answer: impl Fn(Option<Shard>) -> Result<String, ApiError>,
 ) -> Result<Appended, ApiError> {
     // No entries (a batch of invalid items) still remembers its answer.
-    let groups: Vec<(Shard, &[(Priority, String)])> = if entries.shards.is_empty() {
-        vec![(Shard::FIRST, &[])]
-    } else {
-        entries
-            .shards
+    // Each shard's entries, with what its record remembers.
+    let groups: Vec<(Shard, Group<'_>, String)> = match entries.shards.as_slice() {
+        [] => vec![(Shard::FIRST, &[], answer(None)?)],
+        [(shard, group)] => vec![(*shard, group.as_slice(), answer(None)?)],
+        groups => groups
             .iter()
-            .map(|(shard, group)| (*shard, group.as_slice()))
-            .collect()
+            .map(|(shard, group)| Ok((*shard, group.as_slice(), answer(Some(*shard))?)))
+            .collect::<Result<_, ApiError>>()?,
     };
     if groups.len() > 1 {
         let claim = appender
@@ -329,7 +334,7 @@ async fn append_once(
             return Err(ApiError::IdempotencyKeyReused);
         }
     }
-    let outcomes = try_join_all(groups.iter().map(|(shard, group)| async {
+    let outcomes = try_join_all(groups.iter().map(|(shard, group, answer)| async {
         appender
             .append_idempotent(
                 *shard,

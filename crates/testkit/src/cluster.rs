@@ -112,30 +112,6 @@ impl RedisCluster {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// Runs `redis-cli --cluster <args>` against the cluster (through a
-    /// live node) and returns its output; panics if it fails.
-    pub fn cluster_command(&self, args: &[&str]) -> String {
-        let seed = self
-            .live_ports()
-            .first()
-            .map(|port| format!("127.0.0.1:{port}"))
-            .expect("a live node");
-        let output = Command::new("redis-cli")
-            .arg("--cluster")
-            .arg(args[0])
-            .arg(&seed)
-            .args(&args[1..])
-            .stdin(Stdio::null())
-            .output()
-            .expect("redis-cli on PATH");
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "redis-cli --cluster {args:?} failed: {stdout}"
-        );
-        stdout
-    }
-
     fn live_ports(&self) -> Vec<u16> {
         self.nodes
             .iter()
@@ -144,8 +120,7 @@ impl RedisCluster {
             .collect()
     }
 
-    /// The nodes as `CLUSTER NODES` on a live node reports them:
-    /// (id, port, is master, master id of a replica, slots text).
+    /// The nodes as `CLUSTER NODES` on a live node reports them.
     fn nodes_table(&self) -> Vec<NodeRow> {
         let port = *self.live_ports().first().expect("a live node");
         self.cli(port, &["cluster", "nodes"])
@@ -243,26 +218,44 @@ impl RedisCluster {
         .await
     }
 
-    /// Moves `count` slots from the master on `from` to the master on
-    /// `to` with `redis-cli --cluster reshard`, keys included.
-    pub fn reshard(&self, from: u16, to: u16, count: usize) {
-        let id_of = |port: u16| {
-            self.nodes_table()
-                .into_iter()
-                .find(|row| row.port == port)
-                .map(|row| row.id)
-                .expect("a node of this cluster")
-        };
-        self.cluster_command(&[
-            "reshard",
-            "--cluster-from",
-            &id_of(from),
-            "--cluster-to",
-            &id_of(to),
-            "--cluster-slots",
-            &count.to_string(),
-            "--cluster-yes",
-        ]);
+    /// Moves `slot`, with its keys, from the master on `from` to the one
+    /// on `to`: the steps `redis-cli --cluster reshard` takes for each
+    /// slot (`SETSLOT IMPORTING` / `MIGRATING`, `MIGRATE` of its keys,
+    /// `SETSLOT NODE` on every master), for one slot the test chooses.
+    pub fn migrate_slot(&self, slot: u16, from: u16, to: u16) {
+        let id = |port: u16| self.cli(port, &["cluster", "myid"]).trim().to_owned();
+        let (from_id, to_id) = (id(from), id(to));
+        let slot_text = slot.to_string();
+        let to_port = to.to_string();
+        self.cli(
+            to,
+            &["cluster", "setslot", &slot_text, "importing", &from_id],
+        );
+        self.cli(
+            from,
+            &["cluster", "setslot", &slot_text, "migrating", &to_id],
+        );
+        loop {
+            let keys = self.cli(from, &["cluster", "getkeysinslot", &slot_text, "100"]);
+            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let mut args = vec![
+                "migrate",
+                "127.0.0.1",
+                to_port.as_str(),
+                "",
+                "0",
+                "5000",
+                "keys",
+            ];
+            args.extend(keys);
+            self.cli(from, &args);
+        }
+        for port in self.masters() {
+            self.cli(port, &["cluster", "setslot", &slot_text, "node", &to_id]);
+        }
     }
 
     /// Ports of the live masters.
@@ -289,7 +282,6 @@ impl Drop for RedisCluster {
 
 /// One line of `CLUSTER NODES`.
 struct NodeRow {
-    id: String,
     port: u16,
     master: bool,
     failed: bool,
@@ -312,7 +304,6 @@ impl NodeRow {
             })
             .collect();
         Some(Self {
-            id: fields.first()?.to_string(),
             port,
             master: flags.contains("master"),
             failed: flags.contains("fail") && !flags.contains("fail?") || flags.contains("noaddr"),

@@ -117,7 +117,7 @@ impl Clients {
     }
 }
 
-/// Stored rows per user.
+/// Stored rows per user, each user's seq checked gapless.
 async fn rows_per_user(stack: &Stack, users: usize) -> HashMap<String, i64> {
     let mut conn = stack.env.db().await;
     let mut counts = HashMap::new();
@@ -126,6 +126,12 @@ async fn rows_per_user(stack: &Stack, users: usize) -> HashMap<String, i64> {
         let rows = platform::storage::inspect::list_for_user(&mut conn, &user)
             .await
             .unwrap();
+        let seqs: Vec<i64> = rows.iter().map(|n| n.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=rows.len() as i64).collect::<Vec<_>>(),
+            "{user}: gapless seq"
+        );
         counts.insert(user, rows.len() as i64);
     }
     counts
@@ -318,8 +324,9 @@ async fn burst_through_a_failover(min_replicas_acks: &str) -> (usize, usize) {
     let (stored, rows) = eventually_stored(&stack, &burst.accepted).await;
     assert_eq!(rows, stored.len(), "no duplicate rows");
     let lost = burst.accepted.difference(&stored).count();
+    // Whatever Redis lost, what was stored is gapless per user.
+    let per_user = rows_per_user(&stack, crate::support::USERS).await;
     if lost == 0 {
-        let per_user = rows_per_user(&stack, crate::support::USERS).await;
         clients
             .assert_every_seq_once_in_order(stored.len(), &per_user, Duration::from_secs(60))
             .await;
@@ -358,7 +365,6 @@ async fn without_replica_acks_a_failover_may_lose_acknowledged_notifications() {
     eprintln!(
         "min_replicas_acks = 0: {accepted} accepted, {lost} answered 202 and lost in the failover"
     );
-    assert!(lost <= accepted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -381,7 +387,7 @@ async fn a_gateway_keeps_delivering_while_its_users_slots_migrate() {
     let from = cluster.master_of_slot(slot);
     let to = *cluster.masters().iter().find(|p| **p != from).unwrap();
     let before = cluster.master_of_slot(slot);
-    migrate_slot(&cluster, slot, from, to);
+    cluster.migrate_slot(slot, from, to);
     assert_ne!(cluster.master_of_slot(slot), before, "the slot moved");
     let burst = burst.await.unwrap();
     stack
@@ -392,35 +398,4 @@ async fn a_gateway_keeps_delivering_while_its_users_slots_migrate() {
         .assert_every_seq_once_in_order(burst.accepted.len(), &per_user, Duration::from_secs(60))
         .await;
     eprintln!("slot {slot} of user-0 moved {from} -> {to} during a burst; {reconnects} reconnects");
-}
-
-/// Moves one slot, with its keys, from the master on `from` to the one on
-/// `to` (what `redis-cli --cluster reshard` does slot by slot).
-fn migrate_slot(cluster: &RedisCluster, slot: u16, from: u16, to: u16) {
-    let id = |port: u16| cluster.cli(port, &["cluster", "myid"]).trim().to_owned();
-    let (from_id, to_id) = (id(from), id(to));
-    let slot_text = slot.to_string();
-    cluster.cli(
-        to,
-        &["cluster", "setslot", &slot_text, "importing", &from_id],
-    );
-    cluster.cli(
-        from,
-        &["cluster", "setslot", &slot_text, "migrating", &to_id],
-    );
-    loop {
-        let keys = cluster.cli(from, &["cluster", "getkeysinslot", &slot_text, "100"]);
-        let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
-        if keys.is_empty() {
-            break;
-        }
-        let mut args = vec!["migrate", "127.0.0.1"];
-        let to_port = to.to_string();
-        args.extend([to_port.as_str(), "", "0", "5000", "keys"]);
-        args.extend(keys);
-        cluster.cli(from, &args);
-    }
-    for port in cluster.masters() {
-        cluster.cli(port, &["cluster", "setslot", &slot_text, "node", &to_id]);
-    }
 }

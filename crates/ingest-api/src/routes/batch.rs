@@ -182,25 +182,36 @@ pub async fn create_batch(
         &body,
         state.idempotency_ttl,
     );
-    let appended = pipeline::append(&appender, &entries, xadd, idempotency, || {
-        serde_json::to_string(&answer).map_err(|err| ApiError::BadBody(err.to_string()))
-    })
+    let appended = pipeline::append(
+        &appender,
+        &entries,
+        xadd,
+        idempotency,
+        |shard| match shard {
+            None => to_json(&answer),
+            Some(shard) => to_json(&ShardPart::of(&answer, &item_shards, shard)),
+        },
+    )
     .await?;
     match appended {
         Appended::Now => {
             count_items(&state, &entries, &[], answer.rejected);
             Ok(with_headers(HttpResponse::Ok().json(answer), rate))
         }
-        // Every shard had appended before: the first answer, as it was.
-        Appended::Earlier(mut earlier) if earlier.len() == 1 && entries.shards().count() <= 1 => {
-            let (_, first) = earlier.remove(0);
-            Ok(with_headers(replayed(HttpResponse::Ok(), first), rate))
-        }
         Appended::Earlier(earlier) => {
+            // Within one shard: the first answer, as it was recorded.
+            if let [(_, first)] = earlier.as_slice()
+                && entries.shards().count() <= 1
+                && matches!(Recorded::read(first)?, Recorded::Whole(_))
+            {
+                return Ok(with_headers(
+                    replayed(HttpResponse::Ok(), first.clone()),
+                    rate,
+                ));
+            }
             let done: Vec<Shard> = earlier.iter().map(|(shard, _)| *shard).collect();
             let merged = merge_answers(answer, &earlier, &item_shards)?;
-            let body =
-                serde_json::to_string(&merged).map_err(|err| ApiError::BadBody(err.to_string()))?;
+            let body = to_json(&merged)?;
             if done.len() == entries.shards().count() {
                 Ok(with_headers(replayed(HttpResponse::Ok(), body), rate))
             } else {
@@ -224,32 +235,65 @@ fn replayed(mut response: actix_web::HttpResponseBuilder, body: String) -> HttpR
         .body(body)
 }
 
+fn to_json(value: &impl Serialize) -> Result<String, ApiError> {
+    serde_json::to_string(value).map_err(|err| ApiError::BadBody(err.to_string()))
+}
+
+/// What a shard's idempotency record holds for a batch spanning shards:
+/// the results of the items whose user is in that shard, by index (not
+/// the whole answer, which every shard would otherwise keep a copy of).
+#[derive(Debug, Serialize, Deserialize)]
+struct ShardPart {
+    items: Vec<(usize, ItemResult)>,
+}
+
+impl ShardPart {
+    fn of(answer: &BatchResult, item_shards: &[Option<Shard>], shard: Shard) -> Self {
+        let items = answer
+            .results
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| item_shards.get(*index) == Some(&Some(shard)))
+            .map(|(index, result)| (index, result.clone()))
+            .collect();
+        Self { items }
+    }
+}
+
+/// An idempotency record of a batch: the whole answer (the batch was in
+/// one shard) or one shard's part of it.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Recorded {
+    Whole(BatchResult),
+    Part(ShardPart),
+}
+
+impl Recorded {
+    fn read(record: &str) -> Result<Self, ApiError> {
+        serde_json::from_str(record)
+            .map_err(|err| ApiError::redis(format!("an unreadable idempotency record: {err}")))
+    }
+}
+
 /// The answer of a batch whose shards were appended by several requests
 /// with one idempotency key: each item's result is the one its shard
-/// remembered (its id as appended then); items of shards appended now, and
+/// recorded (its id as appended then); items of shards appended now, and
 /// items without a user, keep `now`'s.
 fn merge_answers(
     mut now: BatchResult,
     earlier: &[(Shard, String)],
     item_shards: &[Option<Shard>],
 ) -> Result<BatchResult, ApiError> {
-    let earlier: Vec<(Shard, BatchResult)> = earlier
-        .iter()
-        .map(|(shard, answer)| {
-            serde_json::from_str(answer)
-                .map(|answer| (*shard, answer))
-                .map_err(|err| ApiError::redis(format!("an unreadable idempotency record: {err}")))
-        })
-        .collect::<Result<_, _>>()?;
-    for (index, shard) in item_shards.iter().enumerate() {
-        let first = shard.and_then(|shard| {
-            earlier
-                .iter()
-                .find(|(s, _)| *s == shard)
-                .and_then(|(_, answer)| answer.results.get(index))
-        });
-        if let (Some(first), Some(result)) = (first, now.results.get_mut(index)) {
-            *result = first.clone();
+    for (shard, record) in earlier {
+        let part = match Recorded::read(record)? {
+            Recorded::Part(part) => part,
+            Recorded::Whole(whole) => ShardPart::of(&whole, item_shards, *shard),
+        };
+        for (index, first) in part.items {
+            if let Some(result) = now.results.get_mut(index) {
+                *result = first;
+            }
         }
     }
     now.accepted = now

@@ -90,7 +90,7 @@ pub async fn create_notification(
         .keys()
         .lane_of(&notification.user_id, notification.priority);
     entries.push(lane, entry);
-    let appended = pipeline::append(&appender, &entries, xadd, idempotency, || {
+    let appended = pipeline::append(&appender, &entries, xadd, idempotency, |_| {
         Ok(notification.id.to_string())
     })
     .await?;

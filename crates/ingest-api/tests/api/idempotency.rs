@@ -99,14 +99,16 @@ async fn idempotency_keys_are_per_producer_and_validated() {
 }
 
 /// Runs `redis-cli` against the shared test server (to put a key of the
-/// wrong type in a stream's place).
-fn redis_cli(args: &[&str]) {
+/// wrong type in a stream's place, and to read idempotency records);
+/// answers its output.
+fn redis_cli(args: &[&str]) -> String {
     let output = std::process::Command::new("redis-cli")
         .args(["-u", &testkit::redis_url()])
         .args(args)
         .output()
         .expect("redis-cli on PATH");
     assert!(output.status.success(), "redis-cli {args:?}");
+    String::from_utf8(output.stdout).expect("utf-8")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,6 +175,38 @@ async fn a_batch_over_shards_that_failed_part_way_is_completed_by_its_retry() {
         answered, in_streams,
         "each item answers the id appended for it"
     );
+
+    // Each shard recorded only its own items' results, not the whole answer.
+    let records = redis_cli(&[
+        "--scan",
+        "--pattern",
+        &format!("{}:*:idem:*", keys.prefix()),
+    ]);
+    let records: Vec<&str> = records.lines().filter(|k| !k.is_empty()).collect();
+    assert_eq!(records.len(), shards.len(), "one record per shard touched");
+    for record in records {
+        let value = redis_cli(&["GET", record]);
+        let (_, part) = value.trim_end().split_once(' ').unwrap();
+        let part: Value = serde_json::from_str(part).unwrap();
+        let items = part["items"].as_array().unwrap();
+        let shard = items.first().map(|item| {
+            let index = item[0].as_u64().unwrap() as usize;
+            keys.shard_of(&users[index])
+        });
+        for item in items {
+            let index = item[0].as_u64().unwrap() as usize;
+            assert_eq!(
+                Some(keys.shard_of(&users[index])),
+                shard,
+                "{record}: its shard's items only"
+            );
+        }
+        let in_shard = users
+            .iter()
+            .filter(|u| Some(keys.shard_of(u)) == shard)
+            .count();
+        assert_eq!(items.len(), in_shard, "{record}: every item of its shard");
+    }
 
     // Later retries replay that answer and append nothing.
     let replayed = post(body.clone()).await.unwrap();

@@ -130,7 +130,7 @@ pub(super) fn keep_connected<C>(
 }
 
 /// Connects, retrying with backoff (and logging why) until Redis answers.
-async fn connect_client(settings: &RedisSettings) -> Result<Client, RedisError> {
+pub(super) async fn connect_client(settings: &RedisSettings) -> Result<Client, RedisError> {
     let builder = builder(settings, COMMAND_CLIENT_BUFFER)?;
     let attempt = || async {
         let client = builder.build().map_err(RedisError::on("connect"))?;

@@ -10,7 +10,7 @@ use fred::clients::SubscriberClient;
 use fred::prelude::*;
 use tokio::sync::broadcast;
 
-use super::connection::{COMMAND_CLIENT_BUFFER, builder, keep_connected};
+use super::connection::{COMMAND_CLIENT_BUFFER, builder, connect_client, keep_connected};
 use super::scripts::PUBLISH_AND_ACK;
 use super::streams::StreamEntry;
 use super::{RedisError, RedisStore};
@@ -213,7 +213,9 @@ impl RedisSubscriber {
         });
         let watch = if users && client.is_clustered() && keys.is_sharded() {
             let stop = tokio_util::sync::CancellationToken::new();
-            let watcher = connect_client_for_watch(settings).await?;
+            // A plain client: a subscriber connection cannot send
+            // `CLUSTER SLOTS` while subscribed.
+            let watcher = connect_client(settings).await?;
             tokio::spawn(watch_slots(
                 watcher,
                 client.clone(),
@@ -366,17 +368,6 @@ impl Reconnects {
             }
         }
     }
-}
-
-/// A plain client for the slot watch (a subscriber connection cannot
-/// send `CLUSTER SLOTS` while subscribed).
-async fn connect_client_for_watch(settings: &RedisSettings) -> Result<Client, RedisError> {
-    let client = builder(settings, COMMAND_CLIENT_BUFFER)?
-        .build()
-        .map_err(RedisError::on("connect"))?;
-    let task = client.init().await.map_err(RedisError::on("connect"))?;
-    keep_connected(client.clone(), task, |_| {});
-    Ok(client)
 }
 
 /// Every [`SLOT_WATCH_INTERVAL`], reads the cluster's slot map; when it
