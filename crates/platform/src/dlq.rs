@@ -4,13 +4,13 @@
 //! A replay appends the dead letter's payload (or a corrected one) to its
 //! priority stream again and marks the record replayed. The payload is
 //! validated first, so garbage is never put back. The notification keeps its
-//! id, so a replay of something already stored is stored once. The record's
+//! id and its user, so a replay of something already stored is stored once. The record's
 //! row is locked from the check to the mark (one transaction around the
 //! append), so concurrent replays of one letter append it once: the others
 //! wait, then find it replayed.
 
 use diesel_async::AsyncConnection;
-use domain::{NewNotification, RequestError};
+use domain::{FieldError, NewNotification, RequestError};
 use uuid::Uuid;
 
 use crate::db::{DbError, DbPool};
@@ -65,6 +65,7 @@ pub async fn replay(
             let payload = replacement.unwrap_or(&letter.payload);
             let notification = NewNotification::decode_entry(payload.as_bytes())
                 .map_err(ReplayError::InvalidPayload)?;
+            keeps_identity(&letter.payload, &notification)?;
             // Re-encode: the stream only ever holds what Herald itself writes.
             let entry = serde_json::to_string(&notification).map_err(|err| {
                 ReplayError::InvalidPayload(RequestError::MalformedJson(err.to_string()))
@@ -82,6 +83,43 @@ pub async fn replay(
         .await?;
     tracing::info!(dead_letter = %id, entry = %entry_id, "dead letter replayed");
     Ok(entry_id)
+}
+
+/// A corrected payload may fix anything but which notification it is: an
+/// id names one notification of one user (the notification tables are
+/// keyed by `(user_id, id)`, so nothing else would notice the same id
+/// under a second user). When the dead letter's own payload decodes, the
+/// correction keeps its `id` and `user_id`.
+fn keeps_identity(original: &str, corrected: &NewNotification) -> Result<(), ReplayError> {
+    let Ok(original) = NewNotification::decode_entry(original.as_bytes()) else {
+        return Ok(());
+    };
+    let mut changed = Vec::new();
+    if corrected.id != original.id {
+        changed.push(FieldError::new(
+            "id",
+            format!(
+                "a corrected payload keeps the notification's id {}",
+                original.id
+            ),
+        ));
+    }
+    if corrected.user_id != original.user_id {
+        changed.push(FieldError::new(
+            "user_id",
+            format!(
+                "a corrected payload keeps the notification's user_id {:?}",
+                original.user_id
+            ),
+        ));
+    }
+    if changed.is_empty() {
+        Ok(())
+    } else {
+        Err(ReplayError::InvalidPayload(RequestError::InvalidFields(
+            changed,
+        )))
+    }
 }
 
 /// What `replay --all` did.

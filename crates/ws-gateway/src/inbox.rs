@@ -175,7 +175,7 @@ async fn render_again(
     items: &mut [Notification],
 ) -> Result<(), GatewayError> {
     let ids: Vec<Uuid> = items.iter().map(|n| n.id).collect();
-    let refs = inbox::template_refs(conn, &ids).await?;
+    let refs = inbox::template_refs(conn, user_id, &ids).await?;
     if refs.is_empty() {
         return Ok(());
     }

@@ -206,6 +206,7 @@ async fn change(
             let (changed, were_unread): (Vec<Uuid>, i64) = match kind {
                 Change::Read => {
                     let ids: Vec<Uuid> = diesel::update(notifications::table)
+                        .filter(notifications::user_id.eq(user_id))
                         .filter(
                             notifications::id.eq_any(
                                 base.filter(notifications::read_at.is_null())
@@ -218,6 +219,7 @@ async fn change(
                         .await?;
                     // Archived and muted ones were never (or no longer) in the count.
                     let uncounted: i64 = notifications::table
+                        .filter(notifications::user_id.eq(user_id))
                         .filter(notifications::id.eq_any(&ids))
                         .filter(
                             notifications::archived_at
@@ -233,6 +235,7 @@ async fn change(
                 Change::Archive => {
                     let rows: Vec<(Uuid, Option<DateTime<Utc>>, bool)> =
                         diesel::update(notifications::table)
+                            .filter(notifications::user_id.eq(user_id))
                             .filter(
                                 notifications::id.eq_any(
                                     base.filter(notifications::archived_at.is_null())
@@ -283,13 +286,15 @@ async fn change(
 /// Template key, version and params of a stored notification.
 pub type TemplateRefRow = (String, i32, serde_json::Value);
 
-/// What templated notifications were rendered from, by id.
+/// What the user's templated notifications were rendered from, by id.
 pub async fn template_refs(
     conn: &mut AsyncPgConnection,
+    user_id: &str,
     ids: &[Uuid],
 ) -> Result<std::collections::HashMap<Uuid, TemplateRefRow>, DbError> {
     type Row = (Uuid, Option<String>, Option<i32>, Option<serde_json::Value>);
     let rows: Vec<Row> = notifications::table
+        .filter(notifications::user_id.eq(user_id))
         .filter(notifications::id.eq_any(ids))
         .filter(notifications::template_key.is_not_null())
         .select((

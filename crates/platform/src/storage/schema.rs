@@ -30,7 +30,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    notifications (id) {
+    notifications (user_id, id) {
         id -> Uuid,
         user_id -> Text,
         seq -> Nullable<Int8>,

@@ -214,3 +214,70 @@ async fn concurrent_replays_of_one_dead_letter_append_it_once() {
     );
     assert_eq!(redis.stream_len(Priority::Low).await.unwrap(), before + 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrected_replay_keeps_the_notifications_id_and_user() {
+    let env = TestEnv::new().await;
+    let redis = env.redis().await;
+    let original = notification("lea", 1, Priority::Normal);
+    let record = dead_letters::NewDeadLetter::new(
+        Priority::Normal,
+        "1-0",
+        &serde_json::to_string(&original).unwrap(),
+        "refused",
+        1,
+    );
+    dead_letters::record(&mut env.db().await, &[record])
+        .await
+        .unwrap();
+    let id = dead_letters::list(&mut env.db().await, false, 1)
+        .await
+        .unwrap()[0]
+        .id;
+    let before = redis.stream_len(Priority::Normal).await.unwrap();
+    let pool = env.pool();
+    let refused_fields = |outcome: Result<String, platform::dlq::ReplayError>| match outcome {
+        Err(platform::dlq::ReplayError::InvalidPayload(domain::RequestError::InvalidFields(
+            fields,
+        ))) => fields.into_iter().map(|f| f.field).collect::<Vec<_>>(),
+        other => panic!("expected a refused payload, got {other:?}"),
+    };
+
+    let mut other_user = original.clone();
+    other_user.user_id = "mia".into();
+    let outcome = platform::dlq::replay(
+        &pool,
+        &redis,
+        id,
+        Some(&serde_json::to_string(&other_user).unwrap()),
+    )
+    .await;
+    assert_eq!(refused_fields(outcome), ["user_id"]);
+    let mut other_id = original.clone();
+    other_id.id = uuid::Uuid::now_v7();
+    let outcome = platform::dlq::replay(
+        &pool,
+        &redis,
+        id,
+        Some(&serde_json::to_string(&other_id).unwrap()),
+    )
+    .await;
+    assert_eq!(refused_fields(outcome), ["id"]);
+    assert_eq!(redis.stream_len(Priority::Normal).await.unwrap(), before);
+
+    // Anything else may be corrected: the letter is replayed once.
+    let mut retitled = original.clone();
+    retitled.title = "corrected".into();
+    platform::dlq::replay(
+        &pool,
+        &redis,
+        id,
+        Some(&serde_json::to_string(&retitled).unwrap()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        redis.stream_len(Priority::Normal).await.unwrap(),
+        before + 1
+    );
+}

@@ -8,6 +8,7 @@ mod dead_letters;
 mod lanes;
 mod lifecycle;
 mod rounds;
+mod schema;
 mod storage;
 mod support;
 mod templates;

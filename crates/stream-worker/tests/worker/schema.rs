@@ -1,0 +1,131 @@
+//! The schema can be distributed by user (docs/operations.md, "PostgreSQL
+//! past one machine"): every table holding a user's data has `user_id` in
+//! its primary key and in every unique index, and no foreign key ties two
+//! rows together; every other table is one of the small shared ones.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use diesel::sql_types::{Bool, Text};
+use diesel_async::RunQueryDsl;
+use testkit::TestEnv;
+
+/// Tables without a user's data: reference tables on a distributed
+/// database (read everywhere, written rarely), and the operators' dead
+/// letters, which stay on the coordinator.
+const SHARED_TABLES: [&str; 5] = [
+    "__diesel_schema_migrations",
+    "api_keys",
+    "templates",
+    "revoked_tokens",
+    "dead_letters",
+];
+
+/// The tables distributed by `user_id`.
+const PER_USER_TABLES: [&str; 3] = ["notifications", "user_inbox", "user_preferences"];
+
+#[derive(diesel::QueryableByName)]
+struct Table {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Bool)]
+    has_user_id: bool,
+}
+
+#[derive(diesel::QueryableByName, Debug)]
+struct UniqueIndex {
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = Text)]
+    index_name: String,
+    #[diesel(sql_type = Bool)]
+    primary: bool,
+    #[diesel(sql_type = Bool)]
+    has_user_id: bool,
+}
+
+#[derive(diesel::QueryableByName)]
+struct ForeignKey {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_per_user_table_is_keyed_by_user_and_nothing_links_rows() {
+    let env = TestEnv::new().await;
+    let mut conn = env.db().await;
+
+    let tables: Vec<Table> = diesel::sql_query(
+        "SELECT c.relname::text AS name, \
+                EXISTS (SELECT 1 FROM pg_attribute a \
+                        WHERE a.attrelid = c.oid AND a.attname = 'user_id' AND NOT a.attisdropped) \
+                    AS has_user_id \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let per_user: BTreeSet<&str> = tables
+        .iter()
+        .filter(|t| t.has_user_id)
+        .map(|t| t.name.as_str())
+        .collect();
+    let shared: BTreeSet<&str> = tables
+        .iter()
+        .filter(|t| !t.has_user_id)
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(per_user, BTreeSet::from(PER_USER_TABLES));
+    assert_eq!(
+        shared,
+        BTreeSet::from(SHARED_TABLES),
+        "a new table is either per user (with user_id in its keys) or shared: \
+         classify it here and in docs/operations.md"
+    );
+
+    let unique: Vec<UniqueIndex> = diesel::sql_query(
+        "SELECT t.relname::text AS table_name, i.relname::text AS index_name, \
+                x.indisprimary AS primary, \
+                EXISTS (SELECT 1 FROM pg_attribute a \
+                        WHERE a.attrelid = t.oid AND a.attname = 'user_id' \
+                          AND a.attnum = ANY (x.indkey::int2[])) AS has_user_id \
+         FROM pg_index x \
+         JOIN pg_class t ON t.oid = x.indrelid \
+         JOIN pg_class i ON i.oid = x.indexrelid \
+         JOIN pg_namespace n ON n.oid = t.relnamespace \
+         WHERE n.nspname = 'public' AND x.indisunique",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let mut primary_keys: BTreeMap<&str, bool> = BTreeMap::new();
+    for index in unique
+        .iter()
+        .filter(|i| per_user.contains(i.table_name.as_str()))
+    {
+        assert!(
+            index.has_user_id,
+            "unique index {} of {} does not contain user_id",
+            index.index_name, index.table_name
+        );
+        if index.primary {
+            primary_keys.insert(&index.table_name, index.has_user_id);
+        }
+    }
+    assert_eq!(
+        primary_keys,
+        PER_USER_TABLES.iter().map(|t| (*t, true)).collect(),
+        "every per-user table has a primary key containing user_id"
+    );
+
+    let foreign_keys: Vec<ForeignKey> = diesel::sql_query(
+        "SELECT c.conname::text AS name FROM pg_constraint c \
+         JOIN pg_namespace n ON n.oid = c.connamespace \
+         WHERE n.nspname = 'public' AND c.contype = 'f'",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let names: Vec<String> = foreign_keys.into_iter().map(|f| f.name).collect();
+    assert!(names.is_empty(), "foreign keys: {names:?}");
+}
