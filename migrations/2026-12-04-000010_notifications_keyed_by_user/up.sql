@@ -1,20 +1,17 @@
--- Every row of a user's data is keyed by the user: the primary key of
--- notifications leads with user_id, like user_inbox's and
--- user_preferences', so the per-user tables can be distributed by user_id
--- (Citus: one distribution column, co-located tables) without a
--- uniqueness PostgreSQL could no longer check across nodes. A
--- notification id names one notification of one user: every lookup by id
--- also names the user.
+-- Every key of a user's data contains the user: the primary key of
+-- notifications becomes (id, user_id), like user_inbox's and
+-- user_preferences' (user_id), so the per-user tables can be distributed
+-- by user_id (Citus: one distribution column, co-located tables, every
+-- primary key and unique constraint containing it) without a uniqueness
+-- PostgreSQL could no longer check across nodes.
+--
+-- `id` stays first: ids are time-ordered (UUIDv7), so the storing
+-- worker's inserts still append at the index's right edge, and lookups by
+-- id alone (this release's duplicate check, the previous release's
+-- processes during a rolling upgrade) still use the index.
 --
 -- Rebuilds the primary key: the table is locked against reads and writes
 -- until the migration commits. On a large table, run it in a quiet hour.
 ALTER TABLE notifications
     DROP CONSTRAINT notifications_pkey,
-    ADD CONSTRAINT notifications_pkey PRIMARY KEY (user_id, id);
-
--- The previous release's processes look notifications up by id alone
--- (its workers' duplicate check, its gateways' read-state updates): this
--- plain index keeps those lookups off a sequential scan while they still
--- run during the upgrade. Nothing of this release uses it; the next
--- release's migration drops it.
-CREATE INDEX notifications_id_previous_release ON notifications (id);
+    ADD CONSTRAINT notifications_pkey PRIMARY KEY (id, user_id);

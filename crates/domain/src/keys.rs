@@ -150,6 +150,13 @@ impl KeySpace {
         format!("{}:idem-claim:{{{}}}", self.prefix, scoped_key)
     }
 
+    /// The stream shard count every service of this deployment uses,
+    /// recorded by the first one to start (see
+    /// `RedisStore::agree_on_stream_shards`).
+    pub fn stream_shards_record(&self) -> String {
+        format!("{}:stream-shards", self.prefix)
+    }
+
     /// The GCRA state of one rate-limited subject (an API key's id): one
     /// key each, so subjects spread over a cluster's slots.
     pub fn rate_limit(&self, subject: &str) -> String {

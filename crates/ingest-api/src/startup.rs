@@ -43,6 +43,7 @@ impl Service for Application {
             tracing::info!(?loaded, dir = %settings.templates.dir, "templates loaded from folder");
         }
         let redis = RedisStore::connect(&settings.redis).await?;
+        redis.agree_on_stream_shards().await?;
         let key_cache = Arc::new(
             KeyCache::new(Duration::from_secs(settings.auth.api_key_cache_secs))
                 .remembering_unknown_for(Duration::from_secs(

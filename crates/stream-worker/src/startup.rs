@@ -33,6 +33,7 @@ impl Service for Worker {
         let pool = db::pool(&settings.database)?;
         db::wait_until_reachable(&pool).await;
         let redis = RedisStore::connect(&settings.redis).await?;
+        redis.agree_on_stream_shards().await?;
         redis.ensure_consumer_group().await?;
 
         let (mut registry, http_metrics) = platform::metrics::service_registry("stream-worker");

@@ -1,5 +1,5 @@
 //! A private Redis Cluster for tests: `redis-server --cluster-enabled yes`
-//! processes on free ports, joined with `redis-cli --cluster create`, killed
+//! processes on free ports (plaintext or TLS), joined with `redis-cli --cluster create`, killed
 //! and deleted when dropped. The machine's shared Redis is never touched.
 
 use std::path::PathBuf;
@@ -18,12 +18,35 @@ struct Node {
 pub struct RedisCluster {
     nodes: Vec<Node>,
     dir: PathBuf,
+    /// The servers' TLS arguments; empty: plaintext.
+    tls: Vec<String>,
+    /// redis-cli's TLS arguments.
+    cli_tls: Vec<String>,
 }
 
 impl RedisCluster {
     /// `masters` masters with `replicas` replicas each, every slot
     /// covered, every replica in sync with its master.
     pub async fn start(masters: usize, replicas: usize) -> Self {
+        Self::start_with(masters, replicas, None).await
+    }
+
+    /// Like [`RedisCluster::start`], every port (clients, the cluster bus,
+    /// replication) over TLS with the server certificate of `certs`
+    /// (clients need not present one).
+    pub async fn start_tls(
+        masters: usize,
+        replicas: usize,
+        certs: &crate::tls::Certificates,
+    ) -> Self {
+        Self::start_with(masters, replicas, Some(certs)).await
+    }
+
+    async fn start_with(
+        masters: usize,
+        replicas: usize,
+        certs: Option<&crate::tls::Certificates>,
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "herald-cluster-{}-{}",
             std::process::id(),
@@ -33,7 +56,26 @@ impl RedisCluster {
         let mut cluster = Self {
             nodes: Vec::new(),
             dir,
+            tls: Vec::new(),
+            cli_tls: Vec::new(),
         };
+        if let Some(certs) = certs {
+            cluster.tls = vec![
+                "--tls-cluster".into(),
+                "yes".into(),
+                "--tls-replication".into(),
+                "yes".into(),
+                "--tls-cert-file".into(),
+                certs.server_cert(),
+                "--tls-key-file".into(),
+                certs.server_key(),
+                "--tls-ca-cert-file".into(),
+                certs.ca(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ];
+            cluster.cli_tls = vec!["--tls".into(), "--cacert".into(), certs.ca()];
+        }
         for _ in 0..masters * (1 + replicas) {
             let port = free_cluster_port(&cluster.ports());
             cluster.nodes.push(Node {
@@ -51,6 +93,7 @@ impl RedisCluster {
             .map(|port| format!("127.0.0.1:{port}"))
             .collect();
         let created = Command::new("redis-cli")
+            .args(&cluster.cli_tls)
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
@@ -68,9 +111,16 @@ impl RedisCluster {
     }
 
     fn launch(&mut self, index: usize) {
-        let port = self.nodes[index].port;
+        let port = self.nodes[index].port.to_string();
+        let ports: [&str; 4] = if self.tls.is_empty() {
+            ["--port", &port, "--tls-port", "0"]
+        } else {
+            ["--port", "0", "--tls-port", &port]
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(ports)
+            .args(["--bind", "127.0.0.1"])
+            .args(&self.tls)
             .args(["--cluster-enabled", "yes"])
             .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
             // A master that stops answering for 2 s is failed over.
@@ -91,19 +141,26 @@ impl RedisCluster {
         self.nodes.iter().map(|n| n.port).collect()
     }
 
-    /// fred's cluster URL: one node, the others as `node=` seeds.
+    /// fred's cluster URL (`rediss-cluster://` over TLS): one node, the
+    /// others as `node=` seeds.
     pub fn url(&self) -> String {
+        let scheme = if self.tls.is_empty() {
+            "redis-cluster"
+        } else {
+            "rediss-cluster"
+        };
         let ports = self.ports();
         let seeds: Vec<String> = ports[1..]
             .iter()
             .map(|port| format!("node=127.0.0.1:{port}"))
             .collect();
-        format!("redis-cluster://127.0.0.1:{}?{}", ports[0], seeds.join("&"))
+        format!("{scheme}://127.0.0.1:{}?{}", ports[0], seeds.join("&"))
     }
 
     /// Runs `redis-cli -p <port> <args>` and returns its output.
     pub fn cli(&self, port: u16, args: &[&str]) -> String {
         let output = Command::new("redis-cli")
+            .args(&self.cli_tls)
             .args(["-p", &port.to_string()])
             .args(args)
             .stdin(Stdio::null())
@@ -218,44 +275,33 @@ impl RedisCluster {
         .await
     }
 
-    /// Moves `slot`, with its keys, from the master on `from` to the one
-    /// on `to`: the steps `redis-cli --cluster reshard` takes for each
-    /// slot (`SETSLOT IMPORTING` / `MIGRATING`, `MIGRATE` of its keys,
-    /// `SETSLOT NODE` on every master), for one slot the test chooses.
-    pub fn migrate_slot(&self, slot: u16, from: u16, to: u16) {
+    /// The lowest slot the master on `port` serves.
+    pub fn first_slot(&self, port: u16) -> u16 {
+        self.nodes_table()
+            .into_iter()
+            .find(|row| row.port == port)
+            .and_then(|row| row.slots.iter().map(|(first, _)| *first).min())
+            .unwrap_or_else(|| panic!("{port} serves no slot"))
+    }
+
+    /// Moves the `count` lowest slots of the master on `from`, with their
+    /// keys, to the master on `to`, with `redis-cli --cluster reshard` as
+    /// an operator would.
+    pub fn reshard(&self, from: u16, to: u16, count: u16) {
         let id = |port: u16| self.cli(port, &["cluster", "myid"]).trim().to_owned();
-        let (from_id, to_id) = (id(from), id(to));
-        let slot_text = slot.to_string();
-        let to_port = to.to_string();
-        self.cli(
-            to,
-            &["cluster", "setslot", &slot_text, "importing", &from_id],
+        let resharded = Command::new("redis-cli")
+            .args(&self.cli_tls)
+            .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
+            .args(["--cluster-from", &id(from), "--cluster-to", &id(to)])
+            .args(["--cluster-slots", &count.to_string(), "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli on PATH");
+        assert!(
+            resharded.status.success(),
+            "redis-cli --cluster reshard failed: {}",
+            String::from_utf8_lossy(&resharded.stdout)
         );
-        self.cli(
-            from,
-            &["cluster", "setslot", &slot_text, "migrating", &to_id],
-        );
-        loop {
-            let keys = self.cli(from, &["cluster", "getkeysinslot", &slot_text, "100"]);
-            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
-            if keys.is_empty() {
-                break;
-            }
-            let mut args = vec![
-                "migrate",
-                "127.0.0.1",
-                to_port.as_str(),
-                "",
-                "0",
-                "5000",
-                "keys",
-            ];
-            args.extend(keys);
-            self.cli(from, &args);
-        }
-        for port in self.masters() {
-            self.cli(port, &["cluster", "setslot", &slot_text, "node", &to_id]);
-        }
     }
 
     /// Ports of the live masters.

@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod postgres;
 pub mod processes;
 pub mod proxy;
+pub mod sentinel;
 pub mod service;
 pub mod tls;
 pub mod ws;

@@ -56,10 +56,13 @@ impl Certificates {
                 "/CN=127.0.0.1",
             ],
         );
+        // clientAuth too: the nodes of a TLS Redis Cluster present it to
+        // each other on the cluster bus, and refuse a server-only one.
         std::fs::write(
             dir.join("server.ext"),
             "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-             keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+             keyUsage=critical,digitalSignature,keyEncipherment\n\
+             extendedKeyUsage=serverAuth,clientAuth\n",
         )
         .expect("extensions file");
         openssl(

@@ -39,6 +39,7 @@ impl Service for Application {
         let db = db::pool(&settings.database)?;
         db::wait_until_reachable(&db).await;
         let redis = RedisStore::connect(&settings.redis).await?;
+        redis.agree_on_stream_shards().await?;
         let subscriber =
             RedisSubscriber::connect(&settings.redis, settings.gateway.subscriber_buffer_messages)
                 .await?;

@@ -3,7 +3,7 @@
 //! several replicas of every service, a master killed during a burst, and
 //! slots migrated under a gateway.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -11,130 +11,24 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use testkit::cluster::RedisCluster;
-use testkit::eventually;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::gateway::{Live, client};
-use crate::support::{BurstPlan, Progress, Service, Stack, send_burst, start_as};
+use crate::failover::{
+    Clients, Vars, burst_through_a_failover, failover_vars, lifted_limits, rows_per_user,
+    start_all, start_burst,
+};
+use crate::support::{Stack, start_as};
 
 const SHARDS: &str = "8";
 
 /// The stack's settings pointed at `cluster`, with `stream_shards = 8`
 /// and the per-address limits lifted (every test client shares one address).
-fn cluster_vars(stack: &Stack, cluster: &RedisCluster) -> HashMap<String, String> {
-    let mut vars = stack.vars();
+fn cluster_vars(stack: &Stack, cluster: &RedisCluster) -> Vars {
+    let mut vars = lifted_limits(stack);
     vars.insert("HERALD__REDIS__URL".into(), cluster.url());
     vars.insert("HERALD__REDIS__STREAM_SHARDS".into(), SHARDS.into());
-    for (key, value) in [
-        ("HERALD__GATEWAY__MAX_CONNECTIONS_PER_ADDRESS", "100000"),
-        ("HERALD__GATEWAY__HANDSHAKES_PER_ADDRESS_BURST", "100000"),
-        ("HERALD__GATEWAY__HANDSHAKES_PER_ADDRESS_PER_SEC", "100000"),
-    ] {
-        vars.insert(key.into(), value.into());
-    }
     vars
-}
-
-async fn start_all(
-    name: &str,
-    count: usize,
-    vars: &HashMap<String, String>,
-    stack: &Stack,
-) -> Vec<Service> {
-    let mut services = Vec::new();
-    for i in 0..count {
-        services.push(start_as(name, &format!("{name}-{i}"), vars, &stack.logs).await);
-    }
-    services
-}
-
-/// A user's client task: the seqs it saw, and how often it reconnected.
-type ClientTask = tokio::task::JoinHandle<(Vec<i64>, usize)>;
-
-/// Users' clients on the gateways, each reconnecting with `since`.
-struct Clients {
-    stop: tokio_util::sync::CancellationToken,
-    received: Arc<AtomicUsize>,
-    tasks: Vec<(String, ClientTask)>,
-}
-
-impl Clients {
-    async fn connect(stack: &Stack, gateways: &[Service], users: usize) -> Self {
-        let live: Live = Arc::new(Mutex::new(gateways.iter().map(|g| g.port).collect()));
-        let stop = tokio_util::sync::CancellationToken::new();
-        let received = Arc::new(AtomicUsize::new(0));
-        let tasks = (0..users)
-            .map(|u| {
-                let user = format!("user-{u}");
-                let token = stack.env.token(&user, 600);
-                let task = tokio::spawn(client(
-                    user.clone(),
-                    token,
-                    live.clone(),
-                    received.clone(),
-                    stop.clone(),
-                ));
-                (user, task)
-            })
-            .collect();
-        Self {
-            stop,
-            received,
-            tasks,
-        }
-    }
-
-    /// Waits until `total` frames arrived, then checks that every user saw
-    /// exactly `1..=per_user[user]`, in order; returns the reconnects.
-    async fn assert_every_seq_once_in_order(
-        self,
-        total: usize,
-        per_user: &HashMap<String, i64>,
-        within: Duration,
-    ) -> usize {
-        let received = self.received.clone();
-        eventually(
-            "every stored notification on its user's socket",
-            within,
-            || {
-                let received = received.clone();
-                async move { (received.load(Ordering::Relaxed) >= total).then_some(()) }
-            },
-        )
-        .await;
-        // Frames still in flight would be doubles: give them a moment.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        self.stop.cancel();
-        let mut reconnects = 0;
-        for (user, task) in self.tasks {
-            let (seen, again) = task.await.unwrap();
-            reconnects += again;
-            let expected: Vec<i64> = (1..=per_user.get(&user).copied().unwrap_or(0)).collect();
-            assert_eq!(seen, expected, "{user}: every seq once, in order");
-        }
-        reconnects
-    }
-}
-
-/// Stored rows per user, each user's seq checked gapless.
-async fn rows_per_user(stack: &Stack, users: usize) -> HashMap<String, i64> {
-    let mut conn = stack.env.db().await;
-    let mut counts = HashMap::new();
-    for u in 0..users {
-        let user = format!("user-{u}");
-        let rows = platform::storage::inspect::list_for_user(&mut conn, &user)
-            .await
-            .unwrap();
-        let seqs: Vec<i64> = rows.iter().map(|n| n.seq).collect();
-        assert_eq!(
-            seqs,
-            (1..=rows.len() as i64).collect::<Vec<_>>(),
-            "{user}: gapless seq"
-        );
-        counts.insert(user, rows.len() as i64);
-    }
-    counts
 }
 
 /// Sends `total` notifications to `users` users in batches of 1,000 (each
@@ -259,97 +153,38 @@ async fn the_pipeline_on_a_cluster_with_eight_shards_loses_and_duplicates_nothin
     );
 }
 
-/// 3,000 single notifications to `ingest` from `concurrency` producers,
-/// each retried with its key until answered.
-fn start_burst(
-    ingest: &Service,
-    stack: &Stack,
-    concurrency: usize,
-) -> (tokio::task::JoinHandle<crate::support::Burst>, Progress) {
-    let progress = Progress::default();
-    let burst = tokio::spawn(send_burst(
-        ingest.port,
-        stack.key.clone(),
-        BurstPlan {
-            total: 3_000,
-            concurrency,
-            timeout: Duration::from_secs(3),
-            deadline: Duration::from_secs(150),
-        },
-        progress.clone(),
-    ));
-    (burst, progress)
-}
-
-/// A burst of single notifications with `min_replicas_acks`, during which
-/// the master of one shard is killed with -9 and its replica promoted.
-/// Answers how many ids answered 202 were never stored.
-async fn burst_through_a_failover(min_replicas_acks: &str) -> (usize, usize) {
+/// A burst with `min_replicas_acks`, during which the master of user-0's
+/// shard is killed with -9, its replica promoted, and the dead node
+/// brought back as the new master's replica.
+async fn burst_through_a_cluster_failover(min_replicas_acks: &str) -> (usize, usize) {
     let mut cluster = RedisCluster::start(3, 1).await;
     let stack = Stack::new().await;
-    let mut vars = cluster_vars(&stack, &cluster);
-    vars.insert(
-        "HERALD__REDIS__MIN_REPLICAS_ACKS".into(),
-        min_replicas_acks.into(),
-    );
-    vars.insert("HERALD__REDIS__WAIT_TIMEOUT_MS".into(), "500".into());
-    vars.insert("HERALD__REDIS__COMMAND_TIMEOUT_MS".into(), "1000".into());
-    let ingest = start_as("ingest-api", "ingest-api-0", &vars, &stack.logs).await;
-    let _workers = start_all("stream-worker", 2, &vars, &stack).await;
-    let gateways = start_all("ws-gateway", 1, &vars, &stack).await;
-    let clients = Clients::connect(&stack, &gateways, crate::support::USERS).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    let (burst, progress) = start_burst(&ingest, &stack, 8);
-    progress.reached(1_000, Duration::from_secs(60)).await;
-    let keys = domain::KeySpace::sharded("x", 8);
-    let stream = keys.stream(domain::Lane {
-        shard: keys.shard_of("user-0"),
-        priority: domain::Priority::High,
-    });
-    let slot = platform::redis::hash_slot(&stream);
-    let victim = cluster.master_of_slot(slot);
-    cluster.kill(victim);
-    let promoted = cluster.wait_for_failover(slot, victim).await;
-    let failed_over = progress.accepted();
-    // The promoted master has no replica until the dead node comes back
-    // as one: until then, with min_replicas_acks = 1, its shard answers 503.
-    cluster.restart(victim).await;
-    cluster.wait_until_healthy(3, 1).await;
-    eprintln!(
-        "master {victim} killed at {failed_over} accepted; replica {promoted} promoted; {victim} back as its replica"
-    );
-    let burst = burst.await.unwrap();
-
-    let (stored, rows) = eventually_stored(&stack, &burst.accepted).await;
-    assert_eq!(rows, stored.len(), "no duplicate rows");
-    let lost = burst.accepted.difference(&stored).count();
-    // Whatever Redis lost, what was stored is gapless per user.
-    let per_user = rows_per_user(&stack, crate::support::USERS).await;
-    if lost == 0 {
-        clients
-            .assert_every_seq_once_in_order(stored.len(), &per_user, Duration::from_secs(60))
-            .await;
-    }
-    (burst.accepted.len(), lost)
-}
-
-/// Waits (up to 60 s) for every accepted id to be stored; returns what is
-/// stored then, and the row count.
-async fn eventually_stored(stack: &Stack, accepted: &HashSet<Uuid>) -> (HashSet<Uuid>, usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (stored, rows) = stack.stored().await;
-        if accepted.is_subset(&stored) || Instant::now() > deadline {
-            return (stored, rows);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let mut vars = failover_vars(&stack, &cluster.url(), min_replicas_acks);
+    vars.insert("HERALD__REDIS__STREAM_SHARDS".into(), SHARDS.into());
+    burst_through_a_failover(&stack, &vars, async || {
+        let keys = domain::KeySpace::sharded("x", 8);
+        let stream = keys.stream(domain::Lane {
+            shard: keys.shard_of("user-0"),
+            priority: domain::Priority::High,
+        });
+        let slot = platform::redis::hash_slot(&stream);
+        let victim = cluster.master_of_slot(slot);
+        cluster.kill(victim);
+        let promoted = cluster.wait_for_failover(slot, victim).await;
+        // The promoted master has no replica until the dead node comes back
+        // as one: until then, with min_replicas_acks = 1, its shard answers 503.
+        cluster.restart(victim).await;
+        cluster.wait_until_healthy(3, 1).await;
+        eprintln!(
+            "master {victim} killed; replica {promoted} promoted; {victim} back as its replica"
+        );
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_master_killed_during_a_burst_loses_nothing_answered_202_with_one_replica_ack() {
-    let (accepted, lost) = burst_through_a_failover("1").await;
+    let (accepted, lost) = burst_through_a_cluster_failover("1").await;
     assert_eq!(
         lost, 0,
         "ids answered 202 == ids stored ({accepted} accepted)"
@@ -359,7 +194,7 @@ async fn a_master_killed_during_a_burst_loses_nothing_answered_202_with_one_repl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_replica_acks_a_failover_may_lose_acknowledged_notifications() {
-    let (accepted, lost) = burst_through_a_failover("0").await;
+    let (accepted, lost) = burst_through_a_cluster_failover("0").await;
     // Asynchronous replication: whatever the master acknowledged and had
     // not sent on yet is gone. Reported, not asserted away.
     eprintln!(
@@ -380,15 +215,22 @@ async fn a_gateway_keeps_delivering_while_its_users_slots_migrate() {
 
     let (burst, progress) = start_burst(&ingest, &stack, 4);
     progress.reached(500, Duration::from_secs(60)).await;
-    // Move the slot of user-0's shard (and its neighbours) to another master.
+    // Reshard with redis-cli a master's lowest slots, up to and including
+    // the slot of a shard (the one needing the fewest slots moved): its
+    // users' channels and streams move to another master.
     let keys = domain::KeySpace::sharded("x", 8);
-    let channel = keys.user_channel("user-0");
-    let slot = platform::redis::hash_slot(&channel);
-    let from = cluster.master_of_slot(slot);
+    let (slot, from, count) = keys
+        .shards()
+        .map(|shard| {
+            let slot = platform::redis::hash_slot(&keys.dead_letter_stream(shard));
+            let from = cluster.master_of_slot(slot);
+            (slot, from, slot - cluster.first_slot(from) + 1)
+        })
+        .min_by_key(|(_, _, count)| *count)
+        .unwrap();
     let to = *cluster.masters().iter().find(|p| **p != from).unwrap();
-    let before = cluster.master_of_slot(slot);
-    cluster.migrate_slot(slot, from, to);
-    assert_ne!(cluster.master_of_slot(slot), before, "the slot moved");
+    cluster.reshard(from, to, count);
+    assert_eq!(cluster.master_of_slot(slot), to, "the shard's slot moved");
     let burst = burst.await.unwrap();
     stack
         .assert_all_stored_once(&burst.accepted, Duration::from_secs(120))
@@ -397,5 +239,41 @@ async fn a_gateway_keeps_delivering_while_its_users_slots_migrate() {
     let reconnects = clients
         .assert_every_seq_once_in_order(burst.accepted.len(), &per_user, Duration::from_secs(60))
         .await;
-    eprintln!("slot {slot} of user-0 moved {from} -> {to} during a burst; {reconnects} reconnects");
+    eprintln!(
+        "{count} slots up to {slot} resharded {from} -> {to} during a burst; {reconnects} reconnects"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_pipeline_runs_on_a_cluster_over_tls() {
+    let certs = testkit::tls::Certificates::generate();
+    let cluster = RedisCluster::start_tls(3, 0, &certs).await;
+    let stack = Stack::new().await;
+    let mut vars = cluster_vars(&stack, &cluster);
+    assert!(vars["HERALD__REDIS__URL"].starts_with("rediss-cluster://"));
+    vars.insert("HERALD__REDIS__CA_FILE".into(), certs.ca());
+    let ingest = start_as("ingest-api", "ingest-api-0", &vars, &stack.logs).await;
+    let _worker = start_as("stream-worker", "stream-worker-0", &vars, &stack.logs).await;
+    let gateways = start_all("ws-gateway", 1, &vars, &stack).await;
+    let clients = Clients::connect(&stack, &gateways, crate::support::USERS).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let (burst, _) = start_burst(&ingest, &stack, 4);
+    let burst = burst.await.unwrap();
+    stack
+        .assert_all_stored_once(&burst.accepted, Duration::from_secs(60))
+        .await;
+    let per_user = rows_per_user(&stack, crate::support::USERS).await;
+    clients
+        .assert_every_seq_once_in_order(burst.accepted.len(), &per_user, Duration::from_secs(60))
+        .await;
+    // Nothing answers in plaintext: every node's port speaks TLS only.
+    let plain = std::process::Command::new("redis-cli")
+        .args(["-p", &cluster.ports()[0].to_string(), "ping"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&plain.stdout).contains("PONG"),
+        "a plaintext PING is not answered"
+    );
 }

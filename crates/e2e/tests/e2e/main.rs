@@ -7,11 +7,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
 mod cluster;
+mod failover;
 mod faults;
 mod gateway;
 mod observability;
 mod pooler;
 mod revocation;
+mod sentinel;
 mod startup;
 mod support;
 mod templates;

@@ -146,3 +146,38 @@ async fn sigterm_while_waiting_for_dependencies_exits_at_once() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_with_another_shard_count_than_its_deployment_refuses_to_start() {
+    let stack = Stack::new().await;
+    let vars = stack.vars();
+    // The deployment runs with one shard: its first service records it.
+    let (_worker, port) = spawn("stream-worker", &vars);
+    eventually(
+        "the first worker ready",
+        Duration::from_secs(30),
+        || async move {
+            let (ready, _) = status(port, "/readyz").await?;
+            (ready == StatusCode::OK).then_some(())
+        },
+    )
+    .await;
+    let mut eight = vars.clone();
+    eight.insert("HERALD__REDIS__STREAM_SHARDS".into(), "8".into());
+    for name in SERVICES {
+        let log = stack.logs.join(format!("{name}-eight-shards.log"));
+        let mut vars = eight.clone();
+        vars.insert("HERALD__HTTP__PORT".into(), free_port().to_string());
+        vars.insert("HERALD__LOG__FORMAT".into(), "text".into());
+        let mut child = ChildGuard::spawn_logging_to(name, &vars, &[], &log);
+        let exit = child
+            .wait_for_exit(Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("{name} with 8 shards still runs after 30 s"));
+        assert!(!exit.success(), "{name} exits with an error");
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            logged.contains("redis.stream_shards is 8, but this deployment's services use 1"),
+            "{name}: {logged}"
+        );
+    }
+}

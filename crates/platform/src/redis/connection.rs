@@ -7,7 +7,7 @@ use std::time::Duration;
 use backon::Retryable;
 use domain::KeySpace;
 use fred::prelude::*;
-use fred::types::ConnectHandle;
+use fred::types::{ConnectHandle, SetOptions};
 use secrecy::ExposeSecret;
 
 use super::RedisError;
@@ -194,4 +194,54 @@ impl RedisStore {
             .await
             .map_err(RedisError::on("PING"))
     }
+
+    /// Checks that this process uses the deployment's stream shard count.
+    /// The first service to start records its `redis.stream_shards`
+    /// (`<prefix>:stream-shards`, no expiry); one configured with another
+    /// count is refused: it would append users' notifications to other
+    /// shards than the rest (breaking their order), or publish and
+    /// subscribe on other channels (frames never delivered live).
+    pub async fn agree_on_stream_shards(&self) -> Result<(), ShardCountError> {
+        let key = self.keys.stream_shards_record();
+        let configured = self.keys.shards().count();
+        let recorded: Option<String> = self
+            .client
+            .set(
+                &key,
+                configured.to_string(),
+                None,
+                Some(SetOptions::NX),
+                true,
+            )
+            .await
+            .map_err(RedisError::on("SET NX GET"))?;
+        match recorded {
+            Some(recorded) if recorded != configured.to_string() => {
+                Err(ShardCountError::Mismatch {
+                    configured,
+                    recorded,
+                    key,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Why [`RedisStore::agree_on_stream_shards`] refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardCountError {
+    #[error(
+        "redis.stream_shards is {configured}, but this deployment's services use {recorded} \
+         (recorded in Redis as {key}): every service must use the same count; to change it, \
+         stop every service, delete {key}, then start them all with the new count \
+         (docs/operations.md, \"Changing the shard count\")"
+    )]
+    Mismatch {
+        configured: usize,
+        recorded: String,
+        key: String,
+    },
+    #[error(transparent)]
+    Redis(#[from] RedisError),
 }

@@ -22,7 +22,7 @@ mod replies;
 mod scripts;
 mod streams;
 
-pub use connection::RedisStore;
+pub use connection::{RedisStore, ShardCountError};
 pub use limits::RateGrant;
 pub use pubsub::{FramesError, Messages, Reconnects, RedisSubscriber, UserFrame, UserFrames};
 pub use replies::cmp_ids;

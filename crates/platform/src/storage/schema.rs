@@ -30,7 +30,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    notifications (user_id, id) {
+    notifications (id, user_id) {
         id -> Uuid,
         user_id -> Text,
         seq -> Nullable<Int8>,

@@ -101,14 +101,13 @@ async fn a_check_prepared_on_an_empty_table_still_uses_the_index_once_it_grew() 
     let plan = explain(
         &mut conn,
         &format!(
-            "EXECUTE {}('{{ida}}', '{{018f0000-0000-7000-8000-000000000001}}')",
+            "EXECUTE {}('{{018f0000-0000-7000-8000-000000000001}}')",
             check.name
         ),
     )
     .await;
     assert!(
-        plan.iter().any(|l| l.contains("using notifications_pkey"))
-            && !plan.iter().any(|l| l.contains("Seq Scan")),
+        plan.iter().any(|l| l.contains("Index")) && !plan.iter().any(|l| l.contains("Seq Scan")),
         "the duplicate check probes the primary key, not the whole table: {plan:#?}"
     );
 }
