@@ -86,11 +86,10 @@ pub async fn replay(
 }
 
 /// A corrected payload may fix anything but which notification it is: an
-/// id names one notification of one user. Moved to another user, the
-/// notification would be dropped as already stored wherever the worker's
-/// duplicate check finds its id, and stored a second time wherever it
-/// does not (a database distributed by user). When the dead letter's own
-/// payload decodes, the correction keeps its `id` and `user_id`.
+/// id names one notification of one user. Moved to another user, it would
+/// be stored a second time under the same id: rows are keyed, and looked
+/// up, by user and id. When the dead letter's own payload decodes, the
+/// correction keeps its `id` and `user_id`.
 fn keeps_identity(original: &str, corrected: &NewNotification) -> Result<(), ReplayError> {
     let Ok(original) = NewNotification::decode_entry(original.as_bytes()) else {
         return Ok(());
