@@ -9,6 +9,8 @@ use crate::notification::Priority;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     pub id: Uuid,
+    /// The stream shard the entry was read from (0 with one shard).
+    pub shard: u16,
     /// The lane the entry was read from.
     pub priority: Priority,
     /// Its id in that stream.

@@ -541,6 +541,7 @@ impl Consumer {
             .iter()
             .map(|(entry, error)| {
                 NewDeadLetter::new(
+                    entry.shard,
                     entry.priority,
                     &entry.id,
                     entry.payload.as_deref().unwrap_or_default(),

@@ -58,6 +58,8 @@ async fn dead_letter_command(settings: &Settings, action: DlqCommand) -> anyhow:
             payload_file,
         } => {
             let redis = RedisStore::connect(&settings.redis).await?;
+            // A replay appends to the shard its settings name.
+            redis.check_stream_shards().await?;
             if all {
                 let report = dlq::replay_all(&pool, &redis).await?;
                 println!("{}", serde_json::to_string(&report)?);

@@ -203,13 +203,38 @@ impl RedisSentinel {
                             .contains("master_link_status:up")
                     })
                     .count();
-                let known = self
-                    .cli(self.sentinel_port, &["sentinel", "replicas", SERVICE])
-                    .contains("slave");
+                let known = self.sentinel_knows_a_live_replica_of(master);
                 (replicas >= 1 && known).then_some(())
             },
         )
         .await;
+    }
+}
+
+impl RedisSentinel {
+    /// Whether the Sentinel lists a replica of `master` that is up (flags
+    /// exactly `slave`, not `s_down` or `disconnected`) with its link to
+    /// the master up. `SENTINEL REPLICAS` answers, per replica, a flat
+    /// list of field names and values.
+    fn sentinel_knows_a_live_replica_of(&self, master: u16) -> bool {
+        let listed = self.cli(self.sentinel_port, &["sentinel", "replicas", SERVICE]);
+        let lines: Vec<&str> = listed.lines().map(str::trim).collect();
+        let mut replicas: Vec<std::collections::HashMap<&str, &str>> = Vec::new();
+        for pair in lines.chunks(2) {
+            let [field, value] = pair else { break };
+            if *field == "name" {
+                replicas.push(std::collections::HashMap::new());
+            }
+            if let Some(replica) = replicas.last_mut() {
+                replica.insert(field, value);
+            }
+        }
+        let master = master.to_string();
+        replicas.iter().any(|r| {
+            r.get("flags") == Some(&"slave")
+                && r.get("master-link-status") == Some(&"ok")
+                && r.get("master-port") == Some(&master.as_str())
+        })
     }
 }
 

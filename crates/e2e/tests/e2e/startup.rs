@@ -180,4 +180,12 @@ async fn a_service_with_another_shard_count_than_its_deployment_refuses_to_start
             "{name}: {logged}"
         );
     }
+    // A replay from the command line would append where no worker reads.
+    let replay = run_binary("stream-worker", &eight, &["dlq", "replay", "--all"]);
+    assert!(!replay.status.success(), "dlq replay with 8 shards refused");
+    let said = String::from_utf8_lossy(&replay.stderr);
+    assert!(
+        said.contains("redis.stream_shards is 8, but this deployment's services use 1"),
+        "{said}"
+    );
 }

@@ -37,6 +37,7 @@ async fn admin_dead_letter_endpoints() {
     broken["user_id"] = json!("not valid");
     let records = vec![
         platform::storage::dead_letters::NewDeadLetter::new(
+            domain::Shard::FIRST,
             Priority::Low,
             "1-0",
             &broken.to_string(),
@@ -44,6 +45,7 @@ async fn admin_dead_letter_endpoints() {
             1,
         ),
         platform::storage::dead_letters::NewDeadLetter::new(
+            domain::Shard::FIRST,
             Priority::Normal,
             "2-0",
             "{garbage",

@@ -202,25 +202,41 @@ impl RedisStore {
     /// shards than the rest (breaking their order), or publish and
     /// subscribe on other channels (frames never delivered live).
     pub async fn agree_on_stream_shards(&self) -> Result<(), ShardCountError> {
-        let key = self.keys.stream_shards_record();
-        let configured = self.keys.shards().count();
         let recorded: Option<String> = self
             .client
             .set(
-                &key,
-                configured.to_string(),
+                self.keys.stream_shards_record(),
+                self.keys.shards().count().to_string(),
                 None,
                 Some(SetOptions::NX),
                 true,
             )
             .await
             .map_err(RedisError::on("SET NX GET"))?;
+        self.same_shard_count(recorded)
+    }
+
+    /// For tools that append (`stream-worker dlq replay`): refused like
+    /// [`RedisStore::agree_on_stream_shards`] when the deployment records
+    /// another count, but records nothing: a one-off command never sets
+    /// the deployment's count.
+    pub async fn check_stream_shards(&self) -> Result<(), ShardCountError> {
+        let recorded: Option<String> = self
+            .client
+            .get(self.keys.stream_shards_record())
+            .await
+            .map_err(RedisError::on("GET"))?;
+        self.same_shard_count(recorded)
+    }
+
+    fn same_shard_count(&self, recorded: Option<String>) -> Result<(), ShardCountError> {
+        let configured = self.keys.shards().count();
         match recorded {
             Some(recorded) if recorded != configured.to_string() => {
                 Err(ShardCountError::Mismatch {
                     configured,
                     recorded,
-                    key,
+                    key: self.keys.stream_shards_record(),
                 })
             }
             _ => Ok(()),

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::{DeadLetter, Priority};
+use domain::{DeadLetter, Priority, Shard};
 use uuid::Uuid;
 
 use super::schema::dead_letters;
@@ -14,6 +14,7 @@ use crate::db::DbError;
 #[diesel(table_name = dead_letters)]
 pub struct NewDeadLetter {
     pub id: Uuid,
+    pub shard: i32,
     pub priority: String,
     pub entry_id: String,
     pub payload: String,
@@ -23,6 +24,7 @@ pub struct NewDeadLetter {
 
 impl NewDeadLetter {
     pub fn new(
+        shard: Shard,
         priority: Priority,
         entry_id: &str,
         payload: &str,
@@ -31,6 +33,7 @@ impl NewDeadLetter {
     ) -> Self {
         Self {
             id: Uuid::now_v7(),
+            shard: i32::from(shard.index()),
             priority: priority.as_str().to_owned(),
             entry_id: entry_id.to_owned(),
             payload: payload.to_owned(),
@@ -45,6 +48,7 @@ impl NewDeadLetter {
 #[diesel(check_for_backend(diesel::pg::Pg))]
 struct DeadLetterRow {
     id: Uuid,
+    shard: i32,
     priority: String,
     entry_id: String,
     payload: String,
@@ -59,6 +63,7 @@ impl From<DeadLetterRow> for DeadLetter {
     fn from(row: DeadLetterRow) -> Self {
         DeadLetter {
             id: row.id,
+            shard: u16::try_from(row.shard).unwrap_or_default(),
             priority: row.priority.parse().unwrap_or_default(),
             entry_id: row.entry_id,
             payload: row.payload,
@@ -71,7 +76,8 @@ impl From<DeadLetterRow> for DeadLetter {
     }
 }
 
-/// Records dead letters; an entry recorded before (redelivery) is kept as it was.
+/// Records dead letters; an entry recorded before (redelivery: the same
+/// shard, lane and entry id) is kept as it was.
 pub async fn record(
     conn: &mut AsyncPgConnection,
     letters: &[NewDeadLetter],
@@ -81,7 +87,11 @@ pub async fn record(
     }
     diesel::insert_into(dead_letters::table)
         .values(letters)
-        .on_conflict((dead_letters::priority, dead_letters::entry_id))
+        .on_conflict((
+            dead_letters::shard,
+            dead_letters::priority,
+            dead_letters::entry_id,
+        ))
         .do_nothing()
         .execute(conn)
         .await?;

@@ -26,11 +26,12 @@ diesel::table! {
         created_at -> Timestamptz,
         replayed_at -> Nullable<Timestamptz>,
         replay_entry_id -> Nullable<Text>,
+        shard -> Int4,
     }
 }
 
 diesel::table! {
-    notifications (id, user_id) {
+    notifications (id) {
         id -> Uuid,
         user_id -> Text,
         seq -> Nullable<Int8>,

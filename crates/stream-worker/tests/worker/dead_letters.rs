@@ -186,6 +186,7 @@ async fn concurrent_replays_of_one_dead_letter_append_it_once() {
     let redis = env.redis().await;
     let fixed = notification("kai", 1, Priority::Low);
     let record = dead_letters::NewDeadLetter::new(
+        domain::Shard::FIRST,
         Priority::Low,
         "1-0",
         &serde_json::to_string(&fixed).unwrap(),
@@ -221,6 +222,7 @@ async fn a_corrected_replay_keeps_the_notifications_id_and_user() {
     let redis = env.redis().await;
     let original = notification("lea", 1, Priority::Normal);
     let record = dead_letters::NewDeadLetter::new(
+        domain::Shard::FIRST,
         Priority::Normal,
         "1-0",
         &serde_json::to_string(&original).unwrap(),
@@ -279,5 +281,39 @@ async fn a_corrected_replay_keeps_the_notifications_id_and_user() {
     assert_eq!(
         redis.stream_len(Priority::Normal).await.unwrap(),
         before + 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_entry_id_in_two_shards_is_two_dead_letters_and_a_redelivery_is_one() {
+    let env = TestEnv::new().await;
+    let mut conn = env.db().await;
+    let keys = domain::KeySpace::sharded("x", 2);
+    let shards: Vec<domain::Shard> = keys.shards().collect();
+    let letter = |shard: domain::Shard, error: &str| {
+        dead_letters::NewDeadLetter::new(shard, Priority::Normal, "1700000000000-0", "{}", error, 1)
+    };
+    // Each shard's lane hands out its own entry ids: the same id twice.
+    dead_letters::record(
+        &mut conn,
+        &[letter(shards[0], "first"), letter(shards[1], "second")],
+    )
+    .await
+    .unwrap();
+    // A redelivery of the second shard's entry, recorded again.
+    dead_letters::record(&mut conn, &[letter(shards[1], "again")])
+        .await
+        .unwrap();
+    let mut recorded: Vec<(u16, String)> = dead_letters::list(&mut conn, true, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.shard, l.error))
+        .collect();
+    recorded.sort();
+    assert_eq!(
+        recorded,
+        [(0, "first".to_owned()), (1, "second".to_owned())],
+        "one record per shard's entry, the first one kept"
     );
 }

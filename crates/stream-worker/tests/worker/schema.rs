@@ -1,9 +1,10 @@
-//! The schema can be distributed by user (docs/operations.md, "PostgreSQL
-//! past one machine"): every table holding a user's data has `user_id` in
-//! its primary key and in every unique index, and no foreign key ties two
-//! rows together; every other table is one of the small shared ones.
+//! How far the schema can be distributed by user (docs/operations.md,
+//! "PostgreSQL past one machine"): every table holding a user's data has
+//! `user_id` in its unique indexes, but for the one exception named here,
+//! and no foreign key ties two rows together; every other table is one of
+//! the small shared ones.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use diesel::sql_types::{Bool, Text};
 use diesel_async::RunQueryDsl;
@@ -22,6 +23,12 @@ const SHARED_TABLES: [&str; 5] = [
 
 /// The tables distributed by `user_id`.
 const PER_USER_TABLES: [&str; 3] = ["notifications", "user_inbox", "user_preferences"];
+
+/// Unique indexes of per-user tables without `user_id`: what stands
+/// between the schema and distribution by user. `notifications` is keyed
+/// by `id` alone (docs/operations.md says why, and what it costs to
+/// change); this list must shrink, never grow.
+const WITHOUT_USER_ID: [&str; 1] = ["notifications_pkey"];
 
 #[derive(diesel::QueryableByName)]
 struct Table {
@@ -50,7 +57,7 @@ struct ForeignKey {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_per_user_table_is_keyed_by_user_and_nothing_links_rows() {
+async fn per_user_tables_are_keyed_by_user_but_for_known_exceptions_and_nothing_links_rows() {
     let env = TestEnv::new().await;
     let mut conn = env.db().await;
 
@@ -98,24 +105,28 @@ async fn every_per_user_table_is_keyed_by_user_and_nothing_links_rows() {
     .load(&mut conn)
     .await
     .unwrap();
-    let mut primary_keys: BTreeMap<&str, bool> = BTreeMap::new();
+    let mut primary_keys = BTreeSet::new();
+    let mut without_user_id = BTreeSet::new();
     for index in unique
         .iter()
         .filter(|i| per_user.contains(i.table_name.as_str()))
     {
-        assert!(
-            index.has_user_id,
-            "unique index {} of {} does not contain user_id",
-            index.index_name, index.table_name
-        );
+        if !index.has_user_id {
+            without_user_id.insert(index.index_name.as_str());
+        }
         if index.primary {
-            primary_keys.insert(&index.table_name, index.has_user_id);
+            primary_keys.insert(index.table_name.as_str());
         }
     }
     assert_eq!(
+        without_user_id,
+        BTreeSet::from(WITHOUT_USER_ID),
+        "every unique index of a per-user table contains user_id, but for the known exceptions"
+    );
+    assert_eq!(
         primary_keys,
-        PER_USER_TABLES.iter().map(|t| (*t, true)).collect(),
-        "every per-user table has a primary key containing user_id"
+        BTreeSet::from(PER_USER_TABLES),
+        "every per-user table has a primary key"
     );
 
     let foreign_keys: Vec<ForeignKey> = diesel::sql_query(

@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use diesel::expression::{AppearsOnTable, Expression, ValidGrouping, is_aggregate};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -14,7 +13,7 @@ use diesel::sql_types::{
     Array, BigInt, Bool, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::{InboxCounts, NewNotification, Notification};
+use domain::{InboxCounts, Notification};
 use futures_util::future::try_join;
 use uuid::Uuid;
 
@@ -204,81 +203,16 @@ impl QueryId for CreateInboxes<'_> {
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-/// The `(user_id, id)` pairs of some notifications, as two parallel
-/// columns: how every lookup of stored notifications by id names them,
-/// so each is one probe of the primary key `(id, user_id)` (and, with the
-/// table distributed by `user_id`, names the node that holds it).
-#[derive(Debug, Default)]
-pub(super) struct Keys<'a> {
-    users: Vec<&'a str>,
-    ids: Vec<Uuid>,
-}
-
-impl<'a> Keys<'a> {
-    /// The keys of the notifications for which `wanted` holds.
-    pub fn of(batch: &[&'a NewNotification], wanted: impl Fn(&NewNotification) -> bool) -> Self {
-        let (users, ids) = batch
-            .iter()
-            .filter(|n| wanted(n))
-            .map(|n| (n.user_id.as_str(), n.id))
-            .unzip();
-        Self { users, ids }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-
-    /// `(user_id, id) IN (...)`, as a filter on `notifications`.
-    fn matched(&self) -> KeysIn<'_> {
-        KeysIn { keys: self }
-    }
-}
-
-/// The filter of [`Keys::matched`]: one array per key column, so its text
-/// is the same for any number of keys and it is prepared once per
-/// connection (diesel's `sql` literals never are). Not `id = ANY($ids)`:
-/// the primary key has two columns, so without statistics (a new table,
-/// autovacuum off) PostgreSQL cannot know ids are unique and plans a
-/// sequential scan for a round's few hundred; the pairs are probed
-/// through the primary key whatever the statistics say.
-struct KeysIn<'a> {
-    keys: &'a Keys<'a>,
-}
-
-impl Expression for KeysIn<'_> {
-    type SqlType = Bool;
-}
-
-impl AppearsOnTable<notifications::table> for KeysIn<'_> {}
-
-impl ValidGrouping<()> for KeysIn<'_> {
-    type IsAggregate = is_aggregate::No;
-}
-
-impl QueryFragment<Pg> for KeysIn<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("(notifications.user_id, notifications.id) IN (SELECT * FROM unnest(");
-        bind_array::<Text, _>(&mut out, &self.keys.users, "::text[], ")?;
-        bind_array::<SqlUuid, _>(&mut out, &self.keys.ids, "::uuid[]))")
-    }
-}
-
-impl QueryId for KeysIn<'_> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-/// Stored notifications by key, as published: not expired and not muted.
+/// Stored notifications by id, as published: not expired and not muted.
 pub(super) async fn load_visible(
     mut conn: &AsyncPgConnection,
-    keys: &Keys<'_>,
+    ids: &[Uuid],
 ) -> Result<Vec<Notification>, diesel::result::Error> {
-    if keys.is_empty() {
+    if ids.is_empty() {
         return Ok(Vec::new());
     }
     Ok(notifications::table
-        .filter(keys.matched())
+        .filter(notifications::id.eq_any(ids))
         .select(NotificationRow::as_select())
         .load::<NotificationRow>(&mut conn)
         .await?
@@ -290,16 +224,16 @@ pub(super) async fn load_visible(
 
 /// Locks the `user_inbox` rows of `users` (in user-id order, so that two
 /// transactions with overlapping users cannot deadlock) and finds which of
-/// `keys` are stored already, pipelined. They run in this order even when
+/// `ids` are stored already, pipelined. They run in this order even when
 /// one of them still has to be prepared (see [`crate::storage::pipelined_tx`]), so the
 /// check runs with the locks held, and with the users locked no other
-/// transaction can be storing these keys: the check is exact. Were it ever
-/// not, the primary key would refuse the second copy and the round would
-/// be tried again.
+/// transaction can be storing these ids (an id belongs to one user): the
+/// check is exact. Were it ever not, the primary key would refuse the
+/// second copy and the round would be tried again.
 pub(super) async fn lock_and_check(
     mut conn: &AsyncPgConnection,
     users: &[&str],
-    keys: &Keys<'_>,
+    ids: &[Uuid],
 ) -> Result<(HashMap<String, i64>, HashSet<Uuid>), diesel::result::Error> {
     let locked = user_inbox::table
         .filter(user_inbox::user_id.eq_any(users))
@@ -308,7 +242,7 @@ pub(super) async fn lock_and_check(
         .for_update()
         .load::<(String, i64)>(&mut conn);
     let stored = notifications::table
-        .filter(keys.matched())
+        .filter(notifications::id.eq_any(ids))
         .select(notifications::id)
         .load::<Uuid>(&mut conn);
     let (locked, stored) = try_join(locked, stored).await?;

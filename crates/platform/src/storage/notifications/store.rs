@@ -13,7 +13,7 @@ use futures_util::future::{try_join3, try_join4};
 use uuid::Uuid;
 
 use super::statements::{
-    CreateInboxes, Keys, advance_inboxes, insert_rows, load_visible, lock_and_check,
+    CreateInboxes, advance_inboxes, insert_rows, load_visible, lock_and_check,
 };
 use super::{StoredBatch, Unprepared};
 use crate::db::DbError;
@@ -39,8 +39,7 @@ pub(super) async fn store_in_tx(
     users.dedup();
     let ids: Vec<Uuid> = batch.iter().map(|n| n.id).collect();
 
-    let (mut last_seqs, mut stored, preferences) =
-        lock_users(conn, &users, &Keys::of(batch, |_| true)).await?;
+    let (mut last_seqs, mut stored, preferences) = lock_users(conn, &users, &ids).await?;
     let mut round = Round::prepare(batch, &stored, &preferences, prepare);
     let created = create_inboxes(
         conn,
@@ -54,23 +53,22 @@ pub(super) async fn store_in_tx(
     .await?;
     let prepared = std::mem::take(&mut round.prepared);
     let numbered = number(&prepared, &mut last_seqs, &created, now)?;
-    let earlier = Keys::of(batch, |n| stored.contains(&n.id));
-    let (earlier, mut counts) = write_and_commit(conn, &numbered, &last_seqs, &earlier).await?;
+    let (earlier, mut counts) = write_and_commit(conn, &numbered, &last_seqs, &stored).await?;
     counts.extend(created);
     Ok(round.finish(batch, &ids, numbered, earlier, counts))
 }
 
 /// First round trip: `BEGIN`, the users' inbox rows locked (their
-/// `last_seq`), which of `keys` are stored already, and the users'
+/// `last_seq`), which of `ids` are stored already, and the users'
 /// preferences. Users without an inbox row yet are not in the map.
 async fn lock_users(
     conn: &AsyncPgConnection,
     users: &[&str],
-    keys: &Keys<'_>,
+    ids: &[Uuid],
 ) -> Result<(LastSeqs, HashSet<Uuid>, HashMap<String, Preferences>), DbError> {
     let ((), (last_seqs, stored), preferences) = try_join3(
         pipelined_tx::begin(conn),
-        lock_and_check(conn, users, keys),
+        lock_and_check(conn, users, ids),
         preferences::load_many(conn, users),
     )
     .await?;
@@ -219,8 +217,12 @@ async fn create_inboxes(
     if raced.is_empty() {
         return Ok(created_counts());
     }
-    let raced_keys = Keys::of(batch, |n| raced.contains(&n.user_id.as_str()));
-    let (locked, stored_meanwhile) = lock_and_check(conn, &raced, &raced_keys).await?;
+    let raced_ids: Vec<Uuid> = batch
+        .iter()
+        .filter(|n| raced.contains(&n.user_id.as_str()))
+        .map(|n| n.id)
+        .collect();
+    let (locked, stored_meanwhile) = lock_and_check(conn, &raced, &raced_ids).await?;
     let counted_in_a_new_row = round.prepared.iter().any(|p| {
         stored_meanwhile.contains(&p.notification.id)
             && created.contains(p.notification.user_id.as_str())
@@ -335,7 +337,7 @@ async fn write_and_commit(
     conn: &AsyncPgConnection,
     numbered: &Numbered<'_>,
     last_seqs: &LastSeqs,
-    earlier: &Keys<'_>,
+    stored: &HashSet<Uuid>,
 ) -> Result<(Vec<Notification>, Counts), DbError> {
     let (users, added): (Vec<String>, Vec<i64>) = numbered
         .added
@@ -343,10 +345,11 @@ async fn write_and_commit(
         .map(|(user, n)| ((*user).to_owned(), *n))
         .unzip();
     let seqs: Vec<i64> = users.iter().map(|u| last_seqs[u.as_str()]).collect();
+    let earlier: Vec<Uuid> = stored.iter().copied().collect();
     let ((), counts, earlier, ()) = try_join4(
         insert_rows(conn, &numbered.rows),
         advance_inboxes(conn, &users, &seqs, &added),
-        load_visible(conn, earlier),
+        load_visible(conn, &earlier),
         pipelined_tx::commit(conn),
     )
     .await?;

@@ -1,3 +1,0 @@
-ALTER TABLE notifications
-    DROP CONSTRAINT notifications_pkey,
-    ADD CONSTRAINT notifications_pkey PRIMARY KEY (id);
