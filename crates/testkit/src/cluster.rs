@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::eventually;
-use crate::processes::wait_for_port;
+use crate::processes::{kill_child, redis_cli, wait_for_port};
 
 /// One node of a [`RedisCluster`].
 struct Node {
@@ -60,20 +60,10 @@ impl RedisCluster {
             cli_tls: Vec::new(),
         };
         if let Some(certs) = certs {
-            cluster.tls = vec![
-                "--tls-cluster".into(),
-                "yes".into(),
-                "--tls-replication".into(),
-                "yes".into(),
-                "--tls-cert-file".into(),
-                certs.server_cert(),
-                "--tls-key-file".into(),
-                certs.server_key(),
-                "--tls-ca-cert-file".into(),
-                certs.ca(),
-                "--tls-auth-clients".into(),
-                "no".into(),
-            ];
+            cluster.tls = ["--tls-cluster", "yes", "--tls-replication", "yes"]
+                .map(String::from)
+                .to_vec();
+            cluster.tls.extend(certs.redis_server_args());
             cluster.cli_tls = vec!["--tls".into(), "--cacert".into(), certs.ca()];
         }
         for _ in 0..masters * (1 + replicas) {
@@ -159,14 +149,7 @@ impl RedisCluster {
 
     /// Runs `redis-cli -p <port> <args>` and returns its output.
     pub fn cli(&self, port: u16, args: &[&str]) -> String {
-        let output = Command::new("redis-cli")
-            .args(&self.cli_tls)
-            .args(["-p", &port.to_string()])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("redis-cli on PATH");
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        redis_cli(&self.cli_tls, port, args)
     }
 
     fn live_ports(&self) -> Vec<u16> {
@@ -207,10 +190,7 @@ impl RedisCluster {
             .iter_mut()
             .find(|n| n.port == port)
             .expect("a node of this cluster");
-        if let Some(mut child) = node.process.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut node.process);
     }
 
     /// Starts the killed node on `port` again with its cluster config: it
@@ -317,10 +297,7 @@ impl RedisCluster {
 impl Drop for RedisCluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {
-            if let Some(mut child) = node.process.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+            kill_child(&mut node.process);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

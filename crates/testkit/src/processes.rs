@@ -192,16 +192,7 @@ impl RedisServer {
     /// certificate of `certs` (clients need not present one).
     pub async fn start_tls(certs: &crate::tls::Certificates) -> Self {
         let mut server = Self::reserve();
-        server.tls = vec![
-            "--tls-cert-file".into(),
-            certs.server_cert(),
-            "--tls-key-file".into(),
-            certs.server_key(),
-            "--tls-ca-cert-file".into(),
-            certs.ca(),
-            "--tls-auth-clients".into(),
-            "no".into(),
-        ];
+        server.tls = certs.redis_server_args();
         server.restart().await;
         server
     }
@@ -266,6 +257,26 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `redis-cli <tls> -p <port> <args>` and returns its output.
+pub fn redis_cli(tls: &[String], port: u16, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(tls)
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("redis-cli on PATH");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// kill -9 of a process still running, if any.
+pub fn kill_child(process: &mut Option<Child>) {
+    if let Some(mut child) = process.take() {
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 

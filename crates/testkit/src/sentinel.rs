@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::processes::wait_for_port;
+use crate::processes::{kill_child, redis_cli, wait_for_port};
 use crate::{eventually, free_port};
 
 /// The name the Sentinel knows the master by.
@@ -120,13 +120,7 @@ impl RedisSentinel {
 
     /// Runs `redis-cli -p <port> <args>` and returns its output.
     pub fn cli(&self, port: u16, args: &[&str]) -> String {
-        let output = Command::new("redis-cli")
-            .args(["-p", &port.to_string()])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("redis-cli on PATH");
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        redis_cli(&[], port, args)
     }
 
     /// The port of the master as the Sentinel names it now.
@@ -148,10 +142,7 @@ impl RedisSentinel {
             .iter_mut()
             .find(|s| s.port == port)
             .expect("a server of this setup");
-        if let Some(mut child) = server.process.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut server.process);
     }
 
     /// Starts the killed server on `port` again, as a replica of the
@@ -246,10 +237,7 @@ impl Drop for RedisSentinel {
             .map(|s| &mut s.process)
             .chain(std::iter::once(&mut self.sentinel));
         for process in processes {
-            if let Some(mut child) = process.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+            kill_child(process);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -10,6 +10,21 @@ pub struct Certificates {
 }
 
 impl Certificates {
+    /// `redis-server` arguments for TLS with the server certificate
+    /// (clients need not present one).
+    pub fn redis_server_args(&self) -> Vec<String> {
+        vec![
+            "--tls-cert-file".into(),
+            self.server_cert(),
+            "--tls-key-file".into(),
+            self.server_key(),
+            "--tls-ca-cert-file".into(),
+            self.ca(),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ]
+    }
+
     pub fn generate() -> Self {
         let dir = std::env::temp_dir().join(format!("herald-certs-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).expect("certificate dir");

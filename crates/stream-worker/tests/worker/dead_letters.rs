@@ -185,21 +185,7 @@ async fn concurrent_replays_of_one_dead_letter_append_it_once() {
     let env = TestEnv::new().await;
     let redis = env.redis().await;
     let fixed = notification("kai", 1, Priority::Low);
-    let record = dead_letters::NewDeadLetter::new(
-        domain::Shard::FIRST,
-        Priority::Low,
-        "1-0",
-        &serde_json::to_string(&fixed).unwrap(),
-        "refused",
-        1,
-    );
-    dead_letters::record(&mut env.db().await, &[record])
-        .await
-        .unwrap();
-    let id = dead_letters::list(&mut env.db().await, false, 1)
-        .await
-        .unwrap()[0]
-        .id;
+    let id = record_dead_letter(&env, &fixed).await;
     let before = redis.stream_len(Priority::Low).await.unwrap();
     let pool = env.pool();
     let replays = (0..4).map(|_| platform::dlq::replay(&pool, &redis, id, None));
@@ -221,21 +207,7 @@ async fn a_corrected_replay_keeps_the_notifications_id_and_user() {
     let env = TestEnv::new().await;
     let redis = env.redis().await;
     let original = notification("lea", 1, Priority::Normal);
-    let record = dead_letters::NewDeadLetter::new(
-        domain::Shard::FIRST,
-        Priority::Normal,
-        "1-0",
-        &serde_json::to_string(&original).unwrap(),
-        "refused",
-        1,
-    );
-    dead_letters::record(&mut env.db().await, &[record])
-        .await
-        .unwrap();
-    let id = dead_letters::list(&mut env.db().await, false, 1)
-        .await
-        .unwrap()[0]
-        .id;
+    let id = record_dead_letter(&env, &original).await;
     let before = redis.stream_len(Priority::Normal).await.unwrap();
     let pool = env.pool();
     let refused_fields = |outcome: Result<String, platform::dlq::ReplayError>| match outcome {
@@ -316,4 +288,24 @@ async fn one_entry_id_in_two_shards_is_two_dead_letters_and_a_redelivery_is_one(
         [(0, "first".to_owned()), (1, "second".to_owned())],
         "one record per shard's entry, the first one kept"
     );
+}
+
+/// Records `notification` as a dead letter of its lane (refused once);
+/// returns the record's id.
+async fn record_dead_letter(env: &TestEnv, notification: &domain::NewNotification) -> uuid::Uuid {
+    let record = dead_letters::NewDeadLetter::new(
+        domain::Shard::FIRST,
+        notification.priority,
+        "1-0",
+        &serde_json::to_string(notification).unwrap(),
+        "refused",
+        1,
+    );
+    dead_letters::record(&mut env.db().await, &[record])
+        .await
+        .unwrap();
+    dead_letters::list(&mut env.db().await, false, 1)
+        .await
+        .unwrap()[0]
+        .id
 }
