@@ -4,10 +4,10 @@
 //! A replay appends the dead letter's payload (or a corrected one) to its
 //! priority stream again and marks the record replayed. The payload is
 //! validated first, so garbage is never put back. The notification keeps its
-//! id and its user, so a replay of something already stored is stored once. The record's
-//! row is locked from the check to the mark (one transaction around the
-//! append), so concurrent replays of one letter append it once: the others
-//! wait, then find it replayed.
+//! id and its user, so a replay of something already stored is stored once.
+//! The record's row is locked from the check to the mark (one transaction
+//! around the append), so concurrent replays of one letter append it once:
+//! the others wait, then find it replayed.
 
 use diesel_async::AsyncConnection;
 use domain::{FieldError, NewNotification, RequestError};
@@ -86,33 +86,32 @@ pub async fn replay(
 }
 
 /// A corrected payload may fix anything but which notification it is: an
-/// id names one notification of one user. Moved to another user, it would
-/// be stored a second time under the same id: rows are keyed, and looked
-/// up, by user and id. When the dead letter's own payload decodes, the
-/// correction keeps its `id` and `user_id`.
+/// id names one notification of one user, and the worker takes an id it
+/// has stored as a redelivery, so a correction moving the id to another
+/// user would be dropped unseen. When the dead letter's own payload
+/// decodes, the correction keeps its `id` and `user_id`.
 fn keeps_identity(original: &str, corrected: &NewNotification) -> Result<(), ReplayError> {
     let Ok(original) = NewNotification::decode_entry(original.as_bytes()) else {
         return Ok(());
     };
-    let mut changed = Vec::new();
-    if corrected.id != original.id {
-        changed.push(FieldError::new(
-            "id",
-            format!(
-                "a corrected payload keeps the notification's id {}",
-                original.id
-            ),
-        ));
-    }
-    if corrected.user_id != original.user_id {
-        changed.push(FieldError::new(
+    let kept = [
+        ("id", corrected.id == original.id, original.id.to_string()),
+        (
             "user_id",
-            format!(
-                "a corrected payload keeps the notification's user_id {:?}",
-                original.user_id
-            ),
-        ));
-    }
+            corrected.user_id == original.user_id,
+            format!("{:?}", original.user_id),
+        ),
+    ];
+    let changed: Vec<FieldError> = kept
+        .into_iter()
+        .filter(|(_, same, _)| !same)
+        .map(|(field, _, was)| {
+            FieldError::new(
+                field,
+                format!("a corrected payload keeps the notification's {field} {was}"),
+            )
+        })
+        .collect();
     if changed.is_empty() {
         Ok(())
     } else {

@@ -329,6 +329,24 @@ pub async fn append_all(redis: &RedisStore, notifications: &[domain::NewNotifica
     }
 }
 
+/// A user's visible notifications in `seq` order, checked to be numbered
+/// 1, 2, 3, ... with no gap (the promise of a user's sequence).
+pub async fn gapless_history(
+    conn: &mut AsyncPgConnection,
+    user: &str,
+) -> Vec<domain::Notification> {
+    let rows = platform::storage::inspect::list_for_user(conn, user)
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = rows.iter().map(|n| n.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=rows.len() as i64).collect::<Vec<_>>(),
+        "{user}: seq gapless from 1"
+    );
+    rows
+}
+
 /// Stores plain notifications, as the worker would store them unrendered
 /// and unmuted, at `now`.
 pub async fn store_batch(

@@ -168,15 +168,7 @@ pub(crate) async fn rows_per_user(stack: &Stack, users: usize) -> HashMap<String
     let mut counts = HashMap::new();
     for u in 0..users {
         let user = format!("user-{u}");
-        let rows = platform::storage::inspect::list_for_user(&mut conn, &user)
-            .await
-            .unwrap();
-        let seqs: Vec<i64> = rows.iter().map(|n| n.seq).collect();
-        assert_eq!(
-            seqs,
-            (1..=rows.len() as i64).collect::<Vec<_>>(),
-            "{user}: gapless seq"
-        );
+        let rows = testkit::gapless_history(&mut conn, &user).await;
         counts.insert(user, rows.len() as i64);
     }
     counts

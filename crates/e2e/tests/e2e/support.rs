@@ -155,15 +155,7 @@ impl Stack {
         let mut conn = self.env.db().await;
         let users: HashSet<String> = (0..users).map(|u| format!("user-{u}")).collect();
         for user in users {
-            let visible = platform::storage::inspect::list_for_user(&mut conn, &user)
-                .await
-                .unwrap();
-            let seqs: Vec<i64> = visible.iter().map(|n| n.seq).collect();
-            assert_eq!(
-                seqs,
-                (1..=visible.len() as i64).collect::<Vec<_>>(),
-                "{user}: gapless seq"
-            );
+            let visible = testkit::gapless_history(&mut conn, &user).await;
             let state = platform::storage::inbox::state(&mut conn, &user)
                 .await
                 .unwrap();

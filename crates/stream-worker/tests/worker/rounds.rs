@@ -52,15 +52,7 @@ async fn stores_publishes_and_acks_with_gapless_seq() {
 
     let mut conn = env.db().await;
     for user in ["alice", "bob"] {
-        let rows = platform::storage::inspect::list_for_user(&mut conn, user)
-            .await
-            .unwrap();
-        let seqs: Vec<i64> = rows.iter().map(|n| n.seq).collect();
-        assert_eq!(
-            seqs,
-            (1..=rows.len() as i64).collect::<Vec<_>>(),
-            "{user}: seq gapless from 1"
-        );
+        let rows = testkit::gapless_history(&mut conn, user).await;
         let state = inbox::state(&mut conn, user).await.unwrap();
         assert_eq!(
             state.unread,
