@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::db::{DbError, DbPool};
 use crate::redis::{RedisError, RedisStore};
-use crate::storage::dead_letters;
+use crate::storage::{dead_letters, notifications};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -66,6 +66,7 @@ pub async fn replay(
             let notification = NewNotification::decode_entry(payload.as_bytes())
                 .map_err(ReplayError::InvalidPayload)?;
             keeps_identity(&letter.payload, &notification)?;
+            names_no_other_users_notification(conn, &notification).await?;
             // Re-encode: the stream only ever holds what Herald itself writes.
             let entry = serde_json::to_string(&notification).map_err(|err| {
                 ReplayError::InvalidPayload(RequestError::MalformedJson(err.to_string()))
@@ -118,6 +119,31 @@ fn keeps_identity(original: &str, corrected: &NewNotification) -> Result<(), Rep
         Err(ReplayError::InvalidPayload(RequestError::InvalidFields(
             changed,
         )))
+    }
+}
+
+/// A correction of a payload that did not decode may name any id: one of
+/// another user's stored notifications would be stored a second time,
+/// under a second user (rows are keyed by id and user). Refused.
+async fn names_no_other_users_notification(
+    conn: &mut diesel_async::AsyncPgConnection,
+    notification: &NewNotification,
+) -> Result<(), ReplayError> {
+    let holders = notifications::users_with_id(conn, notification.id).await?;
+    match holders
+        .into_iter()
+        .find(|user| *user != notification.user_id)
+    {
+        None => Ok(()),
+        Some(other) => Err(ReplayError::InvalidPayload(RequestError::InvalidFields(
+            vec![FieldError::new(
+                "id",
+                format!(
+                    "{} is the id of a notification stored for user {other:?}, not {:?}",
+                    notification.id, notification.user_id
+                ),
+            )],
+        ))),
     }
 }
 

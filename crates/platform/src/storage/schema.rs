@@ -31,7 +31,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    notifications (id) {
+    notifications (id, user_id) {
         id -> Uuid,
         user_id -> Text,
         seq -> Nullable<Int8>,

@@ -256,6 +256,67 @@ async fn a_corrected_replay_keeps_the_notifications_id_and_user() {
     );
 }
 
+/// A payload that never decoded names no notification, so its correction
+/// may carry any id, but not one another user's stored notification has:
+/// that would store a second notification under the same id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrected_undecodable_payload_cannot_take_another_users_stored_id() {
+    let env = TestEnv::new().await;
+    let redis = env.redis().await;
+    let stored = notification("lea", 1, Priority::Normal);
+    testkit::store_batch(
+        &mut env.db().await,
+        std::slice::from_ref(&stored),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    let id = record_payload(&env, Priority::Normal, "{not json").await;
+    let before = redis.stream_len(Priority::Normal).await.unwrap();
+    let pool = env.pool();
+
+    let mut taken = stored.clone();
+    taken.user_id = "mia".into();
+    let outcome = platform::dlq::replay(
+        &pool,
+        &redis,
+        id,
+        Some(&serde_json::to_string(&taken).unwrap()),
+    )
+    .await;
+    match outcome {
+        Err(platform::dlq::ReplayError::InvalidPayload(domain::RequestError::InvalidFields(
+            fields,
+        ))) => {
+            assert_eq!(fields.len(), 1);
+            assert_eq!(fields[0].field, "id");
+            assert!(
+                fields[0].message.contains("\"lea\""),
+                "{:?}",
+                fields[0].message
+            );
+        }
+        other => panic!("expected the id refused, got {other:?}"),
+    }
+    assert_eq!(redis.stream_len(Priority::Normal).await.unwrap(), before);
+
+    // A fresh id passes.
+    let mut fresh = taken.clone();
+    fresh.id = uuid::Uuid::now_v7();
+    platform::dlq::replay(
+        &pool,
+        &redis,
+        id,
+        Some(&serde_json::to_string(&fresh).unwrap()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        redis.stream_len(Priority::Normal).await.unwrap(),
+        before + 1
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_entry_id_in_two_shards_is_two_dead_letters_and_a_redelivery_is_one() {
     let env = TestEnv::new().await;
@@ -293,11 +354,17 @@ async fn one_entry_id_in_two_shards_is_two_dead_letters_and_a_redelivery_is_one(
 /// Records `notification` as a dead letter of its lane (refused once);
 /// returns the record's id.
 async fn record_dead_letter(env: &TestEnv, notification: &domain::NewNotification) -> uuid::Uuid {
+    let payload = serde_json::to_string(notification).unwrap();
+    record_payload(env, notification.priority, &payload).await
+}
+
+/// Records `payload` (decodable or not) as the one dead letter; answers its id.
+async fn record_payload(env: &TestEnv, priority: Priority, payload: &str) -> uuid::Uuid {
     let record = dead_letters::NewDeadLetter::new(
         domain::Shard::FIRST,
-        notification.priority,
+        priority,
         "1-0",
-        &serde_json::to_string(notification).unwrap(),
+        payload,
         "refused",
         1,
     );

@@ -1,8 +1,7 @@
 //! How far the schema can be distributed by user (docs/operations.md,
 //! "PostgreSQL past one machine"): every table holding a user's data has
-//! `user_id` in its unique indexes, but for the one exception named here,
-//! and no foreign key ties two rows together; every other table is one of
-//! the small shared ones.
+//! `user_id` in every unique index, and no foreign key ties two rows
+//! together; every other table is one of the small shared ones.
 
 use std::collections::BTreeSet;
 
@@ -23,12 +22,6 @@ const SHARED_TABLES: [&str; 5] = [
 
 /// The tables distributed by `user_id`.
 const PER_USER_TABLES: [&str; 3] = ["notifications", "user_inbox", "user_preferences"];
-
-/// Unique indexes of per-user tables without `user_id`: what stands
-/// between the schema and distribution by user. `notifications` is keyed
-/// by `id` alone (docs/operations.md says why, and what it costs to
-/// change); this list must shrink, never grow.
-const WITHOUT_USER_ID: [&str; 1] = ["notifications_pkey"];
 
 #[derive(diesel::QueryableByName)]
 struct Table {
@@ -57,7 +50,7 @@ struct ForeignKey {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn per_user_tables_are_keyed_by_user_but_for_known_exceptions_and_nothing_links_rows() {
+async fn per_user_tables_are_keyed_by_user_and_nothing_links_rows() {
     let env = TestEnv::new().await;
     let mut conn = env.db().await;
 
@@ -120,8 +113,8 @@ async fn per_user_tables_are_keyed_by_user_but_for_known_exceptions_and_nothing_
     }
     assert_eq!(
         without_user_id,
-        BTreeSet::from(WITHOUT_USER_ID),
-        "every unique index of a per-user table contains user_id, but for the known exceptions"
+        BTreeSet::new(),
+        "every unique index of a per-user table contains user_id"
     );
     assert_eq!(
         primary_keys,

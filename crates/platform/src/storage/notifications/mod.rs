@@ -10,8 +10,15 @@
 //! after the first one committed: a client that saw `seq = S` can never miss
 //! a later commit with a smaller number.
 //!
-//! Round trips: BEGIN + locks + duplicate check + preferences, then rows +
-//! counters + COMMIT, each pipelined (see [`super::pipelined_tx`]). A
+//! Exactly once per id: the primary key `(id, user_id)` refuses a second
+//! copy. A round does not look for its ids among the stored ones first
+//! (ingest gives each notification a fresh id, so nearly every round holds
+//! only new ones); when the key refuses one, the round is rolled back and
+//! stored again with that check, under the same locks: the redelivered
+//! ones are then kept as stored and published again, not numbered twice.
+//!
+//! Round trips: BEGIN + locks + preferences, then rows + counters +
+//! COMMIT, each pipelined (see [`super::pipelined_tx`]). A
 //! user's inbox row is created the first time the user gets a notification,
 //! already in the state the transaction leaves it in (one more round trip
 //! for such batches, no update of the new row; those users are locked after
@@ -34,6 +41,7 @@ use uuid::Uuid;
 pub use super::models::Prepared;
 use super::pipelined_tx;
 use crate::db::DbError;
+use store::Check;
 
 /// What storing a batch did.
 #[derive(Debug, Default)]
@@ -74,18 +82,21 @@ pub type Unprepared = (usize, String);
 ///
 /// `prepare` turns the notification at an index into what is stored, given
 /// its user's preferences (read in the transaction's first round trip, with
-/// the locks). It is called once per id not found stored then (in the rare
-/// race on a new user's inbox row, also for ids the other transaction had
-/// just stored: those are then dropped as duplicates); one it refuses is
-/// not stored, and every index of the batch with that id is returned with
-/// the reason. It must have no side effects.
+/// the locks). It is called once per id of the batch, and again per id not
+/// stored before when the batch is stored again after the primary key
+/// refused a copy (and, in the rare race on a new user's inbox row, for ids
+/// the other transaction had just stored: those are then dropped as
+/// duplicates); one it refuses is not stored, and every index of the batch
+/// with that id is returned with the reason. It must have no side effects.
 ///
-/// Round trips: BEGIN + locks + duplicate check + preferences, then the
-/// rows + counters + read-back of redelivered ones + COMMIT (see
-/// [`pipelined_tx`]); batches with first-time users take one more (their
-/// inbox rows are created), and one more again in the rare case another
-/// transaction created one of those rows first (it is then locked and its
-/// user's ids checked).
+/// Round trips: BEGIN + locks + preferences, then the rows + counters +
+/// COMMIT (see [`pipelined_tx`]); batches with first-time users take one
+/// more (their inbox rows are created), and one more again in the rare
+/// case another transaction created one of those rows first (it is then
+/// locked and its user's ids checked). A batch holding a notification
+/// stored before is rolled back when the primary key refuses it and
+/// stored again with the duplicate check in the first round trip and a
+/// read-back of the redelivered ones in the last.
 pub async fn store_preparing(
     conn: &mut AsyncPgConnection,
     batch: &[&NewNotification],
@@ -95,8 +106,29 @@ pub async fn store_preparing(
     if batch.is_empty() {
         return Ok((StoredBatch::default(), Vec::new()));
     }
-    pipelined_tx::run(conn, async |conn| {
-        store::store_in_tx(conn, batch, now, &prepare).await
-    })
-    .await
+    let attempt = async |conn: &mut AsyncPgConnection, check| {
+        pipelined_tx::run(conn, async |conn| {
+            store::store_in_tx(conn, batch, now, &prepare, check).await
+        })
+        .await
+    };
+    match attempt(conn, Check::Optimistic).await {
+        Err(err) if store::is_a_stored_copy(&err) => attempt(conn, Check::Stored).await,
+        outcome => outcome,
+    }
+}
+
+/// The users holding a notification with this id: none, or one (ingest
+/// makes every id; the primary key, `(id, user_id)`, would allow more).
+/// For operators' checks, not the hot path.
+pub async fn users_with_id(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Vec<String>, DbError> {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+
+    use super::schema::notifications;
+    Ok(notifications::table
+        .filter(notifications::id.eq(id))
+        .select(notifications::user_id)
+        .load(conn)
+        .await?)
 }

@@ -2,9 +2,10 @@
 //! text is the same for every batch size (prepared once per connection and
 //! kept in diesel's statement cache), and the locking reads.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use diesel::expression::{AppearsOnTable, Expression, ValidGrouping, is_aggregate};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -13,8 +14,7 @@ use diesel::sql_types::{
     Array, BigInt, Bool, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::{InboxCounts, Notification};
-use futures_util::future::try_join;
+use domain::{InboxCounts, NewNotification, Notification};
 use uuid::Uuid;
 
 use crate::storage::models::{NotificationInsert, NotificationRow};
@@ -203,16 +203,81 @@ impl QueryId for CreateInboxes<'_> {
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-/// Stored notifications by id, as published: not expired and not muted.
+/// The `(user_id, id)` pairs of some notifications, as two parallel
+/// columns: how every lookup of stored notifications by id names them, so
+/// each is one probe of the primary key `(id, user_id)` (and, with the
+/// table distributed by `user_id`, names the node that holds it).
+#[derive(Debug, Default)]
+pub(super) struct Keys<'a> {
+    users: Vec<&'a str>,
+    ids: Vec<Uuid>,
+}
+
+impl<'a> Keys<'a> {
+    /// The keys of the notifications for which `wanted` holds.
+    pub fn of(batch: &[&'a NewNotification], wanted: impl Fn(&NewNotification) -> bool) -> Self {
+        let (users, ids) = batch
+            .iter()
+            .filter(|n| wanted(n))
+            .map(|n| (n.user_id.as_str(), n.id))
+            .unzip();
+        Self { users, ids }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// `(user_id, id) IN (...)`, as a filter on `notifications`.
+    fn matched(&self) -> KeysIn<'_> {
+        KeysIn { keys: self }
+    }
+}
+
+/// The filter of [`Keys::matched`]: one array per key column, so its text
+/// is the same for any number of keys and it is prepared once per
+/// connection (diesel's `sql` literals never are). Not `id = ANY($ids)`:
+/// the primary key has two columns, so without statistics (a new table,
+/// autovacuum off) PostgreSQL cannot know ids are unique and plans a
+/// sequential scan for a round's few hundred; the pairs are probed
+/// through the primary key whatever the statistics say.
+struct KeysIn<'a> {
+    keys: &'a Keys<'a>,
+}
+
+impl Expression for KeysIn<'_> {
+    type SqlType = Bool;
+}
+
+impl AppearsOnTable<notifications::table> for KeysIn<'_> {}
+
+impl ValidGrouping<()> for KeysIn<'_> {
+    type IsAggregate = is_aggregate::No;
+}
+
+impl QueryFragment<Pg> for KeysIn<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("(notifications.user_id, notifications.id) IN (SELECT * FROM unnest(");
+        bind_array::<Text, _>(&mut out, &self.keys.users, "::text[], ")?;
+        bind_array::<SqlUuid, _>(&mut out, &self.keys.ids, "::uuid[]))")
+    }
+}
+
+impl QueryId for KeysIn<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+/// Stored notifications by key, as published: not expired and not muted.
 pub(super) async fn load_visible(
     mut conn: &AsyncPgConnection,
-    ids: &[Uuid],
+    keys: &Keys<'_>,
 ) -> Result<Vec<Notification>, diesel::result::Error> {
-    if ids.is_empty() {
+    if keys.is_empty() {
         return Ok(Vec::new());
     }
     Ok(notifications::table
-        .filter(notifications::id.eq_any(ids))
+        .filter(keys.matched())
         .select(NotificationRow::as_select())
         .load::<NotificationRow>(&mut conn)
         .await?
@@ -222,31 +287,40 @@ pub(super) async fn load_visible(
         .collect())
 }
 
-/// Locks the `user_inbox` rows of `users` (in user-id order, so that two
-/// transactions with overlapping users cannot deadlock) and finds which of
-/// `ids` are stored already, pipelined. They run in this order even when
-/// one of them still has to be prepared (see [`crate::storage::pipelined_tx`]), so the
-/// check runs with the locks held, and with the users locked no other
-/// transaction can be storing these ids (an id belongs to one user): the
-/// check is exact. Were it ever not, the primary key would refuse the
-/// second copy and the round would be tried again.
-pub(super) async fn lock_and_check(
+/// Locks the `user_inbox` rows of `users`, in user-id order, so that two
+/// transactions with overlapping users cannot deadlock; answers each one's
+/// `last_seq`.
+pub(super) async fn lock(
     mut conn: &AsyncPgConnection,
     users: &[&str],
-    ids: &[Uuid],
-) -> Result<(HashMap<String, i64>, HashSet<Uuid>), diesel::result::Error> {
+) -> Result<HashMap<String, i64>, diesel::result::Error> {
     let locked = user_inbox::table
         .filter(user_inbox::user_id.eq_any(users))
         .order(user_inbox::user_id)
         .select((user_inbox::user_id, user_inbox::last_seq))
         .for_update()
-        .load::<(String, i64)>(&mut conn);
-    let stored = notifications::table
-        .filter(notifications::id.eq_any(ids))
-        .select(notifications::id)
-        .load::<Uuid>(&mut conn);
-    let (locked, stored) = try_join(locked, stored).await?;
-    Ok((locked.into_iter().collect(), stored.into_iter().collect()))
+        .load::<(String, i64)>(&mut conn)
+        .await?;
+    Ok(locked.into_iter().collect())
+}
+
+/// Which of `keys` are stored already. Joined after [`lock`] of their
+/// users, it runs with the locks held even when it still has to be
+/// prepared (see [`crate::storage::pipelined_tx`]), and with the users
+/// locked no other transaction can be storing these keys: the check is
+/// exact.
+pub(super) async fn already_stored(
+    mut conn: &AsyncPgConnection,
+    keys: &Keys<'_>,
+) -> Result<Vec<(Uuid, String)>, diesel::result::Error> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    notifications::table
+        .filter(keys.matched())
+        .select((notifications::id, notifications::user_id))
+        .load(&mut conn)
+        .await
 }
 
 /// Moves each user's `last_seq` and unread count past the rows just

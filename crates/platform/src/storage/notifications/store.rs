@@ -9,11 +9,11 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::{InboxCounts, NewNotification, Notification, Preferences};
-use futures_util::future::{try_join3, try_join4};
+use futures_util::future::{join4, try_join, try_join4};
 use uuid::Uuid;
 
 use super::statements::{
-    CreateInboxes, advance_inboxes, insert_rows, load_visible, lock_and_check,
+    CreateInboxes, Keys, advance_inboxes, already_stored, insert_rows, load_visible, lock,
 };
 use super::{StoredBatch, Unprepared};
 use crate::db::DbError;
@@ -26,6 +26,35 @@ type LastSeqs = HashMap<String, i64>;
 /// Each user's unread count and version as this transaction leaves them.
 pub(super) type Counts = HashMap<String, InboxCounts>;
 
+/// Whether a round looks for its notifications among the stored ones
+/// before numbering them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Check {
+    /// It does not: nearly every round stores only new notifications
+    /// (ingest gives each one a fresh id; only a redelivery after a crash
+    /// or a claim repeats one). One stored before makes the insert fail on
+    /// the primary key, and the round is rolled back and tried again with
+    /// [`Check::Stored`] (see [`is_a_stored_copy`]).
+    Optimistic,
+    /// It does, with the users locked: redelivered ones are kept as stored
+    /// and published again, not numbered again.
+    Stored,
+}
+
+/// The error an optimistic round ends with when it holds a notification
+/// stored before: the primary key refused the copy.
+pub(super) fn is_a_stored_copy(err: &DbError) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    matches!(
+        err,
+        DbError::Query(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
+            if info.constraint_name() == Some(PRIMARY_KEY)
+    )
+}
+
+/// The primary key of `notifications`, `(id, user_id)`.
+const PRIMARY_KEY: &str = "notifications_pkey";
+
 /// Stores `batch` (see [`super::store_preparing`]); runs inside
 /// [`pipelined_tx::run`], which rolls back on an error.
 pub(super) async fn store_in_tx(
@@ -33,13 +62,17 @@ pub(super) async fn store_in_tx(
     batch: &[&NewNotification],
     now: DateTime<Utc>,
     prepare: &impl Fn(usize, Option<&Preferences>) -> Result<Prepared, String>,
+    check: Check,
 ) -> Result<(StoredBatch, Vec<Unprepared>), DbError> {
     let mut users: Vec<&str> = batch.iter().map(|n| n.user_id.as_str()).collect();
     users.sort_unstable();
     users.dedup();
-    let ids: Vec<Uuid> = batch.iter().map(|n| n.id).collect();
+    let keys = match check {
+        Check::Optimistic => Keys::default(),
+        Check::Stored => Keys::of(batch, |_| true),
+    };
 
-    let (mut last_seqs, mut stored, preferences) = lock_users(conn, &users, &ids).await?;
+    let (mut last_seqs, mut stored, preferences) = lock_users(conn, batch, &users, &keys).await?;
     let mut round = Round::prepare(batch, &stored, &preferences, prepare);
     let created = create_inboxes(
         conn,
@@ -53,45 +86,71 @@ pub(super) async fn store_in_tx(
     .await?;
     let prepared = std::mem::take(&mut round.prepared);
     let numbered = number(&prepared, &mut last_seqs, &created, now)?;
-    let (earlier, mut counts) = write_and_commit(conn, &numbered, &last_seqs, &stored).await?;
+    let earlier = Keys::of(batch, |n| stored.contains(&key(n)));
+    let (earlier, mut counts) = write_and_commit(conn, &numbered, &last_seqs, &earlier).await?;
     counts.extend(created);
-    Ok(round.finish(batch, &ids, numbered, earlier, counts))
+    Ok(round.finish(batch, numbered, earlier, counts))
 }
 
 /// First round trip: `BEGIN`, the users' inbox rows locked (their
-/// `last_seq`), which of `ids` are stored already, and the users'
-/// preferences. Users without an inbox row yet are not in the map.
-async fn lock_users(
+/// `last_seq`), which of `keys` are stored already (none asked for in an
+/// optimistic round), and the users' preferences. Users without an inbox
+/// row yet are not in the map.
+async fn lock_users<'b>(
     conn: &AsyncPgConnection,
+    batch: &[&'b NewNotification],
     users: &[&str],
-    ids: &[Uuid],
-) -> Result<(LastSeqs, HashSet<Uuid>, HashMap<String, Preferences>), DbError> {
-    let ((), (last_seqs, stored), preferences) = try_join3(
+    keys: &Keys<'_>,
+) -> Result<(LastSeqs, HashSet<Key<'b>>, HashMap<String, Preferences>), DbError> {
+    let ((), last_seqs, stored, preferences) = try_join4(
         pipelined_tx::begin(conn),
-        lock_and_check(conn, users, ids),
+        lock(conn, users),
+        already_stored(conn, keys),
         preferences::load_many(conn, users),
     )
     .await?;
-    Ok((last_seqs, stored, preferences))
+    Ok((last_seqs, keys_among(batch, stored), preferences))
+}
+
+/// A notification's identity as stored: its id and its user (the primary
+/// key), borrowed from the batch.
+type Key<'b> = (Uuid, &'b str);
+
+fn key<'b>(notification: &'b NewNotification) -> Key<'b> {
+    (notification.id, notification.user_id.as_str())
+}
+
+/// The keys of `batch` among `found` (rows read back as `(id, user_id)`).
+fn keys_among<'b>(batch: &[&'b NewNotification], found: Vec<(Uuid, String)>) -> HashSet<Key<'b>> {
+    if found.is_empty() {
+        return HashSet::new();
+    }
+    let found: HashSet<(Uuid, String)> = found.into_iter().collect();
+    batch
+        .iter()
+        .map(|n| key(n))
+        .filter(|(id, user)| found.contains(&(*id, (*user).to_owned())))
+        .collect()
 }
 
 /// The batch after [`Round::prepare`]: what will be stored, what was stored
 /// before, and what `prepare` refused.
-struct Round {
-    /// Each id not stored before, once, rendered; in batch order (taken
-    /// out to be numbered).
+struct Round<'b> {
+    /// Each notification not stored before, once, rendered; in batch order
+    /// (taken out to be numbered).
     prepared: Vec<Prepared>,
-    /// Refused ids and why.
-    refused: HashMap<Uuid, String>,
+    /// Refused notifications and why.
+    refused: HashMap<Key<'b>, String>,
     /// Duplicates so far; the rest is filled in by [`Round::finish`].
     outcome: StoredBatch,
 }
 
-impl Round {
-    /// Prepares every id of the batch once, unless it is stored already.
+impl<'b> Round<'b> {
+    /// Prepares every notification of the batch once, unless it is stored
+    /// already.
     fn prepare(
-        batch: &[&NewNotification],
-        stored: &HashSet<Uuid>,
+        batch: &[&'b NewNotification],
+        stored: &HashSet<Key<'b>>,
         preferences: &HashMap<String, Preferences>,
         prepare: &impl Fn(usize, Option<&Preferences>) -> Result<Prepared, String>,
     ) -> Self {
@@ -102,39 +161,42 @@ impl Round {
         };
         let mut seen = HashSet::with_capacity(batch.len());
         for (index, notification) in batch.iter().enumerate() {
-            if !seen.insert(notification.id) {
+            let key = key(notification);
+            if !seen.insert(key) {
                 continue;
             }
-            if stored.contains(&notification.id) {
+            if stored.contains(&key) {
                 round.outcome.duplicates.insert(notification.id);
                 continue;
             }
             match prepare(index, preferences.get(&notification.user_id)) {
                 Ok(p) => round.prepared.push(p),
                 Err(reason) => {
-                    round.refused.insert(notification.id, reason);
+                    round.refused.insert(key, reason);
                 }
             }
         }
         round
     }
 
-    /// Ids another transaction stored meanwhile: duplicates, neither stored
-    /// nor refused again.
-    fn stored_meanwhile(&mut self, ids: &HashSet<Uuid>) {
-        self.prepared.retain(|p| !ids.contains(&p.notification.id));
-        self.refused.retain(|id, _| !ids.contains(id));
-        self.outcome.duplicates.extend(ids.iter().copied());
+    /// Notifications another transaction stored meanwhile: duplicates,
+    /// neither stored nor refused again.
+    fn stored_meanwhile(&mut self, keys: &HashSet<Key<'b>>) {
+        self.prepared
+            .retain(|p| !keys.contains(&key(&p.notification)));
+        self.refused.retain(|key, _| !keys.contains(key));
+        self.outcome
+            .duplicates
+            .extend(keys.iter().map(|(id, _)| *id));
     }
 
     /// The outcome: what was inserted, and every visible notification of
     /// the batch in batch order (new ones as numbered, redelivered ones as
     /// stored then), and the counts of the users this transaction moved;
-    /// every index of a refused id, with why.
+    /// every index of a refused notification, with why.
     fn finish(
         mut self,
-        batch: &[&NewNotification],
-        ids: &[Uuid],
+        batch: &[&'b NewNotification],
         numbered: Numbered<'_>,
         earlier: Vec<Notification>,
         counts: Counts,
@@ -144,20 +206,31 @@ impl Round {
             .enumerate()
             .filter_map(|(index, n)| {
                 self.refused
-                    .get(&n.id)
+                    .get(&key(n))
                     .map(|reason| (index, reason.clone()))
             })
             .collect();
         self.outcome.inserted = numbered.rows.len();
         self.outcome.expired = numbered.expired;
-        let mut by_id: HashMap<Uuid, Notification> = numbered
+        let mut new: HashMap<Key<'_>, Notification> = numbered
             .rows
             .iter()
-            .filter_map(NotificationInsert::to_visible)
-            .map(|n| (n.id, n))
+            .filter_map(|row| Some(((row.id, row.user_id), row.to_visible()?)))
             .collect();
-        by_id.extend(earlier.into_iter().map(|n| (n.id, n)));
-        self.outcome.visible = ids.iter().filter_map(|id| by_id.remove(id)).collect();
+        let mut earlier: HashMap<(Uuid, String), Notification> = earlier
+            .into_iter()
+            .map(|n| ((n.id, n.user_id.clone()), n))
+            .collect();
+        self.outcome.visible = batch
+            .iter()
+            .filter_map(|n| {
+                new.remove(&key(n)).or_else(|| {
+                    (!earlier.is_empty())
+                        .then(|| earlier.remove(&(n.id, n.user_id.clone())))
+                        .flatten()
+                })
+            })
+            .collect();
         self.outcome.counts = counts;
         (self.outcome, unprepared)
     }
@@ -173,18 +246,14 @@ impl Round {
 /// first), so the state counts every one prepared. A row another
 /// transaction created meanwhile (ours waited for it to commit in the
 /// insert) is locked and checked like any other: that transaction may have
-/// stored some of these ids. One id under two users in the batch (a
-/// replayed payload can name any user) that the other transaction stored
-/// under the raced user while our new row for the other user counted it
-/// would leave that row one too far: the round then rolls back with
-/// [`DbError::Conflict`], and the next attempt finds the id stored.
-async fn create_inboxes(
+/// stored some of these notifications (as after a claim).
+async fn create_inboxes<'b>(
     conn: &AsyncPgConnection,
-    batch: &[&NewNotification],
+    batch: &[&'b NewNotification],
     users: &[&str],
     last_seqs: &mut LastSeqs,
-    round: &mut Round,
-    stored: &mut HashSet<Uuid>,
+    round: &mut Round<'b>,
+    stored: &mut HashSet<Key<'b>>,
     now: DateTime<Utc>,
 ) -> Result<Counts, DbError> {
     if last_seqs.len() == users.len() {
@@ -213,29 +282,18 @@ async fn create_inboxes(
         .copied()
         .filter(|u| !created.contains(*u))
         .collect();
-    let created_counts = || fresh.counts_of(&new_users, &created);
+    let created_counts = fresh.counts_of(&new_users, &created);
     if raced.is_empty() {
-        return Ok(created_counts());
+        return Ok(created_counts);
     }
-    let raced_ids: Vec<Uuid> = batch
-        .iter()
-        .filter(|n| raced.contains(&n.user_id.as_str()))
-        .map(|n| n.id)
-        .collect();
-    let (locked, stored_meanwhile) = lock_and_check(conn, &raced, &raced_ids).await?;
-    let counted_in_a_new_row = round.prepared.iter().any(|p| {
-        stored_meanwhile.contains(&p.notification.id)
-            && created.contains(p.notification.user_id.as_str())
-    });
-    if counted_in_a_new_row {
-        return Err(DbError::Conflict(
-            "a concurrent round stored an id counted in a new inbox",
-        ));
-    }
+    let raced_keys = Keys::of(batch, |n| raced.contains(&n.user_id.as_str()));
+    let (locked, stored_meanwhile) =
+        try_join(lock(conn, &raced), already_stored(conn, &raced_keys)).await?;
+    let stored_meanwhile = keys_among(batch, stored_meanwhile);
     last_seqs.extend(locked);
     round.stored_meanwhile(&stored_meanwhile);
     stored.extend(stored_meanwhile);
-    Ok(created_counts())
+    Ok(created_counts)
 }
 
 /// The inbox state of users getting their first notification, as this
@@ -337,7 +395,7 @@ async fn write_and_commit(
     conn: &AsyncPgConnection,
     numbered: &Numbered<'_>,
     last_seqs: &LastSeqs,
-    stored: &HashSet<Uuid>,
+    earlier: &Keys<'_>,
 ) -> Result<(Vec<Notification>, Counts), DbError> {
     let (users, added): (Vec<String>, Vec<i64>) = numbered
         .added
@@ -345,13 +403,20 @@ async fn write_and_commit(
         .map(|(user, n)| ((*user).to_owned(), *n))
         .unzip();
     let seqs: Vec<i64> = users.iter().map(|u| last_seqs[u.as_str()]).collect();
-    let earlier: Vec<Uuid> = stored.iter().copied().collect();
-    let ((), counts, earlier, ()) = try_join4(
+    // Every answer is awaited, and the first failure in the order sent is
+    // the one reported: the statements after a failed one fail only
+    // because the transaction is aborted, and their answers may be polled
+    // first. A refused copy must be told from those (see
+    // [`is_a_stored_copy`]).
+    let (inserted, counts, earlier, committed) = join4(
         insert_rows(conn, &numbered.rows),
         advance_inboxes(conn, &users, &seqs, &added),
-        load_visible(conn, &earlier),
+        load_visible(conn, earlier),
         pipelined_tx::commit(conn),
     )
-    .await?;
+    .await;
+    inserted?;
+    let (counts, earlier) = (counts?, earlier?);
+    committed?;
     Ok((earlier, counts))
 }

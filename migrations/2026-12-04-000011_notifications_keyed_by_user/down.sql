@@ -1,0 +1,3 @@
+ALTER TABLE notifications
+    DROP CONSTRAINT notifications_pkey,
+    ADD CONSTRAINT notifications_pkey PRIMARY KEY (id);
