@@ -219,37 +219,20 @@ async fn a_corrected_replay_keeps_the_notifications_id_and_user() {
 
     let mut other_user = original.clone();
     other_user.user_id = "mia".into();
-    let outcome = platform::dlq::replay(
-        &pool,
-        &redis,
-        id,
-        Some(&serde_json::to_string(&other_user).unwrap()),
-    )
-    .await;
+    let outcome = replay_corrected(&pool, &redis, id, &other_user).await;
     assert_eq!(refused_fields(outcome), ["user_id"]);
     let mut other_id = original.clone();
     other_id.id = uuid::Uuid::now_v7();
-    let outcome = platform::dlq::replay(
-        &pool,
-        &redis,
-        id,
-        Some(&serde_json::to_string(&other_id).unwrap()),
-    )
-    .await;
+    let outcome = replay_corrected(&pool, &redis, id, &other_id).await;
     assert_eq!(refused_fields(outcome), ["id"]);
     assert_eq!(redis.stream_len(Priority::Normal).await.unwrap(), before);
 
     // Anything else may be corrected: the letter is replayed once.
     let mut retitled = original.clone();
     retitled.title = "corrected".into();
-    platform::dlq::replay(
-        &pool,
-        &redis,
-        id,
-        Some(&serde_json::to_string(&retitled).unwrap()),
-    )
-    .await
-    .unwrap();
+    replay_corrected(&pool, &redis, id, &retitled)
+        .await
+        .unwrap();
     assert_eq!(
         redis.stream_len(Priority::Normal).await.unwrap(),
         before + 1
@@ -277,13 +260,7 @@ async fn a_corrected_undecodable_payload_cannot_take_another_users_stored_id() {
 
     let mut taken = stored.clone();
     taken.user_id = "mia".into();
-    let outcome = platform::dlq::replay(
-        &pool,
-        &redis,
-        id,
-        Some(&serde_json::to_string(&taken).unwrap()),
-    )
-    .await;
+    let outcome = replay_corrected(&pool, &redis, id, &taken).await;
     match outcome {
         Err(platform::dlq::ReplayError::InvalidPayload(domain::RequestError::InvalidFields(
             fields,
@@ -303,14 +280,7 @@ async fn a_corrected_undecodable_payload_cannot_take_another_users_stored_id() {
     // A fresh id passes.
     let mut fresh = taken.clone();
     fresh.id = uuid::Uuid::now_v7();
-    platform::dlq::replay(
-        &pool,
-        &redis,
-        id,
-        Some(&serde_json::to_string(&fresh).unwrap()),
-    )
-    .await
-    .unwrap();
+    replay_corrected(&pool, &redis, id, &fresh).await.unwrap();
     assert_eq!(
         redis.stream_len(Priority::Normal).await.unwrap(),
         before + 1
@@ -356,6 +326,17 @@ async fn one_entry_id_in_two_shards_is_two_dead_letters_and_a_redelivery_is_one(
 async fn record_dead_letter(env: &TestEnv, notification: &domain::NewNotification) -> uuid::Uuid {
     let payload = serde_json::to_string(notification).unwrap();
     record_payload(env, notification.priority, &payload).await
+}
+
+/// Replays dead letter `id` with `corrected` as its payload.
+async fn replay_corrected(
+    pool: &platform::db::DbPool,
+    redis: &platform::redis::RedisStore,
+    id: uuid::Uuid,
+    corrected: &domain::NewNotification,
+) -> Result<String, platform::dlq::ReplayError> {
+    let payload = serde_json::to_string(corrected).unwrap();
+    platform::dlq::replay(pool, redis, id, Some(&payload)).await
 }
 
 /// Records `payload` (decodable or not) as the one dead letter; answers its id.
