@@ -4,8 +4,25 @@ import { HeraldError } from "./errors.js";
 import { rest } from "./rest.js";
 import { defaultStorage, loadSeq, saveSeq, seqKey } from "./storage.js";
 import { decodeToken, refreshDelay } from "./token.js";
-import type { HeraldClient, HeraldClientOptions, HeraldEvents, ListQuery, ConnectionStatus, WebSocketLike } from "./types.js";
+import type {
+  HeraldClient,
+  HeraldClientOptions,
+  HeraldEvents,
+  ListQuery,
+  ConnectionStatus,
+  StateEvent,
+  WebSocketLike,
+} from "./types.js";
 import type { ChangeResult, InboxPage, Notification, Preferences, ServerFrame, UnreadState } from "./wire.js";
+
+/** The state-change frames: what each does to a held item, and the event it emits. */
+type ChangeKind = "read" | "unread" | "archived" | "unarchived";
+const CHANGES: Record<ChangeKind, { field: "read_at" | "archived_at"; set: boolean; event: StateEvent }> = {
+  read: { field: "read_at", set: true, event: "read" },
+  unread: { field: "read_at", set: false, event: "markedUnread" },
+  archived: { field: "archived_at", set: true, event: "archived" },
+  unarchived: { field: "archived_at", set: false, event: "unarchived" },
+};
 
 /** How many delivered notification ids (and emitted change versions) are remembered to drop repeats. */
 const REMEMBER = 1000;
@@ -157,19 +174,19 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     }
   };
 
-  /** Applies a read/archived change (frame or REST answer): item state always, the count by version, the event once. */
-  const applyChange = (kind: "read" | "archived", change: ChangeResult) => {
-    const field = kind === "read" ? "read_at" : "archived_at";
-    const at = new Date().toISOString();
+  /** Applies a state change (frame or REST answer): item state always, the count by version, the event once. */
+  const applyChange = (kind: ChangeKind, change: ChangeResult) => {
+    const { field, set, event } = CHANGES[kind];
+    const at = set ? new Date().toISOString() : null;
     for (const id of change.ids) {
       const n = held.get(id);
-      if (n && !n[field]) held.set(id, { ...n, [field]: at });
+      if (n && !n[field] === set) held.set(id, { ...n, [field]: at });
     }
     acceptCount(change.unread, change.version);
     const key = kind + change.version;
     if (change.ids.length && !emitted.has(key)) {
       remember(emitted, key);
-      events.emit(kind, { ids: change.ids, unread: change.unread, version: change.version });
+      events.emit(event, { ids: change.ids, unread: change.unread, version: change.version });
     }
     return change;
   };
@@ -232,7 +249,9 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
         break;
       }
       case "read":
+      case "unread":
       case "archived":
+      case "unarchived":
         applyChange(frame.type, frame);
         break;
       case "error":
@@ -424,7 +443,9 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       return { ids: answers.flatMap((r) => r.ids), unread, version };
     },
     markAllRead: () => post("read-all").then((r) => applyChange("read", r)),
+    markUnread: (i: string) => post(id(i) + "/unread").then((r) => applyChange("unread", r)),
     archive: (i: string) => post(id(i) + "/archive").then((r) => applyChange("archived", r)),
+    unarchive: (i: string) => post(id(i) + "/unarchive").then((r) => applyChange("unarchived", r)),
 
     async unreadCount() {
       const state = await request<UnreadState>("GET", "/v1/me/unread-count");

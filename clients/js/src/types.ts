@@ -70,9 +70,11 @@ export interface ListQuery {
   category?: string;
   /** `delivered` (default): the text as first delivered; `current`: rendered again now. */
   render?: "delivered" | "current";
+  /** `active` (default): archived ones left out; `archived`: only those; `all`: both. */
+  status?: "active" | "archived" | "all";
 }
 
-/** Notifications were read or archived (from any device); `unread` and `version` are the state after the change. */
+/** Notifications were read, marked unread, archived or unarchived (from any device); `unread` and `version` are the state after the change. */
 export interface StateChange {
   ids: string[];
   unread: number;
@@ -85,12 +87,18 @@ export interface UnreadChange {
   version: number;
 }
 
+/** The events a state change emits. */
+export type StateEvent = "read" | "markedUnread" | "archived" | "unarchived";
+
 /** Events of {@link HeraldClient.on}. */
 export interface HeraldEvents {
   /** A new notification, once per id, in `seq` order. */
   notification: Notification;
   read: StateChange;
+  /** Notifications were marked unread again (the `unread` frame; the `unread` event is the count). */
+  markedUnread: StateChange;
   archived: StateChange;
+  unarchived: StateChange;
   unread: UnreadChange;
   status: ConnectionStatus;
   /** An `error` frame from the gateway, or a failure while (re)connecting or refreshing the token. */
@@ -120,7 +128,11 @@ export interface HeraldClient {
   /** Marks each id read (`POST /v1/me/notifications/{id}/read`); the answer combines theirs. */
   markRead(ids: string[]): Promise<ChangeResult>;
   markAllRead(): Promise<ChangeResult>;
+  /** `POST /v1/me/notifications/{id}/unread`: counted again unless archived or muted. */
+  markUnread(id: string): Promise<ChangeResult>;
   archive(id: string): Promise<ChangeResult>;
+  /** `POST /v1/me/notifications/{id}/unarchive`: back in items(), counted again if unread. */
+  unarchive(id: string): Promise<ChangeResult>;
   unreadCount(): Promise<UnreadState>;
   getPreferences(): Promise<Preferences>;
   /** Replaces the preferences; answers what was stored. */

@@ -98,12 +98,12 @@ last_seq: number,
 /**
  * The user's state counter: bumped with every change of unread state.
  */
-version: number, } | { "type": "notification" } & NotificationFrame | { "type": "read", ids: Array<string>, unread: number, version: number, } | { "type": "archived", ids: Array<string>, unread: number, version: number, } | { "type": "pong" } | { "type": "error", code: ErrorCode, message: string, };
+version: number, } | { "type": "notification" } & NotificationFrame | { "type": "read", ids: Array<string>, unread: number, version: number, } | { "type": "archived", ids: Array<string>, unread: number, version: number, } | { "type": "unread", ids: Array<string>, unread: number, version: number, } | { "type": "unarchived", ids: Array<string>, unread: number, version: number, } | { "type": "pong" } | { "type": "error", code: ErrorCode, message: string, };
 
 /**
  * Frames a client sends to the gateway.
  */
-export type ClientFrame = { "type": "ping" } | { "type": "resume", since: number, } | { "type": "read", ids: Array<string>, } | { "type": "read_all" } | { "type": "refresh", token: string, };
+export type ClientFrame = { "type": "ping" } | { "type": "resume", since: number, } | { "type": "read", ids: Array<string>, } | { "type": "read_all" } | { "type": "unread", ids: Array<string>, } | { "type": "refresh", token: string, };
 
 export type Preferences = { 
 /**

@@ -96,6 +96,53 @@ describe("REST", () => {
     expect(archived).toHaveLength(1);
   });
 
+  it("markUnread() and unarchive() undo read and archive, on this device and from frames", async () => {
+    const f = fakeFetch((c) =>
+      c.url.endsWith("/unread")
+        ? { body: { ids: ["n1"], unread: 1, version: 7 } }
+        : { body: { ids: ["n2"], unread: 2, version: 8 } },
+    );
+    const { client } = await connected({ fetch: f.fetch }, { last_seq: 0, unread: 2, version: 4 });
+    lastSocket().receive(note(1));
+    lastSocket().receive(note(2));
+    lastSocket().receive({ type: "read", ids: ["n1"], unread: 1, version: 5 });
+    lastSocket().receive({ type: "archived", ids: ["n2"], unread: 0, version: 6 });
+    expect(client.items().map((n) => [n.id, !!n.read_at])).toEqual([["n1", true]]);
+    const events: [string, string[]][] = [];
+    client.on("markedUnread", (c) => events.push(["markedUnread", c.ids]));
+    client.on("unarchived", (c) => events.push(["unarchived", c.ids]));
+
+    expect(await client.markUnread("n1")).toEqual({ ids: ["n1"], unread: 1, version: 7 });
+    expect(await client.unarchive("n2")).toEqual({ ids: ["n2"], unread: 2, version: 8 });
+    expect(f.calls.map((c) => [c.method, c.url])).toEqual([
+      ["POST", "http://gw.test/v1/me/notifications/n1/unread"],
+      ["POST", "http://gw.test/v1/me/notifications/n2/unarchive"],
+    ]);
+    expect(client.items().map((n) => [n.id, !!n.read_at, !!n.archived_at])).toEqual([
+      ["n2", false, false],
+      ["n1", false, false],
+    ]);
+    expect([client.unread, client.version]).toEqual([2, 8]);
+    // the frames of the same changes do not emit again; another device's do
+    lastSocket().receive({ type: "unread", ids: ["n1"], unread: 1, version: 7 });
+    lastSocket().receive({ type: "unarchived", ids: ["n2"], unread: 2, version: 8 });
+    lastSocket().receive({ type: "read", ids: ["n1"], unread: 1, version: 9 });
+    lastSocket().receive({ type: "unread", ids: ["n1"], unread: 2, version: 10 });
+    expect(events).toEqual([
+      ["markedUnread", ["n1"]],
+      ["unarchived", ["n2"]],
+      ["markedUnread", ["n1"]],
+    ]);
+    expect(client.items().find((n) => n.id === "n1")?.read_at).toBeNull();
+    expect([client.unread, client.version]).toEqual([2, 10]);
+  });
+
+  it("list({ status }) asks for archived or all", async () => {
+    const { client, calls } = restClient(() => ({ body: page(1) }));
+    await client.list({ status: "archived" });
+    expect(calls[0].url).toBe("http://gw.test/v1/me/notifications?status=archived");
+  });
+
   it("unreadCount() takes the count only when its version is higher", async () => {
     let answer = { unread: 5, version: 9, last_seq: 20 };
     const { client } = restClient(() => ({ body: answer }));

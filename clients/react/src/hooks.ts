@@ -8,7 +8,7 @@ import type {
   Notification,
 } from "@herald/client";
 import { useHeraldClient } from "./context.js";
-import { dropIds, isArchived, isRead, markIds, mergeItems } from "./items.js";
+import { dropIds, isArchived, isRead, markIds, mergeItems, unmarkIds } from "./items.js";
 
 /** The unread count: `client.unread`, kept current by the client's "unread" events. */
 export function useUnreadCount(): number {
@@ -100,8 +100,9 @@ function toError(e: unknown): Error {
 /**
  * The inbox list: the first page from `client.list`, older pages with
  * `loadMore` (cursor `next_before`), live notifications that match the
- * filter merged in (newest first, each id once), and read / archived changes
- * from any device applied as they come.
+ * filter merged in (newest first, each id once), and read / unread /
+ * archived / unarchived changes from any device applied as they come (an
+ * unarchived one comes back by listing the first page again).
  *
  * In the unread-only view an item that gets read stays (shown as read)
  * until the next `refresh` or filter change, so the list does not move under
@@ -120,8 +121,8 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
   const [state, setState] = useState<ListState>(EMPTY);
 
   // Read and archived ids seen by this hook: a page fetched before a change
-  // arrived would otherwise bring the old state back. Both only ever grow
-  // (nothing becomes unread or unarchived again).
+  // arrived would otherwise bring the old state back. An `unread` or
+  // `unarchived` change takes its ids out again.
   const known = useRef<{ client: HeraldClient; read: Map<string, string>; archived: Set<string> } | null>(null);
   if (known.current === null || known.current.client !== client) {
     known.current = { client, read: new Map(), archived: new Set() };
@@ -219,6 +220,24 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
         return items === s.items ? s : { ...s, items };
       });
     });
+    const offUnread = client.on("markedUnread", (change) => {
+      for (const id of change.ids) knownRead.delete(id);
+      const ids = new Set(change.ids);
+      setState((s) => {
+        const items = unmarkIds(s.items, ids);
+        return items === s.items ? s : { ...s, items };
+      });
+      // In the unread-only view, ones read before this page loaded are not
+      // in it: list it again so they come back in their place.
+      if (unreadOnly && change.ids.some((id) => !stateRef.current.items.some((n) => n.id === id))) {
+        void loadFirst(false);
+      }
+    });
+    const offUnarchived = client.on("unarchived", (change) => {
+      for (const id of change.ids) knownArchived.delete(id);
+      // Back in the list, in their place: list the first page again.
+      void loadFirst(false);
+    });
     let wasConnected = client.status === "connected";
     let lost = false;
     const offStatus = client.on("status", (status) => {
@@ -234,6 +253,8 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
       offNotification();
       offRead();
       offArchived();
+      offUnread();
+      offUnarchived();
       offStatus();
     };
   }, [client, category, unreadOnly, normalize, loadFirst]);

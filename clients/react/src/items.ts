@@ -46,6 +46,17 @@ export function markIds(items: Notification[], ids: ReadonlySet<string> | null, 
 }
 
 /** Drops the given ids; returns `items` itself when nothing changed. */
+/** Marks the given ids unread again; returns `items` itself when nothing changed. */
+export function unmarkIds(items: Notification[], ids: ReadonlySet<string>): Notification[] {
+  let changed = false;
+  const next = items.map((n) => {
+    if (!ids.has(n.id) || !isRead(n)) return n;
+    changed = true;
+    return { ...n, read_at: null };
+  });
+  return changed ? next : items;
+}
+
 export function dropIds(items: Notification[], ids: ReadonlySet<string>): Notification[] {
   const next = items.filter((n) => !ids.has(n.id));
   return next.length === items.length ? items : next;

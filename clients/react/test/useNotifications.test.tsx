@@ -93,6 +93,41 @@ describe("useNotifications", () => {
     expect(seqs(hook.current)).toEqual([3, 1]);
   });
 
+  it("applies unread and unarchived events", async () => {
+    const client = new FakeClient();
+    client.queuePage(notes(1, 3));
+    const hook = await renderHook(client);
+    act(() => client.emit("read", { ids: ["n2", "n3"], unread: 1, version: 5 }));
+    act(() => client.emit("archived", { ids: ["n1"], unread: 0, version: 6 }));
+    act(() => client.emit("markedUnread", { ids: ["n3"], unread: 1, version: 7 }));
+    expect(hook.current.items.map((n) => [n.seq, !!n.read_at])).toEqual([
+      [3, false],
+      [2, true],
+    ]);
+    // A page listed after it says n3 was read (listed before the change
+    // reached the server): the hook no longer holds it read itself.
+    client.queuePage([note(3), note(2, { read_at: "2026-01-01T00:00:00Z" }), note(1)]);
+    await act(async () => client.emit("unarchived", { ids: ["n1"], unread: 2, version: 8 }));
+    await settle();
+    expect(client.listCalls).toHaveLength(2);
+    expect(hook.current.items.map((n) => [n.seq, !!n.read_at])).toEqual([
+      [3, false],
+      [2, true],
+      [1, false],
+    ]);
+  });
+
+  it("lists the unread-only view again when one it does not hold is marked unread", async () => {
+    const client = new FakeClient();
+    client.queuePage(notes(2, 2));
+    const hook = await renderHook(client, { unread: true });
+    client.queuePage(notes(1, 2));
+    await act(async () => client.emit("markedUnread", { ids: ["n1"], unread: 2, version: 7 }));
+    await settle();
+    expect(client.listCalls).toEqual([{ unread: true }, { unread: true }]);
+    expect(seqs(hook.current)).toEqual([2, 1]);
+  });
+
   it("keeps read items in the unread-only view until refresh", async () => {
     const client = new FakeClient();
     client.queuePage(notes(1, 2));

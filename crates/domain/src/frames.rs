@@ -39,6 +39,20 @@ pub enum ServerFrame {
         unread: i64,
         version: i64,
     },
+    /// Notifications were marked unread again (they count again unless
+    /// archived or muted).
+    Unread {
+        ids: Vec<uuid::Uuid>,
+        unread: i64,
+        version: i64,
+    },
+    /// Notifications were unarchived (back in the inbox; counted again if
+    /// unread and not muted).
+    Unarchived {
+        ids: Vec<uuid::Uuid>,
+        unread: i64,
+        version: i64,
+    },
     /// Answer to a client `ping` frame (WebSocket-level pings are answered too).
     Pong,
     /// The client sent something the gateway could not act on.
@@ -91,11 +105,11 @@ pub enum ErrorCode {
     FrameTooLarge,
     /// A `refresh` token that is invalid, expired or for another user.
     BadToken,
-    /// A `read` frame with more ids than allowed (100).
+    /// A `read` or `unread` frame with more ids than allowed (100).
     TooManyIds,
     /// The database is unavailable; the request was not applied.
     Unavailable,
-    /// Too many `resume`, `read` and `read_all` frames on this connection
+    /// Too many `resume`, `read`, `read_all` and `unread` frames on this connection
     /// (`gateway.client_requests_*`); this one was not applied.
     RateLimited,
 }
@@ -112,11 +126,13 @@ pub enum ClientFrame {
     Read { ids: Vec<uuid::Uuid> },
     /// Mark every notification read.
     ReadAll,
+    /// Mark these notifications unread again (ids of other users are ignored).
+    Unread { ids: Vec<uuid::Uuid> },
     /// Replace the connection's token before it expires (same `sub`).
     Refresh { token: String },
 }
 
-/// Most ids one `read` frame may carry.
+/// Most ids one `read` or `unread` frame may carry.
 pub const MAX_READ_IDS: usize = 100;
 
 impl ServerFrame {

@@ -10,14 +10,14 @@ use domain::Preferences;
 use domain::{ChangeResult, InboxPage, Notification, UnreadState};
 use platform::body::JsonBody;
 use platform::rendering::Wanted;
-use platform::storage::inbox::{self, PageQuery};
+use platform::storage::inbox::{self, Change, PageQuery, Status, Target};
 use platform::storage::preferences;
 use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::error::GatewayError;
 use crate::origins;
-use crate::read_state::{self, Action};
+use crate::read_state;
 use crate::state::GatewayState;
 use crate::user::User;
 
@@ -31,7 +31,9 @@ pub fn scope(cors: Cors) -> impl HttpServiceFactory {
         // Before `{id}/read` so that `read-all` is not taken for an id.
         .route("/notifications/read-all", web::post().to(read_all))
         .route("/notifications/{id}/read", web::post().to(read_one))
+        .route("/notifications/{id}/unread", web::post().to(unread_one))
         .route("/notifications/{id}/archive", web::post().to(archive))
+        .route("/notifications/{id}/unarchive", web::post().to(unarchive))
         .route("/preferences", web::get().to(get_preferences))
         .route("/preferences", web::put().to(put_preferences))
 }
@@ -108,6 +110,10 @@ pub struct ListQuery {
     /// Only this category.
     #[param(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$")]
     pub category: Option<String>,
+    /// `active` (default): the inbox, archived ones left out. `archived`:
+    /// archived ones only. `all`: both.
+    #[param(pattern = "^(active|archived|all)$")]
+    pub status: Option<String>,
     /// `delivered` (default): the text as first delivered. `current`:
     /// templated notifications rendered again in the user's current locale.
     #[param(pattern = "^(delivered|current)$")]
@@ -142,11 +148,22 @@ pub async fn list(
         domain::notification::validate_category(category)
             .map_err(|why| GatewayError::BadQuery(format!("category {why}")))?;
     }
+    let status = match query.status.as_deref() {
+        None | Some("active") => Status::Active,
+        Some("archived") => Status::Archived,
+        Some("all") => Status::All,
+        Some(_) => {
+            return Err(GatewayError::BadQuery(
+                "status must be `active`, `archived` or `all`".into(),
+            ));
+        }
+    };
     let page_query = PageQuery {
         before: query.before,
         limit,
         unread_only: query.unread,
         category: query.category.clone(),
+        status,
     };
     let render_current = match query.render.as_deref() {
         None | Some("delivered") => false,
@@ -250,14 +267,30 @@ pub async fn read_one(
     id: web::Path<String>,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, GatewayError> {
-    state.clients.write(&user.id)?;
-    let id = parse_id(&id)?;
-    let mut conn = state.conn().await?;
-    if !inbox::owns(&mut conn, &user.id, id).await? {
-        return Err(GatewayError::NoSuchNotification);
-    }
-    drop(conn);
-    change(&state, &user, Action::Read(&[id])).await
+    change_one(&state, &user, &id, Change::Read).await
+}
+
+/// Mark one notification unread again (it counts again unless archived or muted; again: no change).
+#[utoipa::path(
+    post,
+    path = "/v1/me/notifications/{id}/unread",
+    tag = "inbox",
+    params(("id" = Uuid, Path, description = "Notification id")),
+    responses(
+        (status = 200, description = "State after the change", body = ChangeResult),
+        (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
+        (status = 429, description = "Too many writes by this user (see Retry-After), or too many failed authentications from this address", content_type = "application/problem+json"),
+        (status = 404, description = "No such notification of yours", content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn unread_one(
+    user: User,
+    id: web::Path<String>,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, GatewayError> {
+    change_one(&state, &user, &id, Change::Unread).await
 }
 
 /// Mark every notification read.
@@ -278,7 +311,9 @@ pub async fn read_all(
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, GatewayError> {
     state.clients.write(&user.id)?;
-    change(&state, &user, Action::ReadAll).await
+    let change =
+        read_state::apply(&state.db, &state.redis, &user.id, Target::All, Change::Read).await?;
+    Ok(HttpResponse::Ok().json(change))
 }
 
 /// Archive one notification: it leaves the default list and the unread count.
@@ -301,9 +336,30 @@ pub async fn archive(
     id: web::Path<String>,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, GatewayError> {
-    state.clients.write(&user.id)?;
-    let id = parse_id(&id)?;
-    change(&state, &user, Action::Archive(id)).await
+    change_one(&state, &user, &id, Change::Archive).await
+}
+
+/// Unarchive one notification: back in the default list, and counted again if unread and not muted.
+#[utoipa::path(
+    post,
+    path = "/v1/me/notifications/{id}/unarchive",
+    tag = "inbox",
+    params(("id" = Uuid, Path, description = "Notification id")),
+    responses(
+        (status = 200, description = "State after the change", body = ChangeResult),
+        (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
+        (status = 429, description = "Too many writes by this user (see Retry-After), or too many failed authentications from this address", content_type = "application/problem+json"),
+        (status = 404, description = "No such notification of yours", content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn unarchive(
+    user: User,
+    id: web::Path<String>,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, GatewayError> {
+    change_one(&state, &user, &id, Change::Unarchive).await
 }
 
 /// An id that is not a UUID cannot be the user's: 404 like any other.
@@ -311,13 +367,28 @@ fn parse_id(raw: &str) -> Result<Uuid, GatewayError> {
     Uuid::parse_str(raw).map_err(|_| GatewayError::NoSuchNotification)
 }
 
-async fn change(
+/// `change` of one notification of the user's: 404 unless it is listed
+/// for them.
+async fn change_one(
     state: &GatewayState,
     user: &User,
-    action: Action<'_>,
+    raw_id: &str,
+    change: Change,
 ) -> Result<HttpResponse, GatewayError> {
-    let change = read_state::apply(&state.db, &state.redis, &user.id, action)
-        .await?
-        .ok_or(GatewayError::NoSuchNotification)?;
+    state.clients.write(&user.id)?;
+    let id = parse_id(raw_id)?;
+    let mut conn = state.conn().await?;
+    if !inbox::owns(&mut conn, &user.id, id).await? {
+        return Err(GatewayError::NoSuchNotification);
+    }
+    drop(conn);
+    let change = read_state::apply(
+        &state.db,
+        &state.redis,
+        &user.id,
+        Target::Ids(&[id]),
+        change,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(change))
 }

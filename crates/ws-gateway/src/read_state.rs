@@ -1,58 +1,58 @@
-//! Changes of a user's read state, from the socket or the REST API: commit
-//! in PostgreSQL, then publish the new state on the user's channel so every
-//! connection of the user, on every gateway instance, hears it.
+//! Changes of a user's notification state, from the socket or the REST API:
+//! commit in PostgreSQL, then publish the new state on the user's channel
+//! so every connection of the user, on every gateway instance, hears it.
 
 use domain::ChangeResult;
 use domain::ServerFrame;
 use platform::db::{DbError, DbPool};
 use platform::redis::RedisStore;
-use platform::storage::inbox;
-use uuid::Uuid;
+use platform::storage::inbox::{self, Change, Target};
 
-pub enum Action<'a> {
-    Read(&'a [Uuid]),
-    ReadAll,
-    /// `None` from [`apply`] when the user has no such notification.
-    Archive(Uuid),
-}
-
-/// Applies the action; `Ok(None)` only for archiving an id that is not the user's.
+/// Applies `change` to the user's `target` notifications and, when any
+/// changed, publishes the frame that tells every device.
 pub async fn apply(
     db: &DbPool,
     redis: &RedisStore,
     user_id: &str,
-    action: Action<'_>,
-) -> Result<Option<ChangeResult>, DbError> {
+    target: Target<'_>,
+    change: Change,
+) -> Result<ChangeResult, DbError> {
     let mut conn = db.get().await?;
-    let (change, archived) = match action {
-        Action::Read(ids) => (
-            Some(inbox::mark_read(&mut conn, user_id, ids).await?),
-            false,
-        ),
-        Action::ReadAll => (Some(inbox::mark_all_read(&mut conn, user_id).await?), false),
-        Action::Archive(id) => (inbox::archive(&mut conn, user_id, id).await?, true),
-    };
-    if let Some(change) = &change
-        && !change.ids.is_empty()
-    {
-        let frame = if archived {
-            ServerFrame::Archived {
-                ids: change.ids.clone(),
-                unread: change.unread,
-                version: change.version,
-            }
-        } else {
-            ServerFrame::Read {
-                ids: change.ids.clone(),
-                unread: change.unread,
-                version: change.version,
-            }
-        };
+    let outcome = inbox::apply(&mut conn, user_id, target, change).await?;
+    if !outcome.ids.is_empty() {
+        let frame = frame_of(change, &outcome);
         // Committed already: if the publish fails, other devices see the
         // new state at their next hello (it carries `version`).
         if let Err(err) = redis.publish_to_users(&[(user_id, frame.to_json())]).await {
-            tracing::warn!(%err, "read state changed but could not be published");
+            tracing::warn!(%err, "notification state changed but could not be published");
         }
     }
-    Ok(change)
+    Ok(outcome)
+}
+
+/// The frame every device of the user gets for a change.
+fn frame_of(change: Change, outcome: &ChangeResult) -> ServerFrame {
+    let (ids, unread, version) = (outcome.ids.clone(), outcome.unread, outcome.version);
+    match change {
+        Change::Read => ServerFrame::Read {
+            ids,
+            unread,
+            version,
+        },
+        Change::Unread => ServerFrame::Unread {
+            ids,
+            unread,
+            version,
+        },
+        Change::Archive => ServerFrame::Archived {
+            ids,
+            unread,
+            version,
+        },
+        Change::Unarchive => ServerFrame::Unarchived {
+            ids,
+            unread,
+            version,
+        },
+    }
 }

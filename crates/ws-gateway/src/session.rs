@@ -30,7 +30,7 @@ use chrono::Utc;
 use domain::frames::{ErrorCode, MAX_READ_IDS};
 use domain::{ClientFrame, ServerFrame};
 use futures_util::future::LocalBoxFuture;
-use platform::storage::inbox;
+use platform::storage::inbox::{self, Change, Target};
 use platform::telemetry::{self, traceparent};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, interval, sleep_until};
@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::hub::LiveFrame;
-use crate::read_state::{self, Action};
+use crate::read_state;
 use crate::state::GatewayState;
 
 /// Bad frames tolerated on one connection before it is closed.
@@ -82,11 +82,9 @@ async fn next_message(held_back: &mut Option<Received>, stream: &mut MessageStre
     }
 }
 
-/// A read-state change requested over the socket.
-enum OwnedAction {
-    Read(Vec<uuid::Uuid>),
-    ReadAll,
-}
+/// A state change requested over the socket: ids (`None`: all of the
+/// user's), and the change.
+struct OwnedAction(Option<Vec<uuid::Uuid>>, Change);
 
 /// Why serving stopped: the close frame to send, if the peer is still there.
 type Closing = Option<CloseReason>;
@@ -388,7 +386,10 @@ impl Connection {
         };
         let costs_storage = matches!(
             frame,
-            ClientFrame::Resume { .. } | ClientFrame::Read { .. } | ClientFrame::ReadAll
+            ClientFrame::Resume { .. }
+                | ClientFrame::Read { .. }
+                | ClientFrame::ReadAll
+                | ClientFrame::Unread { .. }
         );
         if costs_storage && let Err(wait) = self.requests.take() {
             ctx.metrics.frames_rate_limited.inc();
@@ -396,7 +397,7 @@ impl Connection {
                 .error(
                     ErrorCode::RateLimited,
                     &format!(
-                        "too many resume/read/read_all frames; not applied, retry in {} ms",
+                        "too many resume/read/read_all/unread frames; not applied, retry in {} ms",
                         wait.as_millis().max(1)
                     ),
                 )
@@ -408,16 +409,22 @@ impl Connection {
                 let since = self.coalesce_resumes(since);
                 self.catch_up(since, 0, ctx).await
             }
-            ClientFrame::Read { ids } if ids.len() > MAX_READ_IDS => {
+            ClientFrame::Read { ids } | ClientFrame::Unread { ids } if ids.len() > MAX_READ_IDS => {
                 *bad_frames += 1;
                 self.error(
                     ErrorCode::TooManyIds,
-                    &format!("at most {MAX_READ_IDS} ids per read frame"),
+                    &format!("at most {MAX_READ_IDS} ids per read or unread frame"),
                 )
                 .await
             }
-            ClientFrame::Read { ids } => self.change(OwnedAction::Read(ids), ctx).await,
-            ClientFrame::ReadAll => self.change(OwnedAction::ReadAll, ctx).await,
+            ClientFrame::Read { ids } => {
+                self.change(OwnedAction(Some(ids), Change::Read), ctx).await
+            }
+            ClientFrame::Unread { ids } => {
+                self.change(OwnedAction(Some(ids), Change::Unread), ctx)
+                    .await
+            }
+            ClientFrame::ReadAll => self.change(OwnedAction(None, Change::Read), ctx).await,
             ClientFrame::Refresh { token } => match ctx.verifier.verify(&token).await {
                 Ok(token) if token.user_id == self.user_id => {
                     self.token_expires_at = token.expires_at();
@@ -433,8 +440,8 @@ impl Connection {
         }
     }
 
-    /// Applies a read-state change off the delivery loop (a slow database
-    /// must not stall frames); the resulting `read` frame comes back to this
+    /// Applies a state change off the delivery loop (a slow database must
+    /// not stall frames); the resulting frame (`read`, `unread`) comes back to this
     /// connection, and every other one of the user, through the channel.
     /// One change at a time per connection, so they apply in the order sent.
     async fn change(
@@ -449,11 +456,14 @@ impl Connection {
         let user_id = self.user_id.clone();
         let mut session = self.session.clone();
         self.change_in_flight = Some(actix_web::rt::spawn(async move {
-            let action = match &action {
-                OwnedAction::Read(ids) => Action::Read(ids),
-                OwnedAction::ReadAll => Action::ReadAll,
+            let OwnedAction(ids, change) = &action;
+            let target = match ids {
+                Some(ids) => Target::Ids(ids),
+                None => Target::All,
             };
-            if let Err(err) = read_state::apply(&ctx.db, &ctx.redis, &user_id, action).await {
+            if let Err(err) =
+                read_state::apply(&ctx.db, &ctx.redis, &user_id, target, *change).await
+            {
                 tracing::warn!(%err, "read state change failed");
                 let frame = ServerFrame::Error {
                     code: ErrorCode::Unavailable,

@@ -1,5 +1,6 @@
 //! A user's inbox: the unread count, the sequence counter and the state
-//! version, and every change of read state.
+//! version, and every change of a notification's state (read, unread,
+//! archived, unarchived).
 //!
 //! Every change locks the user's `user_inbox` row first (the same lock
 //! storing a batch takes), so counts move in one order: `unread_count` always
@@ -69,10 +70,24 @@ pub struct PageQuery {
     pub limit: i64,
     pub unread_only: bool,
     pub category: Option<String>,
+    pub status: Status,
 }
 
-/// One page of the inbox, newest first; archived ones are left out. Returns
-/// the page and the cursor of the next one (`None` on the last page).
+/// Which notifications a page lists by their archived state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Status {
+    /// Not archived: the inbox.
+    #[default]
+    Active,
+    /// Archived ones only.
+    Archived,
+    /// Both.
+    All,
+}
+
+/// One page of the inbox, newest first, of the notifications `query.status`
+/// selects. Returns the page and the cursor of the next one (`None` on the
+/// last page).
 pub async fn page(
     conn: &mut AsyncPgConnection,
     user_id: &str,
@@ -81,11 +96,15 @@ pub async fn page(
     let mut select = notifications::table
         .filter(notifications::user_id.eq(user_id))
         .filter(notifications::seq.is_not_null())
-        .filter(notifications::archived_at.is_null())
         .order(notifications::seq.desc())
         .limit(query.limit + 1)
         .select(NotificationRow::as_select())
         .into_boxed();
+    select = match query.status {
+        Status::Active => select.filter(notifications::archived_at.is_null()),
+        Status::Archived => select.filter(notifications::archived_at.is_not_null()),
+        Status::All => select,
+    };
     if let Some(before) = query.before {
         select = select.filter(notifications::seq.lt(before));
     }
@@ -113,46 +132,32 @@ pub async fn page(
 }
 
 /// Which notifications a change applies to.
-enum Target<'a> {
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// These ids of the user's (others' and unknown ones are ignored).
     Ids(&'a [Uuid]),
+    /// Every notification of the user.
     All,
 }
 
-/// Marks the user's notifications with these ids read. Ids of other users,
-/// unknown ids and ones already read are ignored (reading twice changes
-/// nothing, and the version only moves when something changed).
-pub async fn mark_read(
-    conn: &mut AsyncPgConnection,
-    user_id: &str,
-    ids: &[Uuid],
-) -> Result<ChangeResult, DbError> {
-    change(conn, user_id, Target::Ids(ids), Change::Read).await
+/// A change of state the user (or a producer for them) asks for. Each one
+/// only touches rows not in the wanted state already, so applying it twice
+/// changes nothing, and the version only moves when something changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Read,
+    /// Read ones become unread again (and count again unless archived or
+    /// muted).
+    Unread,
+    /// Archived ones leave the default list and the unread count.
+    Archive,
+    /// Archived ones come back to the list (and count again if unread and
+    /// not muted).
+    Unarchive,
 }
 
-/// Marks every unread notification of the user read.
-pub async fn mark_all_read(
-    conn: &mut AsyncPgConnection,
-    user_id: &str,
-) -> Result<ChangeResult, DbError> {
-    change(conn, user_id, Target::All, Change::Read).await
-}
-
-/// Archives one notification; `None` if the user has no such notification.
-pub async fn archive(
-    conn: &mut AsyncPgConnection,
-    user_id: &str,
-    id: Uuid,
-) -> Result<Option<ChangeResult>, DbError> {
-    let exists = owns(conn, user_id, id).await?;
-    if !exists {
-        return Ok(None);
-    }
-    Ok(Some(
-        change(conn, user_id, Target::Ids(&[id]), Change::Archive).await?,
-    ))
-}
-
-/// Whether the user has a visible notification with this id.
+/// Whether the user's notification with this id is listed (stored with a
+/// `seq`, so neither expired on arrival nor another user's).
 pub async fn owns(conn: &mut AsyncPgConnection, user_id: &str, id: Uuid) -> Result<bool, DbError> {
     Ok(diesel::select(diesel::dsl::exists(
         notifications::table
@@ -164,22 +169,42 @@ pub async fn owns(conn: &mut AsyncPgConnection, user_id: &str, id: Uuid) -> Resu
     .await?)
 }
 
-#[derive(Clone, Copy)]
-enum Change {
-    Read,
-    Archive,
+/// A changed row as the change left it: id, read, archived, muted.
+type ChangedRow = (Uuid, Option<DateTime<Utc>>, Option<DateTime<Utc>>, bool);
+
+/// Whether a row in this state counts as unread.
+fn counted(read: bool, archived: bool, muted: bool) -> bool {
+    !read && !archived && !muted
 }
 
-async fn change(
+impl Change {
+    /// How much a row this change moved, left as `row`, moved the unread
+    /// count: the row counted after the change, less what it counted before
+    /// (the one column the change flipped back).
+    fn unread_delta(self, row: &ChangedRow) -> i64 {
+        let (_, read_at, archived_at, muted) = *row;
+        let (read, archived) = (read_at.is_some(), archived_at.is_some());
+        let before = match self {
+            Change::Read | Change::Unread => counted(!read, archived, muted),
+            Change::Archive | Change::Unarchive => counted(read, !archived, muted),
+        };
+        i64::from(counted(read, archived, muted)) - i64::from(before)
+    }
+}
+
+/// Applies `change` to the user's `target` notifications in one
+/// transaction, under the user's row lock (the one every writer of the
+/// user's counts takes first), and moves `unread_count` and `version` with
+/// it. Answers the ids changed (none: nothing moved) and the state after.
+pub async fn apply(
     conn: &mut AsyncPgConnection,
     user_id: &str,
     target: Target<'_>,
-    kind: Change,
+    change: Change,
 ) -> Result<ChangeResult, DbError> {
     let now: DateTime<Utc> = Utc::now();
-    let change = conn
+    let outcome = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
-            // The lock every writer of this user's unread state takes first.
             let locked = user_inbox::table
                 .filter(user_inbox::user_id.eq(user_id))
                 .select((user_inbox::unread_count, user_inbox::version))
@@ -194,93 +219,96 @@ async fn change(
                     version: 0,
                 });
             };
-            let base = notifications::table
-                .filter(notifications::user_id.eq(user_id))
-                .filter(notifications::seq.is_not_null())
-                .into_boxed();
-            let base = match target {
-                Target::Ids(ids) => base.filter(notifications::id.eq_any(ids.to_vec())),
-                Target::All => base,
-            };
-            // Which of the targeted rows still count as unread: those lower the count.
-            let (changed, were_unread): (Vec<Uuid>, i64) = match kind {
-                Change::Read => {
-                    let ids: Vec<Uuid> = diesel::update(notifications::table)
-                        .filter(notifications::user_id.eq(user_id))
-                        .filter(
-                            notifications::id.eq_any(
-                                base.filter(notifications::read_at.is_null())
-                                    .select(notifications::id),
-                            ),
-                        )
-                        .set(notifications::read_at.eq(now))
-                        .returning(notifications::id)
-                        .get_results(conn)
-                        .await?;
-                    // Archived and muted ones were never (or no longer) in the count.
-                    let uncounted: i64 = notifications::table
-                        .filter(notifications::user_id.eq(user_id))
-                        .filter(notifications::id.eq_any(&ids))
-                        .filter(
-                            notifications::archived_at
-                                .is_not_null()
-                                .or(notifications::muted.eq(true)),
-                        )
-                        .count()
-                        .get_result(conn)
-                        .await?;
-                    let lowered = ids.len() as i64 - uncounted;
-                    (ids, lowered)
-                }
-                Change::Archive => {
-                    let rows: Vec<(Uuid, Option<DateTime<Utc>>, bool)> =
-                        diesel::update(notifications::table)
-                            .filter(notifications::user_id.eq(user_id))
-                            .filter(
-                                notifications::id.eq_any(
-                                    base.filter(notifications::archived_at.is_null())
-                                        .select(notifications::id),
-                                ),
-                            )
-                            .set(notifications::archived_at.eq(now))
-                            .returning((
-                                notifications::id,
-                                notifications::read_at,
-                                notifications::muted,
-                            ))
-                            .get_results(conn)
-                            .await?;
-                    // Read and muted ones were not in the count.
-                    let lowered = rows
-                        .iter()
-                        .filter(|(_, read, muted)| read.is_none() && !muted)
-                        .count() as i64;
-                    (rows.into_iter().map(|(id, _, _)| id).collect(), lowered)
-                }
-            };
-            if changed.is_empty() {
+            let rows = changed_rows(conn, user_id, target, change, now).await?;
+            if rows.is_empty() {
                 return Ok(ChangeResult {
-                    ids: changed,
+                    ids: Vec::new(),
                     unread,
                     version,
                 });
             }
+            let delta: i64 = rows.iter().map(|row| change.unread_delta(row)).sum();
             let (unread, version) = diesel::update(user_inbox::table.find(user_id))
                 .set((
-                    user_inbox::unread_count.eq(user_inbox::unread_count - were_unread),
+                    user_inbox::unread_count.eq(user_inbox::unread_count + delta),
                     user_inbox::version.eq(user_inbox::version + 1),
                 ))
                 .returning((user_inbox::unread_count, user_inbox::version))
                 .get_result::<(i64, i64)>(conn)
                 .await?;
             Ok(ChangeResult {
-                ids: changed,
+                ids: rows.into_iter().map(|(id, ..)| id).collect(),
                 unread,
                 version,
             })
         })
         .await?;
-    Ok(change)
+    Ok(outcome)
+}
+
+/// The one `UPDATE` of `change`: the user's listed `target` rows not in the
+/// wanted state yet, as it leaves them.
+async fn changed_rows(
+    conn: &mut AsyncPgConnection,
+    user_id: &str,
+    target: Target<'_>,
+    change: Change,
+    now: DateTime<Utc>,
+) -> Result<Vec<ChangedRow>, diesel::result::Error> {
+    let mut candidates = notifications::table
+        .filter(notifications::user_id.eq(user_id))
+        .filter(notifications::seq.is_not_null())
+        .select(notifications::id)
+        .into_boxed();
+    if let Target::Ids(ids) = target {
+        candidates = candidates.filter(notifications::id.eq_any(ids.to_vec()));
+    }
+    candidates = match change {
+        Change::Read => candidates.filter(notifications::read_at.is_null()),
+        Change::Unread => candidates.filter(notifications::read_at.is_not_null()),
+        Change::Archive => candidates.filter(notifications::archived_at.is_null()),
+        Change::Unarchive => candidates.filter(notifications::archived_at.is_not_null()),
+    };
+    let rows = notifications::table
+        .filter(notifications::user_id.eq(user_id))
+        .filter(notifications::id.eq_any(candidates));
+    let returning = (
+        notifications::id,
+        notifications::read_at,
+        notifications::archived_at,
+        notifications::muted,
+    );
+    let none: Option<DateTime<Utc>> = None;
+    match change {
+        Change::Read => {
+            diesel::update(rows)
+                .set(notifications::read_at.eq(now))
+                .returning(returning)
+                .get_results(conn)
+                .await
+        }
+        Change::Unread => {
+            diesel::update(rows)
+                .set(notifications::read_at.eq(none))
+                .returning(returning)
+                .get_results(conn)
+                .await
+        }
+        Change::Archive => {
+            diesel::update(rows)
+                .set(notifications::archived_at.eq(now))
+                .returning(returning)
+                .get_results(conn)
+                .await
+        }
+        Change::Unarchive => {
+            diesel::update(rows)
+                .set(notifications::archived_at.eq(none))
+                .returning(returning)
+                .get_results(conn)
+                .await
+        }
+    }
 }
 
 /// Template key, version and params of a stored notification.

@@ -266,6 +266,133 @@ async fn read_state_syncs_between_socket_and_rest_and_devices() {
     assert_eq!(phone.next_json(WAIT).await.unwrap()["code"], "too_many_ids");
 }
 
+/// Mark unread and unarchive undo read and archive: over the socket and
+/// REST, every device hears them, the archived view lists what the inbox
+/// does not, doing either twice changes nothing, and after every step the
+/// count equals the unread rows and the version only grew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_and_unarchive_undo_read_and_archive_on_every_device() {
+    let gw = TestGateway::spawn().await;
+    let stored = seed(&gw, "uma", 4).await;
+    let api = Api::new(&gw, "uma");
+    let (mut phone, _) = gw.connect("uma").await;
+    let (mut laptop, _) = gw.connect("uma").await;
+    let mut version = 0;
+    let mut step = async |frame: Value, unread: i64| {
+        assert_eq!(
+            laptop.next_json(WAIT).await.unwrap(),
+            frame,
+            "the other device"
+        );
+        assert_eq!(frame["unread"], unread, "{frame}");
+        let now = frame["version"].as_i64().unwrap();
+        assert!(now > version, "version only grows: {frame}");
+        version = now;
+        assert_eq!(
+            platform::storage::inspect::count_unread_rows(&mut gw.env.db().await, "uma")
+                .await
+                .unwrap(),
+            unread
+        );
+    };
+    let (a, b, c) = (stored[0].id, stored[1].id, stored[2].id);
+
+    phone
+        .send_text(&json!({"type": "read", "ids": [a, b]}).to_string())
+        .await;
+    step(phone.next_json(WAIT).await.unwrap(), 2).await;
+    phone
+        .send_text(&json!({"type": "unread", "ids": [a, c]}).to_string())
+        .await;
+    let unread = phone.next_json(WAIT).await.unwrap();
+    assert_eq!(
+        (unread["type"].clone(), unread["ids"].clone()),
+        (json!("unread"), json!([a])),
+        "only the read one changes"
+    );
+    step(unread, 3).await;
+
+    // Archive a read one and an unread one, then bring both back over REST.
+    for (id, unread) in [(b, 3), (a, 2)] {
+        let answer: Value = api
+            .post(&format!("/v1/me/notifications/{id}/archive"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(phone.next_json(WAIT).await.unwrap()["type"], "archived");
+        step(json!({"type": "archived", "ids": answer["ids"], "unread": answer["unread"], "version": answer["version"]}), unread).await;
+    }
+    let archived = api.json("/v1/me/notifications?status=archived").await;
+    let ids = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        ids(&archived),
+        [b.to_string(), a.to_string()],
+        "newest first"
+    );
+    assert!(
+        archived["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["archived_at"].is_string())
+    );
+    assert_eq!(
+        ids(&api.json("/v1/me/notifications?status=all").await).len(),
+        4
+    );
+    assert_eq!(ids(&api.json("/v1/me/notifications").await).len(), 2);
+
+    for (id, unread) in [(a, 3), (b, 3)] {
+        let response = api
+            .post(&format!("/v1/me/notifications/{id}/unarchive"))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(phone.next_json(WAIT).await.unwrap()["type"], "unarchived");
+        step(json!({"type": "unarchived", "ids": answer["ids"], "unread": answer["unread"], "version": answer["version"]}), unread).await;
+    }
+    assert_eq!(ids(&api.json("/v1/me/notifications").await).len(), 4);
+
+    // Again: nothing changes, nothing is said.
+    let again: Value = api
+        .post(&format!("/v1/me/notifications/{a}/unarchive"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (again["ids"].clone(), again["version"].as_i64()),
+        (json!([]), Some(version))
+    );
+    let again: Value = api
+        .post(&format!("/v1/me/notifications/{c}/unread"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["ids"], json!([]));
+    assert_eq!(laptop.next_json(Duration::from_millis(300)).await, None);
+
+    // Another user's id, and a bad status, are refused.
+    let theirs = seed(&gw, "ivy", 1).await;
+    for path in ["unread", "unarchive"] {
+        let response = api
+            .post(&format!("/v1/me/notifications/{}/{path}", theirs[0].id))
+            .await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let response = api.get("/v1/me/notifications?status=deleted").await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_keeps_a_connection_past_its_first_token() {
     let gw = TestGateway::spawn().await;
@@ -302,7 +429,7 @@ async fn openapi_and_metrics() {
     assert_eq!(muted["maxItems"], 50, "{muted}");
     assert_eq!(
         queries["GET /v1/me/notifications"],
-        ["before", "limit", "unread", "category", "render"]
+        ["before", "limit", "unread", "category", "status", "render"]
     );
     let limit = &spec["paths"]["/v1/me/notifications"]["get"]["parameters"][1];
     assert_eq!(limit["name"], "limit");
