@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, batch, notifications, templates, tokens};
+use crate::routes::{admin, batch, notifications, templates, tokens, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,8 @@ use crate::routes::{admin, batch, notifications, templates, tokens};
         templates::get,
         templates::delete,
         templates::set_user_locale,
+        users::read,
+        users::archive,
         tokens::revoke,
         tokens::list,
     ),
@@ -44,6 +46,8 @@ use crate::routes::{admin, batch, notifications, templates, tokens};
         templates::CreatedVersion,
         templates::UserLocale,
         domain::Preferences,
+        users::UserNotifications,
+        domain::ChangeResult,
         tokens::RevokeToken,
         platform::storage::revoked_tokens::RevokedToken,
     )),

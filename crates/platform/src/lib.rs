@@ -11,6 +11,7 @@ pub mod db;
 pub mod dlq;
 pub mod hashing;
 pub mod health;
+pub mod inbox_changes;
 pub mod metrics;
 pub mod problem;
 pub mod rate;

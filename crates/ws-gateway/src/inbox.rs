@@ -10,16 +10,16 @@ use domain::Preferences;
 use domain::{ChangeResult, InboxPage, Notification, UnreadState};
 use platform::body::JsonBody;
 use platform::rendering::Wanted;
-use platform::storage::inbox::{self, Change, PageQuery, Status, Target};
+use platform::storage::inbox::{self, Change, Filter, PageQuery, Status, Target};
 use platform::storage::preferences;
 use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::error::GatewayError;
 use crate::origins;
-use crate::read_state;
 use crate::state::GatewayState;
 use crate::user::User;
+use platform::inbox_changes;
 
 /// `/v1/me/*`, behind CORS for the pages in `gateway.allowed_origins`.
 pub fn scope(cors: Cors) -> impl HttpServiceFactory {
@@ -311,8 +311,14 @@ pub async fn read_all(
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, GatewayError> {
     state.clients.write(&user.id)?;
-    let change =
-        read_state::apply(&state.db, &state.redis, &user.id, Target::All, Change::Read).await?;
+    let change = inbox_changes::apply(
+        &state.db,
+        &state.redis,
+        &user.id,
+        Target::All(Filter::default()),
+        Change::Read,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(change))
 }
 
@@ -382,7 +388,7 @@ async fn change_one(
         return Err(GatewayError::NoSuchNotification);
     }
     drop(conn);
-    let change = read_state::apply(
+    let change = inbox_changes::apply(
         &state.db,
         &state.redis,
         &user.id,

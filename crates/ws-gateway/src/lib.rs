@@ -14,7 +14,6 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod origins;
-pub mod read_state;
 pub mod session;
 pub mod startup;
 pub mod state;

@@ -30,7 +30,7 @@ use chrono::Utc;
 use domain::frames::{ErrorCode, MAX_READ_IDS};
 use domain::{ClientFrame, ServerFrame};
 use futures_util::future::LocalBoxFuture;
-use platform::storage::inbox::{self, Change, Target};
+use platform::storage::inbox::{self, Change, Filter, Target};
 use platform::telemetry::{self, traceparent};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, interval, sleep_until};
@@ -38,8 +38,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::hub::LiveFrame;
-use crate::read_state;
 use crate::state::GatewayState;
+use platform::inbox_changes;
 
 /// Bad frames tolerated on one connection before it is closed.
 const MAX_BAD_FRAMES: u32 = 10;
@@ -459,10 +459,10 @@ impl Connection {
             let OwnedAction(ids, change) = &action;
             let target = match ids {
                 Some(ids) => Target::Ids(ids),
-                None => Target::All,
+                None => Target::All(Filter::default()),
             };
             if let Err(err) =
-                read_state::apply(&ctx.db, &ctx.redis, &user_id, target, *change).await
+                inbox_changes::apply(&ctx.db, &ctx.redis, &user_id, target, *change).await
             {
                 tracing::warn!(%err, "read state change failed");
                 let frame = ServerFrame::Error {

@@ -5,6 +5,7 @@ pub mod batch;
 pub mod notifications;
 pub mod templates;
 pub mod tokens;
+pub mod users;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
@@ -50,5 +51,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route(
         "/v1/users/{user_id}/preferences",
         web::put().to(templates::set_user_locale),
+    )
+    .route(
+        "/v1/users/{user_id}/notifications/read",
+        web::post().to(users::read),
+    )
+    .route(
+        "/v1/users/{user_id}/notifications/archive",
+        web::post().to(users::archive),
     );
 }

@@ -12,3 +12,4 @@ mod notifications;
 mod refusals;
 mod support;
 mod templates;
+mod users;

@@ -136,8 +136,16 @@ pub async fn page(
 pub enum Target<'a> {
     /// These ids of the user's (others' and unknown ones are ignored).
     Ids(&'a [Uuid]),
-    /// Every notification of the user.
-    All,
+    /// Every notification of the user that the filter lets through.
+    All(Filter<'a>),
+}
+
+/// Narrows a change of every notification; the default lets every one
+/// through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Filter<'a> {
+    /// Only this category.
+    pub category: Option<&'a str>,
 }
 
 /// A change of state the user (or a producer for them) asks for. Each one
@@ -260,8 +268,14 @@ async fn changed_rows(
         .filter(notifications::seq.is_not_null())
         .select(notifications::id)
         .into_boxed();
-    if let Target::Ids(ids) = target {
-        candidates = candidates.filter(notifications::id.eq_any(ids.to_vec()));
+    match target {
+        Target::Ids(ids) => {
+            candidates = candidates.filter(notifications::id.eq_any(ids.to_vec()));
+        }
+        Target::All(Filter {
+            category: Some(category),
+        }) => candidates = candidates.filter(notifications::category.eq(category)),
+        Target::All(Filter { category: None }) => {}
     }
     candidates = match change {
         Change::Read => candidates.filter(notifications::read_at.is_null()),

@@ -1,12 +1,14 @@
-//! Changes of a user's notification state, from the socket or the REST API:
-//! commit in PostgreSQL, then publish the new state on the user's channel
-//! so every connection of the user, on every gateway instance, hears it.
+//! Changes of a user's notification state, from the user (the gateway's
+//! socket and inbox API) or a producer for them (ingest-api): commit in
+//! PostgreSQL, then publish the new state on the user's channel so every
+//! connection of the user, on every gateway instance, hears it.
 
 use domain::ChangeResult;
 use domain::ServerFrame;
-use platform::db::{DbError, DbPool};
-use platform::redis::RedisStore;
-use platform::storage::inbox::{self, Change, Target};
+
+use crate::db::{DbError, DbPool};
+use crate::redis::RedisStore;
+use crate::storage::inbox::{self, Change, Target};
 
 /// Applies `change` to the user's `target` notifications and, when any
 /// changed, publishes the frame that tells every device.
