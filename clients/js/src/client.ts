@@ -9,6 +9,8 @@ import type {
   HeraldClientOptions,
   HeraldEvents,
   ListQuery,
+  ArchiveAllQuery,
+  BulkQuery,
   ConnectionStatus,
   StateEvent,
   WebSocketLike,
@@ -386,6 +388,13 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
 
   const request = rest(base.replace(/^ws/, "http"), () => options.fetch ?? globalThis.fetch, restToken);
   const post = (path: string) => request<ChangeResult>("POST", "/v1/me/notifications/" + path);
+  /** `?k=v&...` of the set fields (`""` when none). */
+  const queryString = (query: object) => {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v != null && v !== false) params.set(k, String(v));
+    const qs = String(params);
+    return qs ? "?" + qs : "";
+  };
   const id = encodeURIComponent;
 
   const client: HeraldClient = {
@@ -429,10 +438,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     },
 
     async list(query: ListQuery = {}) {
-      const params = new URLSearchParams();
-      for (const [k, v] of Object.entries(query)) if (v != null && v !== false) params.set(k, String(v));
-      const qs = String(params);
-      const page = await request<InboxPage>("GET", "/v1/me/notifications" + (qs ? "?" + qs : ""));
+      const page = await request<InboxPage>("GET", "/v1/me/notifications" + queryString(query));
       page.items.forEach(merge);
       return page;
     },
@@ -442,10 +448,12 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       // the held count is now the one of the highest version seen, these answers included
       return { ids: answers.flatMap((r) => r.ids), unread, version };
     },
-    markAllRead: () => post("read-all").then((r) => applyChange("read", r)),
+    markAllRead: (query: BulkQuery = {}) => post("read-all" + queryString(query)).then((r) => applyChange("read", r)),
     markUnread: (i: string) => post(id(i) + "/unread").then((r) => applyChange("unread", r)),
     archive: (i: string) => post(id(i) + "/archive").then((r) => applyChange("archived", r)),
     unarchive: (i: string) => post(id(i) + "/unarchive").then((r) => applyChange("unarchived", r)),
+    archiveAll: (query: ArchiveAllQuery = {}) =>
+      post("archive-all" + queryString(query)).then((r) => applyChange("archived", r)),
 
     async unreadCount() {
       const state = await request<UnreadState>("GET", "/v1/me/unread-count");

@@ -87,6 +87,19 @@ export interface UnreadChange {
   version: number;
 }
 
+/** Which notifications `markAllRead` changes (all when empty). */
+export interface BulkQuery {
+  category?: string;
+  /** Only `seq` below this: the newest one the screen showed plus one. */
+  before_seq?: number;
+}
+
+/** Which notifications `archiveAll` changes (all when empty). */
+export interface ArchiveAllQuery extends BulkQuery {
+  /** Only read ones ("archive everything read"). */
+  read?: boolean;
+}
+
 /** The events a state change emits. */
 export type StateEvent = "read" | "markedUnread" | "archived" | "unarchived";
 
@@ -127,12 +140,15 @@ export interface HeraldClient {
   list(query?: ListQuery): Promise<InboxPage>;
   /** Marks each id read (`POST /v1/me/notifications/{id}/read`); the answer combines theirs. */
   markRead(ids: string[]): Promise<ChangeResult>;
-  markAllRead(): Promise<ChangeResult>;
+  /** `POST /v1/me/notifications/read-all`, optionally narrowed. */
+  markAllRead(query?: BulkQuery): Promise<ChangeResult>;
   /** `POST /v1/me/notifications/{id}/unread`: counted again unless archived or muted. */
   markUnread(id: string): Promise<ChangeResult>;
   archive(id: string): Promise<ChangeResult>;
   /** `POST /v1/me/notifications/{id}/unarchive`: back in items(), counted again if unread. */
   unarchive(id: string): Promise<ChangeResult>;
+  /** `POST /v1/me/notifications/archive-all`, optionally narrowed (`read: true`: every read one). */
+  archiveAll(query?: ArchiveAllQuery): Promise<ChangeResult>;
   unreadCount(): Promise<UnreadState>;
   getPreferences(): Promise<Preferences>;
   /** Replaces the preferences; answers what was stored. */

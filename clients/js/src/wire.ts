@@ -103,7 +103,7 @@ version: number, } | { "type": "notification" } & NotificationFrame | { "type": 
 /**
  * Frames a client sends to the gateway.
  */
-export type ClientFrame = { "type": "ping" } | { "type": "resume", since: number, } | { "type": "read", ids: Array<string>, } | { "type": "read_all" } | { "type": "unread", ids: Array<string>, } | { "type": "refresh", token: string, };
+export type ClientFrame = { "type": "ping" } | { "type": "resume", since: number, } | { "type": "read", ids: Array<string>, } | { "type": "read_all", category?: string, before_seq?: number, } | { "type": "unread", ids: Array<string>, } | { "type": "refresh", token: string, };
 
 export type Preferences = { 
 /**

@@ -137,6 +137,18 @@ describe("REST", () => {
     expect([client.unread, client.version]).toEqual([2, 10]);
   });
 
+  it("markAllRead() and archiveAll() pass their filters", async () => {
+    const { client, calls } = restClient(() => ({ body: { ids: [], unread: 0, version: 1 } }));
+    await client.markAllRead({ category: "orders", before_seq: 12 });
+    await client.archiveAll({ read: true });
+    await client.archiveAll();
+    expect(calls.map((c) => [c.method, c.url])).toEqual([
+      ["POST", "http://gw.test/v1/me/notifications/read-all?category=orders&before_seq=12"],
+      ["POST", "http://gw.test/v1/me/notifications/archive-all?read=true"],
+      ["POST", "http://gw.test/v1/me/notifications/archive-all"],
+    ]);
+  });
+
   it("list({ status }) asks for archived or all", async () => {
     const { client, calls } = restClient(() => ({ body: page(1) }));
     await client.list({ status: "archived" });

@@ -99,6 +99,18 @@ export class FakeClient implements HeraldClient {
     return { ids: [id], unread: this.unread, version: ++this.version };
   }
 
+  async markUnread(id: string): Promise<ChangeResult> {
+    return { ids: [id], unread: this.unread, version: ++this.version };
+  }
+
+  async unarchive(id: string): Promise<ChangeResult> {
+    return { ids: [id], unread: this.unread, version: ++this.version };
+  }
+
+  async archiveAll(): Promise<ChangeResult> {
+    return { ids: [], unread: this.unread, version: ++this.version };
+  }
+
   async unreadCount(): Promise<UnreadState> {
     return { unread: this.unread, version: this.version, last_seq: this.lastSeq };
   }

@@ -124,8 +124,16 @@ pub enum ClientFrame {
     Resume { since: i64 },
     /// Mark these notifications read (ids of other users are ignored).
     Read { ids: Vec<uuid::Uuid> },
-    /// Mark every notification read.
-    ReadAll,
+    /// Mark every notification read, or only those of `category`, or only
+    /// those with `seq` below `before_seq`.
+    ReadAll {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        category: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        before_seq: Option<i64>,
+    },
     /// Mark these notifications unread again (ids of other users are ignored).
     Unread { ids: Vec<uuid::Uuid> },
     /// Replace the connection's token before it expires (same `sub`).
@@ -239,7 +247,20 @@ mod tests {
         );
         assert_eq!(
             serde_json::from_str::<ClientFrame>(r#"{"type":"read_all"}"#).unwrap(),
-            ClientFrame::ReadAll
+            ClientFrame::ReadAll {
+                category: None,
+                before_seq: None
+            }
+        );
+        assert_eq!(
+            serde_json::from_str::<ClientFrame>(
+                r#"{"type":"read_all","category":"orders","before_seq":12}"#
+            )
+            .unwrap(),
+            ClientFrame::ReadAll {
+                category: Some("orders".into()),
+                before_seq: Some(12)
+            }
         );
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"read","ids":["nope"]}"#).is_err());
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"resume"}"#).is_err());

@@ -28,8 +28,9 @@ pub fn scope(cors: Cors) -> impl HttpServiceFactory {
         .wrap(from_fn(origins::cors_errors_as_problems))
         .route("/notifications", web::get().to(list))
         .route("/unread-count", web::get().to(unread_count))
-        // Before `{id}/read` so that `read-all` is not taken for an id.
+        // Before `{id}/read` so that `read-all` and `archive-all` are not taken for ids.
         .route("/notifications/read-all", web::post().to(read_all))
+        .route("/notifications/archive-all", web::post().to(archive_all))
         .route("/notifications/{id}/read", web::post().to(read_one))
         .route("/notifications/{id}/unread", web::post().to(unread_one))
         .route("/notifications/{id}/archive", web::post().to(archive))
@@ -293,13 +294,53 @@ pub async fn unread_one(
     change_one(&state, &user, &id, Change::Unread).await
 }
 
-/// Mark every notification read.
+/// Which notifications read-all and archive-all change.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct BulkQuery {
+    /// Only this category.
+    #[param(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$")]
+    pub category: Option<String>,
+    /// Only notifications with `seq` below this (the newest one a screen
+    /// showed plus one: ones that arrived since are left alone).
+    #[param(minimum = 1)]
+    pub before_seq: Option<i64>,
+    /// Archive-all only: only read ones ("archive everything read").
+    #[serde(default)]
+    pub read: bool,
+}
+
+impl BulkQuery {
+    /// The filter, or why the query is refused.
+    fn filter(&self) -> Result<Filter<'_>, GatewayError> {
+        if let Some(category) = &self.category {
+            domain::notification::validate_category(category)
+                .map_err(|why| GatewayError::BadQuery(format!("category {why}")))?;
+        }
+        if self.before_seq.is_some_and(|seq| seq < 1) {
+            return Err(GatewayError::BadQuery(
+                "before_seq must be 1 or more".into(),
+            ));
+        }
+        Ok(Filter {
+            category: self.category.as_deref(),
+            before_seq: self.before_seq,
+            read_only: self.read,
+        })
+    }
+}
+
+/// Mark every notification read (or those the query selects), in one
+/// statement.
 #[utoipa::path(
     post,
     path = "/v1/me/notifications/read-all",
     tag = "inbox",
+    params(BulkQuery),
     responses(
         (status = 200, description = "State after the change", body = ChangeResult),
+        (status = 400, description = "Invalid query", content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
         (status = 429, description = "Too many writes by this user (see Retry-After), or too many failed authentications from this address", content_type = "application/problem+json"),
         (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
@@ -308,17 +349,51 @@ pub async fn unread_one(
 )]
 pub async fn read_all(
     user: User,
+    query: web::Query<BulkQuery>,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, GatewayError> {
+    if query.read {
+        return Err(GatewayError::BadQuery(
+            "read is a filter of archive-all only".into(),
+        ));
+    }
+    change_all(&state, &user, &query, Change::Read).await
+}
+
+/// Archive every notification (or those the query selects: say, every
+/// read one), in one statement.
+#[utoipa::path(
+    post,
+    path = "/v1/me/notifications/archive-all",
+    tag = "inbox",
+    params(BulkQuery),
+    responses(
+        (status = 200, description = "State after the change", body = ChangeResult),
+        (status = 400, description = "Invalid query", content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
+        (status = 429, description = "Too many writes by this user (see Retry-After), or too many failed authentications from this address", content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn archive_all(
+    user: User,
+    query: web::Query<BulkQuery>,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, GatewayError> {
+    change_all(&state, &user, &query, Change::Archive).await
+}
+
+/// `change` of every notification of the user the query selects.
+async fn change_all(
+    state: &GatewayState,
+    user: &User,
+    query: &BulkQuery,
+    change: Change,
+) -> Result<HttpResponse, GatewayError> {
     state.clients.write(&user.id)?;
-    let change = inbox_changes::apply(
-        &state.db,
-        &state.redis,
-        &user.id,
-        Target::All(Filter::default()),
-        Change::Read,
-    )
-    .await?;
+    let target = Target::All(query.filter()?);
+    let change = inbox_changes::apply(&state.db, &state.redis, &user.id, target, change).await?;
     Ok(HttpResponse::Ok().json(change))
 }
 

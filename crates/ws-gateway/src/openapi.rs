@@ -17,6 +17,7 @@ use crate::inbox;
         inbox::read_one,
         inbox::unread_one,
         inbox::read_all,
+        inbox::archive_all,
         inbox::archive,
         inbox::unarchive,
         inbox::get_preferences,

@@ -82,9 +82,34 @@ async fn next_message(held_back: &mut Option<Received>, stream: &mut MessageStre
     }
 }
 
-/// A state change requested over the socket: ids (`None`: all of the
-/// user's), and the change.
-struct OwnedAction(Option<Vec<uuid::Uuid>>, Change);
+/// A state change requested over the socket, and what it applies to.
+struct OwnedAction(OwnedTarget, Change);
+
+/// An [`inbox::Target`] that owns its ids and category (the change runs
+/// off the loop that decoded the frame).
+enum OwnedTarget {
+    Ids(Vec<uuid::Uuid>),
+    All {
+        category: Option<String>,
+        before_seq: Option<i64>,
+    },
+}
+
+impl OwnedTarget {
+    fn target(&self) -> Target<'_> {
+        match self {
+            OwnedTarget::Ids(ids) => Target::Ids(ids),
+            OwnedTarget::All {
+                category,
+                before_seq,
+            } => Target::All(Filter {
+                category: category.as_deref(),
+                before_seq: *before_seq,
+                read_only: false,
+            }),
+        }
+    }
+}
 
 /// Why serving stopped: the close frame to send, if the peer is still there.
 type Closing = Option<CloseReason>;
@@ -388,7 +413,7 @@ impl Connection {
             frame,
             ClientFrame::Resume { .. }
                 | ClientFrame::Read { .. }
-                | ClientFrame::ReadAll
+                | ClientFrame::ReadAll { .. }
                 | ClientFrame::Unread { .. }
         );
         if costs_storage && let Err(wait) = self.requests.take() {
@@ -418,13 +443,34 @@ impl Connection {
                 .await
             }
             ClientFrame::Read { ids } => {
-                self.change(OwnedAction(Some(ids), Change::Read), ctx).await
-            }
-            ClientFrame::Unread { ids } => {
-                self.change(OwnedAction(Some(ids), Change::Unread), ctx)
+                self.change(OwnedAction(OwnedTarget::Ids(ids), Change::Read), ctx)
                     .await
             }
-            ClientFrame::ReadAll => self.change(OwnedAction(None, Change::Read), ctx).await,
+            ClientFrame::Unread { ids } => {
+                self.change(OwnedAction(OwnedTarget::Ids(ids), Change::Unread), ctx)
+                    .await
+            }
+            ClientFrame::ReadAll {
+                category: Some(category),
+                ..
+            } if domain::notification::validate_category(&category).is_err() => {
+                *bad_frames += 1;
+                self.error(
+                    ErrorCode::BadFrame,
+                    "read_all: category is not a valid category",
+                )
+                .await
+            }
+            ClientFrame::ReadAll {
+                category,
+                before_seq,
+            } => {
+                let target = OwnedTarget::All {
+                    category,
+                    before_seq,
+                };
+                self.change(OwnedAction(target, Change::Read), ctx).await
+            }
             ClientFrame::Refresh { token } => match ctx.verifier.verify(&token).await {
                 Ok(token) if token.user_id == self.user_id => {
                     self.token_expires_at = token.expires_at();
@@ -456,13 +502,9 @@ impl Connection {
         let user_id = self.user_id.clone();
         let mut session = self.session.clone();
         self.change_in_flight = Some(actix_web::rt::spawn(async move {
-            let OwnedAction(ids, change) = &action;
-            let target = match ids {
-                Some(ids) => Target::Ids(ids),
-                None => Target::All(Filter::default()),
-            };
+            let OwnedAction(target, change) = &action;
             if let Err(err) =
-                inbox_changes::apply(&ctx.db, &ctx.redis, &user_id, target, *change).await
+                inbox_changes::apply(&ctx.db, &ctx.redis, &user_id, target.target(), *change).await
             {
                 tracing::warn!(%err, "read state change failed");
                 let frame = ServerFrame::Error {

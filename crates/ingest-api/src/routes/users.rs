@@ -54,6 +54,7 @@ impl UserNotifications {
             (Some(ids), false) => Some(Target::Ids(ids)),
             (None, true) => Some(Target::All(Filter {
                 category: self.category.as_deref(),
+                ..Filter::default()
             })),
         };
         if let Some(category) = &self.category {

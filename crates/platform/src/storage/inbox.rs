@@ -140,12 +140,18 @@ pub enum Target<'a> {
     All(Filter<'a>),
 }
 
-/// Narrows a change of every notification; the default lets every one
-/// through.
+/// Narrows a change of every notification (read-all, archive-all); the
+/// default lets every one through.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Filter<'a> {
     /// Only this category.
     pub category: Option<&'a str>,
+    /// Only notifications with `seq` below this (say, the newest one a
+    /// screen showed plus one, so that ones arriving meanwhile are left
+    /// alone).
+    pub before_seq: Option<i64>,
+    /// Only read ones ("archive everything read").
+    pub read_only: bool,
 }
 
 /// A change of state the user (or a producer for them) asks for. Each one
@@ -272,10 +278,17 @@ async fn changed_rows(
         Target::Ids(ids) => {
             candidates = candidates.filter(notifications::id.eq_any(ids.to_vec()));
         }
-        Target::All(Filter {
-            category: Some(category),
-        }) => candidates = candidates.filter(notifications::category.eq(category)),
-        Target::All(Filter { category: None }) => {}
+        Target::All(filter) => {
+            if let Some(category) = filter.category {
+                candidates = candidates.filter(notifications::category.eq(category));
+            }
+            if let Some(before) = filter.before_seq {
+                candidates = candidates.filter(notifications::seq.lt(before));
+            }
+            if filter.read_only {
+                candidates = candidates.filter(notifications::read_at.is_not_null());
+            }
+        }
     }
     candidates = match change {
         Change::Read => candidates.filter(notifications::read_at.is_null()),

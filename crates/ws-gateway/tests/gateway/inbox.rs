@@ -393,6 +393,102 @@ async fn unread_and_unarchive_undo_read_and_archive_on_every_device() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 }
 
+/// Read-all and archive-all narrowed by category, by `before_seq` and (for
+/// archive-all) to read ones; over REST and the socket; every step's count
+/// equals the unread rows, and bad filters are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_changes_take_filters() {
+    let gw = TestGateway::spawn().await;
+    // seq 1..=10; odd seqs are `orders`, even ones `social`.
+    let stored = seed(&gw, "bo", 10).await;
+    let api = Api::new(&gw, "bo");
+    let (mut phone, _) = gw.connect("bo").await;
+    let changed_seqs = |answer: &Value| -> Vec<i64> {
+        let mut seqs: Vec<i64> = answer["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| {
+                stored
+                    .iter()
+                    .find(|n| n.id.to_string() == id.as_str().unwrap())
+                    .unwrap()
+                    .seq
+            })
+            .collect();
+        seqs.sort();
+        seqs
+    };
+    let unread_rows = async || {
+        platform::storage::inspect::count_unread_rows(&mut gw.env.db().await, "bo")
+            .await
+            .unwrap()
+    };
+
+    let answer: Value = api
+        .post("/v1/me/notifications/read-all?category=orders&before_seq=7")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(changed_seqs(&answer), [1, 3, 5]);
+    assert_eq!(answer["unread"], 7);
+    assert_eq!(answer["unread"], unread_rows().await);
+    assert_eq!(phone.next_json(WAIT).await.unwrap()["type"], "read");
+
+    let answer: Value = api
+        .post("/v1/me/notifications/archive-all?read=true")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(changed_seqs(&answer), [1, 3, 5], "only the read ones");
+    assert_eq!(answer["unread"], 7, "read ones were not counted");
+    assert_eq!(phone.next_json(WAIT).await.unwrap()["type"], "archived");
+    let listed = api.json("/v1/me/notifications?limit=100").await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 7);
+
+    // Over the socket: the `social` ones below 9.
+    phone
+        .send_text(r#"{"type":"read_all","category":"social","before_seq":9}"#)
+        .await;
+    let frame = phone.next_json(WAIT).await.unwrap();
+    assert_eq!(frame["type"], "read");
+    assert_eq!(changed_seqs(&frame), [2, 4, 6, 8]);
+    assert_eq!(frame["unread"], 3);
+    assert_eq!(frame["unread"], unread_rows().await);
+
+    let answer: Value = api
+        .post("/v1/me/notifications/archive-all?category=orders")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(changed_seqs(&answer), [7, 9]);
+    assert_eq!(answer["unread"], 1);
+    assert_eq!(answer["unread"], unread_rows().await);
+    assert_eq!(phone.next_json(WAIT).await.unwrap()["type"], "archived");
+
+    for bad in [
+        "read-all?before_seq=0",
+        "read-all?category=no%20spaces",
+        "read-all?read=true",
+        "archive-all?colour=red",
+    ] {
+        let response = api.post(&format!("/v1/me/notifications/{bad}")).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    phone
+        .send_text(r#"{"type":"read_all","category":"no spaces"}"#)
+        .await;
+    assert_eq!(phone.next_json(WAIT).await.unwrap()["code"], "bad_frame");
+    assert_eq!(
+        unread_rows().await,
+        1,
+        "nothing changed by the refused ones"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_keeps_a_connection_past_its_first_token() {
     let gw = TestGateway::spawn().await;
