@@ -210,6 +210,11 @@ impl Change {
 /// transaction, under the user's row lock (the one every writer of the
 /// user's counts takes first), and moves `unread_count` and `version` with
 /// it. Answers the ids changed (none: nothing moved) and the state after.
+///
+/// At most [`CHUNK`] rows change (the oldest first): call again while a
+/// whole chunk changed (see [`crate::inbox_changes::apply`]), so that no
+/// transaction holds the user's lock, which the storing worker waits for,
+/// for longer than one chunk takes.
 pub async fn apply(
     conn: &mut AsyncPgConnection,
     user_id: &str,
@@ -260,6 +265,11 @@ pub async fn apply(
     Ok(outcome)
 }
 
+/// Most rows one transaction of [`apply`] changes: 70-95 ms of the user's
+/// lock at the 14-19 µs per row a read-all of 75,000 rows took in one
+/// transaction (1.0-1.4 s).
+pub const CHUNK: i64 = 5_000;
+
 /// The one `UPDATE` of `change`: the user's listed `target` rows not in the
 /// wanted state yet, as it leaves them.
 async fn changed_rows(
@@ -296,6 +306,7 @@ async fn changed_rows(
         Change::Archive => candidates.filter(notifications::archived_at.is_null()),
         Change::Unarchive => candidates.filter(notifications::archived_at.is_not_null()),
     };
+    let candidates = candidates.order(notifications::seq.asc()).limit(CHUNK);
     let rows = notifications::table
         .filter(notifications::user_id.eq(user_id))
         .filter(notifications::id.eq_any(candidates));

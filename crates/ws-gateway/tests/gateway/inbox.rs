@@ -489,6 +489,71 @@ async fn bulk_changes_take_filters() {
     );
 }
 
+/// A bulk change of more rows than one chunk commits chunk by chunk, the
+/// oldest first: a frame per chunk with its own growing version, and the
+/// answer lists every id with the state after the last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_bulk_change_commits_and_tells_chunk_by_chunk() {
+    let gw = TestGateway::spawn().await;
+    let chunk = inbox::CHUNK as usize;
+    let total = 2 * chunk + 1;
+    let stored = seed(&gw, "cy", total).await;
+    let api = Api::new(&gw, "cy");
+    let (mut phone, hello) = gw.connect("cy").await;
+    assert_eq!(hello["unread"], total);
+
+    let answer: Value = api
+        .post("/v1/me/notifications/read-all")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut frames = Vec::new();
+    for _ in 0..3 {
+        frames.push(phone.next_json(WAIT).await.unwrap());
+    }
+    let sizes: Vec<usize> = frames
+        .iter()
+        .map(|f| f["ids"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [chunk, chunk, 1]);
+    let unread: Vec<i64> = frames
+        .iter()
+        .map(|f| f["unread"].as_i64().unwrap())
+        .collect();
+    assert_eq!(unread, [(chunk + 1) as i64, 1, 0]);
+    let versions: Vec<i64> = frames
+        .iter()
+        .map(|f| f["version"].as_i64().unwrap())
+        .collect();
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+    let first: std::collections::HashSet<String> = frames[0]["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect();
+    let oldest: std::collections::HashSet<String> =
+        stored[..chunk].iter().map(|n| n.id.to_string()).collect();
+    assert!(first == oldest, "the oldest chunk first");
+    assert_eq!(answer["ids"].as_array().unwrap().len(), total);
+    assert_eq!(
+        (&answer["unread"], &answer["version"]),
+        (&json!(0), &json!(versions[2]))
+    );
+    assert_eq!(
+        platform::storage::inspect::count_unread_rows(&mut gw.env.db().await, "cy")
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        phone.next_json(Duration::from_millis(300)).await,
+        None,
+        "no empty chunk is told"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_keeps_a_connection_past_its_first_token() {
     let gw = TestGateway::spawn().await;
