@@ -93,6 +93,8 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   let seqStore: string | null = null; // the storage key of the user's last seq
   const delivered = new Set<string>();
   const emitted = new Set<string>();
+  /** The version of the last change applied to each item's `read_at` / `archived_at` ("field:id"). */
+  const changedAt = new Map<string, number>();
 
   const setStatus = (s: ConnectionStatus) => {
     if (s !== status) events.emit("status", (status = s));
@@ -181,6 +183,14 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     const { field, set, event } = CHANGES[kind];
     const at = set ? new Date().toISOString() : null;
     for (const id of change.ids) {
+      // Changes can be undone (unread, unarchive) and arrive out of order
+      // (two gateway instances, a REST answer racing its frame): an older
+      // one than the item's last applied change is left out.
+      const key = field + ":" + id;
+      if ((changedAt.get(key) ?? -1) >= change.version) continue;
+      changedAt.delete(key);
+      changedAt.set(key, change.version);
+      if (changedAt.size > REMEMBER) changedAt.delete(changedAt.keys().next().value as string);
       const n = held.get(id);
       if (n && !n[field] === set) held.set(id, { ...n, [field]: at });
     }

@@ -149,6 +149,21 @@ describe("REST", () => {
     ]);
   });
 
+  it("an older change of an item arriving after a newer one is left out", async () => {
+    const { client } = await connected({}, { last_seq: 0, unread: 1, version: 4 });
+    lastSocket().receive(note(1));
+    lastSocket().receive({ type: "read", ids: ["n1"], unread: 0, version: 10 });
+    lastSocket().receive({ type: "unread", ids: ["n1"], unread: 1, version: 12 });
+    // the read of version 11 was published after the unread of 12
+    lastSocket().receive({ type: "read", ids: ["n1"], unread: 0, version: 11 });
+    expect(client.items()[0].read_at).toBeNull();
+    expect([client.unread, client.version]).toEqual([1, 12]);
+    lastSocket().receive({ type: "archived", ids: ["n1"], unread: 0, version: 13 });
+    lastSocket().receive({ type: "unarchived", ids: ["n1"], unread: 1, version: 14 });
+    lastSocket().receive({ type: "archived", ids: ["n1"], unread: 0, version: 13 });
+    expect(client.items().map((n) => n.id)).toEqual(["n1"]);
+  });
+
   it("list({ status }) asks for archived or all", async () => {
     const { client, calls } = restClient(() => ({ body: page(1) }));
     await client.list({ status: "archived" });

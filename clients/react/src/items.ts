@@ -45,7 +45,6 @@ export function markIds(items: Notification[], ids: ReadonlySet<string> | null, 
   return changed ? next : items;
 }
 
-/** Drops the given ids; returns `items` itself when nothing changed. */
 /** Marks the given ids unread again; returns `items` itself when nothing changed. */
 export function unmarkIds(items: Notification[], ids: ReadonlySet<string>): Notification[] {
   let changed = false;
@@ -57,6 +56,7 @@ export function unmarkIds(items: Notification[], ids: ReadonlySet<string>): Noti
   return changed ? next : items;
 }
 
+/** Drops the given ids; returns `items` itself when nothing changed. */
 export function dropIds(items: Notification[], ids: ReadonlySet<string>): Notification[] {
   const next = items.filter((n) => !ids.has(n.id));
   return next.length === items.length ? items : next;

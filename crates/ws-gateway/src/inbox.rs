@@ -254,13 +254,7 @@ pub async fn unread_count(
     path = "/v1/me/notifications/{id}/read",
     tag = "inbox",
     params(("id" = Uuid, Path, description = "Notification id")),
-    responses(
-        (status = 200, description = "State after the change", body = ChangeResult),
-        (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
-        (status = 429, description = "Too many writes by this user (see Retry-After), or too many failed authentications from this address", content_type = "application/problem+json"),
-        (status = 404, description = "No such notification of yours", content_type = "application/problem+json"),
-        (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
-    ),
+    responses(ChangeOneResponses),
     security(("bearer" = []))
 )]
 pub async fn read_one(
@@ -277,13 +271,7 @@ pub async fn read_one(
     path = "/v1/me/notifications/{id}/unread",
     tag = "inbox",
     params(("id" = Uuid, Path, description = "Notification id")),
-    responses(
-        (status = 200, description = "State after the change", body = ChangeResult),
-        (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
-        (status = 429, description = "Too many writes by this user (see Retry-After), or too many failed authentications from this address", content_type = "application/problem+json"),
-        (status = 404, description = "No such notification of yours", content_type = "application/problem+json"),
-        (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
-    ),
+    responses(ChangeOneResponses),
     security(("bearer" = []))
 )]
 pub async fn unread_one(
@@ -294,11 +282,59 @@ pub async fn unread_one(
     change_one(&state, &user, &id, Change::Unread).await
 }
 
-/// Which notifications read-all and archive-all change.
+/// What a change of one notification answers.
+#[derive(utoipa::IntoResponses)]
+#[expect(
+    dead_code,
+    reason = "describes the answers for the OpenAPI document only"
+)]
+enum ChangeOneResponses {
+    /// State after the change
+    #[response(status = 200)]
+    Changed(ChangeResult),
+    /// Missing or invalid token
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthenticated,
+    /// No such notification of yours
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound,
+    /// Too many writes by this user (see Retry-After), or too many failed authentications from this address
+    #[response(status = 429, content_type = "application/problem+json")]
+    TooMany,
+    /// PostgreSQL unavailable
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable,
+}
+
+/// What a change of every notification (read-all, archive-all) answers.
+#[derive(utoipa::IntoResponses)]
+#[expect(
+    dead_code,
+    reason = "describes the answers for the OpenAPI document only"
+)]
+enum ChangeAllResponses {
+    /// State after the change
+    #[response(status = 200)]
+    Changed(ChangeResult),
+    /// Invalid query
+    #[response(status = 400, content_type = "application/problem+json")]
+    Invalid,
+    /// Missing or invalid token
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthenticated,
+    /// Too many writes by this user (see Retry-After), or too many failed authentications from this address
+    #[response(status = 429, content_type = "application/problem+json")]
+    TooMany,
+    /// PostgreSQL unavailable
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable,
+}
+
+/// Which notifications read-all changes.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct BulkQuery {
+pub struct ReadAllQuery {
     /// Only this category.
     #[param(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$")]
     pub category: Option<String>,
@@ -306,93 +342,94 @@ pub struct BulkQuery {
     /// showed plus one: ones that arrived since are left alone).
     #[param(minimum = 1)]
     pub before_seq: Option<i64>,
-    /// Archive-all only: only read ones ("archive everything read").
+}
+
+/// Which notifications archive-all changes.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveAllQuery {
+    /// Only this category.
+    #[param(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$")]
+    pub category: Option<String>,
+    /// Only notifications with `seq` below this.
+    #[param(minimum = 1)]
+    pub before_seq: Option<i64>,
+    /// Only read ones ("archive everything read").
     #[serde(default)]
     pub read: bool,
 }
 
-impl BulkQuery {
-    /// The filter, or why the query is refused.
-    fn filter(&self) -> Result<Filter<'_>, GatewayError> {
-        if let Some(category) = &self.category {
-            domain::notification::validate_category(category)
-                .map_err(|why| GatewayError::BadQuery(format!("category {why}")))?;
-        }
-        if self.before_seq.is_some_and(|seq| seq < 1) {
-            return Err(GatewayError::BadQuery(
-                "before_seq must be 1 or more".into(),
-            ));
-        }
-        Ok(Filter {
-            category: self.category.as_deref(),
-            before_seq: self.before_seq,
-            read_only: self.read,
-        })
+/// The filter of a bulk change, or why its query is refused.
+fn filter(
+    category: Option<&str>,
+    before_seq: Option<i64>,
+    read_only: bool,
+) -> Result<Filter<'_>, GatewayError> {
+    if let Some(category) = category {
+        domain::notification::validate_category(category)
+            .map_err(|why| GatewayError::BadQuery(format!("category {why}")))?;
     }
+    if before_seq.is_some_and(|seq| seq < 1) {
+        return Err(GatewayError::BadQuery(
+            "before_seq must be 1 or more".into(),
+        ));
+    }
+    Ok(Filter {
+        category,
+        before_seq,
+        read_only,
+    })
 }
 
-/// Mark every notification read (or those the query selects), in one
-/// statement.
+/// Mark every notification read (or those the query selects), 5,000 at a
+/// time.
 #[utoipa::path(
     post,
     path = "/v1/me/notifications/read-all",
     tag = "inbox",
-    params(BulkQuery),
-    responses(
-        (status = 200, description = "State after the change", body = ChangeResult),
-        (status = 400, description = "Invalid query", content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
-        (status = 429, description = "Too many writes by this user (see Retry-After), or too many failed authentications from this address", content_type = "application/problem+json"),
-        (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
-    ),
+    params(ReadAllQuery),
+    responses(ChangeAllResponses),
     security(("bearer" = []))
 )]
 pub async fn read_all(
     user: User,
-    query: web::Query<BulkQuery>,
+    query: web::Query<ReadAllQuery>,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, GatewayError> {
-    if query.read {
-        return Err(GatewayError::BadQuery(
-            "read is a filter of archive-all only".into(),
-        ));
-    }
-    change_all(&state, &user, &query, Change::Read).await
+    let filter = filter(query.category.as_deref(), query.before_seq, false)?;
+    change_all(&state, &user, filter, Change::Read).await
 }
 
 /// Archive every notification (or those the query selects: say, every
-/// read one), in one statement.
+/// read one), 5,000 at a time.
 #[utoipa::path(
     post,
     path = "/v1/me/notifications/archive-all",
     tag = "inbox",
-    params(BulkQuery),
-    responses(
-        (status = 200, description = "State after the change", body = ChangeResult),
-        (status = 400, description = "Invalid query", content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
-        (status = 429, description = "Too many writes by this user (see Retry-After), or too many failed authentications from this address", content_type = "application/problem+json"),
-        (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
-    ),
+    params(ArchiveAllQuery),
+    responses(ChangeAllResponses),
     security(("bearer" = []))
 )]
 pub async fn archive_all(
     user: User,
-    query: web::Query<BulkQuery>,
+    query: web::Query<ArchiveAllQuery>,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, GatewayError> {
-    change_all(&state, &user, &query, Change::Archive).await
+    let filter = filter(query.category.as_deref(), query.before_seq, query.read)?;
+    change_all(&state, &user, filter, Change::Archive).await
 }
 
-/// `change` of every notification of the user the query selects.
+/// `change` of every notification of the user `filter` lets through (the
+/// query already checked: a refused one costs no write).
 async fn change_all(
     state: &GatewayState,
     user: &User,
-    query: &BulkQuery,
+    filter: Filter<'_>,
     change: Change,
 ) -> Result<HttpResponse, GatewayError> {
     state.clients.write(&user.id)?;
-    let target = Target::All(query.filter()?);
+    let target = Target::All(filter);
     let change = inbox_changes::apply(&state.db, &state.redis, &user.id, target, change).await?;
     Ok(HttpResponse::Ok().json(change))
 }
@@ -403,13 +440,7 @@ async fn change_all(
     path = "/v1/me/notifications/{id}/archive",
     tag = "inbox",
     params(("id" = Uuid, Path, description = "Notification id")),
-    responses(
-        (status = 200, description = "State after the change", body = ChangeResult),
-        (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
-        (status = 429, description = "Too many writes by this user (see Retry-After), or too many failed authentications from this address", content_type = "application/problem+json"),
-        (status = 404, description = "No such notification of yours", content_type = "application/problem+json"),
-        (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
-    ),
+    responses(ChangeOneResponses),
     security(("bearer" = []))
 )]
 pub async fn archive(
@@ -426,13 +457,7 @@ pub async fn archive(
     path = "/v1/me/notifications/{id}/unarchive",
     tag = "inbox",
     params(("id" = Uuid, Path, description = "Notification id")),
-    responses(
-        (status = 200, description = "State after the change", body = ChangeResult),
-        (status = 401, description = "Missing or invalid token", content_type = "application/problem+json"),
-        (status = 429, description = "Too many writes by this user (see Retry-After), or too many failed authentications from this address", content_type = "application/problem+json"),
-        (status = 404, description = "No such notification of yours", content_type = "application/problem+json"),
-        (status = 503, description = "PostgreSQL unavailable", content_type = "application/problem+json"),
-    ),
+    responses(ChangeOneResponses),
     security(("bearer" = []))
 )]
 pub async fn unarchive(

@@ -451,13 +451,17 @@ impl Connection {
                     .await
             }
             ClientFrame::ReadAll {
-                category: Some(category),
-                ..
-            } if domain::notification::validate_category(&category).is_err() => {
+                category,
+                before_seq,
+            } if category
+                .as_deref()
+                .is_some_and(|c| domain::notification::validate_category(c).is_err())
+                || before_seq.is_some_and(|seq| seq < 1) =>
+            {
                 *bad_frames += 1;
                 self.error(
                     ErrorCode::BadFrame,
-                    "read_all: category is not a valid category",
+                    "read_all: category must be a valid category and before_seq 1 or more",
                 )
                 .await
             }

@@ -192,15 +192,26 @@ fn counted(read: bool, archived: bool, muted: bool) -> bool {
 }
 
 impl Change {
+    /// Whether the change sets or clears `read_at` (else `archived_at`).
+    fn on_read(self) -> bool {
+        matches!(self, Change::Read | Change::Unread)
+    }
+
+    /// Whether it sets its column (to now), rather than clearing it.
+    fn sets(self) -> bool {
+        matches!(self, Change::Read | Change::Archive)
+    }
+
     /// How much a row this change moved, left as `row`, moved the unread
     /// count: the row counted after the change, less what it counted before
     /// (the one column the change flipped back).
     fn unread_delta(self, row: &ChangedRow) -> i64 {
         let (_, read_at, archived_at, muted) = *row;
         let (read, archived) = (read_at.is_some(), archived_at.is_some());
-        let before = match self {
-            Change::Read | Change::Unread => counted(!read, archived, muted),
-            Change::Archive | Change::Unarchive => counted(read, !archived, muted),
+        let before = if self.on_read() {
+            counted(!read, archived, muted)
+        } else {
+            counted(read, !archived, muted)
         };
         i64::from(counted(read, archived, muted)) - i64::from(before)
     }
@@ -300,52 +311,32 @@ async fn changed_rows(
             }
         }
     }
-    candidates = match change {
-        Change::Read => candidates.filter(notifications::read_at.is_null()),
-        Change::Unread => candidates.filter(notifications::read_at.is_not_null()),
-        Change::Archive => candidates.filter(notifications::archived_at.is_null()),
-        Change::Unarchive => candidates.filter(notifications::archived_at.is_not_null()),
+    // Only rows not in the wanted state yet.
+    candidates = match (change.on_read(), change.sets()) {
+        (true, true) => candidates.filter(notifications::read_at.is_null()),
+        (true, false) => candidates.filter(notifications::read_at.is_not_null()),
+        (false, true) => candidates.filter(notifications::archived_at.is_null()),
+        (false, false) => candidates.filter(notifications::archived_at.is_not_null()),
     };
     let candidates = candidates.order(notifications::seq.asc()).limit(CHUNK);
-    let rows = notifications::table
-        .filter(notifications::user_id.eq(user_id))
-        .filter(notifications::id.eq_any(candidates));
+    let rows = diesel::update(
+        notifications::table
+            .filter(notifications::user_id.eq(user_id))
+            .filter(notifications::id.eq_any(candidates)),
+    );
     let returning = (
         notifications::id,
         notifications::read_at,
         notifications::archived_at,
         notifications::muted,
     );
-    let none: Option<DateTime<Utc>> = None;
-    match change {
-        Change::Read => {
-            diesel::update(rows)
-                .set(notifications::read_at.eq(now))
-                .returning(returning)
-                .get_results(conn)
-                .await
-        }
-        Change::Unread => {
-            diesel::update(rows)
-                .set(notifications::read_at.eq(none))
-                .returning(returning)
-                .get_results(conn)
-                .await
-        }
-        Change::Archive => {
-            diesel::update(rows)
-                .set(notifications::archived_at.eq(now))
-                .returning(returning)
-                .get_results(conn)
-                .await
-        }
-        Change::Unarchive => {
-            diesel::update(rows)
-                .set(notifications::archived_at.eq(none))
-                .returning(returning)
-                .get_results(conn)
-                .await
-        }
+    let at = change.sets().then_some(now);
+    if change.on_read() {
+        let rows = rows.set(notifications::read_at.eq(at));
+        rows.returning(returning).get_results(conn).await
+    } else {
+        let rows = rows.set(notifications::archived_at.eq(at));
+        rows.returning(returning).get_results(conn).await
     }
 }
 

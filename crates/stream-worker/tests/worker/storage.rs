@@ -343,6 +343,51 @@ async fn a_round_holding_a_stored_notification_is_stored_again_with_the_check() 
     }
 }
 
+/// A round that refuses a notification it was delivered again (stored
+/// before, its template no longer renders) counts it a duplicate and
+/// publishes it as stored: the primary key never sees the refused one, so
+/// the round looks it up. A new one it refuses stays refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_notification_that_no_longer_prepares_is_a_duplicate() {
+    let env = TestEnv::new().await;
+    let mut conn = env.db().await;
+    let earlier = notification("hal", 1, Priority::Normal);
+    testkit::store_batch(&mut conn, std::slice::from_ref(&earlier), Utc::now())
+        .await
+        .unwrap();
+    let unrenderable = notification("hal", 2, Priority::Normal);
+    let fresh = notification("hal", 3, Priority::Normal);
+    let batch = [&earlier, &unrenderable, &fresh];
+    let (stored, unprepared) =
+        notifications::store_preparing(&mut conn, &batch, Utc::now(), |i, _| {
+            if i < 2 {
+                Err("the template no longer renders".to_owned())
+            } else {
+                Ok(notifications::Prepared::from(batch[i].clone()))
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.duplicates, HashSet::from([earlier.id]));
+    assert_eq!(stored.inserted, 1);
+    assert_eq!(
+        unprepared,
+        vec![(1, "the template no longer renders".to_owned())],
+        "only the new one is refused"
+    );
+    assert_eq!(
+        stored
+            .visible
+            .iter()
+            .map(|n| (n.id, n.seq))
+            .collect::<Vec<_>>(),
+        vec![(earlier.id, 1), (fresh.id, 2)],
+        "the stored one published again as stored"
+    );
+    let state = inbox::state(&mut conn, "hal").await.unwrap();
+    assert_eq!((state.last_seq, state.unread), (2, 2));
+}
+
 /// A user's first round creates the inbox row in the state the round leaves
 /// it in: expired ones take no number, muted ones a number but no unread,
 /// a copy of an id is stored once; a user whose only notification expired

@@ -478,10 +478,17 @@ async fn bulk_changes_take_filters() {
         let response = api.post(&format!("/v1/me/notifications/{bad}")).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
     }
-    phone
-        .send_text(r#"{"type":"read_all","category":"no spaces"}"#)
-        .await;
-    assert_eq!(phone.next_json(WAIT).await.unwrap()["code"], "bad_frame");
+    for bad in [
+        r#"{"type":"read_all","category":"no spaces"}"#,
+        r#"{"type":"read_all","before_seq":0}"#,
+    ] {
+        phone.send_text(bad).await;
+        assert_eq!(
+            phone.next_json(WAIT).await.unwrap()["code"],
+            "bad_frame",
+            "{bad}"
+        );
+    }
     assert_eq!(
         unread_rows().await,
         1,

@@ -74,6 +74,15 @@ pub(super) async fn store_in_tx(
 
     let (mut last_seqs, mut stored, preferences) = lock_users(conn, batch, &users, &keys).await?;
     let mut round = Round::prepare(batch, &stored, &preferences, prepare);
+    if check == Check::Optimistic && !round.refused.is_empty() {
+        // A refused one is never inserted, so the primary key cannot say
+        // it was stored before (a redelivery whose template no longer
+        // renders): look those up, with the locks held, before refusing.
+        let refused = Keys::of(batch, |n| round.refused.contains_key(&key(n)));
+        let found = keys_among(batch, already_stored(conn, &refused).await?);
+        round.found_stored(&found);
+        stored.extend(found);
+    }
     let created = create_inboxes(
         conn,
         batch,
@@ -179,9 +188,10 @@ impl<'b> Round<'b> {
         round
     }
 
-    /// Notifications another transaction stored meanwhile: duplicates,
-    /// neither stored nor refused again.
-    fn stored_meanwhile(&mut self, keys: &HashSet<Key<'b>>) {
+    /// Notifications found stored after preparing (by another transaction
+    /// meanwhile, or refused now but stored before): duplicates, neither
+    /// stored nor refused again.
+    fn found_stored(&mut self, keys: &HashSet<Key<'b>>) {
         self.prepared
             .retain(|p| !keys.contains(&key(&p.notification)));
         self.refused.retain(|key, _| !keys.contains(key));
@@ -291,7 +301,7 @@ async fn create_inboxes<'b>(
         try_join(lock(conn, &raced), already_stored(conn, &raced_keys)).await?;
     let stored_meanwhile = keys_among(batch, stored_meanwhile);
     last_seqs.extend(locked);
-    round.stored_meanwhile(&stored_meanwhile);
+    round.found_stored(&stored_meanwhile);
     stored.extend(stored_meanwhile);
     Ok(created_counts)
 }
