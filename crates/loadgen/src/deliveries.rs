@@ -58,10 +58,13 @@ impl Deliveries {
         self.clock.elapsed().as_micros() as u64
     }
 
-    /// The notification body for number `k`, stamped now.
+    /// The notification body for number `k`, stamped now, in one of four
+    /// categories (so every round moves counts per category, as a product
+    /// with categories does).
     pub fn notification(&self, k: u64, user: &str, priority: &str) -> String {
         format!(
-            r#"{{"user_id":"{user}","title":"Bench","body":"A notification","priority":"{priority}","data":{{"k":{k},"t":{}}}}}"#,
+            r#"{{"user_id":"{user}","title":"Bench","body":"A notification","priority":"{priority}","category":"c{}","data":{{"k":{k},"t":{}}}}}"#,
+            k % 4,
             self.now_us()
         )
     }
