@@ -15,7 +15,7 @@ import type {
   StateEvent,
   WebSocketLike,
 } from "./types.js";
-import type { ChangeResult, InboxPage, Notification, Preferences, ServerFrame, UnreadState } from "./wire.js";
+import type { ChangeResult, Counts, InboxPage, Notification, Preferences, ServerFrame, UnreadState } from "./wire.js";
 
 /** The state-change frames: what each does to a held item, and the event it emits. */
 type ChangeKind = "read" | "unread" | "archived" | "unarchived";
@@ -25,6 +25,12 @@ const CHANGES: Record<ChangeKind, { field: "read_at" | "archived_at"; set: boole
   archived: { field: "archived_at", set: true, event: "archived" },
   unarchived: { field: "archived_at", set: false, event: "unarchived" },
 };
+
+const NO_COUNTS: Counts = { unread: 0, unseen: 0, by_category: {} };
+
+/** The counts a frame carries; a gateway older than `counts` sends `unread` alone (nothing is ever seen there). */
+const countsOf = (frame: { unread: number; counts?: Counts | null }): Counts =>
+  frame.counts ?? { unread: frame.unread, unseen: frame.unread, by_category: {} };
 
 /** How many delivered notification ids (and emitted change versions) are remembered to drop repeats. */
 const REMEMBER = 1000;
@@ -68,7 +74,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   };
 
   let status: ConnectionStatus = "closed";
-  let unread = 0;
+  let counts: Counts = NO_COUNTS;
   let version = -1;
   let lastSeq = -1;
   let countedSeq = -1; // the highest seq the held count is known to include
@@ -119,7 +125,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
           held.clear();
           delivered.clear();
           emitted.clear();
-          unread = 0;
+          counts = NO_COUNTS;
           version = -1;
           countedSeq = -1;
           lastSeq = loadSeq(storage, seqStore);
@@ -161,11 +167,12 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
 
   // --- state --------------------------------------------------------------
 
-  const acceptCount = (u: number, v: number) => {
+  /** Keeps the counts of the highest version. */
+  const acceptCounts = (c: Counts, v: number) => {
     if (v > version) {
-      unread = u;
+      counts = c;
       version = v;
-      events.emit("unread", { unread, version });
+      events.emit("unread", { unread: c.unread, version, counts: c });
     }
   };
 
@@ -192,15 +199,29 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       changedAt.set(key, change.version);
       if (changedAt.size > REMEMBER) changedAt.delete(changedAt.keys().next().value as string);
       const n = held.get(id);
-      if (n && !n[field] === set) held.set(id, { ...n, [field]: at });
+      // Read ones are seen; unread again, they stay seen.
+      if (n && !n[field] === set) held.set(id, { ...n, [field]: at, seen_at: n.seen_at ?? n.read_at ?? at });
     }
-    acceptCount(change.unread, change.version);
+    const c = countsOf(change);
+    acceptCounts(c, change.version);
     const key = kind + change.version;
     if (change.ids.length && !emitted.has(key)) {
       remember(emitted, key);
-      events.emit(event, { ids: change.ids, unread: change.unread, version: change.version });
+      events.emit(event, { ids: change.ids, unread: c.unread, version: change.version, counts: c });
     }
     return change;
+  };
+
+  /** The feed was seen up to `upToSeq` (a `seen` frame): held unseen ones up to it become seen. Never undone. */
+  const applySeen = (upToSeq: number, c: Counts, v: number) => {
+    const at = new Date().toISOString();
+    for (const [id, n] of held) if (n.seq <= upToSeq && !n.seen_at) held.set(id, { ...n, seen_at: n.read_at ?? at });
+    acceptCounts(c, v);
+    const key = "seen" + v;
+    if (!emitted.has(key)) {
+      remember(emitted, key);
+      events.emit("seen", { upToSeq, unread: c.unread, version: v, counts: c });
+    }
   };
 
   /** Counts covering `seq`: the held count includes every notification up to it. */
@@ -244,16 +265,16 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
           lastSeq = frame.last_seq;
           saveSeq(storage, seqStore, lastSeq, reset);
         }
-        acceptCount(frame.unread, frame.version);
+        acceptCounts(countsOf(frame), frame.version);
         covered(frame.last_seq);
         break;
       }
       case "notification": {
         // Live frames carry the user's count right after storing them;
         // ones sent from storage do not, and are counted by asking.
-        const { type: _, unread: u, version: v, ...n } = frame;
+        const { type: _, unread: u, version: v, counts: c, ...n } = frame;
         if (u != null && v != null) {
-          acceptCount(u, v);
+          acceptCounts(countsOf({ unread: u, counts: c }), v);
           covered(n.seq);
         }
         deliver(n);
@@ -265,6 +286,9 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       case "archived":
       case "unarchived":
         applyChange(frame.type, frame);
+        break;
+      case "seen":
+        applySeen(frame.up_to_seq, frame.counts, frame.version);
         break;
       case "error":
         events.emit("error", new HeraldError(frame.message, { code: frame.code }));
@@ -412,7 +436,13 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       return status;
     },
     get unread() {
-      return unread;
+      return counts.unread;
+    },
+    get unseen() {
+      return counts.unseen;
+    },
+    get counts() {
+      return counts;
     },
     get version() {
       return version;
@@ -456,7 +486,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     async markRead(ids: string[]) {
       const answers = await Promise.all(ids.map((i) => post(id(i) + "/read").then((r) => applyChange("read", r))));
       // the held count is now the one of the highest version seen, these answers included
-      return { ids: answers.flatMap((r) => r.ids), unread, version };
+      return { ids: answers.flatMap((r) => r.ids), unread: counts.unread, version, counts };
     },
     markAllRead: (query: BulkQuery = {}) => post("read-all" + queryString(query)).then((r) => applyChange("read", r)),
     markUnread: (i: string) => post(id(i) + "/unread").then((r) => applyChange("unread", r)),
@@ -464,10 +494,18 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     unarchive: (i: string) => post(id(i) + "/unarchive").then((r) => applyChange("unarchived", r)),
     archiveAll: (query: ArchiveAllQuery = {}) =>
       post("archive-all" + queryString(query)).then((r) => applyChange("archived", r)),
+    async markSeen(upToSeq?: number) {
+      const up_to_seq = upToSeq ?? Math.max(lastSeq, 0);
+      const answer = await request<ChangeResult>("POST", "/v1/me/notifications/seen", { up_to_seq });
+      // The answer names what changed; held ones up to it were all seen.
+      if (answer.ids.length) applySeen(up_to_seq, answer.counts, answer.version);
+      else acceptCounts(answer.counts, answer.version);
+      return answer;
+    },
 
     async unreadCount() {
       const state = await request<UnreadState>("GET", "/v1/me/unread-count");
-      acceptCount(state.unread, state.version);
+      acceptCounts(countsOf(state), state.version);
       covered(state.last_seq);
       return state;
     },

@@ -1,5 +1,5 @@
 import type { HeraldError } from "./errors.js";
-import type { ChangeResult, InboxPage, Notification, Preferences, UnreadState } from "./wire.js";
+import type { ChangeResult, Counts, InboxPage, Notification, Preferences, StateChange, UnreadState } from "./wire.js";
 
 /**
  * - `connecting`: opening the first socket after connect() (or after coming back online);
@@ -74,17 +74,20 @@ export interface ListQuery {
   status?: "active" | "archived" | "all";
 }
 
-/** Notifications were read, marked unread, archived or unarchived (from any device); `unread` and `version` are the state after the change. */
-export interface StateChange {
-  ids: string[];
+/** The feed was seen up to `upToSeq` (on any device): `unseen` dropped, `unread` stayed. */
+export interface SeenChange {
+  upToSeq: number;
   unread: number;
   version: number;
+  counts: Counts;
 }
 
-/** The unread count changed; `version` only ever grows. */
+/** The counts changed (unread, unseen, per category); `version` only ever grows. */
 export interface UnreadChange {
+  /** The same as `counts.unread`. */
   unread: number;
   version: number;
+  counts: Counts;
 }
 
 /** Which notifications `markAllRead` changes (all when empty). */
@@ -107,11 +110,14 @@ export type StateEvent = "read" | "markedUnread" | "archived" | "unarchived";
 export interface HeraldEvents {
   /** A new notification, once per id, in `seq` order. */
   notification: Notification;
+  /** Notifications were read (from any device); `counts` and `version` are the state after the change. */
   read: StateChange;
   /** Notifications were marked unread again (the `unread` frame; the `unread` event is the count). */
   markedUnread: StateChange;
   archived: StateChange;
   unarchived: StateChange;
+  seen: SeenChange;
+  /** The counts changed (any of them, not only `unread`). */
   unread: UnreadChange;
   status: ConnectionStatus;
   /** An `error` frame from the gateway, or a failure while (re)connecting or refreshing the token. */
@@ -122,6 +128,10 @@ export interface HeraldClient {
   readonly status: ConnectionStatus;
   /** Unread count of the highest `version` seen. */
   readonly unread: number;
+  /** Unseen count (the badge that clears when the feed is opened) of the highest `version` seen. */
+  readonly unseen: number;
+  /** Every count (`unread`, `unseen`, `by_category`) of the highest `version` seen. */
+  readonly counts: Counts;
   /** -1 before any state arrived. */
   readonly version: number;
   /** Highest `seq` delivered (or announced by `hello`), -1 when unknown. */
@@ -149,6 +159,8 @@ export interface HeraldClient {
   unarchive(id: string): Promise<ChangeResult>;
   /** `POST /v1/me/notifications/archive-all`, optionally narrowed (`read: true`: every read one). */
   archiveAll(query?: ArchiveAllQuery): Promise<ChangeResult>;
+  /** `POST /v1/me/notifications/seen`: the feed was seen up to `upToSeq` (default: the newest delivered). */
+  markSeen(upToSeq?: number): Promise<ChangeResult>;
   unreadCount(): Promise<UnreadState>;
   getPreferences(): Promise<Preferences>;
   /** Replaces the preferences; answers what was stored. */

@@ -26,6 +26,11 @@ expires_at: string | null,
  */
 read_at?: string | null, 
 /**
+ * When the user first saw it (marked it seen, or read it); absent
+ * while unseen (live frames never carry it).
+ */
+seen_at?: string | null, 
+/**
  * When the user archived it; absent unless archived.
  */
 archived_at?: string | null, 
@@ -39,20 +44,43 @@ locale?: string | null,
 muted?: boolean, };
 
 /**
+ * A category's part of [`Counts`].
+ */
+export type CategoryCounts = { unread: number, unseen: number, };
+
+/**
+ * What a user's badges show. A notification counts while it is listed
+ * and neither archived nor muted: `unread` until it is read, `unseen`
+ * until it is seen (marked seen, or read; a notification marked unread
+ * again stays seen).
+ */
+export type Counts = { unread: number, 
+/**
+ * Never more than `unread`.
+ */
+unseen: number, 
+/**
+ * The same two per category; a category with neither is left out
+ * (and notifications without a category are in no entry).
+ */
+by_category: { [key in string]: CategoryCounts }, };
+
+/**
  * A notification as sent on the socket. A live one (published by the
- * transaction that stored it) also carries the user's unread count and
- * state version right after that transaction; one sent from storage
- * (resume, gaps) carries neither.
+ * transaction that stored it) also carries the user's counts and state
+ * version right after that transaction; one sent from storage (resume,
+ * gaps) carries neither.
  */
 export type NotificationFrame = { 
 /**
- * The user's unread count after the transaction that stored it.
+ * The user's unread count after the transaction that stored it (the
+ * same as `counts.unread`).
  */
 unread?: number | null, 
 /**
- * The state version `unread` belongs to: keep the count of the highest.
+ * The state version the counts belong to: keep the counts of the highest.
  */
-version?: number | null, id: string, user_id: string, 
+version?: number | null, counts?: Counts | null, id: string, user_id: string, 
 /**
  * Position in this user's sequence: 1, 2, 3, ... without gaps.
  */
@@ -66,6 +94,11 @@ expires_at: string | null,
  */
 read_at?: string | null, 
 /**
+ * When the user first saw it (marked it seen, or read it); absent
+ * while unseen (live frames never carry it).
+ */
+seen_at?: string | null, 
+/**
  * When the user archived it; absent unless archived.
  */
 archived_at?: string | null, 
@@ -79,6 +112,17 @@ locale?: string | null,
 muted?: boolean, };
 
 /**
+ * Which notifications a change of state (on any device of the user, or
+ * by a producer) changed, and the user's counts right after it: keep the
+ * counts of the highest `version`.
+ */
+export type StateChange = { ids: Array<string>, 
+/**
+ * The same as `counts.unread`.
+ */
+unread: number, version: number, counts: Counts, };
+
+/**
  * Machine-readable reason in an `error` frame.
  */
 export type ErrorCode = "bad_frame" | "unsupported_data" | "frame_too_large" | "bad_token" | "too_many_ids" | "unavailable" | "rate_limited";
@@ -88,7 +132,7 @@ export type ErrorCode = "bad_frame" | "unsupported_data" | "frame_too_large" | "
  */
 export type ServerFrame = { "type": "hello", user_id: string, 
 /**
- * Notifications not read yet.
+ * Notifications not read yet (the same as `counts.unread`).
  */
 unread: number, 
 /**
@@ -96,14 +140,18 @@ unread: number,
  */
 last_seq: number, 
 /**
- * The user's state counter: bumped with every change of unread state.
+ * The user's state counter: bumped with every change of the counts.
  */
-version: number, } | { "type": "notification" } & NotificationFrame | { "type": "read", ids: Array<string>, unread: number, version: number, } | { "type": "archived", ids: Array<string>, unread: number, version: number, } | { "type": "unread", ids: Array<string>, unread: number, version: number, } | { "type": "unarchived", ids: Array<string>, unread: number, version: number, } | { "type": "pong" } | { "type": "error", code: ErrorCode, message: string, };
+version: number, counts: Counts, } | { "type": "notification" } & NotificationFrame | { "type": "read" } & StateChange | { "type": "archived" } & StateChange | { "type": "unread" } & StateChange | { "type": "unarchived" } & StateChange | { "type": "seen", up_to_seq: number, 
+/**
+ * The same as `counts.unread`.
+ */
+unread: number, version: number, counts: Counts, } | { "type": "pong" } | { "type": "error", code: ErrorCode, message: string, };
 
 /**
  * Frames a client sends to the gateway.
  */
-export type ClientFrame = { "type": "ping" } | { "type": "resume", since: number, } | { "type": "read", ids: Array<string>, } | { "type": "read_all", category?: string, before_seq?: number, } | { "type": "unread", ids: Array<string>, } | { "type": "refresh", token: string, };
+export type ClientFrame = { "type": "ping" } | { "type": "resume", since: number, } | { "type": "read", ids: Array<string>, } | { "type": "read_all", category?: string, before_seq?: number, } | { "type": "unread", ids: Array<string>, } | { "type": "seen", up_to_seq: number, } | { "type": "refresh", token: string, };
 
 export type Preferences = { 
 /**
@@ -135,18 +183,36 @@ next_before: number | null, };
 /**
  * The user's read state (`GET /v1/me/unread-count`).
  */
-export type UnreadState = { unread: number, 
+export type UnreadState = { 
 /**
- * Bumped with every change of unread state: keep the highest.
+ * The same as `counts.unread`.
  */
-version: number, last_seq: number, };
+unread: number, 
+/**
+ * Bumped with every change of the counts: keep the highest.
+ */
+version: number, last_seq: number, counts: Counts, };
 
 /**
- * The outcome of a change of read state (read, read-all, archive): which
- * notifications changed and the user's state after it.
+ * `POST /v1/me/notifications/seen`: every notification with `seq` up to
+ * `up_to_seq` was seen (the feed was opened).
+ */
+export type SeenRequest = { 
+/**
+ * The newest `seq` the user has seen; 0 or more.
+ */
+up_to_seq: number, };
+
+/**
+ * The outcome of a change of state (read, unread, seen, archive, ...):
+ * which notifications changed and the user's state after it.
  */
 export type ChangeResult = { 
 /**
  * The notifications this request changed (empty if none did).
  */
-ids: Array<string>, unread: number, version: number, };
+ids: Array<string>, 
+/**
+ * The same as `counts.unread`.
+ */
+unread: number, version: number, counts: Counts, };

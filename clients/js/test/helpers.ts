@@ -41,7 +41,7 @@ export class FakeWebSocket implements WebSocketLike {
   receive(frame: object | string) {
     this.onmessage?.({ data: typeof frame === "string" ? frame : JSON.stringify(frame) });
   }
-  hello(h: { last_seq?: number; unread?: number; version?: number } = {}) {
+  hello(h: { last_seq?: number; unread?: number; version?: number; counts?: object } = {}) {
     this.receive({ type: "hello", user_id: "alice", last_seq: 0, unread: 0, version: 0, ...h });
   }
   /** The server (or the network) closes the socket. */
@@ -163,3 +163,6 @@ export function fakeFetch(answer: (call: FetchCall) => { status?: number; body?:
   });
   return { fetch: fn as unknown as typeof fetch, calls };
 }
+
+/** The counts a client derives from a frame without `counts` (a gateway older than them): all unread ones unseen. */
+export const legacy = (unread: number) => ({ unread, unseen: unread, by_category: {} });

@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from "vitest";
 import { createHeraldClient, HeraldError } from "../src/index.js";
 import { connected, fakeFetch, lastSocket, note, nowSecs, jwt, setup, tokenSource } from "./helpers.js";
+import { legacy } from "./helpers.js";
 
 const page = (...seqs: number[]) => ({ items: seqs.map((s) => ({ ...note(s), type: undefined })), next_before: null });
 
@@ -54,7 +55,7 @@ describe("REST", () => {
       ["POST", "http://gw.test/v1/me/notifications/n1/read"],
       ["POST", "http://gw.test/v1/me/notifications/n2/read"],
     ]);
-    expect(result).toEqual({ ids: ["n1", "n2"], unread: 0, version: 12 });
+    expect(result).toEqual({ ids: ["n1", "n2"], unread: 0, version: 12, counts: legacy(0) });
     expect([client.unread, client.version]).toEqual([0, 12]);
     expect(reads).toEqual([["n1"], ["n2"]]);
     expect(client.items().every((n) => n.read_at)).toBe(true);
@@ -62,7 +63,7 @@ describe("REST", () => {
 
   it("markRead([]) asks nothing", async () => {
     const { client, calls } = restClient(() => ({}));
-    expect(await client.markRead([])).toEqual({ ids: [], unread: 0, version: -1 });
+    expect(await client.markRead([])).toEqual({ ids: [], unread: 0, version: -1, counts: legacy(0) });
     expect(calls).toEqual([]);
   });
 

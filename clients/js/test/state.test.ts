@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from "vitest";
 import type { StateChange, UnreadChange } from "../src/index.js";
 import { connected, fakeFetch, lastSocket, live, memoryStorage, nextTimer, note, setup, tick } from "./helpers.js";
+import { legacy } from "./helpers.js";
 
 function record(client: ReturnType<typeof setup>["client"]) {
   const unread: UnreadChange[] = [];
@@ -22,7 +23,7 @@ describe("unread count and version", () => {
     lastSocket().open();
     lastSocket().hello({ unread: 3, version: 7 });
     expect([client.unread, client.version]).toEqual([3, 7]);
-    expect(ev.unread).toEqual([{ unread: 3, version: 7 }]);
+    expect(ev.unread).toEqual([{ unread: 3, version: 7, counts: legacy(3) }]);
   });
 
   it("keeps the highest version when changes arrive out of order, and still applies item state", async () => {
@@ -33,9 +34,9 @@ describe("unread count and version", () => {
     lastSocket().receive({ type: "read", ids: ["n1"], unread: 0, version: 8 });
     lastSocket().receive({ type: "archived", ids: ["n2"], unread: 1, version: 7 }); // older
     expect([client.unread, client.version]).toEqual([0, 8]);
-    expect(ev.unread).toEqual([{ unread: 0, version: 8 }]);
-    expect(ev.read).toEqual([{ ids: ["n1"], unread: 0, version: 8 }]);
-    expect(ev.archived).toEqual([{ ids: ["n2"], unread: 1, version: 7 }]);
+    expect(ev.unread).toEqual([{ unread: 0, version: 8, counts: legacy(0) }]);
+    expect(ev.read).toEqual([{ ids: ["n1"], unread: 0, version: 8, counts: legacy(0) }]);
+    expect(ev.archived).toEqual([{ ids: ["n2"], unread: 1, version: 7, counts: legacy(1) }]);
     expect(client.items().map((n) => n.id)).toEqual(["n1"]);
     expect(client.items()[0].read_at).toEqual(expect.any(String));
   });
@@ -59,7 +60,7 @@ describe("unread count and version", () => {
     lastSocket().receive({ type: "read", ids: ["n1"], unread: 0, version: 2 });
     lastSocket().receive({ type: "read", ids: ["n1"], unread: 0, version: 2 });
     expect(ev.read).toHaveLength(1);
-    expect(ev.unread).toEqual([{ unread: 0, version: 2 }]);
+    expect(ev.unread).toEqual([{ unread: 0, version: 2, counts: legacy(0) }]);
   });
 
   it("does not emit a change without ids", async () => {
@@ -67,7 +68,7 @@ describe("unread count and version", () => {
     const ev = record(client);
     lastSocket().receive({ type: "read", ids: [], unread: 0, version: 2 });
     expect(ev.read).toEqual([]);
-    expect(ev.unread).toEqual([{ unread: 0, version: 2 }]);
+    expect(ev.unread).toEqual([{ unread: 0, version: 2, counts: legacy(0) }]);
   });
 });
 
@@ -82,12 +83,13 @@ describe("counts that come with notifications", () => {
     lastSocket().receive(live(2, 1, 6));
     expect([client.unread, client.version]).toEqual([0, 7]);
     expect(ev.unread).toEqual([
-      { unread: 1, version: 5 },
-      { unread: 0, version: 7 },
+      { unread: 1, version: 5, counts: legacy(1) },
+      { unread: 0, version: 7, counts: legacy(0) },
     ]);
     // the counts are the user's state, not fields of the item
     expect(client.items()[0]).not.toHaveProperty("unread");
     expect(client.items()[0]).not.toHaveProperty("version");
+    expect(client.items()[0]).not.toHaveProperty("counts");
   });
 
   it("notifications without counts beyond what the count includes are counted by asking, once per burst", async () => {
@@ -168,5 +170,62 @@ describe("events", () => {
     expect(seqs).toEqual([1, 2]);
     expect(client.lastSeq).toBe(2);
     expect(log).toHaveBeenCalledTimes(2);
+  });
+});
+
+describe("unseen and counts per category", () => {
+  const counts = (unread: number, unseen: number, by_category = {}) => ({ unread, unseen, by_category });
+
+  it("takes every count from hello, live notifications and state frames, by version", async () => {
+    const { client } = await connected({}, { last_seq: 0, unread: 1, version: 4, counts: counts(1, 1, { orders: { unread: 1, unseen: 1 } }) });
+    const ev = record(client);
+    expect([client.unread, client.unseen, client.counts.by_category]).toEqual([1, 1, { orders: { unread: 1, unseen: 1 } }]);
+    const orders2 = counts(2, 2, { orders: { unread: 2, unseen: 2 } });
+    lastSocket().receive({ ...note(1), category: "orders", unread: 2, version: 5, counts: orders2 });
+    expect(client.counts).toEqual(orders2);
+    const afterRead = counts(1, 1, { orders: { unread: 1, unseen: 1 } });
+    lastSocket().receive({ type: "read", ids: ["n1"], unread: 1, version: 7, counts: afterRead });
+    // an older state frame leaves the newer counts alone
+    lastSocket().receive({ type: "archived", ids: [], unread: 9, version: 6, counts: counts(9, 9) });
+    expect(client.counts).toEqual(afterRead);
+    expect(ev.unread.map((u) => u.counts)).toEqual([orders2, afterRead]);
+    expect(ev.read).toEqual([{ ids: ["n1"], unread: 1, version: 7, counts: afterRead }]);
+  });
+
+  it("a seen frame marks held ones up to it seen, once, and takes its counts; read ones are seen, unread again they stay seen", async () => {
+    const { client } = await connected({}, { last_seq: 0, unread: 0, version: 1 });
+    const seen: unknown[] = [];
+    client.on("seen", (s) => seen.push(s));
+    for (const seq of [1, 2, 3]) lastSocket().receive(note(seq));
+    const frame = { type: "seen", up_to_seq: 2, unread: 3, version: 2, counts: counts(3, 1) };
+    lastSocket().receive(frame);
+    lastSocket().receive(frame);
+    expect(seen).toEqual([{ upToSeq: 2, unread: 3, version: 2, counts: counts(3, 1) }]);
+    const seenAt = () => Object.fromEntries(client.items().map((n) => [n.id, n.seen_at ?? null]));
+    expect(seenAt()).toEqual({ n3: null, n2: expect.any(String), n1: expect.any(String) });
+    expect([client.unread, client.unseen]).toEqual([3, 1]);
+
+    lastSocket().receive({ type: "read", ids: ["n3"], unread: 2, version: 3, counts: counts(2, 0) });
+    const n3 = client.items().find((n) => n.id === "n3")!;
+    expect(n3.seen_at).toEqual(n3.read_at);
+    lastSocket().receive({ type: "unread", ids: ["n3"], unread: 3, version: 4, counts: counts(3, 0) });
+    const again = client.items().find((n) => n.id === "n3")!;
+    expect([again.read_at, again.seen_at]).toEqual([null, n3.read_at]);
+    expect([client.unread, client.unseen]).toEqual([3, 0]);
+  });
+
+  it("markSeen() posts the newest delivered seq (or the one given) and applies the answer", async () => {
+    const answer = { ids: ["n1", "n2"], unread: 2, version: 9, counts: counts(2, 0) };
+    const { fetch, calls } = fakeFetch(() => ({ body: answer }));
+    const { client } = await connected({ fetch }, { last_seq: 0, unread: 2, version: 8 });
+    for (const seq of [1, 2]) lastSocket().receive(note(seq));
+    expect(await client.markSeen()).toEqual(answer);
+    expect(calls[0].method).toBe("POST");
+    expect(calls[0].url).toMatch(/\/v1\/me\/notifications\/seen$/);
+    expect(JSON.parse(calls[0].body!)).toEqual({ up_to_seq: 2 });
+    expect(client.items().every((n) => n.seen_at)).toBe(true);
+    expect([client.unseen, client.version]).toEqual([0, 9]);
+    await client.markSeen(1);
+    expect(JSON.parse(calls[1].body!)).toEqual({ up_to_seq: 1 });
   });
 });

@@ -1,5 +1,5 @@
 import type { ButtonHTMLAttributes } from "react";
-import { useUnreadCount } from "./hooks.js";
+import { useCounts } from "./hooks.js";
 
 export interface NotificationBellProps
   extends Omit<ButtonHTMLAttributes<HTMLButtonElement>, "children" | "aria-label" | "aria-expanded" | "type"> {
@@ -9,6 +9,13 @@ export interface NotificationBellProps
   controls?: string;
   /** Above this the badge shows "<max>+" (default 99). */
   max?: number;
+  /**
+   * What the badge counts: `unread` (default), or `unseen` (clears when the
+   * feed is opened: call `client.markSeen()` then); `category` narrows it
+   * to one category.
+   */
+  badge?: "unread" | "unseen";
+  category?: string;
   /** The accessible name; default "Notifications, 3 unread" ("Notifications" when 0). */
   label?: (count: number) => string;
 }
@@ -17,20 +24,29 @@ export function defaultBellLabel(count: number): string {
   return count === 0 ? "Notifications" : `Notifications, ${count} unread`;
 }
 
+/** "Notifications, 3 new" ("Notifications" when 0): the default label of an `unseen` badge. */
+export function defaultUnseenLabel(count: number): string {
+  return count === 0 ? "Notifications" : `Notifications, ${count} new`;
+}
+
 export function formatBadge(count: number, max = 99): string {
   return count > max ? `${max}+` : String(count);
 }
 
-/** A button with a bell and the unread count as a badge (hidden when 0, still in the DOM). */
+/** A button with a bell and the unread (or unseen) count as a badge (hidden when 0, still in the DOM). */
 export function NotificationBell({
   expanded,
   controls,
   max = 99,
-  label = defaultBellLabel,
+  badge = "unread",
+  category,
+  label = badge === "unseen" ? defaultUnseenLabel : defaultBellLabel,
   className,
   ...rest
 }: NotificationBellProps) {
-  const count = useUnreadCount();
+  const counts = useCounts();
+  const counted = category === undefined ? counts : counts.by_category[category];
+  const count = counted?.[badge] ?? 0;
   return (
     <button
       {...rest}

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore
 import type {
   ChangeResult,
   ConnectionStatus,
+  Counts,
   HeraldClient,
   HeraldEvents,
   ListQuery,
@@ -15,6 +16,13 @@ export function useUnreadCount(): number {
   const client = useHeraldClient();
   const subscribe = useCallback((onChange: () => void) => client.on("unread", onChange), [client]);
   return useSyncExternalStore(subscribe, () => client.unread, () => client.unread);
+}
+
+/** Every count (`unread`, `unseen`, `by_category`): `client.counts`, kept current by the client's "unread" events. */
+export function useCounts(): Counts {
+  const client = useHeraldClient();
+  const subscribe = useCallback((onChange: () => void) => client.on("unread", onChange), [client]);
+  return useSyncExternalStore(subscribe, () => client.counts, () => client.counts);
 }
 
 /** The connection status: `client.status`, kept current by the client's "status" events. */

@@ -1,6 +1,7 @@
 import type {
   ChangeResult,
   ConnectionStatus,
+  Counts,
   HeraldClient,
   HeraldEvents,
   InboxPage,
@@ -12,10 +13,15 @@ import type {
 
 type Listener = (value: never) => void;
 
+/** Counts with `unread` unread ones, `unseen` of them unseen (default: all), no categories. */
+export function counts(unread: number, unseen = unread): Counts {
+  return { unread, unseen, by_category: {} };
+}
+
 /** A HeraldClient without a network: tests set the answers and emit events by hand. */
 export class FakeClient implements HeraldClient {
   status: ConnectionStatus = "connected";
-  unread = 0;
+  counts: Counts = counts(0);
   version = 0;
   lastSeq = 0;
   userId: string | null = "alice";
@@ -44,13 +50,19 @@ export class FakeClient implements HeraldClient {
     this.pages.push(() => Promise.reject(error));
   }
 
+  get unread(): number {
+    return this.counts.unread;
+  }
+
+  get unseen(): number {
+    return this.counts.unseen;
+  }
+
   emit<K extends keyof HeraldEvents>(event: K, value: HeraldEvents[K]): void {
-    if (event === "unread") {
-      this.unread = (value as HeraldEvents["unread"]).unread;
+    if (event === "unread" || event === "read" || event === "archived" || event === "seen") {
+      this.counts = (value as HeraldEvents["unread"]).counts;
     } else if (event === "status") {
       this.status = value as ConnectionStatus;
-    } else if (event === "read" || event === "archived") {
-      this.unread = (value as HeraldEvents["read"]).unread;
     }
     for (const l of [...(this.listeners.get(event) ?? [])]) (l as (v: HeraldEvents[K]) => void)(value);
   }
@@ -86,33 +98,38 @@ export class FakeClient implements HeraldClient {
   async markRead(ids: string[]): Promise<ChangeResult> {
     this.markReadCalls.push([...ids]);
     if (this.failMarkRead) throw new Error("unavailable");
-    return { ids, unread: Math.max(0, this.unread - ids.length), version: ++this.version };
+    const unread = Math.max(0, this.unread - ids.length);
+    return { ids, unread, version: ++this.version, counts: counts(unread, Math.min(unread, this.unseen)) };
   }
 
   async markAllRead(): Promise<ChangeResult> {
     this.markAllReadCalls++;
-    return { ids: [], unread: 0, version: ++this.version };
+    return { ids: [], unread: 0, version: ++this.version, counts: counts(0) };
   }
 
   async archive(id: string): Promise<ChangeResult> {
     this.archiveCalls.push(id);
-    return { ids: [id], unread: this.unread, version: ++this.version };
+    return { ids: [id], unread: this.unread, version: ++this.version, counts: this.counts };
   }
 
   async markUnread(id: string): Promise<ChangeResult> {
-    return { ids: [id], unread: this.unread, version: ++this.version };
+    return { ids: [id], unread: this.unread, version: ++this.version, counts: this.counts };
   }
 
   async unarchive(id: string): Promise<ChangeResult> {
-    return { ids: [id], unread: this.unread, version: ++this.version };
+    return { ids: [id], unread: this.unread, version: ++this.version, counts: this.counts };
   }
 
   async archiveAll(): Promise<ChangeResult> {
-    return { ids: [], unread: this.unread, version: ++this.version };
+    return { ids: [], unread: this.unread, version: ++this.version, counts: this.counts };
   }
 
   async unreadCount(): Promise<UnreadState> {
-    return { unread: this.unread, version: this.version, last_seq: this.lastSeq };
+    return { unread: this.unread, version: this.version, last_seq: this.lastSeq, counts: this.counts };
+  }
+
+  async markSeen(): Promise<ChangeResult> {
+    return { ids: [], unread: this.unread, version: ++this.version, counts: counts(this.unread, 0) };
   }
 
   async getPreferences(): Promise<Preferences> {

@@ -1,7 +1,7 @@
 import { act } from "react";
 import { afterEach, describe, expect, it } from "vitest";
 import { HeraldProvider, Inbox } from "../src/index.js";
-import { FakeClient, note, notes } from "./fake.js";
+import { FakeClient, note, notes, counts } from "./fake.js";
 import { $, $$, click, mount, settle, type Mounted } from "./render.js";
 
 let mounted: Mounted | null = null;
@@ -59,7 +59,7 @@ describe("Inbox", () => {
 
   it("marks an item read when it is clicked or opened with Enter", async () => {
     const client = new FakeClient();
-    client.unread = 2;
+    client.counts = counts(2);
     client.queuePage(notes(1, 2));
     const opened: string[] = [];
     mounted = await mount(client, <Inbox onOpen={(n) => opened.push(n.id)} />);
@@ -83,7 +83,7 @@ describe("Inbox", () => {
 
   it("has per-item mark-read and archive buttons and mark-all-read", async () => {
     const client = new FakeClient();
-    client.unread = 3;
+    client.counts = counts(3);
     client.queuePage(notes(1, 3));
     mounted = await mount(client, <Inbox />);
     await settle();

@@ -2,7 +2,7 @@ import { act } from "react";
 import { afterEach, describe, expect, it } from "vitest";
 import type { InboxPage } from "@herald/client";
 import { useNotifications, type UseNotificationsOptions, type UseNotificationsResult } from "../src/index.js";
-import { FakeClient, note, notes } from "./fake.js";
+import { FakeClient, note, notes, counts } from "./fake.js";
 import { mount, settle, type Mounted } from "./render.js";
 
 let mounted: Mounted | null = null;
@@ -80,13 +80,13 @@ describe("useNotifications", () => {
     const client = new FakeClient();
     client.queuePage(notes(1, 3));
     const hook = await renderHook(client);
-    act(() => client.emit("read", { ids: ["n2", "n3"], unread: 1, version: 5 }));
+    act(() => client.emit("read", { ids: ["n2", "n3"], unread: 1, version: 5, counts: counts(1) }));
     expect(hook.current.items.map((n) => [n.seq, n.read_at !== undefined])).toEqual([
       [3, true],
       [2, true],
       [1, false],
     ]);
-    act(() => client.emit("archived", { ids: ["n2"], unread: 1, version: 6 }));
+    act(() => client.emit("archived", { ids: ["n2"], unread: 1, version: 6, counts: counts(1) }));
     expect(seqs(hook.current)).toEqual([3, 1]);
     // An archived one delivered again (a resume) stays out.
     act(() => client.emit("notification", note(2)));
@@ -97,9 +97,9 @@ describe("useNotifications", () => {
     const client = new FakeClient();
     client.queuePage(notes(1, 3));
     const hook = await renderHook(client);
-    act(() => client.emit("read", { ids: ["n2", "n3"], unread: 1, version: 5 }));
-    act(() => client.emit("archived", { ids: ["n1"], unread: 0, version: 6 }));
-    act(() => client.emit("markedUnread", { ids: ["n3"], unread: 1, version: 7 }));
+    act(() => client.emit("read", { ids: ["n2", "n3"], unread: 1, version: 5, counts: counts(1) }));
+    act(() => client.emit("archived", { ids: ["n1"], unread: 0, version: 6, counts: counts(0) }));
+    act(() => client.emit("markedUnread", { ids: ["n3"], unread: 1, version: 7, counts: counts(1) }));
     expect(hook.current.items.map((n) => [n.seq, !!n.read_at])).toEqual([
       [3, false],
       [2, true],
@@ -107,7 +107,7 @@ describe("useNotifications", () => {
     // A page listed after it says n3 was read (listed before the change
     // reached the server): the hook no longer holds it read itself.
     client.queuePage([note(3), note(2, { read_at: "2026-01-01T00:00:00Z" }), note(1)]);
-    await act(async () => client.emit("unarchived", { ids: ["n1"], unread: 2, version: 8 }));
+    await act(async () => client.emit("unarchived", { ids: ["n1"], unread: 2, version: 8, counts: counts(2) }));
     await settle();
     expect(client.listCalls).toHaveLength(2);
     expect(hook.current.items.map((n) => [n.seq, !!n.read_at])).toEqual([
@@ -122,7 +122,7 @@ describe("useNotifications", () => {
     client.queuePage(notes(2, 2));
     const hook = await renderHook(client, { unread: true });
     client.queuePage(notes(1, 2));
-    await act(async () => client.emit("markedUnread", { ids: ["n1"], unread: 2, version: 7 }));
+    await act(async () => client.emit("markedUnread", { ids: ["n1"], unread: 2, version: 7, counts: counts(2) }));
     await settle();
     expect(client.listCalls).toEqual([{ unread: true }, { unread: true }]);
     expect(seqs(hook.current)).toEqual([2, 1]);
@@ -132,7 +132,7 @@ describe("useNotifications", () => {
     const client = new FakeClient();
     client.queuePage(notes(1, 2));
     const hook = await renderHook(client, { unread: true });
-    act(() => client.emit("read", { ids: ["n2"], unread: 1, version: 5 }));
+    act(() => client.emit("read", { ids: ["n2"], unread: 1, version: 5, counts: counts(1) }));
     expect(seqs(hook.current)).toEqual([2, 1]);
     expect(hook.current.items[0]!.read_at).toBeDefined();
     client.queuePage([note(1)]);
@@ -179,7 +179,7 @@ describe("useNotifications", () => {
     act(() => {
       more = hook.current.loadMore();
     });
-    act(() => client.emit("read", { ids: ["n2"], unread: 3, version: 9 }));
+    act(() => client.emit("read", { ids: ["n2"], unread: 3, version: 9, counts: counts(3) }));
     await act(async () => {
       answer({ items: notes(1, 2), next_before: null });
       await more;

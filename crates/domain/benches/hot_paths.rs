@@ -52,15 +52,17 @@ fn frame_encoding(c: &mut Criterion) {
         created_at: Utc::now(),
         expires_at: None,
         read_at: None,
+        seen_at: None,
         archived_at: None,
         locale: Some("en".into()),
         muted: false,
     };
     // A live frame, as the worker publishes it: with the user's counts.
-    let counts = InboxCounts {
-        unread: 3,
+    let mut counts = InboxCounts {
         version: 17,
+        ..InboxCounts::default()
     };
+    counts.counts.add(Some("orders"), 3, 2);
     let frame = ServerFrame::Notification(NotificationFrame::live(notification, Some(counts)));
     c.bench_function("encode notification frame", |b| {
         b.iter(|| black_box(&frame).to_json())

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::inbox::InboxCounts;
+use crate::inbox::{Counts, InboxCounts};
 use crate::notification::Notification;
 
 /// Frames the gateway sends to a client.
@@ -17,41 +17,35 @@ pub enum ServerFrame {
     /// First frame of every connection.
     Hello {
         user_id: String,
-        /// Notifications not read yet.
+        /// Notifications not read yet (the same as `counts.unread`).
         unread: i64,
         /// Highest `seq` stored for this user (0 when none).
         last_seq: i64,
-        /// The user's state counter: bumped with every change of unread state.
+        /// The user's state counter: bumped with every change of the counts.
         version: i64,
+        counts: Counts,
     },
     /// One notification, live or replayed.
     Notification(NotificationFrame),
-    /// Notifications were marked read (on any device of the user); `unread`
-    /// and `version` are the state after the change: keep the highest version.
-    Read {
-        ids: Vec<uuid::Uuid>,
-        unread: i64,
-        version: i64,
-    },
-    /// Notifications were archived (they leave the inbox and the unread count).
-    Archived {
-        ids: Vec<uuid::Uuid>,
-        unread: i64,
-        version: i64,
-    },
+    /// Notifications were marked read (on any device of the user); read
+    /// ones are seen too.
+    Read(StateChange),
+    /// Notifications were archived (they leave the inbox and the counts).
+    Archived(StateChange),
     /// Notifications were marked unread again (they count again unless
-    /// archived or muted).
-    Unread {
-        ids: Vec<uuid::Uuid>,
-        unread: i64,
-        version: i64,
-    },
+    /// archived or muted; they stay seen).
+    Unread(StateChange),
     /// Notifications were unarchived (back in the inbox; counted again if
     /// unread and not muted).
-    Unarchived {
-        ids: Vec<uuid::Uuid>,
+    Unarchived(StateChange),
+    /// Every notification with `seq` up to `up_to_seq` was seen (the feed
+    /// was opened): `unseen` drops, `unread` stays.
+    Seen {
+        up_to_seq: i64,
+        /// The same as `counts.unread`.
         unread: i64,
         version: i64,
+        counts: Counts,
     },
     /// Answer to a client `ping` frame (WebSocket-level pings are answered too).
     Pong,
@@ -59,29 +53,53 @@ pub enum ServerFrame {
     Error { code: ErrorCode, message: String },
 }
 
+/// Which notifications a change of state (on any device of the user, or
+/// by a producer) changed, and the user's counts right after it: keep the
+/// counts of the highest `version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+pub struct StateChange {
+    pub ids: Vec<uuid::Uuid>,
+    /// The same as `counts.unread`.
+    pub unread: i64,
+    pub version: i64,
+    pub counts: Counts,
+}
+
 /// A notification as sent on the socket. A live one (published by the
-/// transaction that stored it) also carries the user's unread count and
-/// state version right after that transaction; one sent from storage
-/// (resume, gaps) carries neither.
+/// transaction that stored it) also carries the user's counts and state
+/// version right after that transaction; one sent from storage (resume,
+/// gaps) carries neither.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct NotificationFrame {
     #[serde(flatten)]
     pub notification: Notification,
-    /// The user's unread count after the transaction that stored it.
+    /// The user's unread count after the transaction that stored it (the
+    /// same as `counts.unread`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unread: Option<i64>,
-    /// The state version `unread` belongs to: keep the count of the highest.
+    /// The state version the counts belong to: keep the counts of the highest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<Counts>,
 }
 
 impl NotificationFrame {
     /// A live frame: the notification with its user's counts after storing it.
     pub fn live(notification: Notification, counts: Option<InboxCounts>) -> Self {
-        Self {
-            notification,
-            unread: counts.map(|c| c.unread),
-            version: counts.map(|c| c.version),
+        match counts {
+            None => Self {
+                notification,
+                unread: None,
+                version: None,
+                counts: None,
+            },
+            Some(InboxCounts { counts, version }) => Self {
+                notification,
+                unread: Some(counts.unread),
+                version: Some(version),
+                counts: Some(counts),
+            },
         }
     }
 }
@@ -109,7 +127,7 @@ pub enum ErrorCode {
     TooManyIds,
     /// The database is unavailable; the request was not applied.
     Unavailable,
-    /// Too many `resume`, `read`, `read_all` and `unread` frames on this connection
+    /// Too many `resume`, `read`, `read_all`, `unread` and `seen` frames on this connection
     /// (`gateway.client_requests_*`); this one was not applied.
     RateLimited,
 }
@@ -136,6 +154,9 @@ pub enum ClientFrame {
     },
     /// Mark these notifications unread again (ids of other users are ignored).
     Unread { ids: Vec<uuid::Uuid> },
+    /// Every notification with `seq` up to `up_to_seq` was seen (the feed
+    /// was opened): clears the `unseen` badge, leaves them unread.
+    Seen { up_to_seq: i64 },
     /// Replace the connection's token before it expires (same `sub`).
     Refresh { token: String },
 }
@@ -175,6 +196,7 @@ mod tests {
             created_at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
             expires_at: None,
             read_at: None,
+            seen_at: None,
             archived_at: None,
             locale: None,
             muted: false,
@@ -189,40 +211,62 @@ mod tests {
         assert_eq!(serde_json::from_value::<ServerFrame>(value).unwrap(), frame);
 
         // Live: the same fields plus the user's counts after storing it.
-        let counts = InboxCounts {
-            unread: 4,
+        let mut counts = InboxCounts {
             version: 9,
+            ..InboxCounts::default()
         };
+        counts.counts.add(Some("orders"), 4, 3);
         let frame = ServerFrame::Notification(NotificationFrame::live(notification, Some(counts)));
         let value: serde_json::Value = serde_json::from_str(&frame.to_json()).unwrap();
         let mut live = stored;
         live["unread"] = json!(4);
         live["version"] = json!(9);
+        live["counts"] =
+            json!({"unread":4,"unseen":3,"by_category":{"orders":{"unread":4,"unseen":3}}});
         assert_eq!(value, live);
         assert_eq!(serde_json::from_value::<ServerFrame>(value).unwrap(), frame);
     }
 
     #[test]
     fn hello_and_error_frames() {
+        let mut counts = Counts::default();
+        counts.add(None, 2, 1);
         let hello = ServerFrame::Hello {
             user_id: "u".into(),
             unread: 2,
             last_seq: 7,
             version: 9,
+            counts: counts.clone(),
         };
+        let counts_json = json!({"unread":2,"unseen":1,"by_category":{}});
         assert_eq!(
             serde_json::to_value(&hello).unwrap(),
-            json!({"type":"hello","user_id":"u","unread":2,"last_seq":7,"version":9})
+            json!({"type":"hello","user_id":"u","unread":2,"last_seq":7,"version":9,"counts":counts_json})
         );
         let id = Uuid::now_v7();
-        let read = ServerFrame::Read {
+        let read = ServerFrame::Read(StateChange {
             ids: vec![id],
-            unread: 1,
+            unread: 2,
             version: 10,
-        };
+            counts: counts.clone(),
+        });
         assert_eq!(
             serde_json::to_value(&read).unwrap(),
-            json!({"type":"read","ids":[id],"unread":1,"version":10})
+            json!({"type":"read","ids":[id],"unread":2,"version":10,"counts":counts_json})
+        );
+        assert_eq!(
+            serde_json::from_value::<ServerFrame>(serde_json::to_value(&read).unwrap()).unwrap(),
+            read
+        );
+        let seen = ServerFrame::Seen {
+            up_to_seq: 7,
+            unread: 2,
+            version: 11,
+            counts,
+        };
+        assert_eq!(
+            serde_json::to_value(&seen).unwrap(),
+            json!({"type":"seen","up_to_seq":7,"unread":2,"version":11,"counts":counts_json})
         );
         let error = ServerFrame::Error {
             code: ErrorCode::BadFrame,
@@ -262,6 +306,11 @@ mod tests {
                 before_seq: Some(12)
             }
         );
+        assert_eq!(
+            serde_json::from_str::<ClientFrame>(r#"{"type":"seen","up_to_seq":12}"#).unwrap(),
+            ClientFrame::Seen { up_to_seq: 12 }
+        );
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"seen"}"#).is_err());
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"read","ids":["nope"]}"#).is_err());
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"resume"}"#).is_err());
         assert!(serde_json::from_str::<ClientFrame>(r#"{"kind":"ping"}"#).is_err());

@@ -424,6 +424,14 @@ pub struct Notification {
         serialize_with = "crate::timestamp::serialize_option"
     )]
     pub read_at: Option<DateTime<Utc>>,
+    /// When the user first saw it (marked it seen, or read it); absent
+    /// while unseen (live frames never carry it).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::timestamp::serialize_option"
+    )]
+    pub seen_at: Option<DateTime<Utc>>,
     /// When the user archived it; absent unless archived.
     #[serde(
         default,

@@ -4,8 +4,8 @@
 
 use ts_rs::{Config, TS};
 
-use crate::frames::{ClientFrame, ErrorCode, NotificationFrame, ServerFrame};
-use crate::inbox::{ChangeResult, InboxPage, UnreadState};
+use crate::frames::{ClientFrame, ErrorCode, NotificationFrame, ServerFrame, StateChange};
+use crate::inbox::{CategoryCounts, ChangeResult, Counts, InboxPage, SeenRequest, UnreadState};
 use crate::notification::{Notification, Priority};
 use crate::preferences::Preferences;
 
@@ -20,13 +20,17 @@ pub fn wire_types() -> String {
         declaration::<serde_json::Value>(&cfg),
         declaration::<Priority>(&cfg),
         declaration::<Notification>(&cfg),
+        declaration::<CategoryCounts>(&cfg),
+        declaration::<Counts>(&cfg),
         declaration::<NotificationFrame>(&cfg),
+        declaration::<StateChange>(&cfg),
         declaration::<ErrorCode>(&cfg),
         declaration::<ServerFrame>(&cfg),
         declaration::<ClientFrame>(&cfg),
         declaration::<Preferences>(&cfg),
         declaration::<InboxPage>(&cfg),
         declaration::<UnreadState>(&cfg),
+        declaration::<SeenRequest>(&cfg),
         declaration::<ChangeResult>(&cfg),
     ];
     let mut out = String::from(

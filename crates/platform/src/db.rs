@@ -307,3 +307,39 @@ pub async fn run_migrations(settings: &DatabaseSettings) -> Result<Vec<String>, 
     diesel::sql_query("COMMIT").execute(&mut lock_conn).await?;
     applied
 }
+
+/// Applies the migrations up to and including `last` (a version such as
+/// `"2026-12-04-000011"`), none after: for tests of what a later one does
+/// to data the earlier schema held.
+#[cfg(feature = "test-support")]
+pub async fn run_migrations_through(
+    settings: &DatabaseSettings,
+    last: &str,
+) -> Result<(), DbError> {
+    let conn = Connector::new(settings.migration_url().expose_secret(), settings)?
+        .connect()
+        .await?;
+    let last = last.replace('-', "");
+    tokio::task::spawn_blocking(move || {
+        let mut harness = AsyncMigrationHarness::new(conn);
+        let version = |m: &dyn diesel::migration::Migration<diesel::pg::Pg>| {
+            m.name().version().to_string().replace('-', "")
+        };
+        // Creates the table of applied migrations, on a fresh database.
+        let mut migrations = harness
+            .pending_migrations(MIGRATIONS)
+            .map_err(|err| DbError::Migration(err.to_string()))?;
+        migrations.sort_by_key(|m| version(&**m));
+        for migration in migrations {
+            if version(&*migration) > last {
+                break;
+            }
+            harness
+                .run_migration(&*migration)
+                .map_err(|err| DbError::Migration(err.to_string()))?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|err| Err(DbError::Migration(format!("migration task failed: {err}"))))
+}

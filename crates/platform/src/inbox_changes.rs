@@ -3,12 +3,11 @@
 //! PostgreSQL, then publish the new state on the user's channel so every
 //! connection of the user, on every gateway instance, hears it.
 
-use domain::ChangeResult;
-use domain::ServerFrame;
+use domain::{ChangeResult, ServerFrame, StateChange};
 
 use crate::db::{DbError, DbPool};
 use crate::redis::RedisStore;
-use crate::storage::inbox::{self, Change, Target};
+use crate::storage::inbox::{self, Applied, Change, Target};
 
 /// Applies `change` to the user's `target` notifications and publishes
 /// the frame that tells every device, chunk by chunk: a bulk change of
@@ -23,15 +22,16 @@ pub async fn apply(
     change: Change,
 ) -> Result<ChangeResult, DbError> {
     let mut conn = db.get().await?;
-    let mut total = inbox::apply(&mut conn, user_id, target, change).await?;
-    publish(redis, user_id, change, &total).await;
-    let mut whole = total.ids.len() as i64 == inbox::CHUNK;
-    while whole {
-        let chunk = inbox::apply(&mut conn, user_id, target, change).await?;
+    let mut chunk = inbox::apply(&mut conn, user_id, target, change).await?;
+    publish(redis, user_id, change, &chunk).await;
+    let mut total = chunk.result.clone();
+    while chunk.result.ids.len() as i64 == inbox::CHUNK {
+        chunk = inbox::apply(&mut conn, user_id, target, change).await?;
         publish(redis, user_id, change, &chunk).await;
-        whole = chunk.ids.len() as i64 == inbox::CHUNK;
-        total.ids.extend(chunk.ids);
-        (total.unread, total.version) = (chunk.unread, chunk.version);
+        let result = &chunk.result;
+        total.ids.extend_from_slice(&result.ids);
+        (total.unread, total.version) = (result.unread, result.version);
+        total.counts.clone_from(&result.counts);
     }
     Ok(total)
 }
@@ -39,39 +39,36 @@ pub async fn apply(
 /// Tells every device of the user about a committed change (none when it
 /// changed nothing). If the publish fails, other devices see the new state
 /// at their next hello (it carries `version`).
-async fn publish(redis: &RedisStore, user_id: &str, change: Change, outcome: &ChangeResult) {
-    if outcome.ids.is_empty() {
+async fn publish(redis: &RedisStore, user_id: &str, change: Change, applied: &Applied) {
+    if applied.result.ids.is_empty() {
         return;
     }
-    let frame = frame_of(change, outcome);
+    let frame = frame_of(change, applied);
     if let Err(err) = redis.publish_to_users(&[(user_id, frame.to_json())]).await {
         tracing::warn!(%err, "notification state changed but could not be published");
     }
 }
 
 /// The frame every device of the user gets for a change.
-fn frame_of(change: Change, outcome: &ChangeResult) -> ServerFrame {
-    let (ids, unread, version) = (outcome.ids.clone(), outcome.unread, outcome.version);
+fn frame_of(change: Change, applied: &Applied) -> ServerFrame {
+    let result = &applied.result;
+    let state = StateChange {
+        ids: result.ids.clone(),
+        unread: result.unread,
+        version: result.version,
+        counts: result.counts.clone(),
+    };
     match change {
-        Change::Read => ServerFrame::Read {
-            ids,
-            unread,
-            version,
-        },
-        Change::Unread => ServerFrame::Unread {
-            ids,
-            unread,
-            version,
-        },
-        Change::Archive => ServerFrame::Archived {
-            ids,
-            unread,
-            version,
-        },
-        Change::Unarchive => ServerFrame::Unarchived {
-            ids,
-            unread,
-            version,
+        Change::Read => ServerFrame::Read(state),
+        Change::Unread => ServerFrame::Unread(state),
+        Change::Archive => ServerFrame::Archived(state),
+        Change::Unarchive => ServerFrame::Unarchived(state),
+        // Seen goes by sequence number: no ids (a feed of thousands).
+        Change::Seen => ServerFrame::Seen {
+            up_to_seq: applied.up_to_seq,
+            unread: state.unread,
+            version: state.version,
+            counts: state.counts,
         },
     }
 }

@@ -267,7 +267,7 @@ impl Consumer {
                 let span = trace.stage_of(&n.id, "publish");
                 let context = span.as_ref().and_then(traceparent::of);
                 publishing.extend(span);
-                let counts = stored.counts.get(&n.user_id).copied();
+                let counts = stored.counts.get(&n.user_id).cloned();
                 let frame =
                     ServerFrame::Notification(NotificationFrame::live(n.clone(), counts)).to_json();
                 (

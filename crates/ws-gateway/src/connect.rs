@@ -98,9 +98,10 @@ pub async fn connect(
 
     let hello = ServerFrame::Hello {
         user_id: user_id.clone(),
-        unread: inbox.unread,
+        unread: inbox.counts.unread,
         last_seq: inbox.last_seq,
         version: inbox.version,
+        counts: inbox.counts,
     };
     // A client claiming more than exists (its storage was reset) starts from what exists.
     let since = since.map(|s| s.min(inbox.last_seq));

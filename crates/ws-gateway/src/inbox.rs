@@ -7,7 +7,7 @@ use actix_web::dev::HttpServiceFactory;
 use actix_web::middleware::from_fn;
 use actix_web::{HttpResponse, web};
 use domain::Preferences;
-use domain::{ChangeResult, InboxPage, Notification, UnreadState};
+use domain::{ChangeResult, InboxPage, Notification, SeenRequest, UnreadState};
 use platform::body::JsonBody;
 use platform::rendering::Wanted;
 use platform::storage::inbox::{self, Change, Filter, PageQuery, Status, Target};
@@ -31,6 +31,7 @@ pub fn scope(cors: Cors) -> impl HttpServiceFactory {
         // Before `{id}/read` so that `read-all` and `archive-all` are not taken for ids.
         .route("/notifications/read-all", web::post().to(read_all))
         .route("/notifications/archive-all", web::post().to(archive_all))
+        .route("/notifications/seen", web::post().to(seen))
         .route("/notifications/{id}/read", web::post().to(read_one))
         .route("/notifications/{id}/unread", web::post().to(unread_one))
         .route("/notifications/{id}/archive", web::post().to(archive))
@@ -242,10 +243,45 @@ pub async fn unread_count(
     let mut conn = state.conn().await?;
     let current = inbox::state(&mut conn, &user.id).await?;
     Ok(HttpResponse::Ok().json(UnreadState {
-        unread: current.unread,
+        unread: current.counts.unread,
         version: current.version,
         last_seq: current.last_seq,
+        counts: current.counts,
     }))
+}
+
+/// Mark every notification up to `up_to_seq` seen (the feed was opened):
+/// the `unseen` count drops, `unread` stays; 5,000 at a time.
+#[utoipa::path(
+    post,
+    path = "/v1/me/notifications/seen",
+    tag = "inbox",
+    request_body(content = SeenRequest, content_type = "application/json"),
+    responses(ChangeAllResponses),
+    security(("bearer" = []))
+)]
+pub async fn seen(
+    user: User,
+    JsonBody(body): JsonBody,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, GatewayError> {
+    let wanted: SeenRequest =
+        domain::validation::decode_json(&body).map_err(GatewayError::Invalid)?;
+    let filter = seen_filter(wanted.up_to_seq).ok_or_else(|| {
+        GatewayError::Invalid(domain::RequestError::InvalidFields(vec![
+            domain::FieldError::new("up_to_seq", "must be 0 or more"),
+        ]))
+    })?;
+    change_all(&state, &user, filter, Change::Seen).await
+}
+
+/// The notifications a `seen` up to `up_to_seq` covers; `None` when it is
+/// negative.
+pub fn seen_filter(up_to_seq: i64) -> Option<Filter<'static>> {
+    (up_to_seq >= 0).then(|| Filter {
+        before_seq: Some(up_to_seq.saturating_add(1)),
+        ..Filter::default()
+    })
 }
 
 /// Mark one notification read (again: no change).
@@ -306,7 +342,7 @@ enum ChangeOneResponses {
     Unavailable,
 }
 
-/// What a change of every notification (read-all, archive-all) answers.
+/// What a change of every notification (read-all, archive-all, seen) answers.
 #[derive(utoipa::IntoResponses)]
 #[expect(
     dead_code,
@@ -316,7 +352,7 @@ enum ChangeAllResponses {
     /// State after the change
     #[response(status = 200)]
     Changed(ChangeResult),
-    /// Invalid query
+    /// Invalid query or body
     #[response(status = 400, content_type = "application/problem+json")]
     Invalid,
     /// Missing or invalid token

@@ -18,6 +18,7 @@ use crate::inbox;
         inbox::unread_one,
         inbox::read_all,
         inbox::archive_all,
+        inbox::seen,
         inbox::archive,
         inbox::unarchive,
         inbox::get_preferences,

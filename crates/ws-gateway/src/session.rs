@@ -415,6 +415,7 @@ impl Connection {
                 | ClientFrame::Read { .. }
                 | ClientFrame::ReadAll { .. }
                 | ClientFrame::Unread { .. }
+                | ClientFrame::Seen { .. }
         );
         if costs_storage && let Err(wait) = self.requests.take() {
             ctx.metrics.frames_rate_limited.inc();
@@ -422,7 +423,7 @@ impl Connection {
                 .error(
                     ErrorCode::RateLimited,
                     &format!(
-                        "too many resume/read/read_all/unread frames; not applied, retry in {} ms",
+                        "too many resume/read/read_all/unread/seen frames; not applied, retry in {} ms",
                         wait.as_millis().max(1)
                     ),
                 )
@@ -475,6 +476,20 @@ impl Connection {
                 };
                 self.change(OwnedAction(target, Change::Read), ctx).await
             }
+            ClientFrame::Seen { up_to_seq } => match crate::inbox::seen_filter(up_to_seq) {
+                Some(filter) => {
+                    let target = OwnedTarget::All {
+                        category: None,
+                        before_seq: filter.before_seq,
+                    };
+                    self.change(OwnedAction(target, Change::Seen), ctx).await
+                }
+                None => {
+                    *bad_frames += 1;
+                    self.error(ErrorCode::BadFrame, "seen: up_to_seq must be 0 or more")
+                        .await
+                }
+            },
             ClientFrame::Refresh { token } => match ctx.verifier.verify(&token).await {
                 Ok(token) if token.user_id == self.user_id => {
                     self.token_expires_at = token.expires_at();
@@ -491,7 +506,7 @@ impl Connection {
     }
 
     /// Applies a state change off the delivery loop (a slow database must
-    /// not stall frames); the resulting frame (`read`, `unread`) comes back to this
+    /// not stall frames); the resulting frame (`read`, `unread`, `seen`) comes back to this
     /// connection, and every other one of the user, through the channel.
     /// One change at a time per connection, so they apply in the order sent.
     async fn change(

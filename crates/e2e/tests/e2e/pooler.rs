@@ -86,5 +86,5 @@ async fn the_pipeline_keeps_its_promises_through_pgbouncer_in_transaction_mode()
     let state = platform::storage::inbox::state(&mut stack.env.db().await, user)
         .await
         .unwrap();
-    assert_eq!(state.unread, 0);
+    assert_eq!(state.counts.unread, 0);
 }

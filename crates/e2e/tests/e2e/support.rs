@@ -160,7 +160,7 @@ impl Stack {
                 .await
                 .unwrap();
             assert_eq!(
-                state.unread,
+                state.counts.unread,
                 visible.len() as i64,
                 "{user}: unread == unread rows"
             );

@@ -73,7 +73,8 @@ async fn notification_travels_from_producer_to_the_users_websocket() {
     let (mut alice, hello) = WsClient::connect_user(gateway.port, &alice_token).await;
     assert_eq!(
         hello,
-        json!({"type": "hello", "user_id": "alice", "unread": 0, "last_seq": 0, "version": 0})
+        json!({"type": "hello", "user_id": "alice", "unread": 0, "last_seq": 0, "version": 0,
+            "counts": {"unread": 0, "unseen": 0, "by_category": {}}})
     );
     let (mut bob, _) = WsClient::connect_user(gateway.port, &env.token("bob", 300)).await;
 

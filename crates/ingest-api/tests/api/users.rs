@@ -133,7 +133,7 @@ async fn a_producer_reads_and_archives_for_a_user_with_the_same_frames_and_count
     );
     let state = inbox::state(&mut app.env.db().await, "nia").await.unwrap();
     assert_eq!(
-        (state.unread, state.version),
+        (state.counts.unread, state.version),
         (0, all["version"].as_i64().unwrap())
     );
     assert!(
@@ -186,7 +186,11 @@ async fn a_change_that_names_no_target_is_refused_and_changes_nothing() {
         "{unknown}"
     );
     let state = inbox::state(&mut app.env.db().await, "ola").await.unwrap();
-    assert_eq!((state.unread, state.version), (2, 1), "nothing changed");
+    assert_eq!(
+        (state.counts.unread, state.version),
+        (2, 1),
+        "nothing changed"
+    );
 
     // Both endpoints document these answers.
     let (spec, _) = testkit::openapi(&app.base).await;

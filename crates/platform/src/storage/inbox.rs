@@ -1,43 +1,56 @@
-//! A user's inbox: the unread count, the sequence counter and the state
-//! version, and every change of a notification's state (read, unread,
+//! A user's inbox: the counts, the sequence counter and the state version,
+//! and every change of a notification's state (read, unread, seen,
 //! archived, unarchived).
 //!
 //! Every change locks the user's `user_inbox` row first (the same lock
-//! storing a batch takes), so counts move in one order: `unread_count` always
-//! equals the user's visible, unread, unarchived rows; reading twice changes
-//! nothing; and `version` is bumped in the same transaction as every change
-//! of unread state, so clients can keep the newest count.
+//! storing a batch takes), so counts move in one order: they always equal
+//! the user's rows (see [`super::counts`]); reading twice changes nothing;
+//! and `version` is bumped in the same transaction as every change of the
+//! counts, so clients can keep the newest.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use domain::{ChangeResult, Notification};
+use domain::{ChangeResult, Counts, Notification};
 use uuid::Uuid;
 
+use super::counts::{self, RowState};
 use super::models::NotificationRow;
 use super::schema::{notifications, user_inbox};
 use crate::db::DbError;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Queryable)]
+/// A user's sequence counter, counts and state version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InboxState {
     pub last_seq: i64,
-    pub unread: i64,
+    pub counts: Counts,
     pub version: i64,
 }
 
 /// The user's state; a user with no notifications yet has all zeros.
 pub async fn state(conn: &mut AsyncPgConnection, user_id: &str) -> Result<InboxState, DbError> {
-    Ok(user_inbox::table
+    let row = user_inbox::table
         .filter(user_inbox::user_id.eq(user_id))
         .select((
             user_inbox::last_seq,
-            user_inbox::unread_count,
+            (
+                user_inbox::unread_count,
+                user_inbox::unseen_count,
+                user_inbox::by_category,
+            ),
             user_inbox::version,
         ))
-        .first::<InboxState>(conn)
+        .first::<(i64, counts::Columns, i64)>(conn)
         .await
-        .optional()?
-        .unwrap_or_default())
+        .optional()?;
+    let Some((last_seq, columns, version)) = row else {
+        return Ok(InboxState::default());
+    };
+    Ok(InboxState {
+        last_seq,
+        counts: counts::from_columns(columns)?,
+        version,
+    })
 }
 
 /// The user's notifications with `seq > since`, oldest first, at most `limit`:
@@ -159,11 +172,15 @@ pub struct Filter<'a> {
 /// changes nothing, and the version only moves when something changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
+    /// Read ones are seen too.
     Read,
     /// Read ones become unread again (and count again unless archived or
-    /// muted).
+    /// muted); they stay seen.
     Unread,
-    /// Archived ones leave the default list and the unread count.
+    /// Unseen ones become seen (the feed was opened): they leave the
+    /// unseen count and stay unread.
+    Seen,
+    /// Archived ones leave the default list and the counts.
     Archive,
     /// Archived ones come back to the list (and count again if unread and
     /// not muted).
@@ -183,44 +200,80 @@ pub async fn owns(conn: &mut AsyncPgConnection, user_id: &str, id: Uuid) -> Resu
     .await?)
 }
 
-/// A changed row as the change left it: id, read, archived, muted.
-type ChangedRow = (Uuid, Option<DateTime<Utc>>, Option<DateTime<Utc>>, bool);
+/// A changed row as the change left it.
+#[derive(Debug, Queryable)]
+struct ChangedRow {
+    id: Uuid,
+    seq: Option<i64>,
+    category: Option<String>,
+    read_at: Option<DateTime<Utc>>,
+    seen_at: Option<DateTime<Utc>>,
+    archived_at: Option<DateTime<Utc>>,
+    muted: bool,
+}
 
-/// Whether a row in this state counts as unread.
-fn counted(read: bool, archived: bool, muted: bool) -> bool {
-    !read && !archived && !muted
+impl ChangedRow {
+    fn state(&self) -> RowState {
+        let read = self.read_at.is_some();
+        RowState {
+            read,
+            seen: read || self.seen_at.is_some(),
+            archived: self.archived_at.is_some(),
+            muted: self.muted,
+        }
+    }
 }
 
 impl Change {
-    /// Whether the change sets or clears `read_at` (else `archived_at`).
-    fn on_read(self) -> bool {
-        matches!(self, Change::Read | Change::Unread)
+    /// The state a row this change left as `row` was in before: each change
+    /// flips one thing, and only of rows not in the wanted state yet.
+    fn before(self, row: &ChangedRow) -> RowState {
+        let after = row.state();
+        match self {
+            // Reading does not touch `seen_at`.
+            Change::Read => RowState {
+                read: false,
+                seen: row.seen_at.is_some(),
+                ..after
+            },
+            // Only read ones (so seen ones) become unread.
+            Change::Unread => RowState {
+                read: true,
+                seen: true,
+                ..after
+            },
+            // Only unread, unseen ones become seen.
+            Change::Seen => RowState {
+                read: false,
+                seen: false,
+                ..after
+            },
+            Change::Archive => RowState {
+                archived: false,
+                ..after
+            },
+            Change::Unarchive => RowState {
+                archived: true,
+                ..after
+            },
+        }
     }
+}
 
-    /// Whether it sets its column (to now), rather than clearing it.
-    fn sets(self) -> bool {
-        matches!(self, Change::Read | Change::Archive)
-    }
-
-    /// How much a row this change moved, left as `row`, moved the unread
-    /// count: the row counted after the change, less what it counted before
-    /// (the one column the change flipped back).
-    fn unread_delta(self, row: &ChangedRow) -> i64 {
-        let (_, read_at, archived_at, muted) = *row;
-        let (read, archived) = (read_at.is_some(), archived_at.is_some());
-        let before = if self.on_read() {
-            counted(!read, archived, muted)
-        } else {
-            counted(read, !archived, muted)
-        };
-        i64::from(counted(read, archived, muted)) - i64::from(before)
-    }
+/// What [`apply`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The ids changed (none: nothing moved) and the state after.
+    pub result: ChangeResult,
+    /// The highest `seq` changed (0 when none): every listed notification
+    /// up to it is in the wanted state once this chunk committed (a chunk
+    /// takes the oldest first).
+    pub up_to_seq: i64,
 }
 
 /// Applies `change` to the user's `target` notifications in one
 /// transaction, under the user's row lock (the one every writer of the
-/// user's counts takes first), and moves `unread_count` and `version` with
-/// it. Answers the ids changed (none: nothing moved) and the state after.
+/// user's counts takes first), and moves the counts and `version` with it.
 ///
 /// At most [`CHUNK`] rows change (the oldest first): call again while a
 /// whole chunk changed (see [`crate::inbox_changes::apply`]), so that no
@@ -231,55 +284,80 @@ pub async fn apply(
     user_id: &str,
     target: Target<'_>,
     change: Change,
-) -> Result<ChangeResult, DbError> {
+) -> Result<Applied, DbError> {
     let now: DateTime<Utc> = Utc::now();
-    let outcome = conn
-        .transaction::<_, diesel::result::Error, _>(async |conn| {
-            let locked = user_inbox::table
-                .filter(user_inbox::user_id.eq(user_id))
-                .select((user_inbox::unread_count, user_inbox::version))
-                .for_update()
-                .first::<(i64, i64)>(conn)
-                .await
-                .optional()?;
-            let Some((unread, version)) = locked else {
-                return Ok(ChangeResult {
-                    ids: Vec::new(),
-                    unread: 0,
-                    version: 0,
-                });
-            };
-            let rows = changed_rows(conn, user_id, target, change, now).await?;
-            if rows.is_empty() {
-                return Ok(ChangeResult {
-                    ids: Vec::new(),
-                    unread,
-                    version,
-                });
-            }
-            let delta: i64 = rows.iter().map(|row| change.unread_delta(row)).sum();
-            let (unread, version) = diesel::update(user_inbox::table.find(user_id))
-                .set((
-                    user_inbox::unread_count.eq(user_inbox::unread_count + delta),
-                    user_inbox::version.eq(user_inbox::version + 1),
-                ))
-                .returning((user_inbox::unread_count, user_inbox::version))
-                .get_result::<(i64, i64)>(conn)
-                .await?;
-            Ok(ChangeResult {
-                ids: rows.into_iter().map(|(id, ..)| id).collect(),
-                unread,
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let locked = user_inbox::table
+            .filter(user_inbox::user_id.eq(user_id))
+            .select((
+                (
+                    user_inbox::unread_count,
+                    user_inbox::unseen_count,
+                    user_inbox::by_category,
+                ),
+                user_inbox::version,
+            ))
+            .for_update()
+            .first::<(counts::Columns, i64)>(conn)
+            .await
+            .optional()?;
+        let Some((columns, version)) = locked else {
+            return Ok(unchanged(Counts::default(), 0));
+        };
+        let mut counts = counts::from_columns(columns)?;
+        let rows = changed_rows(conn, user_id, target, change, now).await?;
+        if rows.is_empty() {
+            return Ok(unchanged(counts, version));
+        }
+        for row in &rows {
+            let after = row.state();
+            after.moved_from(change.before(row), row.category.as_deref(), &mut counts);
+        }
+        let version = diesel::update(user_inbox::table.find(user_id))
+            .set((
+                user_inbox::unread_count.eq(counts.unread),
+                user_inbox::unseen_count.eq(counts.unseen),
+                user_inbox::by_category.eq(counts::by_category_column(&counts)),
+                user_inbox::version.eq(user_inbox::version + 1),
+            ))
+            .returning(user_inbox::version)
+            .get_result::<i64>(conn)
+            .await?;
+        Ok(Applied {
+            up_to_seq: rows.iter().filter_map(|row| row.seq).max().unwrap_or(0),
+            result: ChangeResult {
+                ids: rows.into_iter().map(|row| row.id).collect(),
+                unread: counts.unread,
                 version,
-            })
+                counts,
+            },
         })
-        .await?;
-    Ok(outcome)
+    })
+    .await
+}
+
+/// The outcome of a change that changed nothing.
+fn unchanged(counts: Counts, version: i64) -> Applied {
+    Applied {
+        result: ChangeResult {
+            ids: Vec::new(),
+            unread: counts.unread,
+            version,
+            counts,
+        },
+        up_to_seq: 0,
+    }
 }
 
 /// Most rows one transaction of [`apply`] changes: 70-95 ms of the user's
 /// lock at the 14-19 µs per row a read-all of 75,000 rows took in one
 /// transaction (1.0-1.4 s).
 pub const CHUNK: i64 = 5_000;
+
+diesel::define_sql_function! {
+    /// The first of two times that is not `NULL`.
+    fn coalesce(first: diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>, second: diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>) -> diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>;
+}
 
 /// The one `UPDATE` of `change`: the user's listed `target` rows not in the
 /// wanted state yet, as it leaves them.
@@ -312,11 +390,14 @@ async fn changed_rows(
         }
     }
     // Only rows not in the wanted state yet.
-    candidates = match (change.on_read(), change.sets()) {
-        (true, true) => candidates.filter(notifications::read_at.is_null()),
-        (true, false) => candidates.filter(notifications::read_at.is_not_null()),
-        (false, true) => candidates.filter(notifications::archived_at.is_null()),
-        (false, false) => candidates.filter(notifications::archived_at.is_not_null()),
+    candidates = match change {
+        Change::Read => candidates.filter(notifications::read_at.is_null()),
+        Change::Unread => candidates.filter(notifications::read_at.is_not_null()),
+        Change::Seen => candidates
+            .filter(notifications::read_at.is_null())
+            .filter(notifications::seen_at.is_null()),
+        Change::Archive => candidates.filter(notifications::archived_at.is_null()),
+        Change::Unarchive => candidates.filter(notifications::archived_at.is_not_null()),
     };
     let candidates = candidates.order(notifications::seq.asc()).limit(CHUNK);
     let rows = diesel::update(
@@ -326,17 +407,40 @@ async fn changed_rows(
     );
     let returning = (
         notifications::id,
+        notifications::seq,
+        notifications::category,
         notifications::read_at,
+        notifications::seen_at,
         notifications::archived_at,
         notifications::muted,
     );
-    let at = change.sets().then_some(now);
-    if change.on_read() {
-        let rows = rows.set(notifications::read_at.eq(at));
-        rows.returning(returning).get_results(conn).await
-    } else {
-        let rows = rows.set(notifications::archived_at.eq(at));
-        rows.returning(returning).get_results(conn).await
+    let now = Some(now);
+    let none: Option<DateTime<Utc>> = None;
+    match change {
+        Change::Read => {
+            let rows = rows.set(notifications::read_at.eq(now));
+            rows.returning(returning).get_results(conn).await
+        }
+        Change::Unread => {
+            // It was seen when it was read, if not before.
+            let rows = rows.set((
+                notifications::read_at.eq(none),
+                notifications::seen_at.eq(coalesce(notifications::seen_at, notifications::read_at)),
+            ));
+            rows.returning(returning).get_results(conn).await
+        }
+        Change::Seen => {
+            let rows = rows.set(notifications::seen_at.eq(now));
+            rows.returning(returning).get_results(conn).await
+        }
+        Change::Archive => {
+            let rows = rows.set(notifications::archived_at.eq(now));
+            rows.returning(returning).get_results(conn).await
+        }
+        Change::Unarchive => {
+            let rows = rows.set(notifications::archived_at.eq(none));
+            rows.returning(returning).get_results(conn).await
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! aggregate.
 
 pub mod api_keys;
+mod counts;
 pub mod dead_letters;
 pub mod inbox;
 #[cfg(feature = "test-support")]

@@ -94,6 +94,7 @@ impl NotificationInsert<'_> {
             created_at: self.created_at.trunc_subsecs(6),
             expires_at: self.expires_at.map(|t| t.trunc_subsecs(6)),
             read_at: None,
+            seen_at: None,
             archived_at: None,
             locale: self.locale.map(str::to_owned),
             muted: false,
@@ -116,6 +117,7 @@ pub(crate) struct NotificationRow {
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub read_at: Option<DateTime<Utc>>,
+    pub seen_at: Option<DateTime<Utc>>,
     pub archived_at: Option<DateTime<Utc>>,
     pub locale: Option<String>,
     pub muted: bool,
@@ -141,6 +143,9 @@ impl NotificationRow {
             created_at: self.created_at,
             expires_at: self.expires_at,
             read_at: self.read_at,
+            // Reading one sees it: `seen_at` is only set by marking seen
+            // (or by marking a read one unread again).
+            seen_at: self.seen_at.or(self.read_at),
             archived_at: self.archived_at,
             locale: self.locale,
             muted: self.muted,

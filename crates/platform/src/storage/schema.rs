@@ -51,6 +51,7 @@ diesel::table! {
         template_version -> Nullable<Int4>,
         params -> Nullable<Jsonb>,
         muted -> Bool,
+        seen_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -88,6 +89,8 @@ diesel::table! {
         last_seq -> Int8,
         unread_count -> Int8,
         version -> Int8,
+        unseen_count -> Int8,
+        by_category -> Jsonb,
     }
 }
 

@@ -55,7 +55,7 @@ async fn stores_publishes_and_acks_with_gapless_seq() {
         let rows = testkit::gapless_history(&mut conn, user).await;
         let state = inbox::state(&mut conn, user).await.unwrap();
         assert_eq!(
-            state.unread,
+            state.counts.unread,
             rows.len() as i64,
             "{user}: unread == unread rows"
         );
@@ -94,9 +94,12 @@ async fn stores_publishes_and_acks_with_gapless_seq() {
         let counts = value.as_object_mut().unwrap();
         let version = counts.remove("version").and_then(|v| v.as_i64());
         let unread = counts.remove("unread").and_then(|v| v.as_i64());
-        let (Some(version), Some(unread)) = (version, unread) else {
-            panic!("a live frame carries unread and version: {value}");
+        let all = counts.remove("counts");
+        let (Some(version), Some(unread), Some(all)) = (version, unread, all) else {
+            panic!("a live frame carries unread, version and counts: {value}");
         };
+        assert_eq!(all["unread"], unread, "unread is counts.unread");
+        assert_eq!(all["unseen"], unread, "nothing was seen yet");
         // Every alice notification is unread and unmuted: the count after
         // the transaction that stored seq covers it.
         assert!(
@@ -112,7 +115,7 @@ async fn stores_publishes_and_acks_with_gapless_seq() {
     let alice = inbox::state(&mut conn, "alice").await.unwrap();
     assert_eq!(
         latest_counts,
-        (alice.version, alice.unread),
+        (alice.version, alice.counts.unread),
         "the newest frame's counts are the stored state"
     );
 
@@ -230,7 +233,11 @@ async fn redelivered_and_repeated_entries_are_stored_once() {
     );
     assert_eq!(rows.iter().map(|n| n.seq).collect::<Vec<_>>(), vec![1, 2]);
     assert_eq!(
-        inbox::state(&mut conn, "carol").await.unwrap().unread,
+        inbox::state(&mut conn, "carol")
+            .await
+            .unwrap()
+            .counts
+            .unread,
         2,
         "no second unread increment"
     );
@@ -265,7 +272,10 @@ async fn expired_notifications_are_stored_but_not_published_or_counted() {
     );
     assert_eq!(value["seq"], 1, "the expired one took no seq");
     let mut conn = env.db().await;
-    assert_eq!(inbox::state(&mut conn, "kim").await.unwrap().unread, 1);
+    assert_eq!(
+        inbox::state(&mut conn, "kim").await.unwrap().counts.unread,
+        1
+    );
     let visible = platform::storage::inspect::list_for_user(&mut conn, "kim")
         .await
         .unwrap();

@@ -133,3 +133,87 @@ async fn per_user_tables_are_keyed_by_user_and_nothing_links_rows() {
     let names: Vec<String> = foreign_keys.into_iter().map(|f| f.name).collect();
     assert!(names.is_empty(), "foreign keys: {names:?}");
 }
+
+/// The migration that added `seen` and the counts per category fills them
+/// from the rows a user already had: every unread one unseen, per
+/// category, muted, archived, read and expired ones left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_counts_migration_fills_them_from_the_stored_rows() {
+    use diesel::sql_types::Jsonb;
+
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Kept {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        unread_count: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        unseen_count: i64,
+        #[diesel(sql_type = Jsonb)]
+        by_category: serde_json::Value,
+    }
+
+    let env = TestEnv::without_schema().await;
+    let settings = env.settings();
+    platform::db::run_migrations_through(&settings.database, "2026-12-04-000011")
+        .await
+        .unwrap();
+    let mut conn = env.db().await;
+    // Before: ada has two unread orders, one read, one archived, one muted,
+    // one unread without a category and one expired on arrival; bo has
+    // nothing unread.
+    for statement in [
+        "INSERT INTO user_inbox (user_id, last_seq, unread_count, version) \
+         VALUES ('ada', 6, 3, 9), ('bo', 1, 0, 2)",
+        "INSERT INTO notifications (id, user_id, seq, title, body, priority, category, created_at, \
+         read_at, archived_at, muted, expired) VALUES \
+         (gen_random_uuid(), 'ada', 1, 't', 'b', 'normal', 'orders', now(), NULL, NULL, false, false), \
+         (gen_random_uuid(), 'ada', 2, 't', 'b', 'normal', 'orders', now(), NULL, NULL, false, false), \
+         (gen_random_uuid(), 'ada', 3, 't', 'b', 'normal', 'orders', now(), now(), NULL, false, false), \
+         (gen_random_uuid(), 'ada', 4, 't', 'b', 'normal', 'social', now(), NULL, now(), false, false), \
+         (gen_random_uuid(), 'ada', 5, 't', 'b', 'normal', 'games', now(), NULL, NULL, true, false), \
+         (gen_random_uuid(), 'ada', 6, 't', 'b', 'normal', NULL, now(), NULL, NULL, false, false), \
+         (gen_random_uuid(), 'ada', NULL, 't', 'b', 'normal', 'orders', now(), NULL, NULL, false, true), \
+         (gen_random_uuid(), 'bo', 1, 't', 'b', 'normal', 'orders', now(), now(), NULL, false, false)",
+    ] {
+        diesel::sql_query(statement)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    platform::db::run_migrations(&settings.database)
+        .await
+        .unwrap();
+
+    let kept = |user: &'static str| {
+        diesel::sql_query(
+            "SELECT unread_count, unseen_count, by_category FROM user_inbox WHERE user_id = $1",
+        )
+        .bind::<Text, _>(user)
+    };
+    let ada: Kept = kept("ada").get_result(&mut conn).await.unwrap();
+    assert_eq!(
+        (ada.unread_count, ada.unseen_count, &ada.by_category),
+        (
+            3,
+            3,
+            &serde_json::json!({"orders": {"unread": 2, "unseen": 2}})
+        )
+    );
+    let bo: Kept = kept("bo").get_result(&mut conn).await.unwrap();
+    assert_eq!(
+        (bo.unread_count, bo.unseen_count, &bo.by_category),
+        (0, 0, &serde_json::json!({}))
+    );
+    // And they are what the rows say, read the way Herald reads them.
+    for user in ["ada", "bo"] {
+        let state = platform::storage::inbox::state(&mut conn, user)
+            .await
+            .unwrap();
+        assert_eq!(
+            state.counts,
+            platform::storage::inspect::recount(&mut conn, user)
+                .await
+                .unwrap(),
+            "{user}"
+        );
+    }
+}

@@ -284,7 +284,7 @@ async fn a_new_users_inbox_created_by_a_concurrent_round_is_locked_and_checked()
     );
     let state = inbox::state(&mut conn, "dora").await.unwrap();
     assert_eq!(
-        (state.last_seq, state.unread, state.version),
+        (state.last_seq, state.counts.unread, state.version),
         (2, 2, 2),
         "the first round's row (1, 1, 1), moved on once by the second"
     );
@@ -336,7 +336,7 @@ async fn a_round_holding_a_stored_notification_is_stored_again_with_the_check() 
             .await
             .unwrap();
         assert_eq!(
-            (state.last_seq, state.unread, state.version),
+            (state.last_seq, state.counts.unread, state.version),
             (seqs.len() as i64, unread_rows, seqs.len() as i64),
             "{user}: one move per round that stored"
         );
@@ -385,7 +385,7 @@ async fn a_redelivered_notification_that_no_longer_prepares_is_a_duplicate() {
         "the stored one published again as stored"
     );
     let state = inbox::state(&mut conn, "hal").await.unwrap();
-    assert_eq!((state.last_seq, state.unread), (2, 2));
+    assert_eq!((state.last_seq, state.counts.unread), (2, 2));
 }
 
 /// A user's first round creates the inbox row in the state the round leaves
@@ -458,10 +458,33 @@ async fn a_first_round_creates_inboxes_in_their_final_state() {
             .map(|n| n.seq)
             .collect();
         assert_eq!(seqs, (1..=last_seq).collect::<Vec<_>>(), "{user}: no gap");
+        // Every count (all in category `tests`) equals a recount.
+        let kept = inbox::state(&mut conn, user).await.unwrap().counts;
+        assert_eq!(
+            kept,
+            platform::storage::inspect::recount(&mut conn, user)
+                .await
+                .unwrap(),
+            "{user}: counts == rows"
+        );
+        assert_eq!(
+            kept.by_category.get("tests").map(|c| (c.unread, c.unseen)),
+            (unread > 0).then_some((unread, unread)),
+            "{user}"
+        );
+        if let Some(round) = stored.counts.get(user) {
+            assert_eq!(
+                round.counts, kept,
+                "{user}: the round's counts are the kept ones"
+            );
+        }
         // What the live frames carry: the state the transaction left, for
         // new inboxes and moved ones alike.
         assert_eq!(
-            stored.counts.get(user).map(|c| (c.unread, c.version)),
+            stored
+                .counts
+                .get(user)
+                .map(|c| (c.counts.unread, c.version)),
             Some((unread, version)),
             "{user}: counts of the round"
         );
@@ -487,9 +510,81 @@ async fn a_first_round_creates_inboxes_in_their_final_state() {
         .await
         .unwrap();
     let kai = inbox::state(&mut conn, "kai").await.unwrap();
-    assert_eq!((kai.unread, kai.version), (2, 3));
+    assert_eq!((kai.counts.unread, kai.version), (2, 3));
     assert_eq!(
-        stored.counts.get("kai").map(|c| (c.unread, c.version)),
+        stored
+            .counts
+            .get("kai")
+            .map(|c| (c.counts.unread, c.version)),
         Some((2, 3))
     );
+}
+
+/// Rounds count each notification in its category, for users whose inbox
+/// exists and users getting their first one alike; muted and expired ones
+/// in none; and what a round answers (for its frames) is what it kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_counts_each_category_for_known_and_new_users() {
+    use domain::CategoryCounts;
+    use notifications::Prepared;
+
+    let env = TestEnv::new().await;
+    let mut conn = env.db().await;
+    let now = Utc::now();
+    let with = |user: &str, i: usize, category: Option<&str>| {
+        let mut n = notification(user, i, Priority::Normal);
+        n.category = category.map(str::to_owned);
+        n
+    };
+    testkit::store_batch(&mut conn, &[with("kai", 0, Some("orders"))], now)
+        .await
+        .unwrap();
+    let mut expired = with("lu", 9, Some("orders"));
+    expired.expires_at = Some(now - chrono::Duration::seconds(1));
+    let batch: Vec<Prepared> = vec![
+        with("kai", 1, Some("orders")).into(),
+        with("kai", 2, Some("social")).into(),
+        with("kai", 3, None).into(),
+        with("lu", 0, Some("orders")).into(),
+        with("lu", 1, Some("orders")).into(),
+        Prepared {
+            muted: true,
+            ..with("lu", 2, Some("games")).into()
+        },
+        expired.into(),
+    ];
+    let stored = testkit::store_prepared(&mut conn, &batch, now)
+        .await
+        .unwrap();
+    let both = |n| CategoryCounts {
+        unread: n,
+        unseen: n,
+    };
+    for (user, total, categories) in [
+        ("kai", 4, vec![("orders", 2), ("social", 1)]),
+        ("lu", 2, vec![("orders", 2)]),
+    ] {
+        let kept = inbox::state(&mut conn, user).await.unwrap().counts;
+        assert_eq!((kept.unread, kept.unseen), (total, total), "{user}");
+        let expected: Vec<(String, CategoryCounts)> = categories
+            .into_iter()
+            .map(|(c, n)| (c.to_owned(), both(n)))
+            .collect();
+        assert_eq!(
+            kept.by_category.clone().into_iter().collect::<Vec<_>>(),
+            expected,
+            "{user}"
+        );
+        assert_eq!(
+            kept,
+            platform::storage::inspect::recount(&mut conn, user)
+                .await
+                .unwrap(),
+            "{user}: counts == rows"
+        );
+        assert_eq!(
+            stored.counts[user].counts, kept,
+            "{user}: the round's counts"
+        );
+    }
 }

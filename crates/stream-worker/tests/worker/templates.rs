@@ -204,9 +204,9 @@ async fn muted_categories_are_stored_but_not_published_or_counted() {
     no_more_frames(&mut frames).await;
     let mut conn = env.db().await;
     let state = inbox::state(&mut conn, "mia").await.unwrap();
-    assert_eq!(state.unread, 1, "the muted one is not counted");
+    assert_eq!(state.counts.unread, 1, "the muted one is not counted");
     assert_eq!(
-        state.unread,
+        state.counts.unread,
         platform::storage::inspect::count_unread_rows(&mut conn, "mia")
             .await
             .unwrap()

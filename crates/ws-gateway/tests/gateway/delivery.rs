@@ -227,17 +227,17 @@ async fn concurrent_producers_and_readers_keep_seq_and_unread_exact() {
                 platform::storage::inspect::count_unread_rows(&mut gw.env.db().await, "tess")
                     .await
                     .unwrap();
-            (state.unread == rows).then_some(())
+            (state.counts.unread == rows).then_some(())
         },
     )
     .await;
     let state = inbox::state(&mut conn, "tess").await.unwrap();
     assert!(
-        state.unread < 4_000,
+        state.counts.unread < 4_000,
         "reads landed: unread {}",
-        state.unread
+        state.counts.unread
     );
-    assert!(state.unread >= 0);
+    assert!(state.counts.unread >= 0);
 }
 
 fn seqs_of(rows: &[domain::Notification]) -> Vec<i64> {

@@ -8,62 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use testkit::new_notification;
 
-use crate::support::{TestGateway, WAIT};
-
-struct Api<'a> {
-    gw: &'a TestGateway,
-    token: String,
-    http: reqwest::Client,
-}
-
-impl<'a> Api<'a> {
-    fn new(gw: &'a TestGateway, user: &str) -> Self {
-        Self {
-            gw,
-            token: gw.env.token(user, 300),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
-            .get(format!("http://127.0.0.1:{}{path}", self.gw.port))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn post(&self, path: &str) -> reqwest::Response {
-        self.http
-            .post(format!("http://127.0.0.1:{}{path}", self.gw.port))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn json(&self, path: &str) -> Value {
-        let response = self.get(path).await;
-        assert_eq!(response.status(), StatusCode::OK, "{path}");
-        response.json().await.unwrap()
-    }
-}
-
-/// Stores `n` notifications for `user` (categories alternate) and returns them.
-async fn seed(gw: &TestGateway, user: &str, n: usize) -> Vec<domain::Notification> {
-    let batch: Vec<_> = (0..n)
-        .map(|i| {
-            let mut n = new_notification(user, i, Priority::Normal);
-            n.category = Some(if i % 2 == 0 { "orders" } else { "social" }.into());
-            n
-        })
-        .collect();
-    testkit::store_batch(&mut gw.env.db().await, &batch, chrono::Utc::now())
-        .await
-        .unwrap()
-        .visible
-}
+use crate::support::{Api, TestGateway, WAIT, seed};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_filters_and_archive() {
@@ -184,7 +129,7 @@ async fn another_users_notification_is_404_like_an_unknown_one() {
     let list = api.json("/v1/me/notifications").await;
     assert_eq!(list["items"], json!([]), "yuri sees nothing of xena's");
     let state = inbox::state(&mut gw.env.db().await, "xena").await.unwrap();
-    assert_eq!(state.unread, 1, "xena's state untouched");
+    assert_eq!(state.counts.unread, 1, "xena's state untouched");
 
     // No token, or a bad one: 401.
     let bare = reqwest::get(format!("http://127.0.0.1:{}/v1/me/unread-count", gw.port))
@@ -321,7 +266,7 @@ async fn unread_and_unarchive_undo_read_and_archive_on_every_device() {
             .await
             .unwrap();
         assert_eq!(phone.next_json(WAIT).await.unwrap()["type"], "archived");
-        step(json!({"type": "archived", "ids": answer["ids"], "unread": answer["unread"], "version": answer["version"]}), unread).await;
+        step(json!({"type": "archived", "ids": answer["ids"], "unread": answer["unread"], "version": answer["version"], "counts": answer["counts"]}), unread).await;
     }
     let archived = api.json("/v1/me/notifications?status=archived").await;
     let ids = |page: &Value| -> Vec<String> {
@@ -357,7 +302,7 @@ async fn unread_and_unarchive_undo_read_and_archive_on_every_device() {
         assert_eq!(response.status(), StatusCode::OK);
         let answer: Value = response.json().await.unwrap();
         assert_eq!(phone.next_json(WAIT).await.unwrap()["type"], "unarchived");
-        step(json!({"type": "unarchived", "ids": answer["ids"], "unread": answer["unread"], "version": answer["version"]}), unread).await;
+        step(json!({"type": "unarchived", "ids": answer["ids"], "unread": answer["unread"], "version": answer["version"], "counts": answer["counts"]}), unread).await;
     }
     assert_eq!(ids(&api.json("/v1/me/notifications").await).len(), 4);
 

@@ -5,6 +5,7 @@
 
 mod browsers;
 mod connections;
+mod counts;
 mod delivery;
 mod identity;
 mod inbox;

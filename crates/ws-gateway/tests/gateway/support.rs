@@ -3,11 +3,13 @@
 
 use std::time::Duration;
 
+use domain::Priority;
 use platform::redis::RedisStore;
+use reqwest::StatusCode;
 use serde_json::Value;
-use testkit::TestEnv;
 use testkit::service::Running;
 use testkit::ws::WsClient;
+use testkit::{TestEnv, new_notification};
 use tokio_util::sync::CancellationToken;
 use ws_gateway::Application;
 
@@ -82,4 +84,70 @@ pub async fn notifications(
 
 pub fn seqs(frames: &[Value]) -> Vec<i64> {
     frames.iter().map(|f| f["seq"].as_i64().unwrap()).collect()
+}
+
+/// The inbox REST API as one user.
+pub struct Api<'a> {
+    gw: &'a TestGateway,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+impl<'a> Api<'a> {
+    pub fn new(gw: &'a TestGateway, user: &str) -> Self {
+        Self {
+            gw,
+            token: gw.env.token(user, 300),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("http://127.0.0.1:{}{path}", self.gw.port))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str) -> reqwest::Response {
+        self.http
+            .post(format!("http://127.0.0.1:{}{path}", self.gw.port))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("http://127.0.0.1:{}{path}", self.gw.port))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        response.json().await.unwrap()
+    }
+}
+
+/// Stores `n` notifications for `user` (categories alternate) and returns them.
+pub async fn seed(gw: &TestGateway, user: &str, n: usize) -> Vec<domain::Notification> {
+    let batch: Vec<_> = (0..n)
+        .map(|i| {
+            let mut n = new_notification(user, i, Priority::Normal);
+            n.category = Some(if i % 2 == 0 { "orders" } else { "social" }.into());
+            n
+        })
+        .collect();
+    testkit::store_batch(&mut gw.env.db().await, &batch, chrono::Utc::now())
+        .await
+        .unwrap()
+        .visible
 }

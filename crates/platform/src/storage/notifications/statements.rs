@@ -14,9 +14,10 @@ use diesel::sql_types::{
     Array, BigInt, Bool, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::{InboxCounts, NewNotification, Notification};
+use domain::{Counts, NewNotification, Notification};
 use uuid::Uuid;
 
+use crate::storage::counts;
 use crate::storage::models::{NotificationInsert, NotificationRow};
 use crate::storage::schema::{notifications, user_inbox};
 
@@ -129,36 +130,69 @@ impl QueryId for InsertUnnest<'_> {
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-/// Moves each user's `last_seq` and unread count past the rows just
-/// inserted, and answers each one's state after it (for the live frames);
-/// cached like [`InsertUnnest`].
+/// The state of users' inbox rows, one array per column, as a round
+/// leaves them: their `last_seq` and counts (the counts read with the rows'
+/// locks and moved by the round's rows).
+#[derive(Debug, Default)]
+pub(super) struct InboxColumns<'a> {
+    pub users: Vec<&'a str>,
+    pub last_seqs: Vec<i64>,
+    pub unread: Vec<i64>,
+    pub unseen: Vec<i64>,
+    pub by_category: Vec<serde_json::Value>,
+}
+
+impl<'a> InboxColumns<'a> {
+    pub fn push(&mut self, user: &'a str, inbox: &Inbox) {
+        self.users.push(user);
+        self.last_seqs.push(inbox.last_seq);
+        self.unread.push(inbox.counts.unread);
+        self.unseen.push(inbox.counts.unseen);
+        self.by_category
+            .push(counts::by_category_column(&inbox.counts));
+    }
+
+    fn bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>, last: &str) -> QueryResult<()> {
+        bind_array::<Text, _>(out, &self.users, "::text[], ")?;
+        bind_array::<BigInt, _>(out, &self.last_seqs, "::bigint[], ")?;
+        bind_array::<BigInt, _>(out, &self.unread, "::bigint[], ")?;
+        bind_array::<BigInt, _>(out, &self.unseen, "::bigint[], ")?;
+        bind_array::<Jsonb, _>(out, &self.by_category, last)
+    }
+}
+
+/// A user's inbox row as a round reads it with its lock, and moves it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Inbox {
+    pub last_seq: i64,
+    pub counts: Counts,
+}
+
+/// Writes each user's `last_seq` and counts past the rows just inserted
+/// and bumps `version`, answering it (for the live frames); cached like
+/// [`InsertUnnest`].
 struct AdvanceInboxes<'a> {
-    users: &'a [String],
-    last_seqs: &'a [i64],
-    added: &'a [i64],
+    columns: &'a InboxColumns<'a>,
 }
 
 impl QueryFragment<Pg> for AdvanceInboxes<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql(
             "UPDATE user_inbox AS u \
-             SET last_seq = d.last_seq, unread_count = u.unread_count + d.added, version = u.version + 1 \
+             SET last_seq = d.last_seq, unread_count = d.unread, unseen_count = d.unseen, \
+             by_category = d.by_category, version = u.version + 1 \
              FROM unnest(",
         );
-        bind_array::<Text, _>(&mut out, self.users, "::text[], ")?;
-        bind_array::<BigInt, _>(&mut out, self.last_seqs, "::bigint[], ")?;
-        bind_array::<BigInt, _>(
+        self.columns.bind(
             &mut out,
-            self.added,
-            "::bigint[]) AS d(user_id, last_seq, added) WHERE u.user_id = d.user_id \
-             RETURNING u.user_id, u.unread_count, u.version",
-        )?;
-        Ok(())
+            "::jsonb[]) AS d(user_id, last_seq, unread, unseen, by_category) \
+             WHERE u.user_id = d.user_id RETURNING u.user_id, u.version",
+        )
     }
 }
 
 impl Query for AdvanceInboxes<'_> {
-    type SqlType = (Text, BigInt, BigInt);
+    type SqlType = (Text, BigInt);
 }
 
 impl QueryId for AdvanceInboxes<'_> {
@@ -172,20 +206,18 @@ impl QueryId for AdvanceInboxes<'_> {
 /// created first); cached like [`InsertUnnest`] (a `sql_query` would be
 /// prepared again, one more round trip, every time).
 pub(super) struct CreateInboxes<'a> {
-    pub users: &'a [&'a str],
-    pub last_seqs: &'a [i64],
-    pub unread: &'a [i64],
+    pub columns: &'a InboxColumns<'a>,
     pub versions: &'a [i64],
 }
 
 impl QueryFragment<Pg> for CreateInboxes<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql(
-            "INSERT INTO user_inbox (user_id, last_seq, unread_count, version) SELECT * FROM unnest(",
+            "INSERT INTO user_inbox \
+             (user_id, last_seq, unread_count, unseen_count, by_category, version) \
+             SELECT * FROM unnest(",
         );
-        bind_array::<Text, _>(&mut out, self.users, "::text[], ")?;
-        bind_array::<BigInt, _>(&mut out, self.last_seqs, "::bigint[], ")?;
-        bind_array::<BigInt, _>(&mut out, self.unread, "::bigint[], ")?;
+        self.columns.bind(&mut out, "::jsonb[], ")?;
         bind_array::<BigInt, _>(
             &mut out,
             self.versions,
@@ -289,19 +321,33 @@ pub(super) async fn load_visible(
 
 /// Locks the `user_inbox` rows of `users`, in user-id order, so that two
 /// transactions with overlapping users cannot deadlock; answers each one's
-/// `last_seq`.
+/// `last_seq` and counts.
 pub(super) async fn lock(
     mut conn: &AsyncPgConnection,
     users: &[&str],
-) -> Result<HashMap<String, i64>, diesel::result::Error> {
+) -> Result<HashMap<String, Inbox>, diesel::result::Error> {
     let locked = user_inbox::table
         .filter(user_inbox::user_id.eq_any(users))
         .order(user_inbox::user_id)
-        .select((user_inbox::user_id, user_inbox::last_seq))
+        .select((
+            user_inbox::user_id,
+            user_inbox::last_seq,
+            (
+                user_inbox::unread_count,
+                user_inbox::unseen_count,
+                user_inbox::by_category,
+            ),
+        ))
         .for_update()
-        .load::<(String, i64)>(&mut conn)
+        .load::<(String, i64, counts::Columns)>(&mut conn)
         .await?;
-    Ok(locked.into_iter().collect())
+    locked
+        .into_iter()
+        .map(|(user, last_seq, columns)| {
+            let counts = counts::from_columns(columns)?;
+            Ok((user, Inbox { last_seq, counts }))
+        })
+        .collect()
 }
 
 /// Which of `keys` are stored already. Joined after [`lock`] of their
@@ -323,28 +369,19 @@ pub(super) async fn already_stored(
         .await
 }
 
-/// Moves each user's `last_seq` and unread count past the rows just
-/// inserted; answers each user's `(unread, version)` after it.
+/// Writes the users' inbox rows as `columns` says; answers each user's
+/// `version` after it.
 pub(super) async fn advance_inboxes(
     mut conn: &AsyncPgConnection,
-    users: &[String],
-    last_seqs: &[i64],
-    added: &[i64],
-) -> Result<HashMap<String, InboxCounts>, diesel::result::Error> {
-    if users.is_empty() {
+    columns: &InboxColumns<'_>,
+) -> Result<HashMap<String, i64>, diesel::result::Error> {
+    if columns.users.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows = AdvanceInboxes {
-        users,
-        last_seqs,
-        added,
-    }
-    .load::<(String, i64, i64)>(&mut conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(user, unread, version)| (user, InboxCounts { unread, version }))
-        .collect())
+    let rows = AdvanceInboxes { columns }
+        .load::<(String, i64)>(&mut conn)
+        .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Inserts the rows with [`InsertUnnest`].

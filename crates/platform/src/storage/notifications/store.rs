@@ -13,17 +13,18 @@ use futures_util::future::{join4, try_join, try_join4};
 use uuid::Uuid;
 
 use super::statements::{
-    CreateInboxes, Keys, advance_inboxes, already_stored, insert_rows, load_visible, lock,
+    CreateInboxes, Inbox, InboxColumns, Keys, advance_inboxes, already_stored, insert_rows,
+    load_visible, lock,
 };
 use super::{StoredBatch, Unprepared};
 use crate::db::DbError;
 use crate::storage::models::{NotificationInsert, Prepared};
-use crate::storage::{pipelined_tx, preferences};
+use crate::storage::{counts, pipelined_tx, preferences};
 
-/// Each locked user's `last_seq`, as numbering moves it.
-type LastSeqs = HashMap<String, i64>;
+/// Each locked user's `last_seq` and counts, as numbering moves them.
+type Inboxes = HashMap<String, Inbox>;
 
-/// Each user's unread count and version as this transaction leaves them.
+/// Each user's counts and version as this transaction leaves them.
 pub(super) type Counts = HashMap<String, InboxCounts>;
 
 /// Whether a round looks for its notifications among the stored ones
@@ -72,7 +73,7 @@ pub(super) async fn store_in_tx(
         Check::Stored => Keys::of(batch, |_| true),
     };
 
-    let (mut last_seqs, mut stored, preferences) = lock_users(conn, batch, &users, &keys).await?;
+    let (mut inboxes, mut stored, preferences) = lock_users(conn, batch, &users, &keys).await?;
     let mut round = Round::prepare(batch, &stored, &preferences, prepare);
     if check == Check::Optimistic && !round.refused.is_empty() {
         // A refused one is never inserted, so the primary key cannot say
@@ -87,22 +88,22 @@ pub(super) async fn store_in_tx(
         conn,
         batch,
         &users,
-        &mut last_seqs,
+        &mut inboxes,
         &mut round,
         &mut stored,
         now,
     )
     .await?;
     let prepared = std::mem::take(&mut round.prepared);
-    let numbered = number(&prepared, &mut last_seqs, &created, now)?;
+    let numbered = number(&prepared, &mut inboxes, &created, now)?;
     let earlier = Keys::of(batch, |n| stored.contains(&key(n)));
-    let (earlier, mut counts) = write_and_commit(conn, &numbered, &last_seqs, &earlier).await?;
+    let (earlier, mut counts) = write_and_commit(conn, &numbered, &inboxes, &earlier).await?;
     counts.extend(created);
     Ok(round.finish(batch, numbered, earlier, counts))
 }
 
 /// First round trip: `BEGIN`, the users' inbox rows locked (their
-/// `last_seq`), which of `keys` are stored already (none asked for in an
+/// `last_seq` and counts), which of `keys` are stored already (none asked for in an
 /// optimistic round), and the users' preferences. Users without an inbox
 /// row yet are not in the map.
 async fn lock_users<'b>(
@@ -110,15 +111,15 @@ async fn lock_users<'b>(
     batch: &[&'b NewNotification],
     users: &[&str],
     keys: &Keys<'_>,
-) -> Result<(LastSeqs, HashSet<Key<'b>>, HashMap<String, Preferences>), DbError> {
-    let ((), last_seqs, stored, preferences) = try_join4(
+) -> Result<(Inboxes, HashSet<Key<'b>>, HashMap<String, Preferences>), DbError> {
+    let ((), inboxes, stored, preferences) = try_join4(
         pipelined_tx::begin(conn),
         lock(conn, users),
         already_stored(conn, keys),
         preferences::load_many(conn, users),
     )
     .await?;
-    Ok((last_seqs, keys_among(batch, stored), preferences))
+    Ok((inboxes, keys_among(batch, stored), preferences))
 }
 
 /// A notification's identity as stored: its id and its user (the primary
@@ -261,38 +262,37 @@ async fn create_inboxes<'b>(
     conn: &AsyncPgConnection,
     batch: &[&'b NewNotification],
     users: &[&str],
-    last_seqs: &mut LastSeqs,
+    inboxes: &mut Inboxes,
     round: &mut Round<'b>,
     stored: &mut HashSet<Key<'b>>,
     now: DateTime<Utc>,
 ) -> Result<Counts, DbError> {
-    if last_seqs.len() == users.len() {
+    if inboxes.len() == users.len() {
         return Ok(Counts::new());
     }
     let new_users: Vec<&str> = users
         .iter()
         .copied()
-        .filter(|u| !last_seqs.contains_key(*u))
+        .filter(|u| !inboxes.contains_key(*u))
         .collect();
     let fresh = FreshInboxes::of(&new_users, &round.prepared, now);
     let mut shared = conn;
     let created: HashSet<String> = CreateInboxes {
-        users: &new_users,
-        last_seqs: &fresh.last_seqs,
-        unread: &fresh.unread,
+        columns: &fresh.columns,
         versions: &fresh.versions,
     }
     .load::<String>(&mut shared)
     .await?
     .into_iter()
     .collect();
-    last_seqs.extend(created.iter().map(|user| (user.clone(), 0)));
+    // Numbered from 0 again below; their rows already hold the result.
+    inboxes.extend(created.iter().map(|user| (user.clone(), Inbox::default())));
     let raced: Vec<&str> = new_users
         .iter()
         .copied()
         .filter(|u| !created.contains(*u))
         .collect();
-    let created_counts = fresh.counts_of(&new_users, &created);
+    let created_counts = fresh.counts_of(&created);
     if raced.is_empty() {
         return Ok(created_counts);
     }
@@ -300,7 +300,7 @@ async fn create_inboxes<'b>(
     let (locked, stored_meanwhile) =
         try_join(lock(conn, &raced), already_stored(conn, &raced_keys)).await?;
     let stored_meanwhile = keys_among(batch, stored_meanwhile);
-    last_seqs.extend(locked);
+    inboxes.extend(locked);
     round.found_stored(&stored_meanwhile);
     stored.extend(stored_meanwhile);
     Ok(created_counts)
@@ -308,46 +308,57 @@ async fn create_inboxes<'b>(
 
 /// The inbox state of users getting their first notification, as this
 /// transaction leaves it: each one's prepared notifications numbered from
-/// 1, the unmuted ones unread, the version moved once if any was numbered
-/// (as the counter update moves it for everyone else). Expired ones take
-/// no number.
-struct FreshInboxes {
-    last_seqs: Vec<i64>,
-    unread: Vec<i64>,
+/// 1 and counted (the unmuted ones unread and unseen), the version moved
+/// once if any was numbered (as the counter update moves it for everyone
+/// else). Expired ones take no number.
+struct FreshInboxes<'a> {
+    columns: InboxColumns<'a>,
     versions: Vec<i64>,
+    /// Each user's state, in the order of `columns.users`.
+    inboxes: Vec<Inbox>,
 }
 
-impl FreshInboxes {
-    fn of(users: &[&str], prepared: &[Prepared], now: DateTime<Utc>) -> Self {
-        let mut counts: HashMap<&str, (i64, i64)> = users.iter().map(|u| (*u, (0, 0))).collect();
+impl<'a> FreshInboxes<'a> {
+    fn of(users: &[&'a str], prepared: &[Prepared], now: DateTime<Utc>) -> Self {
+        let mut inboxes: HashMap<&str, Inbox> =
+            users.iter().map(|u| (*u, Inbox::default())).collect();
         for p in prepared {
             let notification = &p.notification;
             if notification.is_expired_at(now) {
                 continue;
             }
-            if let Some((seq, unread)) = counts.get_mut(notification.user_id.as_str()) {
-                *seq += 1;
-                *unread += i64::from(!p.muted);
+            if let Some(inbox) = inboxes.get_mut(notification.user_id.as_str()) {
+                inbox.last_seq += 1;
+                counts::add_stored(&mut inbox.counts, notification.category.as_deref(), p.muted);
             }
         }
-        let (last_seqs, unread): (Vec<i64>, Vec<i64>) = users.iter().map(|u| counts[u]).unzip();
-        let versions = last_seqs.iter().map(|&seq| i64::from(seq > 0)).collect();
-        Self {
-            last_seqs,
-            unread,
-            versions,
+        let mut fresh = Self {
+            columns: InboxColumns::default(),
+            versions: Vec::with_capacity(users.len()),
+            inboxes: Vec::with_capacity(users.len()),
+        };
+        for user in users {
+            let inbox = inboxes.remove(user).unwrap_or_default();
+            fresh.columns.push(user, &inbox);
+            fresh.versions.push(i64::from(inbox.last_seq > 0));
+            fresh.inboxes.push(inbox);
         }
+        fresh
     }
 
-    /// The state of the rows this transaction created (`users` in the
-    /// order they were given to [`FreshInboxes::of`]).
-    fn counts_of(&self, users: &[&str], created: &HashSet<String>) -> Counts {
-        users
+    /// The state of the rows this transaction created.
+    fn counts_of(self, created: &HashSet<String>) -> Counts {
+        self.columns
+            .users
             .iter()
-            .zip(self.unread.iter().zip(&self.versions))
+            .zip(self.inboxes.into_iter().zip(self.versions))
             .filter(|(user, _)| created.contains(**user))
-            .map(|(user, (&unread, &version))| {
-                ((*user).to_owned(), InboxCounts { unread, version })
+            .map(|(user, (inbox, version))| {
+                let counts = InboxCounts {
+                    counts: inbox.counts,
+                    version,
+                };
+                ((*user).to_owned(), counts)
             })
             .collect()
     }
@@ -356,24 +367,24 @@ impl FreshInboxes {
 /// The rows to insert, numbered.
 struct Numbered<'p> {
     rows: Vec<NotificationInsert<'p>>,
-    /// Unread rows added per user whose inbox existed before this round.
-    added: HashMap<&'p str, i64>,
-    /// Ids stored as expired: no `seq`, not unread, not published.
+    /// Users whose inbox existed before this round and got a number.
+    moved: HashSet<&'p str>,
+    /// Ids stored as expired: no `seq`, not counted, not published.
     expired: HashSet<Uuid>,
 }
 
-/// Numbers each user's new rows after their `last_seq` (moved in
-/// `last_seqs`), in batch order; expired ones take no number. Muted ones
-/// take a number but are not unread.
+/// Numbers each user's new rows after their `last_seq` and counts them
+/// (moving `inboxes`), in batch order; expired ones take no number. Muted
+/// ones take a number but are not counted.
 fn number<'p>(
     prepared: &'p [Prepared],
-    last_seqs: &mut LastSeqs,
+    inboxes: &mut Inboxes,
     created: &Counts,
     now: DateTime<Utc>,
 ) -> Result<Numbered<'p>, DbError> {
     let mut numbered = Numbered {
         rows: Vec::with_capacity(prepared.len()),
-        added: HashMap::new(),
+        moved: HashSet::new(),
         expired: HashSet::new(),
     };
     for p in prepared {
@@ -385,15 +396,18 @@ fn number<'p>(
         }
         let user = notification.user_id.as_str();
         // Every user of the batch was locked or created above.
-        let Some(seq) = last_seqs.get_mut(user) else {
+        let Some(inbox) = inboxes.get_mut(user) else {
             return Err(diesel::result::Error::NotFound.into());
         };
-        *seq += 1;
+        inbox.last_seq += 1;
         // Rows created above already hold their final state.
         if !created.contains_key(user) {
-            *numbered.added.entry(user).or_default() += i64::from(!p.muted);
+            counts::add_stored(&mut inbox.counts, notification.category.as_deref(), p.muted);
+            numbered.moved.insert(user);
         }
-        numbered.rows.push(NotificationInsert::new(p, Some(*seq)));
+        numbered
+            .rows
+            .push(NotificationInsert::new(p, Some(inbox.last_seq)));
     }
     Ok(numbered)
 }
@@ -404,29 +418,34 @@ fn number<'p>(
 async fn write_and_commit(
     conn: &AsyncPgConnection,
     numbered: &Numbered<'_>,
-    last_seqs: &LastSeqs,
+    inboxes: &Inboxes,
     earlier: &Keys<'_>,
 ) -> Result<(Vec<Notification>, Counts), DbError> {
-    let (users, added): (Vec<String>, Vec<i64>) = numbered
-        .added
-        .iter()
-        .map(|(user, n)| ((*user).to_owned(), *n))
-        .unzip();
-    let seqs: Vec<i64> = users.iter().map(|u| last_seqs[u.as_str()]).collect();
+    let mut columns = InboxColumns::default();
+    for user in &numbered.moved {
+        columns.push(user, &inboxes[*user]);
+    }
     // Every answer is awaited, and the first failure in the order sent is
     // the one reported: the statements after a failed one fail only
     // because the transaction is aborted, and their answers may be polled
     // first. A refused copy must be told from those (see
     // [`is_a_stored_copy`]).
-    let (inserted, counts, earlier, committed) = join4(
+    let (inserted, versions, earlier, committed) = join4(
         insert_rows(conn, &numbered.rows),
-        advance_inboxes(conn, &users, &seqs, &added),
+        advance_inboxes(conn, &columns),
         load_visible(conn, earlier),
         pipelined_tx::commit(conn),
     )
     .await;
     inserted?;
-    let (counts, earlier) = (counts?, earlier?);
+    let (versions, earlier) = (versions?, earlier?);
     committed?;
+    let counts = versions
+        .into_iter()
+        .map(|(user, version)| {
+            let counts = inboxes[&user].counts.clone();
+            (user, InboxCounts { counts, version })
+        })
+        .collect();
     Ok((earlier, counts))
 }
