@@ -10,32 +10,46 @@
 -- JSON object {"<category>": {"unread": n, "unseen": m}} without empty
 -- entries (unindexed columns: updates stay HOT).
 --
--- Adding the columns only touches the catalog; the backfill rewrites the
--- inbox rows of users with unread notifications (one row per user) and
--- reads their unread ones through notifications_unread.
+-- Adding the columns only touches the catalog; the recount below rewrites
+-- the inbox rows of users with unread notifications (one row per user).
 ALTER TABLE notifications ADD COLUMN seen_at timestamptz;
 
 ALTER TABLE user_inbox
     ADD COLUMN unseen_count bigint NOT NULL DEFAULT 0,
     ADD COLUMN by_category jsonb NOT NULL DEFAULT '{}';
 
-UPDATE user_inbox SET unseen_count = unread_count WHERE unread_count <> 0;
+-- Every count recounted from the rows, as they count from now on: unread
+-- while neither read nor archived, unless the category is one the user
+-- mutes now (muting becomes retroactive: a notification stored while its
+-- category was muted counts once it is unmuted, one in a category muted
+-- since no longer does). Nothing was seen yet: unseen = unread. Reads the
+-- unread notifications through notifications_unread.
+CREATE TEMPORARY TABLE recounted ON COMMIT DROP AS
+SELECT user_id,
+       sum(n)::bigint AS unread,
+       coalesce(
+           jsonb_object_agg(category, jsonb_build_object('unread', n, 'unseen', n))
+               FILTER (WHERE category IS NOT NULL),
+           '{}'::jsonb
+       ) AS by_category
+FROM (
+    SELECT n.user_id, n.category, count(*) AS n
+    FROM notifications AS n
+    LEFT JOIN user_preferences AS p ON p.user_id = n.user_id
+    WHERE n.seq IS NOT NULL AND n.read_at IS NULL AND n.archived_at IS NULL
+      AND (n.category IS NULL OR p.user_id IS NULL OR NOT n.category = ANY(p.muted_categories))
+    GROUP BY n.user_id, n.category
+) AS per_category
+GROUP BY user_id;
 
 UPDATE user_inbox AS u
-SET by_category = c.by_category
-FROM (
-    SELECT user_id,
-           jsonb_object_agg(category, jsonb_build_object('unread', n, 'unseen', n)) AS by_category
-    FROM (
-        SELECT user_id, category, count(*) AS n
-        FROM notifications
-        WHERE seq IS NOT NULL AND read_at IS NULL AND archived_at IS NULL
-          AND NOT muted AND category IS NOT NULL
-        GROUP BY user_id, category
-    ) AS per_category
-    GROUP BY user_id
-) AS c
-WHERE u.user_id = c.user_id;
+SET unread_count = r.unread, unseen_count = r.unread, by_category = r.by_category
+FROM recounted AS r
+WHERE u.user_id = r.user_id;
+
+UPDATE user_inbox AS u
+SET unread_count = 0
+WHERE unread_count <> 0 AND NOT EXISTS (SELECT 1 FROM recounted AS r WHERE r.user_id = u.user_id);
 
 -- Unseen ones are among the unread ones.
 ALTER TABLE user_inbox

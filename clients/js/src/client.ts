@@ -290,6 +290,12 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       case "seen":
         applySeen(frame.up_to_seq, frame.counts, frame.version);
         break;
+      case "muted": {
+        const { type: _, ...change } = frame;
+        acceptCounts(change.counts, change.version);
+        events.emit("muted", change);
+        break;
+      }
       case "error":
         events.emit("error", new HeraldError(frame.message, { code: frame.code }));
     }

@@ -82,6 +82,15 @@ export interface SeenChange {
   counts: Counts;
 }
 
+/** Categories were muted or unmuted (on any device): the counts after it (a muted category leaves them at once). */
+export interface MutedChange {
+  muted: string[];
+  unmuted: string[];
+  unread: number;
+  version: number;
+  counts: Counts;
+}
+
 /** The counts changed (unread, unseen, per category); `version` only ever grows. */
 export interface UnreadChange {
   /** The same as `counts.unread`. */
@@ -117,6 +126,7 @@ export interface HeraldEvents {
   archived: StateChange;
   unarchived: StateChange;
   seen: SeenChange;
+  muted: MutedChange;
   /** The counts changed (any of them, not only `unread`). */
   unread: UnreadChange;
   status: ConnectionStatus;

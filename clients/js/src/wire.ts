@@ -39,7 +39,8 @@ archived_at?: string | null,
  */
 locale?: string | null, 
 /**
- * Stored while its category was muted: history only, never pushed or counted.
+ * Stored while its category was muted: never pushed; counted only
+ * while its category is not muted (muting is retroactive).
  */
 muted?: boolean, };
 
@@ -107,7 +108,8 @@ archived_at?: string | null,
  */
 locale?: string | null, 
 /**
- * Stored while its category was muted: history only, never pushed or counted.
+ * Stored while its category was muted: never pushed; counted only
+ * while its category is not muted (muting is retroactive).
  */
 muted?: boolean, };
 
@@ -143,6 +145,10 @@ last_seq: number,
  * The user's state counter: bumped with every change of the counts.
  */
 version: number, counts: Counts, } | { "type": "notification" } & NotificationFrame | { "type": "read" } & StateChange | { "type": "archived" } & StateChange | { "type": "unread" } & StateChange | { "type": "unarchived" } & StateChange | { "type": "seen", up_to_seq: number, 
+/**
+ * The same as `counts.unread`.
+ */
+unread: number, version: number, counts: Counts, } | { "type": "muted", muted: Array<string>, unmuted: Array<string>, 
 /**
  * The same as `counts.unread`.
  */

@@ -214,6 +214,16 @@ describe("unseen and counts per category", () => {
     expect([client.unread, client.unseen]).toEqual([3, 0]);
   });
 
+  it("a muted frame takes its counts by version and is emitted", async () => {
+    const { client } = await connected({}, { last_seq: 0, unread: 5, version: 3 });
+    const muted: unknown[] = [];
+    client.on("muted", (m) => muted.push(m));
+    const after = counts(3, 2, { orders: { unread: 3, unseen: 2 } });
+    lastSocket().receive({ type: "muted", muted: ["social"], unmuted: [], unread: 3, version: 4, counts: after });
+    expect(client.counts).toEqual(after);
+    expect(muted).toEqual([{ muted: ["social"], unmuted: [], unread: 3, version: 4, counts: after }]);
+  });
+
   it("markSeen() posts the newest delivered seq (or the one given) and applies the answer", async () => {
     const answer = { ids: ["n1", "n2"], unread: 2, version: 9, counts: counts(2, 0) };
     const { fetch, calls } = fakeFetch(() => ({ body: answer }));

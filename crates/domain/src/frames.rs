@@ -47,6 +47,18 @@ pub enum ServerFrame {
         version: i64,
         counts: Counts,
     },
+    /// The user muted or unmuted categories (on any device): a muted
+    /// category's notifications leave the counts at once, an unmuted one's
+    /// unread ones come back (those that arrived while it was muted too:
+    /// they were never pushed, so list them to show them).
+    Muted {
+        muted: Vec<String>,
+        unmuted: Vec<String>,
+        /// The same as `counts.unread`.
+        unread: i64,
+        version: i64,
+        counts: Counts,
+    },
     /// Answer to a client `ping` frame (WebSocket-level pings are answered too).
     Pong,
     /// The client sent something the gateway could not act on.

@@ -442,7 +442,8 @@ pub struct Notification {
     /// The locale a template was rendered in; absent for plain notifications.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locale: Option<String>,
-    /// Stored while its category was muted: history only, never pushed or counted.
+    /// Stored while its category was muted: never pushed; counted only
+    /// while its category is not muted (muting is retroactive).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub muted: bool,
 }

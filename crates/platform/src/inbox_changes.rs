@@ -3,11 +3,11 @@
 //! PostgreSQL, then publish the new state on the user's channel so every
 //! connection of the user, on every gateway instance, hears it.
 
-use domain::{ChangeResult, ServerFrame, StateChange};
+use domain::{ChangeResult, Preferences, ServerFrame, StateChange};
 
 use crate::db::{DbError, DbPool};
 use crate::redis::RedisStore;
-use crate::storage::inbox::{self, Applied, Change, Target};
+use crate::storage::inbox::{self, Applied, Change, Muting, Target};
 
 /// Applies `change` to the user's `target` notifications and publishes
 /// the frame that tells every device, chunk by chunk: a bulk change of
@@ -36,14 +36,48 @@ pub async fn apply(
     Ok(total)
 }
 
+/// Replaces the user's preferences; when that muted or unmuted a
+/// category, tells every device of the user the new counts (a `muted`
+/// frame).
+pub async fn set_preferences(
+    db: &DbPool,
+    redis: &RedisStore,
+    user_id: &str,
+    preferences: &Preferences,
+) -> Result<(), DbError> {
+    let mut conn = db.get().await?;
+    let Some(Muting {
+        muted,
+        unmuted,
+        result,
+    }) = inbox::set_preferences(&mut conn, user_id, preferences).await?
+    else {
+        return Ok(());
+    };
+    let frame = ServerFrame::Muted {
+        muted,
+        unmuted,
+        unread: result.unread,
+        version: result.version,
+        counts: result.counts,
+    };
+    tell(redis, user_id, &frame).await;
+    Ok(())
+}
+
 /// Tells every device of the user about a committed change (none when it
-/// changed nothing). If the publish fails, other devices see the new state
-/// at their next hello (it carries `version`).
+/// changed nothing).
 async fn publish(redis: &RedisStore, user_id: &str, change: Change, applied: &Applied) {
     if applied.result.ids.is_empty() {
         return;
     }
-    let frame = frame_of(change, applied);
+    tell(redis, user_id, &frame_of(change, applied)).await;
+}
+
+/// Publishes a committed change's frame on the user's channel. If that
+/// fails, other devices see the new state at their next hello (it carries
+/// `version`).
+async fn tell(redis: &RedisStore, user_id: &str, frame: &ServerFrame) {
     if let Err(err) = redis.publish_to_users(&[(user_id, frame.to_json())]).await {
         tracing::warn!(%err, "notification state changed but could not be published");
     }

@@ -362,6 +362,30 @@ pub async fn store_batch(
     Ok(stored)
 }
 
+/// Stores plain notifications at `now`, each muted when its user's
+/// preferences (read by the storing transaction) mute its category, as
+/// the worker decides.
+pub async fn store_batch_muting(
+    conn: &mut AsyncPgConnection,
+    batch: &[domain::NewNotification],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<StoredBatch, DbError> {
+    let notifications: Vec<&domain::NewNotification> = batch.iter().collect();
+    let (stored, _) = store_preparing(conn, &notifications, now, |i, preferences| {
+        let notification = batch[i].clone();
+        let muted = match (&notification.category, preferences) {
+            (Some(category), Some(p)) => p.muted_categories.contains(category),
+            _ => false,
+        };
+        Ok(Prepared {
+            muted,
+            ..Prepared::from(notification)
+        })
+    })
+    .await?;
+    Ok(stored)
+}
+
 /// Stores notifications prepared beforehand (rendered, muted as given).
 pub async fn store_prepared(
     conn: &mut AsyncPgConnection,

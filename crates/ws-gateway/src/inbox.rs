@@ -62,7 +62,7 @@ pub async fn get_preferences(
     Ok(HttpResponse::Ok().json(current))
 }
 
-/// Replace the user's preferences: locale (BCP 47), timezone (IANA), muted categories.
+/// Replace the user's preferences: locale (BCP 47), timezone (IANA), muted categories (retroactive: a muted category leaves the counts at once, with a `muted` frame to every device).
 #[utoipa::path(
     put,
     path = "/v1/me/preferences",
@@ -92,8 +92,7 @@ pub async fn put_preferences(
         )));
     }
     let wanted = wanted.normalized();
-    let mut conn = state.conn().await?;
-    preferences::put(&mut conn, &user.id, &wanted).await?;
+    inbox_changes::set_preferences(&state.db, &state.redis, &user.id, &wanted).await?;
     Ok(HttpResponse::Ok().json(wanted))
 }
 

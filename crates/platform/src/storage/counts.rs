@@ -39,6 +39,9 @@ pub(crate) struct RowState {
     /// Marked seen, or read.
     pub seen: bool,
     pub archived: bool,
+    /// Its category is muted now (muting is retroactive: the column
+    /// `notifications.muted` only says it was stored while muted, and so
+    /// never pushed).
     pub muted: bool,
 }
 
@@ -74,7 +77,7 @@ impl RowState {
 }
 
 /// Moves `counts` by a notification just stored (listed, unless expired:
-/// those never count).
+/// those never count), `muted` if its category is.
 pub(crate) fn add_stored(counts: &mut Counts, category: Option<&str>, muted: bool) {
     let (unread, unseen) = RowState::new(muted).counted();
     counts.add(category, i64::from(unread), i64::from(unseen));

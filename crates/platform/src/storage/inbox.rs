@@ -11,12 +11,12 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use domain::{ChangeResult, Counts, Notification};
+use domain::{ChangeResult, Counts, Notification, Preferences};
 use uuid::Uuid;
 
 use super::counts::{self, RowState};
 use super::models::NotificationRow;
-use super::schema::{notifications, user_inbox};
+use super::schema::{notifications, user_inbox, user_preferences};
 use crate::db::DbError;
 
 /// A user's sequence counter, counts and state version.
@@ -122,9 +122,14 @@ pub async fn page(
         select = select.filter(notifications::seq.lt(before));
     }
     if query.unread_only {
+        // What the unread count counts: not in a category muted now.
         select = select
             .filter(notifications::read_at.is_null())
-            .filter(notifications::muted.eq(false));
+            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "NOT EXISTS (SELECT 1 FROM user_preferences p \
+                 WHERE p.user_id = notifications.user_id \
+                 AND notifications.category = ANY(p.muted_categories))",
+            ));
     }
     if let Some(category) = &query.category {
         select = select.filter(notifications::category.eq(category));
@@ -209,26 +214,26 @@ struct ChangedRow {
     read_at: Option<DateTime<Utc>>,
     seen_at: Option<DateTime<Utc>>,
     archived_at: Option<DateTime<Utc>>,
-    muted: bool,
 }
 
 impl ChangedRow {
-    fn state(&self) -> RowState {
+    /// Its state, with the user's categories `muted` now.
+    fn state(&self, muted: &[String]) -> RowState {
         let read = self.read_at.is_some();
         RowState {
             read,
             seen: read || self.seen_at.is_some(),
             archived: self.archived_at.is_some(),
-            muted: self.muted,
+            muted: self.category.as_ref().is_some_and(|c| muted.contains(c)),
         }
     }
 }
 
 impl Change {
-    /// The state a row this change left as `row` was in before: each change
-    /// flips one thing, and only of rows not in the wanted state yet.
-    fn before(self, row: &ChangedRow) -> RowState {
-        let after = row.state();
+    /// The state a row this change left as `after` (`row`) was in before:
+    /// each change flips one thing, and only of rows not in the wanted
+    /// state yet.
+    fn before(self, row: &ChangedRow, after: RowState) -> RowState {
         match self {
             // Reading does not touch `seen_at`.
             Change::Read => RowState {
@@ -287,42 +292,20 @@ pub async fn apply(
 ) -> Result<Applied, DbError> {
     let now: DateTime<Utc> = Utc::now();
     conn.transaction::<_, DbError, _>(async |conn| {
-        let locked = user_inbox::table
-            .filter(user_inbox::user_id.eq(user_id))
-            .select((
-                (
-                    user_inbox::unread_count,
-                    user_inbox::unseen_count,
-                    user_inbox::by_category,
-                ),
-                user_inbox::version,
-            ))
-            .for_update()
-            .first::<(counts::Columns, i64)>(conn)
-            .await
-            .optional()?;
-        let Some((columns, version)) = locked else {
+        let Some((mut counts, version)) = lock_counts(conn, user_id).await? else {
             return Ok(unchanged(Counts::default(), 0));
         };
-        let mut counts = counts::from_columns(columns)?;
         let rows = changed_rows(conn, user_id, target, change, now).await?;
         if rows.is_empty() {
             return Ok(unchanged(counts, version));
         }
+        let muted = muted_categories(conn, user_id).await?;
         for row in &rows {
-            let after = row.state();
-            after.moved_from(change.before(row), row.category.as_deref(), &mut counts);
+            let after = row.state(&muted);
+            let before = change.before(row, after);
+            after.moved_from(before, row.category.as_deref(), &mut counts);
         }
-        let version = diesel::update(user_inbox::table.find(user_id))
-            .set((
-                user_inbox::unread_count.eq(counts.unread),
-                user_inbox::unseen_count.eq(counts.unseen),
-                user_inbox::by_category.eq(counts::by_category_column(&counts)),
-                user_inbox::version.eq(user_inbox::version + 1),
-            ))
-            .returning(user_inbox::version)
-            .get_result::<i64>(conn)
-            .await?;
+        let version = write_counts(conn, user_id, &counts).await?;
         Ok(Applied {
             up_to_seq: rows.iter().filter_map(|row| row.seq).max().unwrap_or(0),
             result: ChangeResult {
@@ -334,6 +317,182 @@ pub async fn apply(
         })
     })
     .await
+}
+
+/// Writes the user's counts (locked by the caller's transaction) and bumps
+/// `version`; answers the new version.
+async fn write_counts(
+    conn: &mut AsyncPgConnection,
+    user_id: &str,
+    counts: &Counts,
+) -> Result<i64, diesel::result::Error> {
+    diesel::update(user_inbox::table.find(user_id))
+        .set((
+            user_inbox::unread_count.eq(counts.unread),
+            user_inbox::unseen_count.eq(counts.unseen),
+            user_inbox::by_category.eq(counts::by_category_column(counts)),
+            user_inbox::version.eq(user_inbox::version + 1),
+        ))
+        .returning(user_inbox::version)
+        .get_result(conn)
+        .await
+}
+
+/// The categories the user muted (none without preferences).
+async fn muted_categories(
+    conn: &mut AsyncPgConnection,
+    user_id: &str,
+) -> Result<Vec<String>, diesel::result::Error> {
+    Ok(user_preferences::table
+        .find(user_id)
+        .select(user_preferences::muted_categories)
+        .first::<Vec<String>>(conn)
+        .await
+        .optional()?
+        .unwrap_or_default())
+}
+
+/// What replacing a user's preferences did to the counts: the categories
+/// muted and unmuted by it, and the state after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Muting {
+    pub muted: Vec<String>,
+    pub unmuted: Vec<String>,
+    /// No ids (a whole category moves).
+    pub result: ChangeResult,
+}
+
+/// Replaces the user's preferences, and with them which categories count:
+/// muting one takes its notifications out of the counts at once, unmuting
+/// it brings its unread ones back (those stored while it was muted too;
+/// they were never pushed). One transaction under the user's lock.
+/// Answers what moved (`None`: no category was muted or unmuted).
+///
+/// Muting costs nothing per notification: a category's counts are its
+/// entry in `by_category`. Unmuting counts the category's unread
+/// notifications (through `notifications_category`) with the lock held.
+pub async fn set_preferences(
+    conn: &mut AsyncPgConnection,
+    user_id: &str,
+    preferences: &Preferences,
+) -> Result<Option<Muting>, DbError> {
+    conn.transaction::<_, DbError, _>(async |conn| {
+        // The row is created if need be, so that a worker storing the
+        // user's first notifications meanwhile waits for this change and
+        // reads the preferences it leaves (it reads them again when it
+        // finds the row created by another transaction).
+        diesel::insert_into(user_inbox::table)
+            .values(user_inbox::user_id.eq(user_id))
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await?;
+        let Some((mut counts, _)) = lock_counts(conn, user_id).await? else {
+            return Err(diesel::result::Error::NotFound.into());
+        };
+        let before = muted_categories(conn, user_id).await?;
+        super::preferences::put(conn, user_id, preferences).await?;
+        let now = &preferences.muted_categories;
+        let muted: Vec<String> = now
+            .iter()
+            .filter(|c| !before.contains(c))
+            .cloned()
+            .collect();
+        let unmuted: Vec<String> = before
+            .iter()
+            .filter(|c| !now.contains(c))
+            .cloned()
+            .collect();
+        if muted.is_empty() && unmuted.is_empty() {
+            return Ok(None);
+        }
+        for category in &muted {
+            if let Some(those) = counts.by_category.get(category).copied() {
+                counts.add(Some(category), -those.unread, -those.unseen);
+            }
+        }
+        for (category, unread, unseen) in counted_in(conn, user_id, &unmuted).await? {
+            counts.add(Some(&category), unread, unseen);
+        }
+        let version = write_counts(conn, user_id, &counts).await?;
+        Ok(Some(Muting {
+            muted,
+            unmuted,
+            result: ChangeResult {
+                ids: Vec::new(),
+                unread: counts.unread,
+                version,
+                counts,
+            },
+        }))
+    })
+    .await
+}
+
+/// Locks the user's inbox row; answers its counts and version (`None`
+/// without one).
+async fn lock_counts(
+    conn: &mut AsyncPgConnection,
+    user_id: &str,
+) -> Result<Option<(Counts, i64)>, DbError> {
+    let locked = user_inbox::table
+        .filter(user_inbox::user_id.eq(user_id))
+        .select((
+            (
+                user_inbox::unread_count,
+                user_inbox::unseen_count,
+                user_inbox::by_category,
+            ),
+            user_inbox::version,
+        ))
+        .for_update()
+        .first::<(counts::Columns, i64)>(conn)
+        .await
+        .optional()?;
+    Ok(match locked {
+        None => None,
+        Some((columns, version)) => Some((counts::from_columns(columns)?, version)),
+    })
+}
+
+/// The `(category, unread, unseen)` of the user's notifications in
+/// `categories` as they count when not muted: listed, neither read nor
+/// archived.
+async fn counted_in(
+    conn: &mut AsyncPgConnection,
+    user_id: &str,
+    categories: &[String],
+) -> Result<Vec<(String, i64, i64)>, diesel::result::Error> {
+    if categories.is_empty() {
+        return Ok(Vec::new());
+    }
+    let unread = || {
+        notifications::table
+            .filter(notifications::user_id.eq(user_id))
+            .filter(notifications::seq.is_not_null())
+            .filter(notifications::category.eq_any(categories))
+            .filter(notifications::read_at.is_null())
+            .filter(notifications::archived_at.is_null())
+    };
+    let totals: Vec<(Option<String>, i64)> = unread()
+        .group_by(notifications::category)
+        .select((notifications::category, diesel::dsl::count_star()))
+        .load(conn)
+        .await?;
+    let unseen: std::collections::HashMap<Option<String>, i64> = unread()
+        .filter(notifications::seen_at.is_null())
+        .group_by(notifications::category)
+        .select((notifications::category, diesel::dsl::count_star()))
+        .load(conn)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(totals
+        .into_iter()
+        .filter_map(|(category, n)| {
+            let seen_not = unseen.get(&category).copied().unwrap_or(0);
+            Some((category?, n, seen_not))
+        })
+        .collect())
 }
 
 /// The outcome of a change that changed nothing.
@@ -412,7 +571,6 @@ async fn changed_rows(
         notifications::read_at,
         notifications::seen_at,
         notifications::archived_at,
-        notifications::muted,
     );
     let now = Some(now);
     let none: Option<DateTime<Utc>> = None;

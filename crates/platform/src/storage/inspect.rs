@@ -40,33 +40,30 @@ pub async fn count_unread_rows(
     conn: &mut AsyncPgConnection,
     user_id: &str,
 ) -> Result<i64, DbError> {
-    Ok(notifications::table
-        .filter(notifications::user_id.eq(user_id))
-        .filter(notifications::seq.is_not_null())
-        .filter(notifications::read_at.is_null())
-        .filter(notifications::archived_at.is_null())
-        .filter(notifications::muted.eq(false))
-        .count()
-        .get_result(conn)
-        .await?)
+    Ok(recount(conn, user_id).await?.unread)
 }
 
 /// A user's counts recounted from the rows (see [`super::counts`]), to
 /// check the kept ones against in tests.
 pub async fn recount(conn: &mut AsyncPgConnection, user_id: &str) -> Result<Counts, DbError> {
     // Counted the slow way, from the definition: listed, neither archived
-    // nor muted, unread; unseen if not marked seen either.
+    // nor in a category muted now, unread; unseen if not marked seen either.
+    let muted = super::preferences::get(conn, user_id)
+        .await?
+        .muted_categories;
     let rows: Vec<(Option<String>, Option<chrono::DateTime<chrono::Utc>>)> = notifications::table
         .filter(notifications::user_id.eq(user_id))
         .filter(notifications::seq.is_not_null())
         .filter(notifications::archived_at.is_null())
-        .filter(notifications::muted.eq(false))
         .filter(notifications::read_at.is_null())
         .select((notifications::category, notifications::seen_at))
         .load(conn)
         .await?;
     let mut counts = Counts::default();
     for (category, seen_at) in rows {
+        if category.as_ref().is_some_and(|c| muted.contains(c)) {
+            continue;
+        }
         counts.add(category.as_deref(), 1, i64::from(seen_at.is_none()));
     }
     Ok(counts)

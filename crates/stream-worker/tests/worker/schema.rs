@@ -136,7 +136,8 @@ async fn per_user_tables_are_keyed_by_user_and_nothing_links_rows() {
 
 /// The migration that added `seen` and the counts per category fills them
 /// from the rows a user already had: every unread one unseen, per
-/// category, muted, archived, read and expired ones left out.
+/// category; archived, read and expired ones and ones in a category muted
+/// now left out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_counts_migration_fills_them_from_the_stored_rows() {
     use diesel::sql_types::Jsonb;
@@ -157,12 +158,16 @@ async fn the_counts_migration_fills_them_from_the_stored_rows() {
         .await
         .unwrap();
     let mut conn = env.db().await;
-    // Before: ada has two unread orders, one read, one archived, one muted,
-    // one unread without a category and one expired on arrival; bo has
-    // nothing unread.
+    // Before: ada has two unread orders, one read, one archived, one in a
+    // category she mutes, one unread without a category and one expired on
+    // arrival; bo has nothing unread; cy has one stored while social was
+    // muted, and has unmuted it since (muting is retroactive from now on:
+    // it counts).
     for statement in [
         "INSERT INTO user_inbox (user_id, last_seq, unread_count, version) \
-         VALUES ('ada', 6, 3, 9), ('bo', 1, 0, 2)",
+         VALUES ('ada', 6, 3, 9), ('bo', 1, 0, 2), ('cy', 1, 0, 1)",
+        "INSERT INTO user_preferences (user_id, muted_categories) \
+         VALUES ('ada', '{games}'), ('cy', '{}')",
         "INSERT INTO notifications (id, user_id, seq, title, body, priority, category, created_at, \
          read_at, archived_at, muted, expired) VALUES \
          (gen_random_uuid(), 'ada', 1, 't', 'b', 'normal', 'orders', now(), NULL, NULL, false, false), \
@@ -172,7 +177,8 @@ async fn the_counts_migration_fills_them_from_the_stored_rows() {
          (gen_random_uuid(), 'ada', 5, 't', 'b', 'normal', 'games', now(), NULL, NULL, true, false), \
          (gen_random_uuid(), 'ada', 6, 't', 'b', 'normal', NULL, now(), NULL, NULL, false, false), \
          (gen_random_uuid(), 'ada', NULL, 't', 'b', 'normal', 'orders', now(), NULL, NULL, false, true), \
-         (gen_random_uuid(), 'bo', 1, 't', 'b', 'normal', 'orders', now(), now(), NULL, false, false)",
+         (gen_random_uuid(), 'bo', 1, 't', 'b', 'normal', 'orders', now(), now(), NULL, false, false), \
+         (gen_random_uuid(), 'cy', 1, 't', 'b', 'normal', 'social', now(), NULL, NULL, true, false)",
     ] {
         diesel::sql_query(statement)
             .execute(&mut conn)
@@ -203,8 +209,17 @@ async fn the_counts_migration_fills_them_from_the_stored_rows() {
         (bo.unread_count, bo.unseen_count, &bo.by_category),
         (0, 0, &serde_json::json!({}))
     );
+    let cy: Kept = kept("cy").get_result(&mut conn).await.unwrap();
+    assert_eq!(
+        (cy.unread_count, cy.unseen_count, &cy.by_category),
+        (
+            1,
+            1,
+            &serde_json::json!({"social": {"unread": 1, "unseen": 1}})
+        )
+    );
     // And they are what the rows say, read the way Herald reads them.
-    for user in ["ada", "bo"] {
+    for user in ["ada", "bo", "cy"] {
         let state = platform::storage::inbox::state(&mut conn, user)
             .await
             .unwrap();

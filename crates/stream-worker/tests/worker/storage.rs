@@ -411,15 +411,30 @@ async fn a_first_round_creates_inboxes_in_their_final_state() {
     testkit::store_batch(&mut conn, std::slice::from_ref(&known), now)
         .await
         .unwrap();
+    // ada and kai mute `games`: the worker stores theirs muted.
+    let games = domain::Preferences {
+        muted_categories: vec!["games".into()],
+        ..domain::Preferences::default()
+    };
+    for user in ["ada", "kai"] {
+        platform::storage::preferences::put(&mut conn, user, &games)
+            .await
+            .unwrap();
+    }
+    let muted = |user: &str, i| {
+        let mut n = notification(user, i, Priority::Normal);
+        n.category = Some("games".into());
+        Prepared {
+            muted: true,
+            ..n.into()
+        }
+    };
 
     let plain = notification("ada", 1, Priority::Normal);
     let batch: Vec<Prepared> = vec![
         expire(notification("ada", 0, Priority::Normal)).into(),
         plain.clone().into(),
-        Prepared {
-            muted: true,
-            ..notification("ada", 2, Priority::Normal).into()
-        },
+        muted("ada", 2),
         plain.clone().into(),
         notification("ada", 3, Priority::Normal).into(),
         expire(notification("bo", 0, Priority::Normal)).into(),
@@ -502,11 +517,7 @@ async fn a_first_round_creates_inboxes_in_their_final_state() {
     assert!(again.counts.is_empty(), "{:?}", again.counts);
 
     // A round of muted ones only: the version moves, the count does not.
-    let muted: Vec<Prepared> = vec![Prepared {
-        muted: true,
-        ..notification("kai", 2, Priority::Normal).into()
-    }];
-    let stored = testkit::store_prepared(&mut conn, &muted, now)
+    let stored = testkit::store_prepared(&mut conn, &[muted("kai", 2)], now)
         .await
         .unwrap();
     let kai = inbox::state(&mut conn, "kai").await.unwrap();
@@ -537,6 +548,13 @@ async fn a_round_counts_each_category_for_known_and_new_users() {
         n
     };
     testkit::store_batch(&mut conn, &[with("kai", 0, Some("orders"))], now)
+        .await
+        .unwrap();
+    let games = domain::Preferences {
+        muted_categories: vec!["games".into()],
+        ..domain::Preferences::default()
+    };
+    platform::storage::preferences::put(&mut conn, "lu", &games)
         .await
         .unwrap();
     let mut expired = with("lu", 9, Some("orders"));

@@ -225,3 +225,130 @@ async fn seen_by_rest_tells_every_device_and_bad_ones_are_refused() {
     assert_counts(&gw, &api, "tia", &frame).await;
     assert_eq!(frame["counts"]["unseen"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn muting_takes_a_category_out_of_the_counts_at_once_and_unmuting_brings_it_back() {
+    let gw = TestGateway::spawn().await;
+    // seq 1, 3, 5: orders; 2, 4, 6: social.
+    let stored = seed(&gw, "mo", 6).await;
+    let api = Api::new(&gw, "mo");
+    let (mut phone, _) = gw.connect("mo").await;
+    let (mut laptop, _) = gw.connect("mo").await;
+    let put = |muted: Value| {
+        api.http
+            .put(format!("http://127.0.0.1:{}/v1/me/preferences", gw.port))
+            .bearer_auth(&api.token)
+            .json(&json!({"locale": null, "timezone": null, "muted_categories": muted}))
+            .send()
+    };
+    let three = json!({"unread": 3, "unseen": 3});
+
+    assert_eq!(
+        put(json!(["social"])).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let frame = on_both(&mut phone, &mut laptop).await;
+    assert_eq!(
+        (&frame["type"], &frame["muted"], &frame["unmuted"]),
+        (&json!("muted"), &json!(["social"]), &json!([]))
+    );
+    assert_eq!(
+        assert_counts(&gw, &api, "mo", &frame).await,
+        counts(3, 3, json!({"orders": three}))
+    );
+    let unread_page = api.json("/v1/me/notifications?unread=true").await;
+    assert!(
+        unread_page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["category"] == "orders"),
+        "the unread list is what the count counts: {unread_page}"
+    );
+    // The same mutes again: nothing moves, nothing is said.
+    assert_eq!(
+        put(json!(["social"])).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(laptop.next_json(Duration::from_millis(300)).await, None);
+
+    // While muted: reading one of its notifications moves no count; a new
+    // one is stored (not pushed) and not counted.
+    let two = stored[1].id;
+    api.post(&format!("/v1/me/notifications/{two}/read")).await;
+    let read = on_both(&mut phone, &mut laptop).await;
+    assert_eq!(
+        assert_counts(&gw, &api, "mo", &read).await,
+        counts(3, 3, json!({"orders": three}))
+    );
+    let mut quiet = testkit::new_notification("mo", 9, domain::Priority::Normal);
+    quiet.category = Some("social".into());
+    testkit::store_prepared(
+        &mut gw.env.db().await,
+        &[platform::storage::notifications::Prepared {
+            muted: true,
+            ..quiet.into()
+        }],
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        api.json("/v1/me/unread-count").await["counts"],
+        counts(3, 3, json!({"orders": three}))
+    );
+
+    // Unmuted: its unread ones count again, the one that arrived meanwhile
+    // too (2 of the 3 seeded, plus it).
+    assert_eq!(put(json!([])).await.unwrap().status(), StatusCode::OK);
+    let frame = on_both(&mut phone, &mut laptop).await;
+    assert_eq!(
+        (&frame["muted"], &frame["unmuted"]),
+        (&json!([]), &json!(["social"]))
+    );
+    assert_eq!(
+        assert_counts(&gw, &api, "mo", &frame).await,
+        counts(6, 6, json!({"orders": three, "social": three}))
+    );
+}
+
+/// A user's first preferences create the inbox row, so that a worker
+/// storing the user's first notifications at the same time counts them
+/// with the mutes that end up stored (it reads them again when it finds
+/// the row created meanwhile): after both, the counts equal the rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_preferences_racing_first_notifications_leave_exact_counts() {
+    use platform::storage::inbox;
+
+    let gw = TestGateway::spawn().await;
+    for round in 0..20 {
+        let user = format!("racer-{round}");
+        let batch: Vec<_> = (0..4)
+            .map(|i| {
+                let mut n = testkit::new_notification(&user, i, domain::Priority::Normal);
+                n.category = Some(if i % 2 == 0 { "orders" } else { "social" }.into());
+                n
+            })
+            .collect();
+        let muted = domain::Preferences {
+            muted_categories: vec!["social".into()],
+            ..domain::Preferences::default()
+        };
+        let (mut a, mut b) = (gw.env.db().await, gw.env.db().await);
+        let (stored, set) = tokio::join!(
+            testkit::store_batch_muting(&mut a, &batch, chrono::Utc::now()),
+            inbox::set_preferences(&mut b, &user, &muted),
+        );
+        stored.unwrap();
+        set.unwrap();
+        let kept = inbox::state(&mut a, &user).await.unwrap().counts;
+        assert_eq!(
+            kept,
+            platform::storage::inspect::recount(&mut a, &user)
+                .await
+                .unwrap(),
+            "{user}: counts == rows"
+        );
+        assert_eq!((kept.unread, kept.by_category.len()), (2, 1), "{user}");
+    }
+}

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::{InboxCounts, NewNotification, Notification, Preferences};
-use futures_util::future::{join4, try_join, try_join4};
+use futures_util::future::{join4, try_join3, try_join4};
 use uuid::Uuid;
 
 use super::statements::{
@@ -74,7 +74,7 @@ pub(super) async fn store_in_tx(
     };
 
     let (mut inboxes, mut stored, preferences) = lock_users(conn, batch, &users, &keys).await?;
-    let mut round = Round::prepare(batch, &stored, &preferences, prepare);
+    let mut round = Round::prepare(batch, &stored, &preferences, prepare, |_| true);
     if check == Check::Optimistic && !round.refused.is_empty() {
         // A refused one is never inserted, so the primary key cannot say
         // it was stored before (a redelivery whose template no longer
@@ -84,16 +84,34 @@ pub(super) async fn store_in_tx(
         round.found_stored(&found);
         stored.extend(found);
     }
-    let created = create_inboxes(
-        conn,
-        batch,
-        &users,
-        &mut inboxes,
-        &mut round,
-        &mut stored,
-        now,
-    )
-    .await?;
+    let (created, raced) = create_inboxes(conn, &users, &mut inboxes, &round, now).await?;
+    if !raced.is_empty() {
+        // Another transaction created these users' rows first: lock them
+        // and look again, at what it stored and at their preferences (a
+        // change of mutes creates the row too, and may have committed
+        // since they were read).
+        let raced_keys = Keys::of(batch, |n| raced.contains(&n.user_id.as_str()));
+        let (locked, stored_meanwhile, fresh) = try_join3(
+            lock(conn, &raced),
+            already_stored(conn, &raced_keys),
+            preferences::load_many(conn, &raced),
+        )
+        .await?;
+        inboxes.extend(locked);
+        let stored_meanwhile = keys_among(batch, stored_meanwhile);
+        stored.extend(stored_meanwhile.iter().copied());
+        let changed: Vec<&str> = raced
+            .iter()
+            .copied()
+            .filter(|u| fresh.get(*u) != preferences.get(*u))
+            .collect();
+        if !changed.is_empty() {
+            round.forget(&changed);
+            let of_changed = |n: &NewNotification| changed.contains(&n.user_id.as_str());
+            round.absorb(Round::prepare(batch, &stored, &fresh, prepare, of_changed));
+        }
+        round.found_stored(&stored_meanwhile);
+    }
     let prepared = std::mem::take(&mut round.prepared);
     let numbered = number(&prepared, &mut inboxes, &created, now)?;
     let earlier = Keys::of(batch, |n| stored.contains(&key(n)));
@@ -156,13 +174,14 @@ struct Round<'b> {
 }
 
 impl<'b> Round<'b> {
-    /// Prepares every notification of the batch once, unless it is stored
-    /// already.
+    /// Prepares every notification of the batch that `only` lets through
+    /// once, unless it is stored already.
     fn prepare(
         batch: &[&'b NewNotification],
         stored: &HashSet<Key<'b>>,
         preferences: &HashMap<String, Preferences>,
         prepare: &impl Fn(usize, Option<&Preferences>) -> Result<Prepared, String>,
+        only: impl Fn(&NewNotification) -> bool,
     ) -> Self {
         let mut round = Round {
             prepared: Vec::with_capacity(batch.len()),
@@ -172,7 +191,7 @@ impl<'b> Round<'b> {
         let mut seen = HashSet::with_capacity(batch.len());
         for (index, notification) in batch.iter().enumerate() {
             let key = key(notification);
-            if !seen.insert(key) {
+            if !only(notification) || !seen.insert(key) {
                 continue;
             }
             if stored.contains(&key) {
@@ -187,6 +206,21 @@ impl<'b> Round<'b> {
             }
         }
         round
+    }
+
+    /// Leaves out what was prepared (or refused) of these users'
+    /// notifications, to prepare them again.
+    fn forget(&mut self, users: &[&str]) {
+        self.prepared
+            .retain(|p| !users.contains(&p.notification.user_id.as_str()));
+        self.refused.retain(|(_, user), _| !users.contains(user));
+    }
+
+    /// Takes in what another round prepared (of other notifications).
+    fn absorb(&mut self, other: Round<'b>) {
+        self.prepared.extend(other.prepared);
+        self.refused.extend(other.refused);
+        self.outcome.duplicates.extend(other.outcome.duplicates);
     }
 
     /// Notifications found stored after preparing (by another transaction
@@ -248,27 +282,26 @@ impl<'b> Round<'b> {
 }
 
 /// Users getting their first notification: their inbox rows are created
-/// with the state this transaction leaves them in, and the users whose row
-/// this transaction created are returned with that state (their counters
-/// need no update).
+/// with the state this transaction leaves them in. Answers the users whose
+/// row this transaction created, with that state (their counters need no
+/// update), and the users whose row another transaction created meanwhile
+/// (ours waited for it to commit in the insert), for the caller to lock
+/// and check like any other: that transaction may have stored some of
+/// these notifications (as after a claim), or changed their preferences.
 ///
 /// A row this transaction created is locked by it, and none of that user's
 /// notifications can be stored yet (storing one takes the row's lock
-/// first), so the state counts every one prepared. A row another
-/// transaction created meanwhile (ours waited for it to commit in the
-/// insert) is locked and checked like any other: that transaction may have
-/// stored some of these notifications (as after a claim).
-async fn create_inboxes<'b>(
+/// first), nor their preferences changed (that takes it too), so the state
+/// counts every one prepared.
+async fn create_inboxes<'u>(
     conn: &AsyncPgConnection,
-    batch: &[&'b NewNotification],
-    users: &[&str],
+    users: &[&'u str],
     inboxes: &mut Inboxes,
-    round: &mut Round<'b>,
-    stored: &mut HashSet<Key<'b>>,
+    round: &Round<'_>,
     now: DateTime<Utc>,
-) -> Result<Counts, DbError> {
+) -> Result<(Counts, Vec<&'u str>), DbError> {
     if inboxes.len() == users.len() {
-        return Ok(Counts::new());
+        return Ok((Counts::new(), Vec::new()));
     }
     let new_users: Vec<&str> = users
         .iter()
@@ -287,23 +320,11 @@ async fn create_inboxes<'b>(
     .collect();
     // Numbered from 0 again below; their rows already hold the result.
     inboxes.extend(created.iter().map(|user| (user.clone(), Inbox::default())));
-    let raced: Vec<&str> = new_users
-        .iter()
-        .copied()
+    let raced = new_users
+        .into_iter()
         .filter(|u| !created.contains(*u))
         .collect();
-    let created_counts = fresh.counts_of(&created);
-    if raced.is_empty() {
-        return Ok(created_counts);
-    }
-    let raced_keys = Keys::of(batch, |n| raced.contains(&n.user_id.as_str()));
-    let (locked, stored_meanwhile) =
-        try_join(lock(conn, &raced), already_stored(conn, &raced_keys)).await?;
-    let stored_meanwhile = keys_among(batch, stored_meanwhile);
-    inboxes.extend(locked);
-    round.found_stored(&stored_meanwhile);
-    stored.extend(stored_meanwhile);
-    Ok(created_counts)
+    Ok((fresh.counts_of(&created), raced))
 }
 
 /// The inbox state of users getting their first notification, as this
