@@ -15,15 +15,28 @@ import type {
   StateEvent,
   WebSocketLike,
 } from "./types.js";
-import type { ChangeResult, Counts, InboxPage, Notification, Preferences, ServerFrame, UnreadState } from "./wire.js";
+import type {
+  ChangeResult,
+  Counts,
+  InboxPage,
+  ItemState,
+  Notification,
+  Preferences,
+  ServerFrame,
+  UnreadState,
+} from "./wire.js";
 
 /** The state-change frames: what each does to a held item, and the event it emits. */
-type ChangeKind = "read" | "unread" | "archived" | "unarchived";
-const CHANGES: Record<ChangeKind, { field: "read_at" | "archived_at"; set: boolean; event: StateEvent }> = {
+type ChangeKind = "read" | "unread" | "archived" | "unarchived" | "snoozed" | "unsnoozed" | "expired";
+const CHANGES: Record<ChangeKind, { field: "read_at" | "archived_at" | "snoozed_until" | null; set: boolean; event: StateEvent }> = {
   read: { field: "read_at", set: true, event: "read" },
   unread: { field: "read_at", set: false, event: "markedUnread" },
   archived: { field: "archived_at", set: true, event: "archived" },
   unarchived: { field: "archived_at", set: false, event: "unarchived" },
+  snoozed: { field: "snoozed_until", set: true, event: "snoozed" },
+  unsnoozed: { field: "snoozed_until", set: false, event: "unsnoozed" },
+  // expired ones are dropped: they never come back
+  expired: { field: null, set: true, event: "expired" },
 };
 
 const NO_COUNTS: Counts = { unread: 0, unseen: 0, by_category: {} };
@@ -78,6 +91,10 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   let version = -1;
   let lastSeq = -1;
   let countedSeq = -1; // the highest seq the held count is known to include
+  // The state version every held item's state is known to include (-1:
+  // none); a reconnect asks for what changed since (`since_version`).
+  let stateVersion = -1;
+  let resumedState = false; // this socket was opened with since_version
   let userId: string | null = null;
   let token: string | undefined;
   let socketToken: string | undefined; // the token the open socket was given (at connect or by refresh)
@@ -128,6 +145,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
           counts = NO_COUNTS;
           version = -1;
           countedSeq = -1;
+          stateVersion = -1;
           lastSeq = loadSeq(storage, seqStore);
           if (switching) open();
         }
@@ -185,22 +203,29 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     }
   };
 
-  /** Applies a state change (frame or REST answer): item state always, the count by version, the event once. */
-  const applyChange = (kind: ChangeKind, change: ChangeResult) => {
+  /**
+   * Applies a state change (frame or REST answer): item state always, the
+   * count by version, the event once. `until` is a snooze's end.
+   */
+  const applyChange = (kind: ChangeKind, change: ChangeResult, until?: string) => {
     const { field, set, event } = CHANGES[kind];
-    const at = set ? new Date().toISOString() : null;
+    const at = set ? (until ?? new Date().toISOString()) : null;
     for (const id of change.ids) {
       // Changes can be undone (unread, unarchive) and arrive out of order
       // (two gateway instances, a REST answer racing its frame): an older
       // one than the item's last applied change is left out.
-      const key = field + ":" + id;
+      const key = (field ?? "expired") + ":" + id;
       if ((changedAt.get(key) ?? -1) >= change.version) continue;
       changedAt.delete(key);
       changedAt.set(key, change.version);
       if (changedAt.size > REMEMBER) changedAt.delete(changedAt.keys().next().value as string);
       const n = held.get(id);
+      if (!n) continue;
+      if (field === null) held.delete(id);
       // Read ones are seen; unread again, they stay seen.
-      if (n && !n[field] === set) held.set(id, { ...n, [field]: at, seen_at: n.seen_at ?? n.read_at ?? at });
+      else if (field === "read_at" && !n.read_at === set) held.set(id, { ...n, read_at: at, seen_at: n.seen_at ?? n.read_at ?? at });
+      else if (field === "snoozed_until" && set) held.set(id, { ...n, snoozed_until: at });
+      else if (!n[field] === set) held.set(id, { ...n, [field]: at });
     }
     const c = countsOf(change);
     acceptCounts(c, change.version);
@@ -210,6 +235,25 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       events.emit(event, { ids: change.ids, unread: c.unread, version: change.version, counts: c });
     }
     return change;
+  };
+
+  /** One item's state from a `state` frame (a resumed connection): every field, if newer than what was applied. */
+  const applyItem = (item: ItemState) => {
+    const n = held.get(item.id);
+    if (!n) return;
+    if (item.expired) {
+      held.delete(item.id);
+      return;
+    }
+    const next = { ...n, seen_at: n.seen_at ?? item.seen_at ?? null };
+    // A field changed live after this item's version keeps that change.
+    for (const field of ["read_at", "archived_at", "snoozed_until"] as const) {
+      const key = field + ":" + item.id;
+      if ((changedAt.get(key) ?? -1) > item.version) continue;
+      changedAt.set(key, item.version);
+      next[field] = item[field] ?? null;
+    }
+    held.set(item.id, next);
   };
 
   /** The feed was seen up to `upToSeq` (a `seen` frame): held unseen ones up to it become seen. Never undone. */
@@ -267,6 +311,21 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
         }
         acceptCounts(countsOf(frame), frame.version);
         covered(frame.last_seq);
+        // Nothing to catch up on: the held state is as of this hello.
+        if (!resumedState || reset) stateVersion = frame.version;
+        break;
+      }
+      case "state": {
+        for (const item of frame.items) applyItem(item);
+        stateVersion = Math.max(stateVersion, frame.version);
+        break;
+      }
+      case "resync": {
+        // The gateway cannot tell what changed: drop the held items' state.
+        held.clear();
+        changedAt.clear();
+        stateVersion = version;
+        events.emit("resync", { version });
         break;
       }
       case "notification": {
@@ -285,7 +344,12 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       case "unread":
       case "archived":
       case "unarchived":
+      case "unsnoozed":
+      case "expired":
         applyChange(frame.type, frame);
+        break;
+      case "snoozed":
+        applyChange("snoozed", frame, frame.until);
         break;
       case "seen":
         applySeen(frame.up_to_seq, frame.counts, frame.version);
@@ -341,7 +405,9 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     if (gen !== generation) return;
     opening = false;
     const WS = options.WebSocket ?? g.WebSocket!;
-    const url = base.replace(/^http/, "ws") + "/v1/ws" + (lastSeq >= 0 ? "?since=" + lastSeq : "");
+    resumedState = lastSeq >= 0 && stateVersion >= 0 && held.size > 0;
+    const query = (lastSeq >= 0 ? "?since=" + lastSeq : "") + (resumedState ? "&since_version=" + stateVersion : "");
+    const url = base.replace(/^http/, "ws") + "/v1/ws" + query;
     let socket: WebSocketLike;
     try {
       socket = ws = new WS(url, ["herald.v1", "herald.token." + t]);
@@ -459,7 +525,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     get userId() {
       return userId;
     },
-    items: () => [...held.values()].filter((n) => !n.archived_at).sort((a, b) => b.seq - a.seq),
+    items: () => [...held.values()].filter((n) => !n.archived_at && !n.snoozed_until).sort((a, b) => b.seq - a.seq),
     on: events.on,
 
     connect() {
@@ -498,6 +564,13 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     markUnread: (i: string) => post(id(i) + "/unread").then((r) => applyChange("unread", r)),
     archive: (i: string) => post(id(i) + "/archive").then((r) => applyChange("archived", r)),
     unarchive: (i: string) => post(id(i) + "/unarchive").then((r) => applyChange("unarchived", r)),
+    snooze(i: string, until: Date | string) {
+      const at = typeof until === "string" ? until : until.toISOString();
+      return request<ChangeResult>("POST", "/v1/me/notifications/" + id(i) + "/snooze", { until: at }).then((r) =>
+        applyChange("snoozed", r, at),
+      );
+    },
+    unsnooze: (i: string) => post(id(i) + "/unsnooze").then((r) => applyChange("unsnoozed", r)),
     archiveAll: (query: ArchiveAllQuery = {}) =>
       post("archive-all" + queryString(query)).then((r) => applyChange("archived", r)),
     async markSeen(upToSeq?: number) {

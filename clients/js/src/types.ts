@@ -70,8 +70,8 @@ export interface ListQuery {
   category?: string;
   /** `delivered` (default): the text as first delivered; `current`: rendered again now. */
   render?: "delivered" | "current";
-  /** `active` (default): archived ones left out; `archived`: only those; `all`: both. */
-  status?: "active" | "archived" | "all";
+  /** `active` (default): archived and snoozed ones left out; `archived` or `snoozed`: only those; `all`: every one. */
+  status?: "active" | "archived" | "snoozed" | "all";
 }
 
 /** The feed was seen up to `upToSeq` (on any device): `unseen` dropped, `unread` stayed. */
@@ -113,7 +113,7 @@ export interface ArchiveAllQuery extends BulkQuery {
 }
 
 /** The events a state change emits. */
-export type StateEvent = "read" | "markedUnread" | "archived" | "unarchived";
+export type StateEvent = "read" | "markedUnread" | "archived" | "unarchived" | "snoozed" | "unsnoozed" | "expired";
 
 /** Events of {@link HeraldClient.on}. */
 export interface HeraldEvents {
@@ -125,6 +125,18 @@ export interface HeraldEvents {
   markedUnread: StateChange;
   archived: StateChange;
   unarchived: StateChange;
+  /** Notifications were snoozed (out of items() and the counts until their `snoozed_until`). */
+  snoozed: StateChange;
+  /** Snoozed notifications came back (their time came, or unsnooze()): list them if not held. */
+  unsnoozed: StateChange;
+  /** Notifications expired: out of items() and the counts for good. */
+  expired: StateChange;
+  /**
+   * After a reconnect the gateway could not tell what changed while away
+   * (too many changes): the held items were dropped; list them again.
+   * (Otherwise a reconnect brings every held item's state up to date.)
+   */
+  resync: { version: number };
   seen: SeenChange;
   muted: MutedChange;
   /** The counts changed (any of them, not only `unread`). */
@@ -148,7 +160,7 @@ export interface HeraldClient {
   readonly lastSeq: number;
   /** The token's `sub`, null before the first token. */
   readonly userId: string | null;
-  /** What the client holds (live notifications and list() pages): newest first, each id once, archived ones left out. */
+  /** What the client holds (live notifications and list() pages): newest first, each id once, archived and snoozed ones left out. */
   items(): Notification[];
   /** Subscribes; returns the unsubscribe function. */
   on<K extends keyof HeraldEvents>(event: K, listener: (value: HeraldEvents[K]) => void): () => void;
@@ -169,6 +181,10 @@ export interface HeraldClient {
   unarchive(id: string): Promise<ChangeResult>;
   /** `POST /v1/me/notifications/archive-all`, optionally narrowed (`read: true`: every read one). */
   archiveAll(query?: ArchiveAllQuery): Promise<ChangeResult>;
+  /** `POST /v1/me/notifications/{id}/snooze`: out of items() and the counts until `until` (in the future, at most a year ahead). */
+  snooze(id: string, until: Date | string): Promise<ChangeResult>;
+  /** `POST /v1/me/notifications/{id}/unsnooze`: back now. */
+  unsnooze(id: string): Promise<ChangeResult>;
   /** `POST /v1/me/notifications/seen`: the feed was seen up to `upToSeq` (default: the newest delivered). */
   markSeen(upToSeq?: number): Promise<ChangeResult>;
   unreadCount(): Promise<UnreadState>;

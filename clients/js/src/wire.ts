@@ -35,6 +35,11 @@ seen_at?: string | null,
  */
 archived_at?: string | null, 
 /**
+ * Snoozed until then: out of the list and the counts until it comes
+ * back; absent unless snoozed.
+ */
+snoozed_until?: string | null, 
+/**
  * The locale a template was rendered in; absent for plain notifications.
  */
 locale?: string | null, 
@@ -104,6 +109,11 @@ seen_at?: string | null,
  */
 archived_at?: string | null, 
 /**
+ * Snoozed until then: out of the list and the counts until it comes
+ * back; absent unless snoozed.
+ */
+snoozed_until?: string | null, 
+/**
  * The locale a template was rendered in; absent for plain notifications.
  */
 locale?: string | null, 
@@ -125,6 +135,20 @@ export type StateChange = { ids: Array<string>,
 unread: number, version: number, counts: Counts, };
 
 /**
+ * One notification's state in a [`ServerFrame::State`] frame: its last
+ * change's `version` and every state field (absent: not set).
+ */
+export type ItemState = { id: string, seq: number, 
+/**
+ * The user's state version its last change made.
+ */
+version: number, read_at?: string, seen_at?: string, archived_at?: string, snoozed_until?: string, 
+/**
+ * Expired: gone from the inbox for good.
+ */
+expired?: boolean, };
+
+/**
  * Machine-readable reason in an `error` frame.
  */
 export type ErrorCode = "bad_frame" | "unsupported_data" | "frame_too_large" | "bad_token" | "too_many_ids" | "unavailable" | "rate_limited";
@@ -144,7 +168,11 @@ last_seq: number,
 /**
  * The user's state counter: bumped with every change of the counts.
  */
-version: number, counts: Counts, } | { "type": "notification" } & NotificationFrame | { "type": "read" } & StateChange | { "type": "archived" } & StateChange | { "type": "unread" } & StateChange | { "type": "unarchived" } & StateChange | { "type": "seen", up_to_seq: number, 
+version: number, counts: Counts, } | { "type": "notification" } & NotificationFrame | { "type": "read" } & StateChange | { "type": "archived" } & StateChange | { "type": "unread" } & StateChange | { "type": "unarchived" } & StateChange | { "type": "snoozed", ids: Array<string>, until: string, 
+/**
+ * The same as `counts.unread`.
+ */
+unread: number, version: number, counts: Counts, } | { "type": "unsnoozed" } & StateChange | { "type": "expired" } & StateChange | { "type": "seen", up_to_seq: number, 
 /**
  * The same as `counts.unread`.
  */
@@ -152,7 +180,7 @@ unread: number, version: number, counts: Counts, } | { "type": "muted", muted: A
 /**
  * The same as `counts.unread`.
  */
-unread: number, version: number, counts: Counts, } | { "type": "pong" } | { "type": "error", code: ErrorCode, message: string, };
+unread: number, version: number, counts: Counts, } | { "type": "state", items: Array<ItemState>, version: number, } | { "type": "resync" } | { "type": "pong" } | { "type": "error", code: ErrorCode, message: string, };
 
 /**
  * Frames a client sends to the gateway.
@@ -208,6 +236,16 @@ export type SeenRequest = {
  * The newest `seq` the user has seen; 0 or more.
  */
 up_to_seq: number, };
+
+/**
+ * `POST /v1/me/notifications/{id}/snooze`: out of the list and the counts
+ * until `until`.
+ */
+export type SnoozeRequest = { 
+/**
+ * RFC 3339, in the future and at most a year ahead.
+ */
+until: string, };
 
 /**
  * The outcome of a change of state (read, unread, seen, archive, ...):

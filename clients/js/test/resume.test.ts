@@ -196,3 +196,63 @@ describe("each notification once, in order", () => {
     expect(count).toBe(1500);
   });
 });
+
+describe("resume with since_version", () => {
+  const sinceVersion = () => new URL(lastSocket().url).searchParams.get("since_version");
+
+  it("a client holding items reconnects with since_version and applies the state frames", async () => {
+    const { client } = await connected({}, { last_seq: 0, unread: 0, version: 3 });
+    expect(sinceVersion()).toBeNull();
+    for (const seq of [1, 2, 3]) lastSocket().receive(live(seq, seq, 3 + seq));
+    lastSocket().serverClose(1006);
+    await nextTimer();
+    expect([lastSocket().since, sinceVersion()]).toEqual(["3", "3"]);
+    lastSocket().open();
+    lastSocket().hello({ last_seq: 3, unread: 1, version: 9 });
+    const read = "2026-12-05T08:00:00Z";
+    lastSocket().receive({
+      type: "state",
+      version: 6,
+      items: [
+        { id: "n1", seq: 1, version: 5, read_at: read, seen_at: read },
+        { id: "n2", seq: 2, version: 6, archived_at: read },
+      ],
+    });
+    lastSocket().receive({ type: "state", version: 9, items: [{ id: "n3", seq: 3, version: 9, expired: true }] });
+    expect(client.items().map((n) => [n.id, n.read_at ?? null, n.seen_at ?? null])).toEqual([["n1", read, read]]);
+    // The next reconnect asks from the last state frame's version.
+    lastSocket().serverClose(1006);
+    await nextTimer();
+    expect(sinceVersion()).toBe("9");
+  });
+
+  it("a state item older than a change applied live leaves that field alone", async () => {
+    const { client } = await connected({}, { last_seq: 0, unread: 0, version: 3 });
+    lastSocket().receive(live(1, 1, 4));
+    lastSocket().serverClose(1006);
+    await nextTimer();
+    lastSocket().open();
+    lastSocket().hello({ last_seq: 1, unread: 0, version: 8 });
+    // Applied live first (version 8), then the older state arrives.
+    lastSocket().receive({ type: "archived", ids: ["n1"], unread: 0, version: 8 });
+    lastSocket().receive({ type: "state", version: 8, items: [{ id: "n1", seq: 1, version: 7, read_at: "2026-12-05T08:00:00Z" }] });
+    expect(client.items()).toEqual([]); // still archived: the state item says nothing newer
+  });
+
+  it("resync drops the held items and is emitted; the next reconnect sends no since_version until items are held again", async () => {
+    const { client } = await connected({}, { last_seq: 0, unread: 0, version: 3 });
+    const resyncs: unknown[] = [];
+    client.on("resync", (r) => resyncs.push(r));
+    lastSocket().receive(live(1, 1, 4));
+    lastSocket().serverClose(1006);
+    await nextTimer();
+    lastSocket().open();
+    lastSocket().hello({ last_seq: 1, unread: 0, version: 4 });
+    lastSocket().receive({ type: "resync" });
+    expect(client.items()).toEqual([]);
+    expect(resyncs).toEqual([{ version: 4 }]);
+    lastSocket().serverClose(1006);
+    await nextTimer();
+    expect(sinceVersion()).toBeNull();
+  });
+});

@@ -224,6 +224,38 @@ describe("unseen and counts per category", () => {
     expect(muted).toEqual([{ muted: ["social"], unmuted: [], unread: 3, version: 4, counts: after }]);
   });
 
+  it("snoozed ones leave items() until unsnoozed; expired ones leave for good", async () => {
+    const { client } = await connected({}, { last_seq: 0, unread: 0, version: 1 });
+    const events: string[] = [];
+    for (const e of ["snoozed", "unsnoozed", "expired"] as const) client.on(e, (c) => events.push(e + ":" + c.ids.join()));
+    for (const seq of [1, 2, 3]) lastSocket().receive(note(seq));
+    const until = "2030-01-01T00:00:00Z";
+    lastSocket().receive({ type: "snoozed", ids: ["n2"], until, unread: 2, version: 2, counts: counts(2, 2) });
+    expect(client.items().map((n) => n.id)).toEqual(["n3", "n1"]);
+    lastSocket().receive({ type: "expired", ids: ["n3"], unread: 1, version: 3, counts: counts(1, 1) });
+    lastSocket().receive({ type: "archived", ids: ["n1"], unread: 0, version: 4, counts: counts(0, 0) });
+    expect(client.items()).toEqual([]);
+    lastSocket().receive({ type: "unsnoozed", ids: ["n2"], unread: 1, version: 5, counts: counts(1, 1) });
+    expect(client.items().map((n) => [n.id, n.snoozed_until ?? null, n.seen_at ?? null])).toEqual([["n2", null, null]]);
+    expect(events).toEqual(["snoozed:n2", "expired:n3", "unsnoozed:n2"]);
+    expect([client.unread, client.version]).toEqual([1, 5]);
+  });
+
+  it("snooze() posts until and hides the item; unsnooze() brings it back", async () => {
+    const { fetch, calls } = fakeFetch((call) => ({
+      body: { ids: ["n1"], unread: 0, version: call.url.endsWith("/snooze") ? 5 : 6, counts: counts(0, 0) },
+    }));
+    const { client } = await connected({ fetch }, { last_seq: 0, unread: 1, version: 4 });
+    lastSocket().receive(note(1));
+    await client.snooze("n1", new Date("2030-01-01T00:00:00Z"));
+    expect(calls[0].url).toMatch(/\/v1\/me\/notifications\/n1\/snooze$/);
+    expect(JSON.parse(calls[0].body!)).toEqual({ until: "2030-01-01T00:00:00.000Z" });
+    expect(client.items()).toEqual([]);
+    await client.unsnooze("n1");
+    expect(calls[1].url).toMatch(/\/n1\/unsnooze$/);
+    expect(client.items().map((n) => n.id)).toEqual(["n1"]);
+  });
+
   it("markSeen() posts the newest delivered seq (or the one given) and applies the answer", async () => {
     const answer = { ids: ["n1", "n2"], unread: 2, version: 9, counts: counts(2, 0) };
     const { fetch, calls } = fakeFetch(() => ({ body: answer }));

@@ -220,14 +220,20 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
       const ids = new Set(change.ids);
       setState(markedRead(ids, stamp));
     });
-    const offArchived = client.on("archived", (change) => {
-      for (const id of change.ids) knownArchived.add(id);
+    const drop = (change: { ids: string[] }) => {
       const ids = new Set(change.ids);
       setState((s) => {
         const items = dropIds(s.items, ids);
         return items === s.items ? s : { ...s, items };
       });
+    };
+    const offArchived = client.on("archived", (change) => {
+      for (const id of change.ids) knownArchived.add(id);
+      drop(change);
     });
+    // Snoozed ones come back with an `unsnoozed` event; expired ones never.
+    const offSnoozed = client.on("snoozed", drop);
+    const offExpired = client.on("expired", drop);
     const offUnread = client.on("markedUnread", (change) => {
       for (const id of change.ids) knownRead.delete(id);
       const ids = new Set(change.ids);
@@ -246,6 +252,8 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
       // Back in the list, in their place: list the first page again.
       void loadFirst(false);
     });
+    const offUnsnoozed = client.on("unsnoozed", () => void loadFirst(false));
+    const offResync = client.on("resync", () => void loadFirst(false));
     let wasConnected = client.status === "connected";
     let lost = false;
     const offStatus = client.on("status", (status) => {
@@ -263,6 +271,10 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
       offArchived();
       offUnread();
       offUnarchived();
+      offSnoozed();
+      offExpired();
+      offUnsnoozed();
+      offResync();
       offStatus();
     };
   }, [client, category, unreadOnly, normalize, loadFirst]);

@@ -128,6 +128,14 @@ export class FakeClient implements HeraldClient {
     return { unread: this.unread, version: this.version, last_seq: this.lastSeq, counts: this.counts };
   }
 
+  async snooze(id: string): Promise<ChangeResult> {
+    return { ids: [id], unread: this.unread, version: ++this.version, counts: this.counts };
+  }
+
+  async unsnooze(id: string): Promise<ChangeResult> {
+    return { ids: [id], unread: this.unread, version: ++this.version, counts: this.counts };
+  }
+
   async markSeen(): Promise<ChangeResult> {
     return { ids: [], unread: this.unread, version: ++this.version, counts: counts(this.unread, 0) };
   }

@@ -117,6 +117,20 @@ describe("useNotifications", () => {
     ]);
   });
 
+  it("drops snoozed and expired ones, and lists again when snoozed ones come back", async () => {
+    const client = new FakeClient();
+    client.queuePage(notes(1, 4));
+    const hook = await renderHook(client);
+    act(() => client.emit("snoozed", { ids: ["n2"], unread: 3, version: 5, counts: counts(3) }));
+    act(() => client.emit("expired", { ids: ["n4"], unread: 2, version: 6, counts: counts(2) }));
+    expect(seqs(hook.current)).toEqual([3, 1]);
+    client.queuePage([note(3), note(2), note(1)]);
+    await act(async () => client.emit("unsnoozed", { ids: ["n2"], unread: 3, version: 7, counts: counts(3) }));
+    await settle();
+    expect(client.listCalls).toHaveLength(2);
+    expect(seqs(hook.current)).toEqual([3, 2, 1]);
+  });
+
   it("lists the unread-only view again when one it does not hold is marked unread", async () => {
     const client = new FakeClient();
     client.queuePage(notes(2, 2));

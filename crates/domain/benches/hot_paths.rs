@@ -54,6 +54,7 @@ fn frame_encoding(c: &mut Criterion) {
         read_at: None,
         seen_at: None,
         archived_at: None,
+        snoozed_until: None,
         locale: Some("en".into()),
         muted: false,
     };

@@ -38,6 +38,24 @@ pub enum ServerFrame {
     /// Notifications were unarchived (back in the inbox; counted again if
     /// unread and not muted).
     Unarchived(StateChange),
+    /// Notifications were snoozed until `until`: they leave the list and
+    /// the counts until then.
+    Snoozed {
+        ids: Vec<uuid::Uuid>,
+        #[serde(serialize_with = "crate::timestamp::serialize")]
+        #[ts(type = "string")]
+        until: chrono::DateTime<chrono::Utc>,
+        /// The same as `counts.unread`.
+        unread: i64,
+        version: i64,
+        counts: Counts,
+    },
+    /// Snoozed notifications came back (their time came, or the user
+    /// unsnoozed them): in the list again, counted again if unread.
+    Unsnoozed(StateChange),
+    /// Notifications expired (their `expires_at` passed): they leave the
+    /// list and the counts for good.
+    Expired(StateChange),
     /// Every notification with `seq` up to `up_to_seq` was seen (the feed
     /// was opened): `unseen` drops, `unread` stays.
     Seen {
@@ -59,6 +77,17 @@ pub enum ServerFrame {
         version: i64,
         counts: Counts,
     },
+    /// On a connection that resumed with `since_version`: the notifications
+    /// it holds (`seq` up to its `since`) that changed since that version,
+    /// as they are now, oldest change first, in one or more frames before
+    /// any notification frame. Once it applied a frame, the client holds
+    /// every change up to `version`: the `since_version` to resume from
+    /// next time (the last frame's is the `hello`'s).
+    State { items: Vec<ItemState>, version: i64 },
+    /// The gateway cannot tell what changed since the connection's
+    /// `since_version` (too many changes, or a version this server never
+    /// had): drop the held items' state and list them again.
+    Resync,
     /// Answer to a client `ping` frame (WebSocket-level pings are answered too).
     Pong,
     /// The client sent something the gateway could not act on.
@@ -75,6 +104,48 @@ pub struct StateChange {
     pub unread: i64,
     pub version: i64,
     pub counts: Counts,
+}
+
+/// One notification's state in a [`ServerFrame::State`] frame: its last
+/// change's `version` and every state field (absent: not set).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+pub struct ItemState {
+    pub id: uuid::Uuid,
+    pub seq: i64,
+    /// The user's state version its last change made.
+    pub version: i64,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::timestamp::serialize_option"
+    )]
+    #[ts(optional, type = "string")]
+    pub read_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::timestamp::serialize_option"
+    )]
+    #[ts(optional, type = "string")]
+    pub seen_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::timestamp::serialize_option"
+    )]
+    #[ts(optional, type = "string")]
+    pub archived_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::timestamp::serialize_option"
+    )]
+    #[ts(optional, type = "string")]
+    pub snoozed_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Expired: gone from the inbox for good.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[ts(as = "Option<bool>", optional)]
+    pub expired: bool,
 }
 
 /// A notification as sent on the socket. A live one (published by the
@@ -210,6 +281,7 @@ mod tests {
             read_at: None,
             seen_at: None,
             archived_at: None,
+            snoozed_until: None,
             locale: None,
             muted: false,
         };

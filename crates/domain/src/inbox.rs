@@ -38,6 +38,35 @@ pub struct SeenRequest {
     pub up_to_seq: i64,
 }
 
+/// `POST /v1/me/notifications/{id}/snooze`: out of the list and the counts
+/// until `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, ts_rs::TS)]
+#[serde(deny_unknown_fields)]
+pub struct SnoozeRequest {
+    /// RFC 3339, in the future and at most a year ahead.
+    #[ts(type = "string")]
+    pub until: chrono::DateTime<chrono::Utc>,
+}
+
+impl SnoozeRequest {
+    /// The longest snooze.
+    pub const MAX_DAYS: i64 = 366;
+
+    /// Why `until` cannot be taken at `now`, if it cannot.
+    pub fn field_errors(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<crate::FieldError> {
+        if self.until <= now {
+            vec![crate::FieldError::new("until", "must be in the future")]
+        } else if self.until > now + chrono::Duration::days(Self::MAX_DAYS) {
+            vec![crate::FieldError::new(
+                "until",
+                format!("must be at most {} days ahead", Self::MAX_DAYS),
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 /// The outcome of a change of state (read, unread, seen, archive, ...):
 /// which notifications changed and the user's state after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, ts_rs::TS)]

@@ -16,9 +16,10 @@ pub mod typescript;
 pub mod validation;
 
 pub use dead_letter::DeadLetter;
-pub use frames::{ClientFrame, NotificationFrame, ServerFrame, StateChange};
+pub use frames::{ClientFrame, ItemState, NotificationFrame, ServerFrame, StateChange};
 pub use inbox::{
-    CategoryCounts, ChangeResult, Counts, InboxCounts, InboxPage, SeenRequest, UnreadState,
+    CategoryCounts, ChangeResult, Counts, InboxCounts, InboxPage, SeenRequest, SnoozeRequest,
+    UnreadState,
 };
 pub use keys::{KeySpace, Lane, Shard};
 pub use notification::{NewNotification, Notification, NotificationRequest, Priority, TemplateRef};

@@ -439,6 +439,14 @@ pub struct Notification {
         serialize_with = "crate::timestamp::serialize_option"
     )]
     pub archived_at: Option<DateTime<Utc>>,
+    /// Snoozed until then: out of the list and the counts until it comes
+    /// back; absent unless snoozed.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::timestamp::serialize_option"
+    )]
+    pub snoozed_until: Option<DateTime<Utc>>,
     /// The locale a template was rendered in; absent for plain notifications.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locale: Option<String>,

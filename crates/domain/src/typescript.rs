@@ -4,8 +4,12 @@
 
 use ts_rs::{Config, TS};
 
-use crate::frames::{ClientFrame, ErrorCode, NotificationFrame, ServerFrame, StateChange};
-use crate::inbox::{CategoryCounts, ChangeResult, Counts, InboxPage, SeenRequest, UnreadState};
+use crate::frames::{
+    ClientFrame, ErrorCode, ItemState, NotificationFrame, ServerFrame, StateChange,
+};
+use crate::inbox::{
+    CategoryCounts, ChangeResult, Counts, InboxPage, SeenRequest, SnoozeRequest, UnreadState,
+};
 use crate::notification::{Notification, Priority};
 use crate::preferences::Preferences;
 
@@ -24,6 +28,7 @@ pub fn wire_types() -> String {
         declaration::<Counts>(&cfg),
         declaration::<NotificationFrame>(&cfg),
         declaration::<StateChange>(&cfg),
+        declaration::<ItemState>(&cfg),
         declaration::<ErrorCode>(&cfg),
         declaration::<ServerFrame>(&cfg),
         declaration::<ClientFrame>(&cfg),
@@ -31,6 +36,7 @@ pub fn wire_types() -> String {
         declaration::<InboxPage>(&cfg),
         declaration::<UnreadState>(&cfg),
         declaration::<SeenRequest>(&cfg),
+        declaration::<SnoozeRequest>(&cfg),
         declaration::<ChangeResult>(&cfg),
     ];
     let mut out = String::from(

@@ -97,6 +97,15 @@ fn frame_of(change: Change, applied: &Applied) -> ServerFrame {
         Change::Unread => ServerFrame::Unread(state),
         Change::Archive => ServerFrame::Archived(state),
         Change::Unarchive => ServerFrame::Unarchived(state),
+        Change::Snooze(until) => ServerFrame::Snoozed {
+            ids: state.ids,
+            until,
+            unread: state.unread,
+            version: state.version,
+            counts: state.counts,
+        },
+        Change::Unsnooze | Change::Wake => ServerFrame::Unsnoozed(state),
+        Change::Expire => ServerFrame::Expired(state),
         // Seen goes by sequence number: no ids (a feed of thousands).
         Change::Seen => ServerFrame::Seen {
             up_to_seq: applied.up_to_seq,

@@ -172,6 +172,9 @@ pub struct WorkerSettings {
     /// Consumers idle this long with nothing pending are deleted from the
     /// group (dead pods' names); 0 never deletes them.
     pub prune_idle_consumers_secs: u64,
+    /// How often the worker looks for snoozed notifications whose time
+    /// came and delivered ones whose `expires_at` passed.
+    pub timers_interval_ms: u64,
     /// After SIGTERM, the batch in hand may take this long before the process exits anyway.
     pub shutdown_timeout_ms: u64,
 }

@@ -3,6 +3,7 @@
 //! publishes the stored notifications to their users' channels, and only
 //! then acknowledges the entries. Also: claims entries of dead consumers,
 //! dead-letters what can never be processed, trims acknowledged entries,
+//! brings snoozed notifications back and expires delivered ones on time,
 //! and serves `/metrics`, `/healthz`, `/readyz`.
 
 pub mod cli;
@@ -11,6 +12,7 @@ pub mod lanes;
 pub mod metrics;
 pub mod round_trace;
 pub mod startup;
+pub mod timers;
 pub mod trimmer;
 
 pub use consumer::Consumer;

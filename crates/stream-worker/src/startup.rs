@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::consumer::Consumer;
 use crate::lanes::LanePolicy;
 use crate::metrics::WorkerMetrics;
+use crate::timers::Timers;
 use crate::trimmer::Trimmer;
 use domain::Priority;
 
@@ -24,6 +25,7 @@ pub struct Worker {
     serving: Serving,
     consumers: Vec<Consumer>,
     trimmer: Trimmer,
+    timers: Timers,
     shutdown: CancellationToken,
     shutdown_timeout: Duration,
 }
@@ -105,6 +107,11 @@ impl Service for Worker {
                 });
             }
         }
+        let timers = Timers {
+            db: pool.clone(),
+            redis: redis.clone(),
+            interval: Duration::from_millis(worker.timers_interval_ms.max(1)),
+        };
         let trimmer = Trimmer {
             redis,
             db: pool,
@@ -119,6 +126,7 @@ impl Service for Worker {
             serving,
             consumers,
             trimmer,
+            timers,
             shutdown,
             shutdown_timeout: Duration::from_millis(worker.shutdown_timeout_ms),
         })
@@ -136,6 +144,7 @@ impl Service for Worker {
         let server_stop = CancellationToken::new();
         let server = tokio::spawn(self.serving.until_cancelled(server_stop.clone()));
         let trimmer = tokio::spawn(self.trimmer.run(shutdown.clone()));
+        let timers = tokio::spawn(self.timers.run(shutdown.clone()));
         let deadline = async {
             shutdown.cancelled().await;
             tokio::time::sleep(self.shutdown_timeout).await;
@@ -149,6 +158,7 @@ impl Service for Worker {
             }
         }
         trimmer.abort();
+        timers.abort();
         leave_group(&self.consumers).await;
         server_stop.cancel();
         server.await??;

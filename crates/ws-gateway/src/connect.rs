@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{self, websocket_token};
 use crate::error::GatewayError;
 use crate::hub::ConnectionHandle;
-use crate::session::Connection;
+use crate::session::{Connection, Resume};
 use crate::state::GatewayState;
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
@@ -23,6 +23,9 @@ static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 struct ConnectQuery {
     /// Resume: send every notification with `seq > since` first.
     since: Option<i64>,
+    /// Resume: first tell what changed since this state version of the
+    /// notifications up to `since`.
+    since_version: Option<i64>,
 }
 
 pub async fn connect(
@@ -47,11 +50,16 @@ pub async fn connect(
         .clients
         .verify(&state.verifier, address, websocket_token(&req))
         .await?;
-    let since = web::Query::<ConnectQuery>::from_query(req.query_string())
+    let ConnectQuery {
+        since,
+        since_version,
+    } = web::Query::<ConnectQuery>::from_query(req.query_string())
         .map_err(|err| GatewayError::BadQuery(err.to_string()))?
-        .since;
-    if since.is_some_and(|s| s < 0) {
-        return Err(GatewayError::BadQuery("since must be 0 or more".into()));
+        .into_inner();
+    if since.is_some_and(|s| s < 0) || since_version.is_some_and(|v| v < 0) {
+        return Err(GatewayError::BadQuery(
+            "since and since_version must be 0 or more".into(),
+        ));
     }
     // A browser that offered `herald.v1` (with its token as a second
     // subprotocol) gets it selected, as the WebSocket handshake requires.
@@ -121,7 +129,12 @@ pub async fn connect(
         held_back: None,
         _address_slot: address_slot,
     };
-    actix_web::rt::spawn(connection.run(hello, since, state));
+    let resume = Resume {
+        since,
+        since_version,
+        version: inbox.version,
+    };
+    actix_web::rt::spawn(connection.run(hello, resume, state));
     Ok(response)
 }
 

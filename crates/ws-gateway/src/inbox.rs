@@ -7,7 +7,7 @@ use actix_web::dev::HttpServiceFactory;
 use actix_web::middleware::from_fn;
 use actix_web::{HttpResponse, web};
 use domain::Preferences;
-use domain::{ChangeResult, InboxPage, Notification, SeenRequest, UnreadState};
+use domain::{ChangeResult, InboxPage, Notification, SeenRequest, SnoozeRequest, UnreadState};
 use platform::body::JsonBody;
 use platform::rendering::Wanted;
 use platform::storage::inbox::{self, Change, Filter, PageQuery, Status, Target};
@@ -36,6 +36,8 @@ pub fn scope(cors: Cors) -> impl HttpServiceFactory {
         .route("/notifications/{id}/unread", web::post().to(unread_one))
         .route("/notifications/{id}/archive", web::post().to(archive))
         .route("/notifications/{id}/unarchive", web::post().to(unarchive))
+        .route("/notifications/{id}/snooze", web::post().to(snooze))
+        .route("/notifications/{id}/unsnooze", web::post().to(unsnooze))
         .route("/preferences", web::get().to(get_preferences))
         .route("/preferences", web::put().to(put_preferences))
 }
@@ -111,9 +113,10 @@ pub struct ListQuery {
     /// Only this category.
     #[param(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._:-]+$")]
     pub category: Option<String>,
-    /// `active` (default): the inbox, archived ones left out. `archived`:
-    /// archived ones only. `all`: both.
-    #[param(pattern = "^(active|archived|all)$")]
+    /// `active` (default): the inbox, archived and snoozed ones left out.
+    /// `archived`: archived ones only. `snoozed`: snoozed ones only (with
+    /// `snoozed_until`). `all`: every one. Expired ones are never listed.
+    #[param(pattern = "^(active|archived|snoozed|all)$")]
     pub status: Option<String>,
     /// `delivered` (default): the text as first delivered. `current`:
     /// templated notifications rendered again in the user's current locale.
@@ -152,10 +155,11 @@ pub async fn list(
     let status = match query.status.as_deref() {
         None | Some("active") => Status::Active,
         Some("archived") => Status::Archived,
+        Some("snoozed") => Status::Snoozed,
         Some("all") => Status::All,
         Some(_) => {
             return Err(GatewayError::BadQuery(
-                "status must be `active`, `archived` or `all`".into(),
+                "status must be `active`, `archived`, `snoozed` or `all`".into(),
             ));
         }
     };
@@ -330,6 +334,9 @@ enum ChangeOneResponses {
     /// Missing or invalid token
     #[response(status = 401, content_type = "application/problem+json")]
     Unauthenticated,
+    /// Invalid body (snooze)
+    #[response(status = 400, content_type = "application/problem+json")]
+    Invalid,
     /// No such notification of yours
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound,
@@ -501,6 +508,52 @@ pub async fn unarchive(
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, GatewayError> {
     change_one(&state, &user, &id, Change::Unarchive).await
+}
+
+/// Snooze one notification: it leaves the list and the counts until
+/// `until`, then comes back (an `unsnoozed` frame to every device). One
+/// snoozed already is snoozed until `until` instead.
+#[utoipa::path(
+    post,
+    path = "/v1/me/notifications/{id}/snooze",
+    tag = "inbox",
+    params(("id" = Uuid, Path, description = "Notification id")),
+    request_body(content = SnoozeRequest, content_type = "application/json"),
+    responses(ChangeOneResponses),
+    security(("bearer" = []))
+)]
+pub async fn snooze(
+    user: User,
+    id: web::Path<String>,
+    JsonBody(body): JsonBody,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, GatewayError> {
+    let wanted: SnoozeRequest =
+        domain::validation::decode_json(&body).map_err(GatewayError::Invalid)?;
+    let errors = wanted.field_errors(chrono::Utc::now());
+    if !errors.is_empty() {
+        return Err(GatewayError::Invalid(domain::RequestError::InvalidFields(
+            errors,
+        )));
+    }
+    change_one(&state, &user, &id, Change::Snooze(wanted.until)).await
+}
+
+/// Bring a snoozed notification back now (one not snoozed: no change).
+#[utoipa::path(
+    post,
+    path = "/v1/me/notifications/{id}/unsnooze",
+    tag = "inbox",
+    params(("id" = Uuid, Path, description = "Notification id")),
+    responses(ChangeOneResponses),
+    security(("bearer" = []))
+)]
+pub async fn unsnooze(
+    user: User,
+    id: web::Path<String>,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, GatewayError> {
+    change_one(&state, &user, &id, Change::Unsnooze).await
 }
 
 /// An id that is not a UUID cannot be the user's: 404 like any other.

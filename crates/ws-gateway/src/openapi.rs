@@ -21,6 +21,8 @@ use crate::inbox;
         inbox::seen,
         inbox::archive,
         inbox::unarchive,
+        inbox::snooze,
+        inbox::unsnooze,
         inbox::get_preferences,
         inbox::put_preferences,
     ),

@@ -131,17 +131,53 @@ fn slow_consumer() -> Closing {
 /// A send failed: the client is gone.
 struct Gone;
 
+/// Where a connecting client says it left off.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Resume {
+    /// The last `seq` it holds: send the notifications after it.
+    pub since: Option<i64>,
+    /// The state version it last applied: tell it what changed since of
+    /// the notifications it holds.
+    pub since_version: Option<i64>,
+    /// The user's state version the `hello` carried.
+    pub version: i64,
+}
+
+/// Items per `state` frame.
+const STATE_FRAME_ITEMS: usize = 200;
+
+/// The `state` frames telling `items` (oldest change first), at least one:
+/// each says up to which version the client holds every change once it
+/// applied it (the next frame's first change less one; `version`, the
+/// hello's, for the last).
+fn state_frames(items: Vec<domain::ItemState>, version: i64) -> Vec<ServerFrame> {
+    let chunks: Vec<Vec<domain::ItemState>> =
+        items.chunks(STATE_FRAME_ITEMS).map(<[_]>::to_vec).collect();
+    if chunks.is_empty() {
+        return vec![ServerFrame::State {
+            items: Vec::new(),
+            version,
+        }];
+    }
+    let upto: Vec<i64> = chunks
+        .iter()
+        .skip(1)
+        .map(|next| next[0].version - 1)
+        .chain([version])
+        .collect();
+    chunks
+        .into_iter()
+        .zip(upto)
+        .map(|(items, version)| ServerFrame::State { items, version })
+        .collect()
+}
+
 impl Connection {
-    /// Sends `hello`, the backlog after `since` if asked, then serves the
-    /// connection until it closes.
-    pub async fn run(
-        mut self,
-        hello: ServerFrame,
-        since: Option<i64>,
-        ctx: web::Data<GatewayState>,
-    ) {
+    /// Sends `hello`, what changed since `since_version` and the backlog
+    /// after `since` if asked, then serves the connection until it closes.
+    pub async fn run(mut self, hello: ServerFrame, resume: Resume, ctx: web::Data<GatewayState>) {
         ctx.metrics.connections.inc();
-        let reason = self.serve(hello, since, &ctx).await;
+        let reason = self.serve(hello, resume, &ctx).await;
         if let Some(change) = self.change_in_flight.take() {
             let _ = change.await;
         }
@@ -154,13 +190,20 @@ impl Connection {
     async fn serve(
         &mut self,
         hello: ServerFrame,
-        since: Option<i64>,
+        resume: Resume,
         ctx: &web::Data<GatewayState>,
     ) -> Closing {
         if self.send(hello).await.is_err() {
             return None;
         }
-        if let Some(since) = since {
+        if let Some(since_version) = resume.since_version {
+            match self.sync_state(since_version, resume, ctx).await {
+                Ok(None) => {}
+                Ok(closing) => return closing,
+                Err(Gone) => return None,
+            }
+        }
+        if let Some(since) = resume.since {
             match self.catch_up(since, 0, ctx).await {
                 Ok(closing) => {
                     if closing.is_some() {
@@ -344,6 +387,50 @@ impl Connection {
         ctx.metrics.resume_backlog.observe(sent as f64);
         ctx.metrics.frames_sent.inc_by(sent);
         Ok(None)
+    }
+
+    /// Tells a resuming client what changed since `since_version` of the
+    /// notifications it holds (up to its `since`), as `state` frames; or
+    /// `resync` when that cannot be told. Changes committed after the
+    /// `hello` come live as well (the connection subscribed before it):
+    /// a client keeps the newest state of each item by its `version`.
+    async fn sync_state(
+        &mut self,
+        since_version: i64,
+        resume: Resume,
+        ctx: &GatewayState,
+    ) -> Result<Closing, Gone> {
+        // Nothing held, nothing to tell.
+        let Some(held) = resume.since.map(|since| since.min(self.last_sent)) else {
+            return Ok(None);
+        };
+        if since_version > resume.version {
+            // A version this server never had (its storage was reset).
+            self.send(ServerFrame::Resync).await?;
+            return Ok(None);
+        }
+        let changed = match ctx.db.get().await {
+            Ok(mut conn) => {
+                inbox::changed_since(&mut conn, &self.user_id, since_version, held).await
+            }
+            Err(err) => Err(err.into()),
+        };
+        match changed {
+            Ok(Some(items)) => {
+                for frame in state_frames(items, resume.version) {
+                    self.send(frame).await?;
+                }
+                Ok(None)
+            }
+            Ok(None) => self.send(ServerFrame::Resync).await.map(|()| None),
+            Err(err) => {
+                tracing::warn!(%err, "state sync failed; closing so the client resumes");
+                Ok(close_reason(
+                    CloseCode::Error,
+                    "storage unavailable, resume later",
+                ))
+            }
+        }
     }
 
     /// Takes the live frames queued during a catch-up without waiting:

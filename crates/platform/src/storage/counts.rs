@@ -43,6 +43,10 @@ pub(crate) struct RowState {
     /// `notifications.muted` only says it was stored while muted, and so
     /// never pushed).
     pub muted: bool,
+    /// Snoozed: out of the list until it comes back.
+    pub snoozed: bool,
+    /// Its `expires_at` passed: out of the list for good.
+    pub expired: bool,
 }
 
 impl RowState {
@@ -53,13 +57,15 @@ impl RowState {
             seen: false,
             archived: false,
             muted,
+            snoozed: false,
+            expired: false,
         }
     }
 
-    /// Whether it counts as `(unread, unseen)`: only while neither archived
-    /// nor muted.
+    /// Whether it counts as `(unread, unseen)`: only while in the list
+    /// (neither archived, snoozed nor expired) and not muted.
     pub fn counted(self) -> (bool, bool) {
-        let counts = !self.archived && !self.muted;
+        let counts = !self.archived && !self.muted && !self.snoozed && !self.expired;
         (counts && !self.read, counts && !self.seen)
     }
 

@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use domain::{ChangeResult, Counts, Notification, Preferences};
+use domain::{ChangeResult, Counts, ItemState, Notification, Preferences};
 use uuid::Uuid;
 
 use super::counts::{self, RowState};
@@ -75,6 +75,71 @@ pub async fn after(
         .collect())
 }
 
+/// Most changed notifications a resuming connection is told about one by
+/// one; past this it is told to list them again (`resync`).
+pub const MAX_STATE_ITEMS: i64 = 5_000;
+
+/// The user's notifications up to `seq` (the ones a resuming device holds)
+/// changed since `version`, as they are now, oldest change first; `None`
+/// when more than [`MAX_STATE_ITEMS`] changed (the device had better list
+/// them again).
+pub async fn changed_since(
+    conn: &mut AsyncPgConnection,
+    user_id: &str,
+    version: i64,
+    seq: i64,
+) -> Result<Option<Vec<ItemState>>, DbError> {
+    type Row = (
+        Uuid,
+        Option<i64>,
+        i64,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+        bool,
+    );
+    let rows: Vec<Row> = notifications::table
+        .filter(notifications::user_id.eq(user_id))
+        .filter(notifications::state_version.gt(version.max(0)))
+        .filter(notifications::seq.le(seq))
+        .order((notifications::state_version.asc(), notifications::seq.asc()))
+        .limit(MAX_STATE_ITEMS + 1)
+        .select((
+            notifications::id,
+            notifications::seq,
+            notifications::state_version,
+            notifications::read_at,
+            notifications::seen_at,
+            notifications::archived_at,
+            notifications::snoozed_until,
+            notifications::expired,
+        ))
+        .load(conn)
+        .await?;
+    if rows.len() as i64 > MAX_STATE_ITEMS {
+        return Ok(None);
+    }
+    Ok(Some(
+        rows.into_iter()
+            .map(
+                |(id, seq, version, read_at, seen_at, archived_at, snoozed_until, expired)| {
+                    ItemState {
+                        id,
+                        seq: seq.unwrap_or_default(),
+                        version,
+                        read_at,
+                        seen_at: seen_at.or(read_at),
+                        archived_at,
+                        snoozed_until,
+                        expired,
+                    }
+                },
+            )
+            .collect(),
+    ))
+}
+
 /// Which notifications a page of the inbox shows.
 #[derive(Debug, Clone, Default)]
 pub struct PageQuery {
@@ -86,15 +151,18 @@ pub struct PageQuery {
     pub status: Status,
 }
 
-/// Which notifications a page lists by their archived state.
+/// Which notifications a page lists by their archived and snoozed state
+/// (expired ones are never listed).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Status {
-    /// Not archived: the inbox.
+    /// Neither archived nor snoozed: the inbox.
     #[default]
     Active,
     /// Archived ones only.
     Archived,
-    /// Both.
+    /// Snoozed ones only.
+    Snoozed,
+    /// Every one.
     All,
 }
 
@@ -109,13 +177,17 @@ pub async fn page(
     let mut select = notifications::table
         .filter(notifications::user_id.eq(user_id))
         .filter(notifications::seq.is_not_null())
+        .filter(notifications::expired.eq(false))
         .order(notifications::seq.desc())
         .limit(query.limit + 1)
         .select(NotificationRow::as_select())
         .into_boxed();
     select = match query.status {
-        Status::Active => select.filter(notifications::archived_at.is_null()),
+        Status::Active => select
+            .filter(notifications::archived_at.is_null())
+            .filter(notifications::snoozed_until.is_null()),
         Status::Archived => select.filter(notifications::archived_at.is_not_null()),
+        Status::Snoozed => select.filter(notifications::snoozed_until.is_not_null()),
         Status::All => select,
     };
     if let Some(before) = query.before {
@@ -190,16 +262,27 @@ pub enum Change {
     /// Archived ones come back to the list (and count again if unread and
     /// not muted).
     Unarchive,
+    /// Ones not snoozed leave the list and the counts until then (snoozed
+    /// ones are snoozed until then instead: see [`apply`]).
+    Snooze(DateTime<Utc>),
+    /// Snoozed ones come back now.
+    Unsnooze,
+    /// Snoozed ones whose time has come come back.
+    Wake,
+    /// Ones whose `expires_at` has passed leave the list and the counts
+    /// for good.
+    Expire,
 }
 
 /// Whether the user's notification with this id is listed (stored with a
-/// `seq`, so neither expired on arrival nor another user's).
+/// `seq` and not expired since, and not another user's).
 pub async fn owns(conn: &mut AsyncPgConnection, user_id: &str, id: Uuid) -> Result<bool, DbError> {
     Ok(diesel::select(diesel::dsl::exists(
         notifications::table
             .filter(notifications::id.eq(id))
             .filter(notifications::user_id.eq(user_id))
-            .filter(notifications::seq.is_not_null()),
+            .filter(notifications::seq.is_not_null())
+            .filter(notifications::expired.eq(false)),
     ))
     .get_result(conn)
     .await?)
@@ -214,6 +297,8 @@ struct ChangedRow {
     read_at: Option<DateTime<Utc>>,
     seen_at: Option<DateTime<Utc>>,
     archived_at: Option<DateTime<Utc>>,
+    snoozed_until: Option<DateTime<Utc>>,
+    expired: bool,
 }
 
 impl ChangedRow {
@@ -225,6 +310,8 @@ impl ChangedRow {
             seen: read || self.seen_at.is_some(),
             archived: self.archived_at.is_some(),
             muted: self.category.as_ref().is_some_and(|c| muted.contains(c)),
+            snoozed: self.snoozed_until.is_some(),
+            expired: self.expired,
         }
     }
 }
@@ -261,6 +348,19 @@ impl Change {
                 archived: true,
                 ..after
             },
+            // Only ones not snoozed.
+            Change::Snooze(_) => RowState {
+                snoozed: false,
+                ..after
+            },
+            Change::Unsnooze | Change::Wake => RowState {
+                snoozed: true,
+                ..after
+            },
+            Change::Expire => RowState {
+                expired: false,
+                ..after
+            },
         }
     }
 }
@@ -295,8 +395,15 @@ pub async fn apply(
         let Some((mut counts, version)) = lock_counts(conn, user_id).await? else {
             return Ok(unchanged(Counts::default(), 0));
         };
-        let rows = changed_rows(conn, user_id, target, change, now).await?;
-        if rows.is_empty() {
+        // Every row changed remembers the version this change makes.
+        let next = version + 1;
+        let rows = changed_rows(conn, user_id, target, change, now, next).await?;
+        // Snoozed ones snoozed again only move their time: no count.
+        let resnoozed = match change {
+            Change::Snooze(until) => resnooze(conn, user_id, target, until, next).await?,
+            _ => Vec::new(),
+        };
+        if rows.is_empty() && resnoozed.is_empty() {
             return Ok(unchanged(counts, version));
         }
         let muted = muted_categories(conn, user_id).await?;
@@ -309,7 +416,11 @@ pub async fn apply(
         Ok(Applied {
             up_to_seq: rows.iter().filter_map(|row| row.seq).max().unwrap_or(0),
             result: ChangeResult {
-                ids: rows.into_iter().map(|row| row.id).collect(),
+                ids: rows
+                    .into_iter()
+                    .map(|row| row.id)
+                    .chain(resnoozed)
+                    .collect(),
                 unread: counts.unread,
                 version,
                 counts,
@@ -469,9 +580,11 @@ async fn counted_in(
         notifications::table
             .filter(notifications::user_id.eq(user_id))
             .filter(notifications::seq.is_not_null())
+            .filter(notifications::expired.eq(false))
             .filter(notifications::category.eq_any(categories))
             .filter(notifications::read_at.is_null())
             .filter(notifications::archived_at.is_null())
+            .filter(notifications::snoozed_until.is_null())
     };
     let totals: Vec<(Option<String>, i64)> = unread()
         .group_by(notifications::category)
@@ -526,10 +639,12 @@ async fn changed_rows(
     target: Target<'_>,
     change: Change,
     now: DateTime<Utc>,
+    version: i64,
 ) -> Result<Vec<ChangedRow>, diesel::result::Error> {
     let mut candidates = notifications::table
         .filter(notifications::user_id.eq(user_id))
         .filter(notifications::seq.is_not_null())
+        .filter(notifications::expired.eq(false))
         .select(notifications::id)
         .into_boxed();
     match target {
@@ -557,6 +672,10 @@ async fn changed_rows(
             .filter(notifications::seen_at.is_null()),
         Change::Archive => candidates.filter(notifications::archived_at.is_null()),
         Change::Unarchive => candidates.filter(notifications::archived_at.is_not_null()),
+        Change::Snooze(_) => candidates.filter(notifications::snoozed_until.is_null()),
+        Change::Unsnooze => candidates.filter(notifications::snoozed_until.is_not_null()),
+        Change::Wake => candidates.filter(notifications::snoozed_until.le(now)),
+        Change::Expire => candidates.filter(notifications::expires_at.le(now)),
     };
     let candidates = candidates.order(notifications::seq.asc()).limit(CHUNK);
     let rows = diesel::update(
@@ -571,12 +690,15 @@ async fn changed_rows(
         notifications::read_at,
         notifications::seen_at,
         notifications::archived_at,
+        notifications::snoozed_until,
+        notifications::expired,
     );
     let now = Some(now);
     let none: Option<DateTime<Utc>> = None;
+    let stamp = notifications::state_version.eq(version);
     match change {
         Change::Read => {
-            let rows = rows.set(notifications::read_at.eq(now));
+            let rows = rows.set((notifications::read_at.eq(now), stamp));
             rows.returning(returning).get_results(conn).await
         }
         Change::Unread => {
@@ -584,22 +706,95 @@ async fn changed_rows(
             let rows = rows.set((
                 notifications::read_at.eq(none),
                 notifications::seen_at.eq(coalesce(notifications::seen_at, notifications::read_at)),
+                stamp,
             ));
             rows.returning(returning).get_results(conn).await
         }
         Change::Seen => {
-            let rows = rows.set(notifications::seen_at.eq(now));
+            let rows = rows.set((notifications::seen_at.eq(now), stamp));
             rows.returning(returning).get_results(conn).await
         }
         Change::Archive => {
-            let rows = rows.set(notifications::archived_at.eq(now));
+            let rows = rows.set((notifications::archived_at.eq(now), stamp));
             rows.returning(returning).get_results(conn).await
         }
         Change::Unarchive => {
-            let rows = rows.set(notifications::archived_at.eq(none));
+            let rows = rows.set((notifications::archived_at.eq(none), stamp));
+            rows.returning(returning).get_results(conn).await
+        }
+        Change::Snooze(until) => {
+            let rows = rows.set((notifications::snoozed_until.eq(until), stamp));
+            rows.returning(returning).get_results(conn).await
+        }
+        Change::Unsnooze | Change::Wake => {
+            let rows = rows.set((notifications::snoozed_until.eq(none), stamp));
+            rows.returning(returning).get_results(conn).await
+        }
+        Change::Expire => {
+            let rows = rows.set((notifications::expired.eq(true), stamp));
             rows.returning(returning).get_results(conn).await
         }
     }
+}
+
+/// Snoozes the user's listed `target` rows snoozed until another time
+/// until `until` instead (they stay out of the counts); answers their ids.
+async fn resnooze(
+    conn: &mut AsyncPgConnection,
+    user_id: &str,
+    target: Target<'_>,
+    until: DateTime<Utc>,
+    version: i64,
+) -> Result<Vec<Uuid>, diesel::result::Error> {
+    let Target::Ids(ids) = target else {
+        return Ok(Vec::new());
+    };
+    diesel::update(
+        notifications::table
+            .filter(notifications::user_id.eq(user_id))
+            .filter(notifications::id.eq_any(ids))
+            .filter(notifications::seq.is_not_null())
+            .filter(notifications::expired.eq(false))
+            .filter(notifications::snoozed_until.ne(until)),
+    )
+    .set((
+        notifications::snoozed_until.eq(until),
+        notifications::state_version.eq(version),
+    ))
+    .returning(notifications::id)
+    .get_results(conn)
+    .await
+}
+
+/// A timer that has come: the user's notification snoozed until now or
+/// before (`Change::Wake`), or listed past its `expires_at`
+/// (`Change::Expire`).
+pub type Due = (String, Uuid);
+
+/// Up to `limit` of each kind of timer that has come at `now`, oldest
+/// first, through the partial indexes that hold only pending timers.
+pub async fn due(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<(Vec<Due>, Vec<Due>), DbError> {
+    let woken = notifications::table
+        .filter(notifications::snoozed_until.le(now))
+        .order(notifications::snoozed_until.asc())
+        .limit(limit)
+        .select((notifications::user_id, notifications::id))
+        .load(conn)
+        .await?;
+    let expiring = notifications::table
+        .filter(notifications::expires_at.le(now))
+        .filter(notifications::expired.eq(false))
+        .filter(notifications::seq.is_not_null())
+        .order(notifications::expires_at.asc())
+        .limit(limit)
+        .select((notifications::user_id, notifications::id))
+        .load(conn)
+        .await?;
+    Ok((woken, expiring))
 }
 
 /// Template key, version and params of a stored notification.

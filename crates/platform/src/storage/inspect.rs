@@ -54,6 +54,8 @@ pub async fn recount(conn: &mut AsyncPgConnection, user_id: &str) -> Result<Coun
     let rows: Vec<(Option<String>, Option<chrono::DateTime<chrono::Utc>>)> = notifications::table
         .filter(notifications::user_id.eq(user_id))
         .filter(notifications::seq.is_not_null())
+        .filter(notifications::expired.eq(false))
+        .filter(notifications::snoozed_until.is_null())
         .filter(notifications::archived_at.is_null())
         .filter(notifications::read_at.is_null())
         .select((notifications::category, notifications::seen_at))

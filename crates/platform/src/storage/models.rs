@@ -96,6 +96,7 @@ impl NotificationInsert<'_> {
             read_at: None,
             seen_at: None,
             archived_at: None,
+            snoozed_until: None,
             locale: self.locale.map(str::to_owned),
             muted: false,
         })
@@ -121,12 +122,15 @@ pub(crate) struct NotificationRow {
     pub archived_at: Option<DateTime<Utc>>,
     pub locale: Option<String>,
     pub muted: bool,
+    pub expired: bool,
+    pub snoozed_until: Option<DateTime<Utc>>,
 }
 
 impl NotificationRow {
-    /// The visible notification; `None` for one stored as expired (no `seq`).
+    /// The visible notification; `None` for one that expired (stored as
+    /// expired, with no `seq`, or expired since).
     pub fn into_visible(self) -> Option<Notification> {
-        let seq = self.seq?;
+        let seq = self.seq.filter(|_| !self.expired)?;
         Some(Notification {
             id: self.id,
             user_id: self.user_id,
@@ -147,6 +151,7 @@ impl NotificationRow {
             // (or by marking a read one unread again).
             seen_at: self.seen_at.or(self.read_at),
             archived_at: self.archived_at,
+            snoozed_until: self.snoozed_until,
             locale: self.locale,
             muted: self.muted,
         })

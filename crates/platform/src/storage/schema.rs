@@ -52,6 +52,8 @@ diesel::table! {
         params -> Nullable<Jsonb>,
         muted -> Bool,
         seen_at -> Nullable<Timestamptz>,
+        snoozed_until -> Nullable<Timestamptz>,
+        state_version -> Int8,
     }
 }
 

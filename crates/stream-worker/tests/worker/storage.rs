@@ -606,3 +606,51 @@ async fn a_round_counts_each_category_for_known_and_new_users() {
         );
     }
 }
+
+/// Every worker looks for timers that have come every second: in a table
+/// of 20,000 notifications that grew past its statistics, both lookups
+/// read the partial indexes of pending timers, never the whole table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_timers_are_found_through_their_indexes_not_the_whole_table() {
+    use diesel::sql_types::BigInt;
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Scans {
+        #[diesel(sql_type = BigInt)]
+        seq_scan: i64,
+        #[diesel(sql_type = BigInt)]
+        idx_scan: i64,
+    }
+    let env = TestEnv::new().await;
+    let mut conn = env.db().await;
+    diesel::sql_query(
+        "INSERT INTO notifications (id, user_id, seq, title, body, priority, created_at, expires_at, snoozed_until) \
+         SELECT gen_random_uuid(), 'user-' || (g % 500), g, 't', 'b', 'normal', now(), \
+         CASE WHEN g % 1000 = 0 THEN now() - interval '1 second' END, \
+         CASE WHEN g % 999 = 0 THEN now() - interval '1 second' END \
+         FROM generate_series(1, 20000) g",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let (scans, (woken, expiring)) = conn
+        .transaction::<_, platform::db::DbError, _>(async |conn| {
+            let due = inbox::due(conn, Utc::now(), 1000).await?;
+            let scans: Scans = diesel::sql_query(
+                "SELECT seq_scan, coalesce(idx_scan, 0) AS idx_scan \
+                 FROM pg_stat_xact_user_tables WHERE relname = 'notifications'",
+            )
+            .get_result(conn)
+            .await?;
+            Ok((scans, due))
+        })
+        .await
+        .unwrap();
+    assert_eq!((woken.len(), expiring.len()), (20, 20));
+    assert_eq!(
+        (scans.seq_scan, scans.idx_scan),
+        (0, 2),
+        "two index scans, no sequential one"
+    );
+}

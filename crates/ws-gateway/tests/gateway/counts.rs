@@ -352,3 +352,152 @@ async fn first_preferences_racing_first_notifications_leave_exact_counts() {
         assert_eq!((kept.unread, kept.by_category.len()), (2, 1), "{user}");
     }
 }
+
+/// The next frame of `kind` on `client` within `within` (other frames are
+/// skipped).
+async fn next_of(client: &mut WsClient, kind: &str, within: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Some(frame) = client.next_json(left).await else {
+            panic!("no {kind} frame within {within:?}");
+        };
+        if frame["type"] == kind {
+            return frame;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snoozed_ones_come_back_on_time_across_a_restart_and_expired_ones_leave() {
+    let mut env = testkit::TestEnv::new().await;
+    env.set("HERALD__WORKER__TIMERS_INTERVAL_MS", "100");
+    let gw = TestGateway::spawn_in(env).await;
+    let now = chrono::Utc::now();
+    // seq 1, 3: orders; 2: social, expiring in 3 s.
+    let batch: Vec<_> = (0..3)
+        .map(|i| {
+            let mut n = testkit::new_notification("sia", i, domain::Priority::Normal);
+            n.category = Some(if i == 1 { "social" } else { "orders" }.into());
+            if i == 1 {
+                n.expires_at = Some(now + chrono::Duration::seconds(3));
+            }
+            n
+        })
+        .collect();
+    let stored = testkit::store_batch(&mut gw.env.db().await, &batch, now)
+        .await
+        .unwrap()
+        .visible;
+    let (one, two, three) = (stored[0].id, stored[1].id, stored[2].id);
+    let api = Api::new(&gw, "sia");
+    let (mut phone, _) = gw.connect("sia").await;
+    let snooze = async |id: uuid::Uuid, until: chrono::DateTime<chrono::Utc>| {
+        api.post_json(
+            &format!("/v1/me/notifications/{id}/snooze"),
+            &json!({"until": until.to_rfc3339()}),
+        )
+        .await
+    };
+    let listed = async |status: &str| -> Vec<String> {
+        api.json(&format!("/v1/me/notifications?status={status}"))
+            .await["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // Bad snoozes change nothing.
+    for until in [
+        now - chrono::Duration::seconds(1),
+        now + chrono::Duration::days(400),
+    ] {
+        let response = snooze(one, until).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{until}");
+    }
+    let response = api
+        .post_json(
+            &format!("/v1/me/notifications/{one}/snooze"),
+            &json!({"until": "tomorrow"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let response = snooze(uuid::Uuid::now_v7(), now + chrono::Duration::hours(1)).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    // No worker runs yet: seq 3 snoozed for a second stays snoozed past it.
+    let soon = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let answer: Value = snooze(three, soon).await.json().await.unwrap();
+    assert_eq!(answer["ids"], json!([three]));
+    let frame = next_of(&mut phone, "snoozed", WAIT).await;
+    assert_eq!(frame["ids"], json!([three]));
+    assert_eq!(
+        assert_counts(&gw, &api, "sia", &frame).await,
+        counts(
+            2,
+            2,
+            json!({"orders": {"unread": 1, "unseen": 1}, "social": {"unread": 1, "unseen": 1}})
+        )
+    );
+    assert_eq!(listed("active").await, [two.to_string(), one.to_string()]);
+    assert_eq!(listed("snoozed").await, [three.to_string()]);
+    // Snoozed again for an hour, then back to a second: no count moves.
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let again: Value = snooze(three, later).await.json().await.unwrap();
+    assert_eq!(
+        (&again["ids"], &again["counts"]),
+        (&json!([three]), &frame["counts"])
+    );
+    next_of(&mut phone, "snoozed", WAIT).await;
+    let again: Value = snooze(three, soon).await.json().await.unwrap();
+    assert_eq!(again["counts"], frame["counts"]);
+    next_of(&mut phone, "snoozed", WAIT).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        listed("snoozed").await,
+        [three.to_string()],
+        "nothing wakes it yet"
+    );
+
+    // A worker starts (as after a restart): it comes back at once, and the
+    // social one expires at its time.
+    let _worker = crate::support::start_worker(&gw.env).await;
+    let back = next_of(&mut phone, "unsnoozed", Duration::from_secs(10)).await;
+    assert_eq!(back["ids"], json!([three]));
+    assert_counts(&gw, &api, "sia", &back).await;
+    assert_eq!(back["counts"]["unread"], 3);
+    let expired = next_of(&mut phone, "expired", Duration::from_secs(10)).await;
+    assert_eq!(expired["ids"], json!([two]));
+    assert!(
+        chrono::Utc::now() >= now + chrono::Duration::seconds(3),
+        "not before its time"
+    );
+    assert_eq!(
+        assert_counts(&gw, &api, "sia", &expired).await,
+        counts(2, 2, json!({"orders": {"unread": 2, "unseen": 2}}))
+    );
+    assert_eq!(listed("all").await, [three.to_string(), one.to_string()]);
+    let response = api.post(&format!("/v1/me/notifications/{two}/read")).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND, "expired: gone");
+
+    // Snoozed while running: back within the timer interval of its time;
+    // unsnoozed by hand: back at once.
+    snooze(one, chrono::Utc::now() + chrono::Duration::seconds(1)).await;
+    next_of(&mut phone, "snoozed", WAIT).await;
+    let back = next_of(&mut phone, "unsnoozed", Duration::from_secs(10)).await;
+    assert_eq!(back["ids"], json!([one]));
+    snooze(one, chrono::Utc::now() + chrono::Duration::hours(1)).await;
+    next_of(&mut phone, "snoozed", WAIT).await;
+    let answer: Value = api
+        .post(&format!("/v1/me/notifications/{one}/unsnooze"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["ids"], json!([one]));
+    let back = next_of(&mut phone, "unsnoozed", WAIT).await;
+    assert_counts(&gw, &api, "sia", &back).await;
+    assert_eq!(back["counts"]["unread"], 2);
+}

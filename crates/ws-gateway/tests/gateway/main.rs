@@ -10,4 +10,5 @@ mod delivery;
 mod identity;
 mod inbox;
 mod limits;
+mod resume_state;
 mod support;

@@ -1,0 +1,78 @@
+//! The inbox's timers: snoozed notifications come back when their time
+//! comes, delivered ones leave the inbox when their `expires_at` passes.
+//!
+//! The timers are the rows themselves (`snoozed_until`, `expires_at`,
+//! found through partial indexes that hold only pending ones), so they
+//! survive any restart, and every worker may look: each change is applied
+//! under the user's lock to rows not changed yet, so two workers finding
+//! the same timer change it once and say it once.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use platform::db::{DbError, DbPool};
+use platform::inbox_changes;
+use platform::redis::RedisStore;
+use platform::storage::inbox::{self, Change, Due, Target};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Most timers of each kind one pass takes; more wait for the next pass
+/// (which follows at once).
+const PASS: i64 = 1_000;
+
+pub struct Timers {
+    pub db: DbPool,
+    pub redis: RedisStore,
+    pub interval: Duration,
+}
+
+impl Timers {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut ticks = tokio::time::interval(self.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            loop {
+                match self.pass().await {
+                    Ok(moved) if moved as i64 >= PASS => continue,
+                    Ok(_) => break,
+                    Err(err) => {
+                        tracing::warn!(%err, "timer pass failed; trying again next tick");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies every timer that has come (up to [`PASS`] of each kind);
+    /// answers how many it found.
+    pub async fn pass(&self) -> Result<usize, DbError> {
+        let (woken, expiring) = {
+            let mut conn = self.db.get().await?;
+            inbox::due(&mut conn, Utc::now(), PASS).await?
+        };
+        let found = woken.len().max(expiring.len());
+        for (change, due) in [(Change::Wake, woken), (Change::Expire, expiring)] {
+            for (user, ids) in by_user(due) {
+                inbox_changes::apply(&self.db, &self.redis, &user, Target::Ids(&ids), change)
+                    .await?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Timers grouped by user, each user's changes applied at once.
+fn by_user(due: Vec<Due>) -> BTreeMap<String, Vec<Uuid>> {
+    let mut users: BTreeMap<String, Vec<Uuid>> = BTreeMap::new();
+    for (user, id) in due {
+        users.entry(user).or_default().push(id);
+    }
+    users
+}

@@ -1,0 +1,2 @@
+DROP INDEX notifications_state;
+ALTER TABLE notifications DROP COLUMN state_version;
