@@ -1,248 +1,19 @@
-//! A user's inbox: the counts, the sequence counter and the state version,
-//! and every change of a notification's state (read, unread, seen,
-//! archived, unarchived).
-//!
-//! Every change locks the user's `user_inbox` row first (the same lock
-//! storing a batch takes), so counts move in one order: they always equal
-//! the user's rows (see [`super::counts`]); reading twice changes nothing;
-//! and `version` is bumped in the same transaction as every change of the
-//! counts, so clients can keep the newest.
+//! Changes of notifications' state: one transaction under the user's lock
+//! that changes the rows not in the wanted state yet, moves the counts by
+//! what each changed row counts now less what it counted before, stamps
+//! the rows and bumps `version`; and the timers that come due.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use domain::{ChangeResult, Counts, ItemState, Notification, Preferences};
+use domain::{ChangeResult, Counts};
 use uuid::Uuid;
 
-use super::counts::{self, RowState};
-use super::models::NotificationRow;
-use super::schema::{notifications, user_inbox, user_preferences};
+use super::Target;
+use super::mutes::muted_categories;
 use crate::db::DbError;
-
-/// A user's sequence counter, counts and state version.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct InboxState {
-    pub last_seq: i64,
-    pub counts: Counts,
-    pub version: i64,
-}
-
-/// The user's state; a user with no notifications yet has all zeros.
-pub async fn state(conn: &mut AsyncPgConnection, user_id: &str) -> Result<InboxState, DbError> {
-    let row = user_inbox::table
-        .filter(user_inbox::user_id.eq(user_id))
-        .select((
-            user_inbox::last_seq,
-            (
-                user_inbox::unread_count,
-                user_inbox::unseen_count,
-                user_inbox::by_category,
-            ),
-            user_inbox::version,
-        ))
-        .first::<(i64, counts::Columns, i64)>(conn)
-        .await
-        .optional()?;
-    let Some((last_seq, columns, version)) = row else {
-        return Ok(InboxState::default());
-    };
-    Ok(InboxState {
-        last_seq,
-        counts: counts::from_columns(columns)?,
-        version,
-    })
-}
-
-/// The user's notifications with `seq > since`, oldest first, at most `limit`:
-/// what a resuming client missed (read and archived ones included, so the
-/// sequence it sees has no gap).
-pub async fn after(
-    conn: &mut AsyncPgConnection,
-    user_id: &str,
-    since: i64,
-    limit: i64,
-) -> Result<Vec<Notification>, DbError> {
-    Ok(notifications::table
-        .filter(notifications::user_id.eq(user_id))
-        .filter(notifications::seq.gt(since))
-        .order(notifications::seq.asc())
-        .limit(limit)
-        .select(NotificationRow::as_select())
-        .load::<NotificationRow>(conn)
-        .await?
-        .into_iter()
-        .filter_map(NotificationRow::into_visible)
-        .collect())
-}
-
-/// Most changed notifications a resuming connection is told about one by
-/// one; past this it is told to list them again (`resync`).
-pub const MAX_STATE_ITEMS: i64 = 5_000;
-
-/// The user's notifications up to `seq` (the ones a resuming device holds)
-/// changed since `version`, as they are now, oldest change first; `None`
-/// when more than [`MAX_STATE_ITEMS`] changed (the device had better list
-/// them again).
-pub async fn changed_since(
-    conn: &mut AsyncPgConnection,
-    user_id: &str,
-    version: i64,
-    seq: i64,
-) -> Result<Option<Vec<ItemState>>, DbError> {
-    type Row = (
-        Uuid,
-        Option<i64>,
-        i64,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-        bool,
-    );
-    let rows: Vec<Row> = notifications::table
-        .filter(notifications::user_id.eq(user_id))
-        .filter(notifications::state_version.gt(version.max(0)))
-        .filter(notifications::seq.le(seq))
-        .order((notifications::state_version.asc(), notifications::seq.asc()))
-        .limit(MAX_STATE_ITEMS + 1)
-        .select((
-            notifications::id,
-            notifications::seq,
-            notifications::state_version,
-            notifications::read_at,
-            notifications::seen_at,
-            notifications::archived_at,
-            notifications::snoozed_until,
-            notifications::expired,
-        ))
-        .load(conn)
-        .await?;
-    if rows.len() as i64 > MAX_STATE_ITEMS {
-        return Ok(None);
-    }
-    Ok(Some(
-        rows.into_iter()
-            .map(
-                |(id, seq, version, read_at, seen_at, archived_at, snoozed_until, expired)| {
-                    ItemState {
-                        id,
-                        seq: seq.unwrap_or_default(),
-                        version,
-                        read_at,
-                        seen_at: seen_at.or(read_at),
-                        archived_at,
-                        snoozed_until,
-                        expired,
-                    }
-                },
-            )
-            .collect(),
-    ))
-}
-
-/// Which notifications a page of the inbox shows.
-#[derive(Debug, Clone, Default)]
-pub struct PageQuery {
-    /// Only notifications with `seq` below this (the cursor of the previous page).
-    pub before: Option<i64>,
-    pub limit: i64,
-    pub unread_only: bool,
-    pub category: Option<String>,
-    pub status: Status,
-}
-
-/// Which notifications a page lists by their archived and snoozed state
-/// (expired ones are never listed).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Status {
-    /// Neither archived nor snoozed: the inbox.
-    #[default]
-    Active,
-    /// Archived ones only.
-    Archived,
-    /// Snoozed ones only.
-    Snoozed,
-    /// Every one.
-    All,
-}
-
-/// One page of the inbox, newest first, of the notifications `query.status`
-/// selects. Returns the page and the cursor of the next one (`None` on the
-/// last page).
-pub async fn page(
-    conn: &mut AsyncPgConnection,
-    user_id: &str,
-    query: &PageQuery,
-) -> Result<(Vec<Notification>, Option<i64>), DbError> {
-    let mut select = notifications::table
-        .filter(notifications::user_id.eq(user_id))
-        .filter(notifications::seq.is_not_null())
-        .filter(notifications::expired.eq(false))
-        .order(notifications::seq.desc())
-        .limit(query.limit + 1)
-        .select(NotificationRow::as_select())
-        .into_boxed();
-    select = match query.status {
-        Status::Active => select
-            .filter(notifications::archived_at.is_null())
-            .filter(notifications::snoozed_until.is_null()),
-        Status::Archived => select.filter(notifications::archived_at.is_not_null()),
-        Status::Snoozed => select.filter(notifications::snoozed_until.is_not_null()),
-        Status::All => select,
-    };
-    if let Some(before) = query.before {
-        select = select.filter(notifications::seq.lt(before));
-    }
-    if query.unread_only {
-        // What the unread count counts: not in a category muted now.
-        select = select
-            .filter(notifications::read_at.is_null())
-            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
-                "NOT EXISTS (SELECT 1 FROM user_preferences p \
-                 WHERE p.user_id = notifications.user_id \
-                 AND notifications.category = ANY(p.muted_categories))",
-            ));
-    }
-    if let Some(category) = &query.category {
-        select = select.filter(notifications::category.eq(category));
-    }
-    let mut items: Vec<Notification> = select
-        .load::<NotificationRow>(conn)
-        .await?
-        .into_iter()
-        .filter_map(NotificationRow::into_visible)
-        .collect();
-    let next = if items.len() as i64 > query.limit {
-        items.truncate(query.limit as usize);
-        items.last().map(|n| n.seq)
-    } else {
-        None
-    };
-    Ok((items, next))
-}
-
-/// Which notifications a change applies to.
-#[derive(Debug, Clone, Copy)]
-pub enum Target<'a> {
-    /// These ids of the user's (others' and unknown ones are ignored).
-    Ids(&'a [Uuid]),
-    /// Every notification of the user that the filter lets through.
-    All(Filter<'a>),
-}
-
-/// Narrows a change of every notification (read-all, archive-all); the
-/// default lets every one through.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Filter<'a> {
-    /// Only this category.
-    pub category: Option<&'a str>,
-    /// Only notifications with `seq` below this (say, the newest one a
-    /// screen showed plus one, so that ones arriving meanwhile are left
-    /// alone).
-    pub before_seq: Option<i64>,
-    /// Only read ones ("archive everything read").
-    pub read_only: bool,
-}
+use crate::storage::counts::{self, RowState};
+use crate::storage::schema::{notifications, user_inbox};
 
 /// A change of state the user (or a producer for them) asks for. Each one
 /// only touches rows not in the wanted state already, so applying it twice
@@ -272,20 +43,6 @@ pub enum Change {
     /// Ones whose `expires_at` has passed leave the list and the counts
     /// for good.
     Expire,
-}
-
-/// Whether the user's notification with this id is listed (stored with a
-/// `seq` and not expired since, and not another user's).
-pub async fn owns(conn: &mut AsyncPgConnection, user_id: &str, id: Uuid) -> Result<bool, DbError> {
-    Ok(diesel::select(diesel::dsl::exists(
-        notifications::table
-            .filter(notifications::id.eq(id))
-            .filter(notifications::user_id.eq(user_id))
-            .filter(notifications::seq.is_not_null())
-            .filter(notifications::expired.eq(false)),
-    ))
-    .get_result(conn)
-    .await?)
 }
 
 /// A changed row as the change left it.
@@ -432,7 +189,7 @@ pub async fn apply(
 
 /// Writes the user's counts (locked by the caller's transaction) and bumps
 /// `version`; answers the new version.
-async fn write_counts(
+pub(super) async fn write_counts(
     conn: &mut AsyncPgConnection,
     user_id: &str,
     counts: &Counts,
@@ -449,99 +206,9 @@ async fn write_counts(
         .await
 }
 
-/// The categories the user muted (none without preferences).
-async fn muted_categories(
-    conn: &mut AsyncPgConnection,
-    user_id: &str,
-) -> Result<Vec<String>, diesel::result::Error> {
-    Ok(user_preferences::table
-        .find(user_id)
-        .select(user_preferences::muted_categories)
-        .first::<Vec<String>>(conn)
-        .await
-        .optional()?
-        .unwrap_or_default())
-}
-
-/// What replacing a user's preferences did to the counts: the categories
-/// muted and unmuted by it, and the state after.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Muting {
-    pub muted: Vec<String>,
-    pub unmuted: Vec<String>,
-    /// No ids (a whole category moves).
-    pub result: ChangeResult,
-}
-
-/// Replaces the user's preferences, and with them which categories count:
-/// muting one takes its notifications out of the counts at once, unmuting
-/// it brings its unread ones back (those stored while it was muted too;
-/// they were never pushed). One transaction under the user's lock.
-/// Answers what moved (`None`: no category was muted or unmuted).
-///
-/// Muting costs nothing per notification: a category's counts are its
-/// entry in `by_category`. Unmuting counts the category's unread
-/// notifications (through `notifications_category`) with the lock held.
-pub async fn set_preferences(
-    conn: &mut AsyncPgConnection,
-    user_id: &str,
-    preferences: &Preferences,
-) -> Result<Option<Muting>, DbError> {
-    conn.transaction::<_, DbError, _>(async |conn| {
-        // The row is created if need be, so that a worker storing the
-        // user's first notifications meanwhile waits for this change and
-        // reads the preferences it leaves (it reads them again when it
-        // finds the row created by another transaction).
-        diesel::insert_into(user_inbox::table)
-            .values(user_inbox::user_id.eq(user_id))
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .await?;
-        let Some((mut counts, _)) = lock_counts(conn, user_id).await? else {
-            return Err(diesel::result::Error::NotFound.into());
-        };
-        let before = muted_categories(conn, user_id).await?;
-        super::preferences::put(conn, user_id, preferences).await?;
-        let now = &preferences.muted_categories;
-        let muted: Vec<String> = now
-            .iter()
-            .filter(|c| !before.contains(c))
-            .cloned()
-            .collect();
-        let unmuted: Vec<String> = before
-            .iter()
-            .filter(|c| !now.contains(c))
-            .cloned()
-            .collect();
-        if muted.is_empty() && unmuted.is_empty() {
-            return Ok(None);
-        }
-        for category in &muted {
-            if let Some(those) = counts.by_category.get(category).copied() {
-                counts.add(Some(category), -those.unread, -those.unseen);
-            }
-        }
-        for (category, unread, unseen) in counted_in(conn, user_id, &unmuted).await? {
-            counts.add(Some(&category), unread, unseen);
-        }
-        let version = write_counts(conn, user_id, &counts).await?;
-        Ok(Some(Muting {
-            muted,
-            unmuted,
-            result: ChangeResult {
-                ids: Vec::new(),
-                unread: counts.unread,
-                version,
-                counts,
-            },
-        }))
-    })
-    .await
-}
-
 /// Locks the user's inbox row; answers its counts and version (`None`
 /// without one).
-async fn lock_counts(
+pub(super) async fn lock_counts(
     conn: &mut AsyncPgConnection,
     user_id: &str,
 ) -> Result<Option<(Counts, i64)>, DbError> {
@@ -563,49 +230,6 @@ async fn lock_counts(
         None => None,
         Some((columns, version)) => Some((counts::from_columns(columns)?, version)),
     })
-}
-
-/// The `(category, unread, unseen)` of the user's notifications in
-/// `categories` as they count when not muted: listed, neither read nor
-/// archived.
-async fn counted_in(
-    conn: &mut AsyncPgConnection,
-    user_id: &str,
-    categories: &[String],
-) -> Result<Vec<(String, i64, i64)>, diesel::result::Error> {
-    if categories.is_empty() {
-        return Ok(Vec::new());
-    }
-    let unread = || {
-        notifications::table
-            .filter(notifications::user_id.eq(user_id))
-            .filter(notifications::seq.is_not_null())
-            .filter(notifications::expired.eq(false))
-            .filter(notifications::category.eq_any(categories))
-            .filter(notifications::read_at.is_null())
-            .filter(notifications::archived_at.is_null())
-            .filter(notifications::snoozed_until.is_null())
-    };
-    let totals: Vec<(Option<String>, i64)> = unread()
-        .group_by(notifications::category)
-        .select((notifications::category, diesel::dsl::count_star()))
-        .load(conn)
-        .await?;
-    let unseen: std::collections::HashMap<Option<String>, i64> = unread()
-        .filter(notifications::seen_at.is_null())
-        .group_by(notifications::category)
-        .select((notifications::category, diesel::dsl::count_star()))
-        .load(conn)
-        .await?
-        .into_iter()
-        .collect();
-    Ok(totals
-        .into_iter()
-        .filter_map(|(category, n)| {
-            let seen_not = unseen.get(&category).copied().unwrap_or(0);
-            Some((category?, n, seen_not))
-        })
-        .collect())
 }
 
 /// The outcome of a change that changed nothing.
@@ -795,34 +419,4 @@ pub async fn due(
         .load(conn)
         .await?;
     Ok((woken, expiring))
-}
-
-/// Template key, version and params of a stored notification.
-pub type TemplateRefRow = (String, i32, serde_json::Value);
-
-/// What the user's templated notifications were rendered from, by id.
-pub async fn template_refs(
-    conn: &mut AsyncPgConnection,
-    user_id: &str,
-    ids: &[Uuid],
-) -> Result<std::collections::HashMap<Uuid, TemplateRefRow>, DbError> {
-    type Row = (Uuid, Option<String>, Option<i32>, Option<serde_json::Value>);
-    let rows: Vec<Row> = notifications::table
-        .filter(notifications::user_id.eq(user_id))
-        .filter(notifications::id.eq_any(ids))
-        .filter(notifications::template_key.is_not_null())
-        .select((
-            notifications::id,
-            notifications::template_key,
-            notifications::template_version,
-            notifications::params,
-        ))
-        .load(conn)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(id, key, version, params)| {
-            Some((id, (key?, version?, params.unwrap_or_default())))
-        })
-        .collect())
 }
