@@ -139,19 +139,24 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
           const switching = userId !== null && ws !== null;
           userId = sub;
           seqStore = seqKey(sub, base);
-          held.clear();
-          delivered.clear();
-          emitted.clear();
-          counts = NO_COUNTS;
-          version = -1;
-          countedSeq = -1;
-          stateVersion = -1;
+          forgetState();
           lastSeq = loadSeq(storage, seqStore);
           if (switching) open();
         }
         return t;
       })
       .finally(() => (tokenPending = null)));
+
+  /** Drops everything held of the user (another user signed in, or this one was erased). */
+  const forgetState = () => {
+    held.clear();
+    delivered.clear();
+    emitted.clear();
+    counts = NO_COUNTS;
+    version = -1;
+    countedSeq = -1;
+    stateVersion = -1;
+  };
 
   /** The held token for REST while it is not about to expire, else a fresh one. */
   const restToken = (fresh: boolean) => (!fresh && token && !expiring(token) ? Promise.resolve(token) : fetchToken());
@@ -320,6 +325,18 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
         stateVersion = Math.max(stateVersion, frame.version);
         break;
       }
+      case "erased": {
+        // The user's data is gone: start again from nothing (the gateway
+        // closes with 4004 next, and the reconnect asks from seq 0).
+        forgetState();
+        changedAt.clear();
+        lastSeq = 0;
+        saveSeq(storage, seqStore, 0, true);
+        resumedState = false;
+        events.emit("erased", { userId });
+        events.emit("unread", { unread: 0, version: 0, counts: NO_COUNTS });
+        break;
+      }
       case "resync": {
         // The gateway cannot tell what changed: drop the held items' state.
         held.clear();
@@ -456,6 +473,10 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       // again right after the last time also counts as a failed attempt.
       const drain = drainDelay(random);
       retry(attempt++ === 0 ? drain : Math.max(drain, backoffDelay(attempt - 1, baseMs, capMs, random)));
+    } else if (code === 4004) {
+      attempt = 0; // erased: the fresh start connects at once
+      setStatus("reconnecting");
+      open();
     } else if (code === 4001 && !attempt) {
       attempt++; // token expired: a fresh one at once (a second quick 4001 backs off)
       setStatus("reconnecting");

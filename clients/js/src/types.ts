@@ -137,6 +137,12 @@ export interface HeraldEvents {
    * (Otherwise a reconnect brings every held item's state up to date.)
    */
   resync: { version: number };
+  /**
+   * The user's data was erased (a producer's `DELETE /v1/users/{id}`):
+   * every held item and count was dropped; the client reconnects from
+   * nothing at once.
+   */
+  erased: { userId: string | null };
   seen: SeenChange;
   muted: MutedChange;
   /** The counts changed (any of them, not only `unread`). */

@@ -180,7 +180,7 @@ unread: number, version: number, counts: Counts, } | { "type": "muted", muted: A
 /**
  * The same as `counts.unread`.
  */
-unread: number, version: number, counts: Counts, } | { "type": "state", items: Array<ItemState>, version: number, } | { "type": "resync" } | { "type": "pong" } | { "type": "error", code: ErrorCode, message: string, };
+unread: number, version: number, counts: Counts, } | { "type": "state", items: Array<ItemState>, version: number, } | { "type": "resync" } | { "type": "erased" } | { "type": "pong" } | { "type": "error", code: ErrorCode, message: string, };
 
 /**
  * Frames a client sends to the gateway.

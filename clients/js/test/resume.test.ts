@@ -256,3 +256,36 @@ describe("resume with since_version", () => {
     expect(sinceVersion()).toBeNull();
   });
 });
+
+describe("erasure", () => {
+  it("drops everything held on `erased` and reconnects from nothing at once after 4004", async () => {
+    const storage = memoryStorage();
+    const { client } = await connected({ storage }, { last_seq: 0 });
+    lastSocket().receive(live(1, 1, 1));
+    lastSocket().receive(live(2, 2, 2));
+    expect(client.items()).toHaveLength(2);
+    const erased = vi.fn();
+    const unread = vi.fn();
+    client.on("erased", erased);
+    client.on("unread", unread);
+
+    lastSocket().receive({ type: "erased" });
+    expect(erased).toHaveBeenCalledWith({ userId: "alice" });
+    expect(unread).toHaveBeenLastCalledWith(expect.objectContaining({ unread: 0 }));
+    expect(client.items()).toEqual([]);
+    expect([client.unread, client.lastSeq]).toEqual([0, 0]);
+    expect(storage.getItem("herald:seq:alice@http://gw.test")).toBe("0");
+
+    const before = sockets().length;
+    lastSocket().serverClose(4004);
+    await tick();
+    expect(sockets()).toHaveLength(before + 1);
+    expect(lastSocket().since).toBe("0");
+    expect(new URL(lastSocket().url).searchParams.get("since_version")).toBeNull();
+    lastSocket().open();
+    lastSocket().hello({ last_seq: 1, unread: 1, version: 1 });
+    lastSocket().receive(live(1, 1, 1, { id: "fresh1" }));
+    expect(client.items().map((n) => n.id)).toEqual(["fresh1"]);
+    expect(client.unread).toBe(1);
+  });
+});

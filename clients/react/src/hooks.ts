@@ -254,6 +254,12 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
     });
     const offUnsnoozed = client.on("unsnoozed", () => void loadFirst(false));
     const offResync = client.on("resync", () => void loadFirst(false));
+    // The user's data is gone: nothing to list until new ones arrive.
+    const offErased = client.on("erased", () => {
+      knownRead.clear();
+      knownArchived.clear();
+      setState((s) => ({ ...s, items: [], nextBefore: null }));
+    });
     let wasConnected = client.status === "connected";
     let lost = false;
     const offStatus = client.on("status", (status) => {
@@ -275,6 +281,7 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
       offExpired();
       offUnsnoozed();
       offResync();
+      offErased();
       offStatus();
     };
   }, [client, category, unreadOnly, normalize, loadFirst]);

@@ -88,6 +88,11 @@ pub enum ServerFrame {
     /// `since_version` (too many changes, or a version this server never
     /// had): drop the held items' state and list them again.
     Resync,
+    /// The user's data was erased (a producer's `DELETE /v1/users/{id}`):
+    /// every notification, state and preference is gone. The gateway closes
+    /// the connection (4004) right after; drop everything held for the
+    /// user and connect again without `since` or `since_version`.
+    Erased,
     /// Answer to a client `ping` frame (WebSocket-level pings are answered too).
     Pong,
     /// The client sent something the gateway could not act on.

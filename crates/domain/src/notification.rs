@@ -399,6 +399,28 @@ impl NewNotification {
     }
 }
 
+/// The `user_id` of a stream entry's payload (a [`NewNotification`]'s
+/// JSON), read without checking the rest; `None` when the payload is not
+/// such JSON.
+pub fn user_of_entry(payload: &str) -> Option<String> {
+    entry_head(payload).map(|head| head.user_id)
+}
+
+/// The `id` of a stream entry's payload, like [`user_of_entry`].
+pub fn id_of_entry(payload: &str) -> Option<Uuid> {
+    entry_head(payload).map(|head| head.id)
+}
+
+#[derive(Deserialize)]
+struct EntryHead {
+    id: Uuid,
+    user_id: String,
+}
+
+fn entry_head(payload: &str) -> Option<EntryHead> {
+    serde_json::from_str(payload).ok()
+}
+
 /// A stored notification: the new one plus its place in the user's sequence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, ts_rs::TS)]
 pub struct Notification {

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, batch, notifications, templates, tokens, users};
+use crate::routes::{admin, batch, erasures, notifications, status, templates, tokens, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,6 +13,7 @@ use crate::routes::{admin, batch, notifications, templates, tokens, users};
     paths(
         notifications::create_notification,
         batch::create_batch,
+        status::get_status,
         admin::list_dead_letters,
         admin::replay_dead_letter,
         admin::replay_all_dead_letters,
@@ -23,6 +24,8 @@ use crate::routes::{admin, batch, notifications, templates, tokens, users};
         templates::set_user_locale,
         users::read,
         users::archive,
+        erasures::erase_user,
+        erasures::get_erasure,
         tokens::revoke,
         tokens::list,
     ),
@@ -35,6 +38,10 @@ use crate::routes::{admin, batch, notifications, templates, tokens, users};
         batch::BatchRequest,
         batch::BatchResult,
         batch::ItemResult,
+        status::NotificationStatus,
+        status::Place,
+        status::UserState,
+        status::DeadLetterSummary,
         admin::ReplayRequest,
         admin::Replayed,
         platform::dlq::ReplayReport,
@@ -48,6 +55,8 @@ use crate::routes::{admin, batch, notifications, templates, tokens, users};
         domain::Preferences,
         users::UserNotifications,
         domain::ChangeResult,
+        platform::storage::erasures::Erasure,
+        platform::storage::erasures::ErasureStatus,
         tokens::RevokeToken,
         platform::storage::revoked_tokens::RevokedToken,
     )),

@@ -9,6 +9,7 @@ pub mod body;
 pub mod client_limits;
 pub mod db;
 pub mod dlq;
+pub mod erasure;
 pub mod hashing;
 pub mod health;
 pub mod inbox_changes;

@@ -1,5 +1,7 @@
 //! The inbox's timers: snoozed notifications come back when their time
-//! comes, delivered ones leave the inbox when their `expires_at` passes.
+//! comes, delivered ones leave the inbox when their `expires_at` passes;
+//! and erasure jobs, carried out within a tick of being asked for (see
+//! `platform::erasure`).
 //!
 //! The timers are the rows themselves (`snoozed_until`, `expires_at`,
 //! found through partial indexes that hold only pending ones), so they
@@ -12,6 +14,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use platform::db::{DbError, DbPool};
+use platform::erasure::{self, Pass};
 use platform::inbox_changes;
 use platform::redis::RedisStore;
 use platform::storage::inbox::{self, Change, Due, Target};
@@ -21,6 +24,9 @@ use uuid::Uuid;
 /// Most timers of each kind one pass takes; more wait for the next pass
 /// (which follows at once).
 const PASS: i64 = 1_000;
+
+/// Most erasure jobs one tick finishes.
+const ERASURES_PER_TICK: usize = 16;
 
 pub struct Timers {
     pub db: DbPool,
@@ -37,6 +43,7 @@ impl Timers {
                 () = shutdown.cancelled() => return,
                 _ = ticks.tick() => {}
             }
+            self.erase().await;
             loop {
                 match self.pass().await {
                     Ok(moved) if moved as i64 >= PASS => continue,
@@ -45,6 +52,24 @@ impl Timers {
                         tracing::warn!(%err, "timer pass failed; trying again next tick");
                         break;
                     }
+                }
+            }
+        }
+    }
+
+    /// Carries running erasure jobs a step further, up to
+    /// [`ERASURES_PER_TICK`]; a job still waiting for its user's entries
+    /// ends the tick's turn.
+    pub async fn erase(&self) {
+        for _ in 0..ERASURES_PER_TICK {
+            match erasure::pass(&self.db, &self.redis).await {
+                Ok(Pass::Idle | Pass::Waiting(_)) => return,
+                Ok(Pass::Done { job, notifications }) => {
+                    tracing::info!(%job, notifications, "user erased");
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "erasure pass failed; trying again next tick");
+                    return;
                 }
             }
         }

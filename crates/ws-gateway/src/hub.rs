@@ -37,6 +37,9 @@ pub struct LiveFrame {
     /// Not a frame to write: frames may have been missed (the subscriber
     /// lagged or reconnected); the connection catches up from storage.
     pub resync: bool,
+    /// The `erased` frame: the user's data is gone; the connection writes
+    /// it and closes (4004).
+    pub erased: bool,
     pub created_at: Option<DateTime<Utc>>,
     pub bytes: ByteString,
     /// The publisher's span (W3C `traceparent`), when the worker traces.
@@ -48,18 +51,22 @@ impl LiveFrame {
     /// kept as they are, the trace context is split off.
     fn parse(message: ByteString) -> Self {
         #[derive(Deserialize)]
-        struct Head {
+        struct Head<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: Option<&'a str>,
             seq: Option<i64>,
             created_at: Option<DateTime<Utc>>,
         }
         let (traceparent, frame) = published::decode(&message);
         let head = serde_json::from_str::<Head>(frame).unwrap_or(Head {
+            kind: None,
             seq: None,
             created_at: None,
         });
         Self {
             seq: head.seq,
             resync: false,
+            erased: head.kind == Some("erased"),
             created_at: head.created_at,
             traceparent: traceparent.map(|t| message.slice_ref(t)),
             bytes: message.slice_ref(frame),
@@ -70,6 +77,7 @@ impl LiveFrame {
         Self {
             seq: None,
             resync: true,
+            erased: false,
             created_at: None,
             bytes: ByteString::new(),
             traceparent: None,

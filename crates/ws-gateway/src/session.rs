@@ -11,6 +11,7 @@
 //! | 1012 | the gateway is restarting (drain); reconnect elsewhere with `since` |
 //! | 4001 | the token expired (send `refresh` before it does) |
 //! | 4003 | the token was revoked (its `jti` is on the deny-list) |
+//! | 4004 | the user's data was erased (after the `erased` frame) |
 //! | 4408 | no sign of life (not even a pong) within the client timeout |
 //!
 //! Gapless delivery: the session remembers the last `seq` it wrote. A live
@@ -298,6 +299,13 @@ impl Connection {
             // The hub may have missed frames (Redis reconnect, lag): read what
             // this connection has not seen from storage.
             return self.catch_up(self.last_sent, 0, ctx).await;
+        }
+        if frame.erased {
+            self.write(&frame, ctx).await?;
+            return Ok(close_reason(
+                CloseCode::Other(4004),
+                "user data erased; connect again without since",
+            ));
         }
         let Some(seq) = frame.seq else {
             // Not a notification (read state): order does not matter, `version` does.

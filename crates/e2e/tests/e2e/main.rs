@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
 mod cluster;
+mod erasure;
 mod failover;
 mod faults;
 mod gateway;

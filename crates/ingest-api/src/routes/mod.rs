@@ -2,7 +2,9 @@
 
 pub mod admin;
 pub mod batch;
+pub mod erasures;
 pub mod notifications;
+pub mod status;
 pub mod templates;
 pub mod tokens;
 pub mod users;
@@ -23,6 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(count_rejections))
             .route(web::post().to(batch::create_batch)),
     )
+    // After `batch`, so that `batch` is not taken for an id.
+    .route("/v1/notifications/{id}", web::get().to(status::get_status))
     .route(
         "/v1/admin/dead-letters",
         web::get().to(admin::list_dead_letters),
@@ -59,5 +63,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route(
         "/v1/users/{user_id}/notifications/archive",
         web::post().to(users::archive),
-    );
+    )
+    .route(
+        "/v1/users/{user_id}",
+        web::delete().to(erasures::erase_user),
+    )
+    .route("/v1/erasures/{id}", web::get().to(erasures::get_erasure));
 }

@@ -10,6 +10,7 @@ mod idempotency;
 mod keys;
 mod notifications;
 mod refusals;
+mod status;
 mod support;
 mod templates;
 mod users;

@@ -108,4 +108,36 @@ impl RedisStore {
             .filter_map(|key| key.as_str().map(str::to_owned))
             .collect())
     }
+
+    /// Every key under this store's prefix whose name or content mentions
+    /// `needle` (streams, strings, hashes, lists, sets and sorted sets are
+    /// read whole): what an erasure must leave without a trace.
+    pub async fn keys_mentioning(&self, needle: &str) -> Result<Vec<String>, RedisError> {
+        let mut mentioning = Vec::new();
+        for key in self.keys_of_prefix().await? {
+            let kind: String = self
+                .client
+                .r#type(key.as_str())
+                .await
+                .map_err(RedisError::on("TYPE"))?;
+            let content: Value = match kind.as_str() {
+                "stream" => self.client.xrange(key.as_str(), "-", "+", None).await,
+                "string" => self.client.get(key.as_str()).await,
+                "hash" => self.client.hgetall(key.as_str()).await,
+                "list" => self.client.lrange(key.as_str(), 0, -1).await,
+                "set" => self.client.smembers(key.as_str()).await,
+                "zset" => {
+                    self.client
+                        .zrange(key.as_str(), 0, -1, None, false, None, true)
+                        .await
+                }
+                _ => Ok(Value::Null),
+            }
+            .map_err(RedisError::on("reading a key"))?;
+            if key.contains(needle) || format!("{content:?}").contains(needle) {
+                mentioning.push(key);
+            }
+        }
+        Ok(mentioning)
+    }
 }

@@ -10,10 +10,12 @@
 //!
 //! By topic: `connection` (clients, timeouts, reconnecting), `streams`
 //! (the priority streams and their consumer group), `pubsub` (users'
-//! channels, publishing and the subscriber), `replies` (reading fred's
+//! channels, publishing and the subscriber), `entries` (entries found by
+//! notification, a user's deleted), `replies` (reading fred's
 //! untyped replies) and `scripts` (the Lua scripts, one `.lua` file each).
 
 mod connection;
+mod entries;
 #[cfg(feature = "test-support")]
 mod inspect;
 mod limits;
@@ -23,6 +25,7 @@ mod scripts;
 mod streams;
 
 pub use connection::{RedisStore, ShardCountError};
+pub use entries::{DroppedEntries, QueuedEntry};
 pub use limits::RateGrant;
 pub use pubsub::{FramesError, Messages, Reconnects, RedisSubscriber, UserFrame, UserFrames};
 pub use replies::cmp_ids;

@@ -184,3 +184,26 @@ pub async fn mark_replayed(
     .await?;
     Ok(updated == 1)
 }
+
+/// The newest dead letter holding the notification with this id (its
+/// payload names it; a payload that is not JSON never matches).
+pub async fn of_notification(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<DeadLetter>, DbError> {
+    let text = id.to_string();
+    let mentioning: Vec<DeadLetterRow> = dead_letters::table
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>("strpos(payload, ")
+                .bind::<diesel::sql_types::Text, _>(&text)
+                .sql(") > 0"),
+        )
+        .order(dead_letters::created_at.desc())
+        .select(DeadLetterRow::as_select())
+        .load(conn)
+        .await?;
+    Ok(mentioning
+        .into_iter()
+        .find(|row| domain::notification::id_of_entry(&row.payload) == Some(id))
+        .map(DeadLetter::from))
+}

@@ -70,3 +70,42 @@ pub async fn recount(conn: &mut AsyncPgConnection, user_id: &str) -> Result<Coun
     }
     Ok(counts)
 }
+
+/// Every table holding a row that mentions `needle` anywhere (any column,
+/// as the row reads as text), with how many rows: what an erasure must
+/// leave empty.
+pub async fn tables_mentioning(
+    conn: &mut AsyncPgConnection,
+    needle: &str,
+) -> Result<Vec<(String, i64)>, DbError> {
+    #[derive(QueryableByName)]
+    struct Table {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        rows: i64,
+    }
+    let tables: Vec<Table> = diesel::sql_query(
+        "SELECT table_name::text AS name FROM information_schema.tables \
+         WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+    )
+    .load(conn)
+    .await?;
+    let mut mentioning = Vec::new();
+    for table in tables {
+        let quoted = table.name.replace('"', "\"\"");
+        let count: Count = diesel::sql_query(format!(
+            "SELECT count(*) AS rows FROM \"{quoted}\" AS r WHERE strpos(r::text, $1) > 0"
+        ))
+        .bind::<diesel::sql_types::Text, _>(needle)
+        .get_result(conn)
+        .await?;
+        if count.rows > 0 {
+            mentioning.push((table.name, count.rows));
+        }
+    }
+    Ok(mentioning)
+}

@@ -5,6 +5,7 @@
 pub mod api_keys;
 mod counts;
 pub mod dead_letters;
+pub mod erasures;
 pub mod inbox;
 #[cfg(feature = "test-support")]
 pub mod inspect;

@@ -31,6 +31,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    erasures (id) {
+        id -> Uuid,
+        erasing -> Nullable<Text>,
+        tenant -> Nullable<Text>,
+        requested_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+        drained_through -> Nullable<Text>,
+        passes -> Int4,
+        notifications_erased -> Int8,
+        entries_dropped -> Int8,
+    }
+}
+
+diesel::table! {
     notifications (id, user_id) {
         id -> Uuid,
         user_id -> Text,
@@ -99,6 +113,7 @@ diesel::table! {
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     dead_letters,
+    erasures,
     notifications,
     revoked_tokens,
     templates,

@@ -11,13 +11,14 @@ use testkit::TestEnv;
 
 /// Tables without a user's data: reference tables on a distributed
 /// database (read everywhere, written rarely), and the operators' dead
-/// letters, which stay on the coordinator.
-const SHARED_TABLES: [&str; 5] = [
+/// letters and the erasure jobs, which stay on the coordinator.
+const SHARED_TABLES: [&str; 6] = [
     "__diesel_schema_migrations",
     "api_keys",
     "templates",
     "revoked_tokens",
     "dead_letters",
+    "erasures",
 ];
 
 /// The tables distributed by `user_id`.

@@ -5,6 +5,7 @@
 
 mod browsers;
 mod connections;
+mod convergence;
 mod counts;
 mod delivery;
 mod identity;

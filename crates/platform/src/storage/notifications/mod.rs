@@ -29,6 +29,7 @@
 //! transaction; `statements` holds the SQL they send.
 
 mod statements;
+pub mod status;
 mod store;
 
 use std::collections::{HashMap, HashSet};
