@@ -185,7 +185,7 @@ unread: number, version: number, counts: Counts, } | { "type": "state", items: A
 /**
  * Frames a client sends to the gateway.
  */
-export type ClientFrame = { "type": "ping" } | { "type": "resume", since: number, } | { "type": "read", ids: Array<string>, } | { "type": "read_all", category?: string, before_seq?: number, } | { "type": "unread", ids: Array<string>, } | { "type": "seen", up_to_seq: number, } | { "type": "refresh", token: string, };
+export type ClientFrame = { "type": "ping" } | { "type": "resume", since: number, } | { "type": "read", ids: Array<string>, } | { "type": "read_all", category?: string, before_seq?: number, } | { "type": "unread", ids: Array<string>, } | { "type": "seen", up_to_seq: number, } | { "type": "archive", ids: Array<string>, } | { "type": "unarchive", ids: Array<string>, } | { "type": "archive_all", category?: string, before_seq?: number, read?: boolean, } | { "type": "snooze", ids: Array<string>, until: string, } | { "type": "unsnooze", ids: Array<string>, } | { "type": "refresh", token: string, };
 
 export type Preferences = { 
 /**

@@ -211,12 +211,13 @@ pub enum ErrorCode {
     FrameTooLarge,
     /// A `refresh` token that is invalid, expired or for another user.
     BadToken,
-    /// A `read` or `unread` frame with more ids than allowed (100).
+    /// A frame with more ids than allowed (100).
     TooManyIds,
     /// The database is unavailable; the request was not applied.
     Unavailable,
-    /// Too many `resume`, `read`, `read_all`, `unread` and `seen` frames on this connection
-    /// (`gateway.client_requests_*`); this one was not applied.
+    /// Too many frames that read or change storage (every one but `ping`
+    /// and `refresh`) on this connection (`gateway.client_requests_*`);
+    /// this one was not applied.
     RateLimited,
 }
 
@@ -245,11 +246,38 @@ pub enum ClientFrame {
     /// Every notification with `seq` up to `up_to_seq` was seen (the feed
     /// was opened): clears the `unseen` badge, leaves them unread.
     Seen { up_to_seq: i64 },
+    /// Archive these notifications: they leave the list and the counts.
+    Archive { ids: Vec<uuid::Uuid> },
+    /// Bring these archived notifications back.
+    Unarchive { ids: Vec<uuid::Uuid> },
+    /// Archive every notification, or only those of `category`, those with
+    /// `seq` below `before_seq`, only read ones (`read: true`).
+    ArchiveAll {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        category: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        before_seq: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        read: Option<bool>,
+    },
+    /// Snooze these notifications until `until` (RFC 3339, in the future,
+    /// at most 366 days ahead): out of the list and the counts until then.
+    Snooze {
+        ids: Vec<uuid::Uuid>,
+        #[ts(type = "string")]
+        until: chrono::DateTime<chrono::Utc>,
+    },
+    /// Bring these snoozed notifications back now.
+    Unsnooze { ids: Vec<uuid::Uuid> },
     /// Replace the connection's token before it expires (same `sub`).
     Refresh { token: String },
 }
 
-/// Most ids one `read` or `unread` frame may carry.
+/// Most ids one frame (`read`, `unread`, `archive`, `unarchive`, `snooze`,
+/// `unsnooze`) may carry.
 pub const MAX_READ_IDS: usize = 100;
 
 impl ServerFrame {

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod budget;
 pub mod cli;
+pub mod client_frames;
 pub mod connect;
 pub mod error;
 pub mod hub;

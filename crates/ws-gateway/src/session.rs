@@ -28,16 +28,17 @@ use std::sync::Arc;
 use actix_web::web;
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, ProtocolError, Session};
 use chrono::Utc;
-use domain::frames::{ErrorCode, MAX_READ_IDS};
+use domain::frames::ErrorCode;
 use domain::{ClientFrame, ServerFrame};
 use futures_util::future::LocalBoxFuture;
-use platform::storage::inbox::{self, Change, Filter, Target};
+use platform::storage::inbox;
 use platform::telemetry::{self, traceparent};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, interval, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::client_frames::{self, Action, Request};
 use crate::hub::LiveFrame;
 use crate::state::GatewayState;
 use platform::inbox_changes;
@@ -80,35 +81,6 @@ async fn next_message(held_back: &mut Option<Received>, stream: &mut MessageStre
     match held_back.take() {
         Some(received) => received,
         None => stream.recv().await,
-    }
-}
-
-/// A state change requested over the socket, and what it applies to.
-struct OwnedAction(OwnedTarget, Change);
-
-/// An [`inbox::Target`] that owns its ids and category (the change runs
-/// off the loop that decoded the frame).
-enum OwnedTarget {
-    Ids(Vec<uuid::Uuid>),
-    All {
-        category: Option<String>,
-        before_seq: Option<i64>,
-    },
-}
-
-impl OwnedTarget {
-    fn target(&self) -> Target<'_> {
-        match self {
-            OwnedTarget::Ids(ids) => Target::Ids(ids),
-            OwnedTarget::All {
-                category,
-                before_seq,
-            } => Target::All(Filter {
-                category: category.as_deref(),
-                before_seq: *before_seq,
-                read_only: false,
-            }),
-        }
     }
 }
 
@@ -495,97 +467,35 @@ impl Connection {
         bad_frames: &mut u32,
         ctx: &web::Data<GatewayState>,
     ) -> Result<Closing, Gone> {
-        let frame = match serde_json::from_str::<ClientFrame>(text) {
-            Ok(frame) => frame,
-            Err(err) => {
+        let request = match client_frames::decode(text, Utc::now()) {
+            Ok(request) => request,
+            Err(refused) => {
                 *bad_frames += 1;
-                return self
-                    .error(ErrorCode::BadFrame, &format!("not a known frame: {err}"))
-                    .await;
+                return self.error(refused.code, &refused.message).await;
             }
         };
-        let costs_storage = matches!(
-            frame,
-            ClientFrame::Resume { .. }
-                | ClientFrame::Read { .. }
-                | ClientFrame::ReadAll { .. }
-                | ClientFrame::Unread { .. }
-                | ClientFrame::Seen { .. }
-        );
-        if costs_storage && let Err(wait) = self.requests.take() {
+        if request.costs_storage()
+            && let Err(wait) = self.requests.take()
+        {
             ctx.metrics.frames_rate_limited.inc();
             return self
                 .error(
                     ErrorCode::RateLimited,
                     &format!(
-                        "too many resume/read/read_all/unread/seen frames; not applied, retry in {} ms",
+                        "too many frames that read or change storage; not applied, retry in {} ms",
                         wait.as_millis().max(1)
                     ),
                 )
                 .await;
         }
-        match frame {
-            ClientFrame::Ping => self.send(ServerFrame::Pong).await.map(|()| None),
-            ClientFrame::Resume { since } => {
+        match request {
+            Request::Ping => self.send(ServerFrame::Pong).await.map(|()| None),
+            Request::Resume { since } => {
                 let since = self.coalesce_resumes(since);
                 self.catch_up(since, 0, ctx).await
             }
-            ClientFrame::Read { ids } | ClientFrame::Unread { ids } if ids.len() > MAX_READ_IDS => {
-                *bad_frames += 1;
-                self.error(
-                    ErrorCode::TooManyIds,
-                    &format!("at most {MAX_READ_IDS} ids per read or unread frame"),
-                )
-                .await
-            }
-            ClientFrame::Read { ids } => {
-                self.change(OwnedAction(OwnedTarget::Ids(ids), Change::Read), ctx)
-                    .await
-            }
-            ClientFrame::Unread { ids } => {
-                self.change(OwnedAction(OwnedTarget::Ids(ids), Change::Unread), ctx)
-                    .await
-            }
-            ClientFrame::ReadAll {
-                category,
-                before_seq,
-            } if category
-                .as_deref()
-                .is_some_and(|c| domain::notification::validate_category(c).is_err())
-                || before_seq.is_some_and(|seq| seq < 1) =>
-            {
-                *bad_frames += 1;
-                self.error(
-                    ErrorCode::BadFrame,
-                    "read_all: category must be a valid category and before_seq 1 or more",
-                )
-                .await
-            }
-            ClientFrame::ReadAll {
-                category,
-                before_seq,
-            } => {
-                let target = OwnedTarget::All {
-                    category,
-                    before_seq,
-                };
-                self.change(OwnedAction(target, Change::Read), ctx).await
-            }
-            ClientFrame::Seen { up_to_seq } => match crate::inbox::seen_filter(up_to_seq) {
-                Some(filter) => {
-                    let target = OwnedTarget::All {
-                        category: None,
-                        before_seq: filter.before_seq,
-                    };
-                    self.change(OwnedAction(target, Change::Seen), ctx).await
-                }
-                None => {
-                    *bad_frames += 1;
-                    self.error(ErrorCode::BadFrame, "seen: up_to_seq must be 0 or more")
-                        .await
-                }
-            },
-            ClientFrame::Refresh { token } => match ctx.verifier.verify(&token).await {
+            Request::Change(action) => self.change(action, ctx).await,
+            Request::Refresh { token } => match ctx.verifier.verify(&token).await {
                 Ok(token) if token.user_id == self.user_id => {
                     self.token_expires_at = token.expires_at();
                     self.token_jti = token.jti;
@@ -606,7 +516,7 @@ impl Connection {
     /// One change at a time per connection, so they apply in the order sent.
     async fn change(
         &mut self,
-        action: OwnedAction,
+        action: Action,
         ctx: &web::Data<GatewayState>,
     ) -> Result<Closing, Gone> {
         if let Some(previous) = self.change_in_flight.take() {
@@ -616,9 +526,14 @@ impl Connection {
         let user_id = self.user_id.clone();
         let mut session = self.session.clone();
         self.change_in_flight = Some(actix_web::rt::spawn(async move {
-            let OwnedAction(target, change) = &action;
-            if let Err(err) =
-                inbox_changes::apply(&ctx.db, &ctx.redis, &user_id, target.target(), *change).await
+            if let Err(err) = inbox_changes::apply(
+                &ctx.db,
+                &ctx.redis,
+                &user_id,
+                action.target(),
+                action.change,
+            )
+            .await
             {
                 tracing::warn!(%err, "read state change failed");
                 let frame = ServerFrame::Error {

@@ -59,6 +59,7 @@ async fn devices_and_rest_converge_on_exact_counts_under_random_concurrent_chang
 
 /// One user's run: a producer, a REST client and three devices (one of
 /// them sends its changes as frames, one leaves and resumes), all at once.
+/// Every operation is drawn by both the REST client and the frame sender.
 async fn scenario(gw: &TestGateway, user: &str, seed: u64) {
     let api = Api::new(gw, user);
     let known: RefCell<Vec<(uuid::Uuid, &'static str)>> = RefCell::default();
@@ -229,7 +230,7 @@ async fn rest_op(
         2 => (format!("/v1/me/notifications/{id}/archive"), None),
         3 | 4 => (format!("/v1/me/notifications/{id}/unarchive"), None),
         5 => {
-            let until = Utc::now() + chrono::Duration::milliseconds(rng.random_range(300..2_000));
+            let until = Utc::now() + chrono::Duration::milliseconds(rng.random_range(800..2_000));
             (
                 format!("/v1/me/notifications/{id}/snooze"),
                 Some(json!({"until": until.to_rfc3339()})),
@@ -291,11 +292,19 @@ fn socket_op(
         .map(|_| known[rng.random_range(0..known.len())].0.to_string())
         .collect();
     let category = CATEGORIES[rng.random_range(0..CATEGORIES.len())];
-    Some(match rng.random_range(0..6) {
+    Some(match rng.random_range(0..12) {
         0 | 1 => json!({"type": "read", "ids": ids}),
         2 | 3 => json!({"type": "unread", "ids": ids}),
         4 => json!({"type": "read_all", "category": category}),
-        _ => json!({"type": "seen", "up_to_seq": max_seq.max(1)}),
+        5 => json!({"type": "seen", "up_to_seq": max_seq.max(1)}),
+        6 => json!({"type": "archive", "ids": ids}),
+        7 | 8 => json!({"type": "unarchive", "ids": ids}),
+        9 => {
+            let until = Utc::now() + chrono::Duration::milliseconds(rng.random_range(800..2_000));
+            json!({"type": "snooze", "ids": ids, "until": until.to_rfc3339()})
+        }
+        10 => json!({"type": "unsnooze", "ids": ids}),
+        _ => json!({"type": "archive_all", "read": true, "before_seq": rng.random_range(1..20)}),
     })
 }
 
