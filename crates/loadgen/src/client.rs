@@ -196,9 +196,18 @@ pub async fn connect_user(
 
 /// GETs `path` from an `http://host:port` base and answers the body as text.
 pub async fn get_text(base: &str, path: &str) -> anyhow::Result<String> {
+    get(base, path, "").await
+}
+
+/// [`get_text`] as a user (a bearer token).
+pub async fn get_text_as(base: &str, path: &str, token: &str) -> anyhow::Result<String> {
+    get(base, path, &format!("authorization: Bearer {token}\r\n")).await
+}
+
+async fn get(base: &str, path: &str, headers: &str) -> anyhow::Result<String> {
     let authority = authority(base)?;
     let mut connection = open(&authority).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\n{headers}\r\n");
     let (status, body) = send(&mut connection, &mut Vec::new(), request.as_bytes()).await?;
     anyhow::ensure!(status.is_success(), "GET {path}: {status}");
     Ok(String::from_utf8_lossy(&body).into_owned())

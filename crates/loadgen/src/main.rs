@@ -13,7 +13,7 @@ mod scenarios;
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use scenarios::{CpuProbe, Ctx, connections, e2e, ingest, priority};
+use scenarios::{CpuProbe, Ctx, churn, connections, e2e, ingest, priority};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -23,18 +23,20 @@ enum Scenario {
     IngestBatch,
     E2eThroughput,
     PriorityIsolation,
+    StateChurn,
     Soak,
 }
 
 /// What `make bench` runs, in this order (soak only with `--soak`): the
 /// connection count first, on a gateway that has not grown yet.
-const DEFAULT: [Scenario; 6] = [
+const DEFAULT: [Scenario; 7] = [
     Scenario::Connections,
     Scenario::E2eLatency,
     Scenario::IngestSingle,
     Scenario::IngestBatch,
     Scenario::E2eThroughput,
     Scenario::PriorityIsolation,
+    Scenario::StateChurn,
 ];
 
 #[derive(Debug, Parser)]
@@ -63,7 +65,7 @@ struct Args {
     /// Also run the soak (10 minutes by default).
     #[arg(long)]
     soak: bool,
-    /// Seconds of ingest-single, ingest-batch and priority-isolation
+    /// Seconds of ingest-single, ingest-batch, priority-isolation and state-churn
     /// (e2e-latency runs 1.5 times as long).
     #[arg(long, default_value_t = 20)]
     seconds: u64,
@@ -169,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
                 outcome
             }
             Scenario::PriorityIsolation => priority::isolation(&ctx).await?,
+            Scenario::StateChurn => churn::state_churn(&ctx).await?,
             Scenario::Soak => {
                 let rate = args
                     .soak_rate

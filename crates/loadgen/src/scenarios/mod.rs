@@ -1,6 +1,7 @@
 //! The benchmark scenarios (bench/README.md). Each is bounded in time and count, prints a
 //! progress line, and answers an [`Outcome`](crate::report::Outcome).
 
+pub mod churn;
 pub mod connections;
 pub mod e2e;
 pub mod ingest;
