@@ -25,7 +25,7 @@ use crate::state::{AppState, Appender};
     delete,
     path = "/v1/users/{user_id}",
     tag = "notifications",
-    params(("user_id" = String, Path, description = "The user")),
+    params(("user_id" = String, Path, description = "The user", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:@-]+$")),
     responses(
         (status = 202, description = "The erasure job (its `Location` is its status URL)", body = Erasure,
             headers(("Location" = String, description = "`/v1/erasures/{id}`"))),

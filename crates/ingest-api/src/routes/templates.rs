@@ -196,7 +196,7 @@ pub struct UserLocale {
     put,
     path = "/v1/users/{user_id}/preferences",
     tag = "notifications",
-    params(("user_id" = String, Path, description = "The user")),
+    params(("user_id" = String, Path, description = "The user", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:@-]+$")),
     request_body(content = UserLocale, content_type = "application/json"),
     responses(
         (status = 200, description = "The user's preferences now", body = Preferences),

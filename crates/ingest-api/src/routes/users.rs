@@ -109,7 +109,7 @@ enum ChangeResponses {
     post,
     path = "/v1/users/{user_id}/notifications/read",
     tag = "notifications",
-    params(("user_id" = String, Path, description = "The user")),
+    params(("user_id" = String, Path, description = "The user", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:@-]+$")),
     request_body(content = UserNotifications, content_type = "application/json"),
     responses(ChangeResponses),
     security(("api_key" = []))
@@ -129,7 +129,7 @@ pub async fn read(
     post,
     path = "/v1/users/{user_id}/notifications/archive",
     tag = "notifications",
-    params(("user_id" = String, Path, description = "The user")),
+    params(("user_id" = String, Path, description = "The user", min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:@-]+$")),
     request_body(content = UserNotifications, content_type = "application/json"),
     responses(ChangeResponses),
     security(("api_key" = []))

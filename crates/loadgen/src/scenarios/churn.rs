@@ -150,7 +150,10 @@ pub async fn state_churn(ctx: &Ctx) -> anyhow::Result<Outcome> {
 /// One user: every `period` (from `offset`) the actor sends a change of a
 /// recent notification unless one is in flight; the watcher times the
 /// frame that tells it, and keeps what it knows for the end.
-#[expect(clippy::too_many_arguments, reason = "one task per user, handed all it uses")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one task per user, handed all it uses"
+)]
 async fn churn(
     mut actor: Socket,
     mut watcher: Socket,
