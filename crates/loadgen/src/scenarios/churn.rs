@@ -28,6 +28,9 @@ const CHANGES_PER_SEC: f64 = 2_000.0;
 const NOTIFICATIONS_PER_SEC: u64 = 1_000;
 /// A change the other device has not heard of after this is counted lost.
 const GIVE_UP: Duration = Duration::from_secs(5);
+/// At the end, a user's devices are done once the watcher heard nothing
+/// for this long (and no change is in flight).
+const QUIET: Duration = Duration::from_millis(300);
 
 fn churn_user(k: u64) -> String {
     format!("churn-{}", k % USERS)
@@ -109,17 +112,16 @@ pub async fn state_churn(ctx: &Ctx) -> anyhow::Result<Outcome> {
     };
     let posted = post_paced(ctx, &deliveries, 0..count, send, churn_user, "state-churn").await?;
     let elapsed = started.elapsed().as_secs_f64();
-    stop.notify_waiters();
-    // Each user's last change gets its frame (or gives up) before the end.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for user in &users {
-        user.abort();
-    }
+    let changes = tally.changes.load(Ordering::Relaxed);
+    // Every notification stored and pushed, then each user's last change
+    // told (or given up on) before the counts are compared.
     super::wait_drained(ctx).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.notify_waiters();
+    for user in users {
+        user.await?;
+    }
 
     let (exact, mismatches) = check_counts(ctx, &known).await?;
-    let changes = tally.changes.load(Ordering::Relaxed);
     let lost = tally.lost.load(Ordering::Relaxed);
     let latency = Latency::of(&tally.latency.lock().unwrap_or_else(PoisonError::into_inner));
     let mut outcome = Outcome::new("state-churn");
@@ -170,10 +172,30 @@ async fn churn(
     let mut turn = 0u64;
     let stopped = stop.notified();
     tokio::pin!(stopped);
+    // Once stopped: no new change; the one in flight is waited for (and
+    // the frames after it read) until the watcher is quiet for a moment.
+    let mut quiet_from: Option<tokio::time::Instant> = None;
     loop {
+        let quiet = async {
+            match quiet_from {
+                Some(from) => tokio::time::sleep_until(from + QUIET).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            () = &mut stopped => return,
-            _ = ticks.tick() => {
+            () = &mut stopped, if quiet_from.is_none() => {
+                quiet_from = Some(tokio::time::Instant::now());
+            }
+            () = quiet => {
+                if in_flight.as_ref().is_none_or(|change| change.sent.elapsed() >= GIVE_UP) {
+                    if in_flight.is_some() {
+                        tally.lost.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return;
+                }
+                quiet_from = Some(tokio::time::Instant::now());
+            }
+            _ = ticks.tick(), if quiet_from.is_none() => {
                 if let Some(change) = &in_flight {
                     if change.sent.elapsed() < GIVE_UP {
                         continue;
@@ -198,6 +220,9 @@ async fn churn(
                     if message.is_none() { return; }
                     continue;
                 };
+                if quiet_from.is_some() {
+                    quiet_from = Some(tokio::time::Instant::now());
+                }
                 let Ok(frame) = serde_json::from_str::<Frame>(&text) else { continue };
                 if let Some(change) = &in_flight
                     && frame.kind == change.kind
