@@ -100,14 +100,21 @@ pub async fn get_status(
     let id = *id;
     let may_see = |user_id: &str| producer.identity.may_address(user_id);
     let mut conn = state.conn().await?;
-    let rows = stored::stored_states(&mut conn, id)
-        .await
-        .map_err(ApiError::database)?;
-    if let Some(row) = rows.into_iter().find(|row| may_see(&row.user_id)) {
-        return Ok(HttpResponse::Ok().json(of_stored(id, row)));
-    }
-    // Not stored: in a stream still, or a dead letter.
-    if let Some(made_at) = made_at(id) {
+    // Most asked for are stored: look there first. One not stored may be
+    // stored (or dead-lettered) while it is looked for in the streams: a
+    // worker commits before it acknowledges, so one no longer queued is
+    // found by looking again.
+    for attempt in 0..2 {
+        let rows = stored::stored_states(&mut conn, id)
+            .await
+            .map_err(ApiError::database)?;
+        if let Some(row) = rows.into_iter().find(|row| may_see(&row.user_id)) {
+            return Ok(HttpResponse::Ok().json(of_stored(id, row)));
+        }
+        if attempt == 1 {
+            break;
+        }
+        let Some(made_at) = made_at(id) else { break };
         let queued = state
             .redis
             .find_queued(id, made_at)
