@@ -10,6 +10,7 @@ use domain::{ChangeResult, Counts};
 use uuid::Uuid;
 
 use super::Target;
+use super::mutes::muted_categories;
 use crate::db::DbError;
 use crate::storage::counts::{self, RowState};
 use crate::storage::schema::{notifications, user_inbox};
@@ -148,12 +149,7 @@ pub async fn apply(
 ) -> Result<Applied, DbError> {
     let now: DateTime<Utc> = Utc::now();
     conn.transaction::<_, DbError, _>(async |conn| {
-        let Some(Locked {
-            mut counts,
-            version,
-            muted,
-        }) = lock_counts(conn, user_id).await?
-        else {
+        let Some((mut counts, version)) = lock_counts(conn, user_id).await? else {
             return Ok(unchanged(Counts::default(), 0));
         };
         // Every row changed remembers the version this change makes.
@@ -167,6 +163,7 @@ pub async fn apply(
         if rows.is_empty() && resnoozed.is_empty() {
             return Ok(unchanged(counts, version));
         }
+        let muted = muted_categories(conn, user_id).await?;
         for row in &rows {
             let after = row.state(&muted);
             let before = change.before(row, after);
@@ -209,52 +206,29 @@ pub(super) async fn write_counts(
         .await
 }
 
-/// A user's inbox row as a change finds it, locked: the counts, the
-/// version and the categories muted now.
-pub(super) struct Locked {
-    pub counts: Counts,
-    pub version: i64,
-    pub muted: Vec<String>,
-}
-
-#[derive(QueryableByName)]
-struct LockedRow {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    unread_count: i64,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    unseen_count: i64,
-    #[diesel(sql_type = diesel::sql_types::Jsonb)]
-    by_category: serde_json::Value,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    version: i64,
-    #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
-    muted: Vec<String>,
-}
-
-/// Locks the user's inbox row; answers its counts and version, with the
-/// user's muted categories read in the same statement (`None` without a
-/// row).
+/// Locks the user's inbox row; answers its counts and version (`None`
+/// without one).
 pub(super) async fn lock_counts(
     conn: &mut AsyncPgConnection,
     user_id: &str,
-) -> Result<Option<Locked>, DbError> {
-    let locked = diesel::sql_query(
-        "SELECT i.unread_count, i.unseen_count, i.by_category, i.version, \
-                COALESCE(p.muted_categories, '{}') AS muted \
-         FROM user_inbox i LEFT JOIN user_preferences p ON p.user_id = i.user_id \
-         WHERE i.user_id = $1 FOR UPDATE OF i",
-    )
-    .bind::<diesel::sql_types::Text, _>(user_id)
-    .get_result::<LockedRow>(conn)
-    .await
-    .optional()?;
+) -> Result<Option<(Counts, i64)>, DbError> {
+    let locked = user_inbox::table
+        .filter(user_inbox::user_id.eq(user_id))
+        .select((
+            (
+                user_inbox::unread_count,
+                user_inbox::unseen_count,
+                user_inbox::by_category,
+            ),
+            user_inbox::version,
+        ))
+        .for_update()
+        .first::<(counts::Columns, i64)>(conn)
+        .await
+        .optional()?;
     Ok(match locked {
         None => None,
-        Some(row) => Some(Locked {
-            counts: counts::from_columns((row.unread_count, row.unseen_count, row.by_category))?,
-            version: row.version,
-            muted: row.muted,
-        }),
+        Some((columns, version)) => Some((counts::from_columns(columns)?, version)),
     })
 }
 

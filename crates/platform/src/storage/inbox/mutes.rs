@@ -5,9 +5,23 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use domain::{ChangeResult, Preferences};
 
-use super::changes::{Locked, lock_counts, write_counts};
+use super::changes::{lock_counts, write_counts};
 use crate::db::DbError;
-use crate::storage::schema::{notifications, user_inbox};
+use crate::storage::schema::{notifications, user_inbox, user_preferences};
+
+/// The categories the user muted (none without preferences).
+pub(super) async fn muted_categories(
+    conn: &mut AsyncPgConnection,
+    user_id: &str,
+) -> Result<Vec<String>, diesel::result::Error> {
+    Ok(user_preferences::table
+        .find(user_id)
+        .select(user_preferences::muted_categories)
+        .first::<Vec<String>>(conn)
+        .await
+        .optional()?
+        .unwrap_or_default())
+}
 
 /// What replacing a user's preferences did to the counts: the categories
 /// muted and unmuted by it, and the state after.
@@ -43,14 +57,10 @@ pub async fn set_preferences(
             .on_conflict_do_nothing()
             .execute(conn)
             .await?;
-        let Some(Locked {
-            mut counts,
-            muted: before,
-            ..
-        }) = lock_counts(conn, user_id).await?
-        else {
+        let Some((mut counts, _)) = lock_counts(conn, user_id).await? else {
             return Err(diesel::result::Error::NotFound.into());
         };
+        let before = muted_categories(conn, user_id).await?;
         crate::storage::preferences::put(conn, user_id, preferences).await?;
         let now = &preferences.muted_categories;
         let muted: Vec<String> = now
