@@ -10,10 +10,9 @@ use domain::{ChangeResult, Counts};
 use uuid::Uuid;
 
 use super::Target;
-use super::mutes::muted_categories;
 use crate::db::DbError;
 use crate::storage::counts::{self, RowState};
-use crate::storage::schema::{notifications, user_inbox};
+use crate::storage::schema::{notifications, user_inbox, user_preferences};
 
 /// A change of state the user (or a producer for them) asks for. Each one
 /// only touches rows not in the wanted state already, so applying it twice
@@ -230,6 +229,20 @@ pub(super) async fn lock_counts(
         None => None,
         Some((columns, version)) => Some((counts::from_columns(columns)?, version)),
     })
+}
+
+/// The categories the user muted (none without preferences).
+pub(super) async fn muted_categories(
+    conn: &mut AsyncPgConnection,
+    user_id: &str,
+) -> Result<Vec<String>, diesel::result::Error> {
+    Ok(user_preferences::table
+        .find(user_id)
+        .select(user_preferences::muted_categories)
+        .first::<Vec<String>>(conn)
+        .await
+        .optional()?
+        .unwrap_or_default())
 }
 
 /// The outcome of a change that changed nothing.

@@ -5,23 +5,9 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use domain::{ChangeResult, Preferences};
 
-use super::changes::{lock_counts, write_counts};
+use super::changes::{lock_counts, muted_categories, write_counts};
 use crate::db::DbError;
-use crate::storage::schema::{notifications, user_inbox, user_preferences};
-
-/// The categories the user muted (none without preferences).
-pub(super) async fn muted_categories(
-    conn: &mut AsyncPgConnection,
-    user_id: &str,
-) -> Result<Vec<String>, diesel::result::Error> {
-    Ok(user_preferences::table
-        .find(user_id)
-        .select(user_preferences::muted_categories)
-        .first::<Vec<String>>(conn)
-        .await
-        .optional()?
-        .unwrap_or_default())
-}
+use crate::storage::schema::{notifications, user_inbox};
 
 /// What replacing a user's preferences did to the counts: the categories
 /// muted and unmuted by it, and the state after.
