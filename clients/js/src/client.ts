@@ -95,6 +95,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   // none); a reconnect asks for what changed since (`since_version`).
   let stateVersion = -1;
   let resumedState = false; // this socket was opened with since_version
+  let trimmedThrough = 0; // every notification up to this seq was deleted (retention)
   let userId: string | null = null;
   let token: string | undefined;
   let socketToken: string | undefined; // the token the open socket was given (at connect or by refresh)
@@ -156,6 +157,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     version = -1;
     countedSeq = -1;
     stateVersion = -1;
+    trimmedThrough = 0;
   };
 
   /** The held token for REST while it is not about to expire, else a fresh one. */
@@ -273,6 +275,18 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     }
   };
 
+  /**
+   * Notifications up to `upToSeq` were deleted for good (retention: a
+   * `trimmed` frame, or a hello's `trimmed_through`): held ones go. Emitted
+   * once per new floor.
+   */
+  const applyTrimmed = (upToSeq: number) => {
+    if (upToSeq <= trimmedThrough) return;
+    trimmedThrough = upToSeq;
+    for (const [id, n] of held) if (n.seq <= upToSeq) held.delete(id);
+    events.emit("trimmed", { upToSeq });
+  };
+
   /** Counts covering `seq`: the held count includes every notification up to it. */
   const covered = (seq: number) => {
     countedSeq = Math.max(countedSeq, seq);
@@ -316,6 +330,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
         }
         acceptCounts(countsOf(frame), frame.version);
         covered(frame.last_seq);
+        applyTrimmed(frame.trimmed_through ?? 0);
         // Nothing to catch up on: the held state is as of this hello.
         if (!resumedState || reset) stateVersion = frame.version;
         break;
@@ -370,6 +385,10 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
         break;
       case "seen":
         applySeen(frame.up_to_seq, frame.counts, frame.version);
+        break;
+      case "trimmed":
+        acceptCounts(frame.counts, frame.version);
+        applyTrimmed(frame.up_to_seq);
         break;
       case "muted": {
         const { type: _, ...change } = frame;

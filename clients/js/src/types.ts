@@ -144,6 +144,12 @@ export interface HeraldEvents {
    */
   erased: { userId: string | null };
   seen: SeenChange;
+  /**
+   * Every notification with `seq` up to `upToSeq` was deleted for good
+   * (older than the server's retention period): out of items(); unread
+   * ones left the counts (an `unread` event says so).
+   */
+  trimmed: { upToSeq: number };
   muted: MutedChange;
   /** The counts changed (any of them, not only `unread`). */
   unread: UnreadChange;

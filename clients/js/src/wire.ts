@@ -168,11 +168,21 @@ last_seq: number,
 /**
  * The user's state counter: bumped with every change of the counts.
  */
-version: number, counts: Counts, } | { "type": "notification" } & NotificationFrame | { "type": "read" } & StateChange | { "type": "archived" } & StateChange | { "type": "unread" } & StateChange | { "type": "unarchived" } & StateChange | { "type": "snoozed", ids: Array<string>, until: string, 
+version: number, counts: Counts, 
+/**
+ * Every notification with `seq` up to this one was deleted for
+ * good (older than the retention period; 0 when none was): drop
+ * the ones held.
+ */
+trimmed_through: number, } | { "type": "notification" } & NotificationFrame | { "type": "read" } & StateChange | { "type": "archived" } & StateChange | { "type": "unread" } & StateChange | { "type": "unarchived" } & StateChange | { "type": "snoozed", ids: Array<string>, until: string, 
 /**
  * The same as `counts.unread`.
  */
-unread: number, version: number, counts: Counts, } | { "type": "unsnoozed" } & StateChange | { "type": "expired" } & StateChange | { "type": "seen", up_to_seq: number, 
+unread: number, version: number, counts: Counts, } | { "type": "unsnoozed" } & StateChange | { "type": "expired" } & StateChange | { "type": "trimmed", up_to_seq: number, 
+/**
+ * The same as `counts.unread`.
+ */
+unread: number, version: number, counts: Counts, } | { "type": "seen", up_to_seq: number, 
 /**
  * The same as `counts.unread`.
  */

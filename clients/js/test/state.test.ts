@@ -241,6 +241,28 @@ describe("unseen and counts per category", () => {
     expect([client.unread, client.version]).toEqual([1, 5]);
   });
 
+  it("a trimmed frame drops held ones up to its seq, and a hello's trimmed_through does on reconnect", async () => {
+    const { client } = await connected({}, { last_seq: 0, unread: 0, version: 1 });
+    const trimmed: number[] = [];
+    client.on("trimmed", (t) => trimmed.push(t.upToSeq));
+    for (const seq of [1, 2, 3, 4, 5]) lastSocket().receive(live(seq, seq, seq + 1, { counts: counts(seq, seq) }));
+    lastSocket().receive({ type: "trimmed", up_to_seq: 2, unread: 3, version: 7, counts: counts(3, 3) });
+    expect(client.items().map((n) => n.seq)).toEqual([5, 4, 3]);
+    expect([client.unread, client.version]).toEqual([3, 7]);
+    // Away while more went: the hello says so.
+    lastSocket().serverClose(1006);
+    await nextTimer();
+    expect(lastSocket().since).toBe("5");
+    lastSocket().open();
+    lastSocket().hello({ last_seq: 5, unread: 1, version: 9, counts: counts(1, 1), trimmed_through: 4 });
+    expect(client.items().map((n) => n.seq)).toEqual([5]);
+    expect([client.unread, client.version]).toEqual([1, 9]);
+    // An older floor (a second gateway's frame late) changes nothing.
+    lastSocket().receive({ type: "trimmed", up_to_seq: 3, unread: 1, version: 8, counts: counts(1, 1) });
+    expect(client.items().map((n) => n.seq)).toEqual([5]);
+    expect(trimmed).toEqual([2, 4]);
+  });
+
   it("snooze() posts until and hides the item; unsnooze() brings it back", async () => {
     const { fetch, calls } = fakeFetch((call) => ({
       body: { ids: ["n1"], unread: 0, version: call.url.endsWith("/snooze") ? 5 : 6, counts: counts(0, 0) },

@@ -234,6 +234,13 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
     // Snoozed ones come back with an `unsnoozed` event; expired ones never.
     const offSnoozed = client.on("snoozed", drop);
     const offExpired = client.on("expired", drop);
+    // Deleted for good (retention): every one up to that seq.
+    const offTrimmed = client.on("trimmed", ({ upToSeq }) => {
+      setState((s) => {
+        const items = s.items.filter((n) => n.seq > upToSeq);
+        return items.length === s.items.length ? s : { ...s, items };
+      });
+    });
     const offUnread = client.on("markedUnread", (change) => {
       for (const id of change.ids) knownRead.delete(id);
       const ids = new Set(change.ids);
@@ -279,6 +286,7 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
       offUnarchived();
       offSnoozed();
       offExpired();
+      offTrimmed();
       offUnsnoozed();
       offResync();
       offErased();

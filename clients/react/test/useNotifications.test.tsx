@@ -131,6 +131,17 @@ describe("useNotifications", () => {
     expect(seqs(hook.current)).toEqual([3, 2, 1]);
   });
 
+  it("drops every item up to a trimmed event's seq", async () => {
+    const client = new FakeClient();
+    client.queuePage(notes(1, 5));
+    const hook = await renderHook(client);
+    act(() => client.emit("trimmed", { upToSeq: 3 }));
+    expect(seqs(hook.current)).toEqual([5, 4]);
+    act(() => client.emit("trimmed", { upToSeq: 2 }));
+    expect(seqs(hook.current)).toEqual([5, 4]);
+    expect(client.listCalls).toHaveLength(1);
+  });
+
   it("lists the unread-only view again when one it does not hold is marked unread", async () => {
     const client = new FakeClient();
     client.queuePage(notes(2, 2));

@@ -24,6 +24,10 @@ pub enum ServerFrame {
         /// The user's state counter: bumped with every change of the counts.
         version: i64,
         counts: Counts,
+        /// Every notification with `seq` up to this one was deleted for
+        /// good (older than the retention period; 0 when none was): drop
+        /// the ones held.
+        trimmed_through: i64,
     },
     /// One notification, live or replayed.
     Notification(NotificationFrame),
@@ -56,6 +60,16 @@ pub enum ServerFrame {
     /// Notifications expired (their `expires_at` passed): they leave the
     /// list and the counts for good.
     Expired(StateChange),
+    /// Every notification with `seq` up to `up_to_seq` was deleted for good
+    /// (older than the retention period): drop the ones held. Unread ones
+    /// among them left the counts.
+    Trimmed {
+        up_to_seq: i64,
+        /// The same as `counts.unread`.
+        unread: i64,
+        version: i64,
+        counts: Counts,
+    },
     /// Every notification with `seq` up to `up_to_seq` was seen (the feed
     /// was opened): `unseen` drops, `unread` stays.
     Seen {
@@ -354,11 +368,12 @@ mod tests {
             last_seq: 7,
             version: 9,
             counts: counts.clone(),
+            trimmed_through: 3,
         };
         let counts_json = json!({"unread":2,"unseen":1,"by_category":{}});
         assert_eq!(
             serde_json::to_value(&hello).unwrap(),
-            json!({"type":"hello","user_id":"u","unread":2,"last_seq":7,"version":9,"counts":counts_json})
+            json!({"type":"hello","user_id":"u","unread":2,"last_seq":7,"version":9,"counts":counts_json,"trimmed_through":3})
         );
         let id = Uuid::now_v7();
         let read = ServerFrame::Read(StateChange {
@@ -379,11 +394,21 @@ mod tests {
             up_to_seq: 7,
             unread: 2,
             version: 11,
-            counts,
+            counts: counts.clone(),
         };
         assert_eq!(
             serde_json::to_value(&seen).unwrap(),
             json!({"type":"seen","up_to_seq":7,"unread":2,"version":11,"counts":counts_json})
+        );
+        let trimmed = ServerFrame::Trimmed {
+            up_to_seq: 3,
+            unread: 2,
+            version: 12,
+            counts,
+        };
+        assert_eq!(
+            serde_json::to_value(&trimmed).unwrap(),
+            json!({"type":"trimmed","up_to_seq":3,"unread":2,"version":12,"counts":counts_json})
         );
         let error = ServerFrame::Error {
             code: ErrorCode::BadFrame,

@@ -1,13 +1,15 @@
 //! Changes of a user's notification state, from the user (the gateway's
 //! socket and inbox API) or a producer for them (ingest-api): commit in
 //! PostgreSQL, then publish the new state on the user's channel so every
-//! connection of the user, on every gateway instance, hears it.
+//! connection of the user, on every gateway instance, hears it. Retention's
+//! deletions are told the same way.
 
+use chrono::{DateTime, Utc};
 use domain::{ChangeResult, Preferences, ServerFrame, StateChange};
 
 use crate::db::{DbError, DbPool};
 use crate::redis::RedisStore;
-use crate::storage::inbox::{self, Applied, Change, Muting, Target};
+use crate::storage::inbox::{self, Applied, Change, Muting, Target, Trim};
 
 /// Applies `change` to the user's `target` notifications and publishes
 /// the frame that tells every device, chunk by chunk: a bulk change of
@@ -63,6 +65,28 @@ pub async fn set_preferences(
     };
     tell(redis, user_id, &frame).await;
     Ok(())
+}
+
+/// Deletes the next chunk of the user's notifications stored before
+/// `cutoff` (retention) and, once that committed, publishes its `trimmed`
+/// frame. Call again while [`inbox::Trimmed::more`].
+pub async fn trim(
+    db: &DbPool,
+    redis: &RedisStore,
+    user_id: &str,
+    cutoff: DateTime<Utc>,
+) -> Result<inbox::Trimmed, DbError> {
+    let trimmed = inbox::trim(&mut *db.get().await?, user_id, cutoff).await?;
+    if let Some(Trim { up_to_seq, state }) = &trimmed.trim {
+        let frame = ServerFrame::Trimmed {
+            up_to_seq: *up_to_seq,
+            unread: state.counts.unread,
+            version: state.version,
+            counts: state.counts.clone(),
+        };
+        tell(redis, user_id, &frame).await;
+    }
+    Ok(trimmed)
 }
 
 /// Tells every device of the user about a committed change (none when it

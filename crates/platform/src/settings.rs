@@ -30,6 +30,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub auth: AuthSettings,
     pub worker: WorkerSettings,
+    pub retention: RetentionSettings,
     pub ingest: IngestSettings,
     pub templates: TemplateSettings,
     pub gateway: GatewaySettings,
@@ -195,6 +196,23 @@ impl DatabaseSettings {
             url: self.migration_url().clone(),
             ..self.clone()
         }
+    }
+}
+
+/// How long notifications are kept (stream-workers delete older ones).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetentionSettings {
+    /// Notifications stored longer ago than this many days are deleted;
+    /// 0 keeps them forever.
+    pub days: u32,
+    /// How often a worker looks for notifications past the retention period.
+    pub interval_ms: u64,
+}
+
+impl RetentionSettings {
+    /// How long notifications are kept (`None`: forever).
+    pub fn period(&self) -> Option<chrono::Duration> {
+        (self.days > 0).then(|| chrono::Duration::days(i64::from(self.days)))
     }
 }
 
@@ -448,6 +466,12 @@ impl Settings {
             if !(0.0..=0.5).contains(&share) {
                 return fail(key, "must be between 0.0 and 0.5");
             }
+        }
+        if self.retention.days > 36_500 {
+            return fail("retention.days", "must be 0 (keep forever) to 36500");
+        }
+        if self.retention.interval_ms == 0 {
+            return fail("retention.interval_ms", "must be at least 1");
         }
         if self.worker.max_deliveries == 0 {
             return fail("worker.max_deliveries", "must be at least 1");

@@ -4,12 +4,13 @@
 //! then acknowledges the entries. Also: claims entries of dead consumers,
 //! dead-letters what can never be processed, trims acknowledged entries,
 //! brings snoozed notifications back and expires delivered ones on time,
-//! and serves `/metrics`, `/healthz`, `/readyz`.
+//! deletes notifications past the retention period, and serves `/metrics`, `/healthz`, `/readyz`.
 
 pub mod cli;
 pub mod consumer;
 pub mod lanes;
 pub mod metrics;
+pub mod retention;
 pub mod round_trace;
 pub mod startup;
 pub mod timers;

@@ -63,6 +63,8 @@ pub struct WorkerMetrics {
     pub length: Family<PriorityLabels, Gauge>,
     pub trimmed: Family<PriorityLabels, Counter>,
     pub dlq_entries: Gauge,
+    pub retention_deleted: Counter,
+    pub retention_chunk_seconds: Histogram,
 }
 
 impl WorkerMetrics {
@@ -81,6 +83,8 @@ impl WorkerMetrics {
             length: Family::default(),
             trimmed: Family::default(),
             dlq_entries: Gauge::default(),
+            retention_deleted: Counter::default(),
+            retention_chunk_seconds: Histogram::new(platform::metrics::latency_buckets()),
         };
         let r = registry.sub_registry_with_prefix("herald_worker");
         r.register(
@@ -118,6 +122,16 @@ impl WorkerMetrics {
             "claimed_entries",
             "Entries claimed from dead or stuck consumers",
             metrics.claimed.clone(),
+        );
+        r.register(
+            "retention_deleted_notifications",
+            "Notifications deleted because they were older than the retention period",
+            metrics.retention_deleted.clone(),
+        );
+        r.register(
+            "retention_chunk_duration_seconds",
+            "Time to delete one chunk of a user's old notifications (holding the user's lock) and publish its frame",
+            metrics.retention_chunk_seconds.clone(),
         );
         let s = registry.sub_registry_with_prefix("herald_stream");
         s.register(

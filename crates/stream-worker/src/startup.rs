@@ -1,6 +1,6 @@
 //! Builds the worker: database pool, Redis connections, consumer group,
-//! metrics, the consumers, the trimmer, and the HTTP server for `/metrics`,
-//! `/healthz` and `/readyz` on `http.port`.
+//! metrics, the consumers, the trimmer, the timers, retention, and the
+//! HTTP server for `/metrics`, `/healthz` and `/readyz` on `http.port`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::consumer::Consumer;
 use crate::lanes::LanePolicy;
 use crate::metrics::WorkerMetrics;
+use crate::retention::Retention;
 use crate::timers::Timers;
 use crate::trimmer::Trimmer;
 use domain::Priority;
@@ -26,6 +27,7 @@ pub struct Worker {
     consumers: Vec<Consumer>,
     trimmer: Trimmer,
     timers: Timers,
+    retention: Option<Retention>,
     shutdown: CancellationToken,
     shutdown_timeout: Duration,
 }
@@ -112,6 +114,13 @@ impl Service for Worker {
             redis: redis.clone(),
             interval: Duration::from_millis(worker.timers_interval_ms.max(1)),
         };
+        let retention = settings.retention.period().map(|period| Retention {
+            db: pool.clone(),
+            redis: redis.clone(),
+            period,
+            interval: Duration::from_millis(settings.retention.interval_ms),
+            metrics: metrics.clone(),
+        });
         let trimmer = Trimmer {
             redis,
             db: pool,
@@ -127,6 +136,7 @@ impl Service for Worker {
             consumers,
             trimmer,
             timers,
+            retention,
             shutdown,
             shutdown_timeout: Duration::from_millis(worker.shutdown_timeout_ms),
         })
@@ -145,6 +155,9 @@ impl Service for Worker {
         let server = tokio::spawn(self.serving.until_cancelled(server_stop.clone()));
         let trimmer = tokio::spawn(self.trimmer.run(shutdown.clone()));
         let timers = tokio::spawn(self.timers.run(shutdown.clone()));
+        let retention = self
+            .retention
+            .map(|retention| tokio::spawn(retention.run(shutdown.clone())));
         let deadline = async {
             shutdown.cancelled().await;
             tokio::time::sleep(self.shutdown_timeout).await;
@@ -159,6 +172,9 @@ impl Service for Worker {
         }
         trimmer.abort();
         timers.abort();
+        if let Some(retention) = retention {
+            retention.abort();
+        }
         leave_group(&self.consumers).await;
         server_stop.cancel();
         server.await??;

@@ -399,6 +399,23 @@ pub async fn store_prepared(
     Ok(stored)
 }
 
+/// Makes the user's notifications with `seq` up to `through_seq` (and
+/// every one without a `seq`) look stored `days` days ago, as retention
+/// sees them.
+pub async fn backdate(conn: &mut AsyncPgConnection, user: &str, through_seq: i64, days: i64) {
+    use diesel::sql_types::{BigInt, Text};
+    diesel::sql_query(
+        "UPDATE notifications SET stored_at = now() - make_interval(days => $3::int) \
+         WHERE user_id = $1 AND (seq <= $2 OR seq IS NULL)",
+    )
+    .bind::<Text, _>(user)
+    .bind::<BigInt, _>(through_seq)
+    .bind::<BigInt, _>(days)
+    .execute(conn)
+    .await
+    .expect("backdate");
+}
+
 /// A service's `/openapi.json` (at `base`, `http://127.0.0.1:<port>`):
 /// answered 200, OpenAPI 3.1, its parameters checked against its paths
 /// ([`check_openapi_parameters`]). The document and each operation's

@@ -110,6 +110,7 @@ pub async fn connect(
         last_seq: inbox.last_seq,
         version: inbox.version,
         counts: inbox.counts,
+        trimmed_through: inbox.trimmed_through,
     };
     // A client claiming more than exists (its storage was reset) starts from what exists.
     let since = since.map(|s| s.min(inbox.last_seq));

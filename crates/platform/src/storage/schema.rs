@@ -107,6 +107,7 @@ diesel::table! {
         version -> Int8,
         unseen_count -> Int8,
         by_category -> Jsonb,
+        trimmed_through -> Int8,
     }
 }
 

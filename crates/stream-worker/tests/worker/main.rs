@@ -7,6 +7,7 @@
 mod dead_letters;
 mod lanes;
 mod lifecycle;
+mod retention;
 mod rounds;
 mod schema;
 mod storage;

@@ -612,16 +612,8 @@ async fn a_round_counts_each_category_for_known_and_new_users() {
 /// read the partial indexes of pending timers, never the whole table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn due_timers_are_found_through_their_indexes_not_the_whole_table() {
-    use diesel::sql_types::BigInt;
     use diesel_async::{AsyncConnection, RunQueryDsl};
 
-    #[derive(diesel::QueryableByName, Debug)]
-    struct Scans {
-        #[diesel(sql_type = BigInt)]
-        seq_scan: i64,
-        #[diesel(sql_type = BigInt)]
-        idx_scan: i64,
-    }
     let env = TestEnv::new().await;
     let mut conn = env.db().await;
     diesel::sql_query(
@@ -637,20 +629,10 @@ async fn due_timers_are_found_through_their_indexes_not_the_whole_table() {
     let (scans, (woken, expiring)) = conn
         .transaction::<_, platform::db::DbError, _>(async |conn| {
             let due = inbox::due(conn, Utc::now(), 1000).await?;
-            let scans: Scans = diesel::sql_query(
-                "SELECT seq_scan, coalesce(idx_scan, 0) AS idx_scan \
-                 FROM pg_stat_xact_user_tables WHERE relname = 'notifications'",
-            )
-            .get_result(conn)
-            .await?;
-            Ok((scans, due))
+            Ok((crate::support::notification_scans(conn).await, due))
         })
         .await
         .unwrap();
     assert_eq!((woken.len(), expiring.len()), (20, 20));
-    assert_eq!(
-        (scans.seq_scan, scans.idx_scan),
-        (0, 2),
-        "two index scans, no sequential one"
-    );
+    assert_eq!(scans, (0, 2), "two index scans, no sequential one");
 }

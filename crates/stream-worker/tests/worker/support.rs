@@ -60,3 +60,28 @@ pub async fn stored_ids(env: &TestEnv) -> HashSet<Uuid> {
         .into_iter()
         .collect()
 }
+
+/// Sequential and index scans of `notifications` in the connection's
+/// current transaction: `(seq_scan, idx_scan)`. (Open the connection for
+/// the check: a session's statistics not flushed yet count in its
+/// transaction's.)
+pub async fn notification_scans(conn: &mut diesel_async::AsyncPgConnection) -> (i64, i64) {
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+
+    #[derive(diesel::QueryableByName)]
+    struct Scans {
+        #[diesel(sql_type = BigInt)]
+        seq_scan: i64,
+        #[diesel(sql_type = BigInt)]
+        idx_scan: i64,
+    }
+    let scans: Scans = diesel::sql_query(
+        "SELECT seq_scan, coalesce(idx_scan, 0) AS idx_scan \
+         FROM pg_stat_xact_user_tables WHERE relname = 'notifications'",
+    )
+    .get_result(conn)
+    .await
+    .expect("scans");
+    (scans.seq_scan, scans.idx_scan)
+}

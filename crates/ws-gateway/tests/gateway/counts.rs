@@ -12,7 +12,12 @@ use crate::support::{Api, TestGateway, WAIT, seed};
 
 /// The user's counts three ways: recounted from the rows, kept (REST),
 /// and as the newest frame carried them; all three must agree.
-async fn assert_counts(gw: &TestGateway, api: &Api<'_>, user: &str, frame: &Value) -> Value {
+pub(crate) async fn assert_counts(
+    gw: &TestGateway,
+    api: &Api<'_>,
+    user: &str,
+    frame: &Value,
+) -> Value {
     let recount = platform::storage::inspect::recount(&mut gw.env.db().await, user)
         .await
         .unwrap();
@@ -355,7 +360,7 @@ async fn first_preferences_racing_first_notifications_leave_exact_counts() {
 
 /// The next frame of `kind` on `client` within `within` (other frames are
 /// skipped).
-async fn next_of(client: &mut WsClient, kind: &str, within: Duration) -> Value {
+pub(crate) async fn next_of(client: &mut WsClient, kind: &str, within: Duration) -> Value {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());

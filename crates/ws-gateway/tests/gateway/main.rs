@@ -12,4 +12,5 @@ mod identity;
 mod inbox;
 mod limits;
 mod resume_state;
+mod retention;
 mod support;

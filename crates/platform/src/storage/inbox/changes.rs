@@ -44,12 +44,13 @@ pub enum Change {
     Expire,
 }
 
-/// A changed row as the change left it.
-#[derive(Debug, Queryable)]
-struct ChangedRow {
-    id: Uuid,
-    seq: Option<i64>,
-    category: Option<String>,
+/// A changed row as the change left it (or a deleted one as it was).
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = notifications, check_for_backend(diesel::pg::Pg))]
+pub(super) struct ChangedRow {
+    pub(super) id: Uuid,
+    pub(super) seq: Option<i64>,
+    pub(super) category: Option<String>,
     read_at: Option<DateTime<Utc>>,
     seen_at: Option<DateTime<Utc>>,
     archived_at: Option<DateTime<Utc>>,
@@ -59,7 +60,7 @@ struct ChangedRow {
 
 impl ChangedRow {
     /// Its state, with the user's categories `muted` now.
-    fn state(&self, muted: &[String]) -> RowState {
+    pub(super) fn state(&self, muted: &[String]) -> RowState {
         let read = self.read_at.is_some();
         RowState {
             read,
@@ -320,16 +321,7 @@ async fn changed_rows(
             .filter(notifications::user_id.eq(user_id))
             .filter(notifications::id.eq_any(candidates)),
     );
-    let returning = (
-        notifications::id,
-        notifications::seq,
-        notifications::category,
-        notifications::read_at,
-        notifications::seen_at,
-        notifications::archived_at,
-        notifications::snoozed_until,
-        notifications::expired,
-    );
+    let returning = ChangedRow::as_returning();
     let now = Some(now);
     let none: Option<DateTime<Utc>> = None;
     let stamp = notifications::state_version.eq(version);

@@ -1,7 +1,8 @@
 //! A user's inbox: the counts, the sequence counter and the state version,
 //! and every change of a notification's state (read, unread, seen,
 //! archived, unarchived, snoozed, back, expired; [`changes`]) and of which
-//! categories count ([`mutes`]).
+//! categories count ([`mutes`]); and retention, which deletes the oldest
+//! ([`retention`]).
 //!
 //! Every change locks the user's `user_inbox` row first (the same lock
 //! storing a batch takes), so counts move in one order: they always equal
@@ -11,6 +12,7 @@
 
 mod changes;
 mod mutes;
+mod retention;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -20,6 +22,7 @@ use uuid::Uuid;
 
 pub use changes::{Applied, CHUNK, Change, Due, apply, due};
 pub use mutes::{Muting, set_preferences};
+pub use retention::{Trim, Trimmed, trim, users_with_old};
 
 use super::counts;
 use super::models::NotificationRow;
@@ -32,6 +35,8 @@ pub struct InboxState {
     pub last_seq: i64,
     pub counts: Counts,
     pub version: i64,
+    /// Every notification with `seq` up to it was deleted by retention.
+    pub trimmed_through: i64,
 }
 
 /// The user's state; a user with no notifications yet has all zeros.
@@ -46,17 +51,19 @@ pub async fn state(conn: &mut AsyncPgConnection, user_id: &str) -> Result<InboxS
                 user_inbox::by_category,
             ),
             user_inbox::version,
+            user_inbox::trimmed_through,
         ))
-        .first::<(i64, counts::Columns, i64)>(conn)
+        .first::<(i64, counts::Columns, i64, i64)>(conn)
         .await
         .optional()?;
-    let Some((last_seq, columns, version)) = row else {
+    let Some((last_seq, columns, version, trimmed_through)) = row else {
         return Ok(InboxState::default());
     };
     Ok(InboxState {
         last_seq,
         counts: counts::from_columns(columns)?,
         version,
+        trimmed_through,
     })
 }
 
