@@ -9,7 +9,7 @@ export HERALD__REDIS__URL ?= redis://127.0.0.1:6379
 export HERALD_TEST_PG ?= postgres://postgres@127.0.0.1:5432
 export HERALD_TEST_REDIS ?= redis://127.0.0.1:6379
 
-.PHONY: help build clients run test test-clients fuzz fuzz-api deps-test lint-deploy check-vendor deny wire-types bench bench-micro lint fmt clippy clean
+.PHONY: help build clients run test test-clients fuzz fuzz-api deps-test lint-deploy check-vendor deny wire-types bench bench-retention bench-micro lint fmt clippy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -77,6 +77,9 @@ wire-types: ## Regenerate clients/js/src/wire.ts from the Rust wire types (domai
 
 bench: ## Release build, start everything, run herald-bench, write bench/results/latest.{json,md,svg}
 	scripts/bench.sh
+
+bench-retention: ## Retention on a table of 10 M notifications (fills a scratch database; minutes), writes bench/results/retention.json
+	scripts/bench-retention.sh
 
 bench-micro: ## criterion micro-benchmarks of validation, frame encoding and rendering
 	cargo bench -p domain --bench hot_paths

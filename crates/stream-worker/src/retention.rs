@@ -1,6 +1,7 @@
 //! Retention: notifications stored more than `retention.days` ago are
-//! deleted for good, user by user, the users holding the oldest first, a
-//! chunk per transaction under the user's lock (see
+//! deleted for good. Every `retention.interval_ms` a sweep goes through
+//! the notifications created before the cutoff, oldest first, and deletes
+//! their users' old ones, a chunk per transaction under the user's lock (see
 //! `platform::storage::inbox::retention`); each chunk's unread ones leave
 //! the counts and its `trimmed` frame reaches every device of the user.
 //!
@@ -10,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use platform::db::{DbError, DbPool};
 use platform::inbox_changes;
 use platform::redis::RedisStore;
@@ -19,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::WorkerMetrics;
 
-/// Oldest notifications one look reads to find their users.
+/// Notifications one step of a sweep reads to find their users.
 const LOOK: i64 = 1_000;
 
 pub struct Retention {
@@ -40,45 +41,59 @@ impl Retention {
                 () = shutdown.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            // Each look deletes what it found; the next finds the next users.
-            while !shutdown.is_cancelled() {
-                match self.pass().await {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(err) => {
-                        tracing::warn!(%err, "retention pass failed; trying again next interval");
-                        break;
-                    }
-                }
+            if let Err(err) = self.sweep(&shutdown).await {
+                tracing::warn!(%err, "retention sweep failed; trying again next interval");
             }
         }
     }
 
-    /// Deletes every notification stored before the cutoff of the users
-    /// holding the [`LOOK`] oldest ones; answers how many rows went.
-    pub async fn pass(&self) -> Result<usize, DbError> {
+    /// Goes through every notification created before the cutoff, [`LOOK`]
+    /// at a time, and deletes what its user holds past the period; answers
+    /// how many rows went.
+    pub async fn sweep(&self, shutdown: &CancellationToken) -> Result<usize, DbError> {
         let cutoff = Utc::now() - self.period;
-        let users = {
-            let mut conn = self.db.get().await?;
-            inbox::users_with_old(&mut conn, cutoff, LOOK).await?
-        };
+        let mut after = None;
         let mut deleted = 0;
-        for user in &users {
-            loop {
-                let started = Instant::now();
-                let trimmed = inbox_changes::trim(&self.db, &self.redis, user, cutoff).await?;
-                self.metrics
-                    .retention_chunk_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                self.metrics
-                    .retention_deleted
-                    .inc_by(trimmed.deleted as u64);
-                deleted += trimmed.deleted;
-                if !trimmed.more() {
-                    break;
-                }
+        while !shutdown.is_cancelled() {
+            let step = {
+                let mut conn = self.db.get().await?;
+                inbox::sweep(&mut conn, cutoff, after, LOOK).await?
+            };
+            for user in &step.users {
+                deleted += self.trim(user, cutoff).await?;
+            }
+            match step.next {
+                Some(next) => after = Some(next),
+                None => break,
             }
         }
         Ok(deleted)
+    }
+
+    /// Deletes the user's notifications stored before `cutoff`, a chunk at
+    /// a time; answers how many rows went.
+    async fn trim(&self, user: &str, cutoff: DateTime<Utc>) -> Result<usize, DbError> {
+        let mut deleted = 0;
+        loop {
+            let started = Instant::now();
+            let trimmed = inbox_changes::trim(&self.db, &self.redis, user, cutoff).await?;
+            let took = started.elapsed();
+            self.metrics
+                .retention_chunk_seconds
+                .observe(took.as_secs_f64());
+            self.metrics
+                .retention_deleted
+                .inc_by(trimmed.deleted as u64);
+            tracing::debug!(
+                user = %user,
+                deleted = trimmed.deleted,
+                micros = took.as_micros() as u64,
+                "retention chunk"
+            );
+            deleted += trimmed.deleted;
+            if !trimmed.more() {
+                return Ok(deleted);
+            }
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! moved by exactly what went.
 
 use chrono::{Duration, Utc};
-use diesel_async::AsyncConnection;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use domain::Priority;
 use platform::storage::inbox::{self, Change, Filter, Target};
 use platform::storage::{inspect, preferences};
@@ -72,20 +72,29 @@ async fn old_notifications_go_a_chunk_at_a_time_and_the_counts_follow() {
         inspect::recount(&mut conn, "old").await.unwrap()
     );
 
-    // The users holding old ones are found through the index (on a
-    // connection of its own: a session's statistics not flushed yet count
-    // in its transaction's).
-    let (users, scans) = env
-        .db()
+    // The users holding old ones are found through the primary key, a
+    // step at a time (on a worker's connection, with its session settings;
+    // a fresh one: a session's statistics not flushed yet count in its
+    // transaction's).
+    let (steps, scans) = env
+        .pool()
+        .get()
         .await
+        .unwrap()
         .transaction::<_, platform::db::DbError, _>(async |conn| {
-            let users = inbox::users_with_old(conn, cutoff, 1_000).await?;
-            Ok((users, crate::support::notification_scans(conn).await))
+            let mut steps = vec![inbox::sweep(conn, cutoff, None, 1_000).await?];
+            while let Some(after) = steps.last().and_then(|step| step.next) {
+                steps.push(inbox::sweep(conn, cutoff, Some(after), 1_000).await?);
+            }
+            Ok((steps, crate::support::notification_scans(conn).await))
         })
         .await
         .unwrap();
-    assert_eq!(users, ["old"], "young's are within the period");
-    assert_eq!(scans, (0, 1), "one index scan");
+    // 10,501 old ones: ten whole steps and one of 501; young's are within
+    // the period.
+    assert_eq!(steps.len(), 11);
+    assert!(steps.iter().all(|step| step.users == ["old"]));
+    assert_eq!(scans, (0, 11), "index scans only");
 
     // A chunk per call, the oldest first; the counts equal a recount after
     // each, and the version moves with each.
@@ -139,12 +148,28 @@ async fn old_notifications_go_a_chunk_at_a_time_and_the_counts_follow() {
         inbox::state(&mut conn, "old").await.unwrap().version,
         version
     );
-    assert!(
-        inbox::users_with_old(&mut conn, cutoff, 1_000)
-            .await
-            .unwrap()
-            .is_empty()
+    assert_eq!(
+        inbox::sweep(&mut conn, cutoff, None, 1_000).await.unwrap(),
+        inbox::Sweep::default()
     );
+    // One created long ago but stored just now (it waited) is found and
+    // kept: retention counts from storing.
+    store(&mut conn, "late", 1).await;
+    testkit::backdate(&mut conn, "late", 1, 100).await;
+    diesel::sql_query("UPDATE notifications SET stored_at = now() WHERE user_id = 'late'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let found = inbox::sweep(&mut conn, cutoff, None, 1_000).await.unwrap();
+    assert_eq!(
+        (&found.users[..], found.next),
+        (&["late".to_owned()][..], None)
+    );
+    assert_eq!(
+        inbox::trim(&mut conn, "late", cutoff).await.unwrap(),
+        inbox::Trimmed::default()
+    );
+    assert_eq!(inspect::count_for_user(&mut conn, "late").await.unwrap(), 1);
     assert_eq!(
         inspect::count_for_user(&mut conn, "young").await.unwrap(),
         20

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 pub use changes::{Applied, CHUNK, Change, Due, apply, due};
 pub use mutes::{Muting, set_preferences};
-pub use retention::{Trim, Trimmed, trim, users_with_old};
+pub use retention::{Sweep, Trim, Trimmed, first_id_of, sweep, trim};
 
 use super::counts;
 use super::models::NotificationRow;

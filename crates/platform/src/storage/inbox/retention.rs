@@ -1,7 +1,8 @@
 //! Retention: notifications stored before a cutoff (`retention.days` ago)
 //! are deleted for good, user by user, never by a whole-table `DELETE`.
 //!
-//! A user's notifications are stored in `seq` order under their lock, so
+//! The users holding old ones are found by id ([`sweep`]). A user's
+//! notifications are stored in `seq` order under their lock, so
 //! `stored_at` grows with `seq` and the old ones are a prefix of the
 //! user's sequence: each [`trim`] deletes the next chunk of it (at most
 //! [`CHUNK`] rows, through `notifications_user_seq`) in one transaction
@@ -15,33 +16,72 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use domain::{Counts, InboxCounts};
+use uuid::Uuid;
 
 use super::changes::{CHUNK, ChangedRow, lock_counts, muted_categories};
 use crate::db::DbError;
 use crate::storage::counts;
 use crate::storage::schema::{notifications, user_inbox};
 
-/// Up to `limit` users holding notifications stored before `cutoff`, the
-/// ones holding the oldest first (through `notifications_stored_at`).
-pub async fn users_with_old(
+/// One step of a sweep over the notifications created before a cutoff.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Whose they are, each once, in the order of their oldest.
+    pub users: Vec<String>,
+    /// Where the next step starts (`None`: the sweep is done).
+    pub next: Option<Uuid>,
+}
+
+/// The users holding the next `limit` notifications created before
+/// `cutoff` after `after` (from the oldest when `None`), in id order.
+///
+/// Ids are UUIDv7, stamped at ingest: their order is creation order, and
+/// the primary key's index (`id` first) finds the old ones without an
+/// index of its own (nothing more to write when storing). A notification
+/// is stored after it was created, so every one stored before the cutoff
+/// is found; one created before but stored after it (it waited in the
+/// stream) is found too and left for a later sweep: [`trim`] goes by
+/// `stored_at`.
+pub async fn sweep(
     conn: &mut AsyncPgConnection,
     cutoff: DateTime<Utc>,
+    after: Option<Uuid>,
     limit: i64,
-) -> Result<Vec<String>, DbError> {
-    let old: Vec<String> = notifications::table
-        .filter(notifications::stored_at.lt(cutoff))
-        .order(notifications::stored_at.asc())
+) -> Result<Sweep, DbError> {
+    let mut query = notifications::table
+        .filter(notifications::id.lt(first_id_of(cutoff)))
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(notifications::id.gt(after));
+    }
+    let old: Vec<(Uuid, String)> = query
+        .order(notifications::id.asc())
         .limit(limit)
-        .select(notifications::user_id)
+        .select((notifications::id, notifications::user_id))
         .load(conn)
         .await?;
+    let next = (old.len() as i64 == limit)
+        .then(|| old.last().map(|(id, _)| *id))
+        .flatten();
     let mut users: Vec<String> = Vec::new();
-    for user in old {
+    for (_, user) in old {
         if !users.contains(&user) {
             users.push(user);
         }
     }
-    Ok(users)
+    Ok(Sweep { users, next })
+}
+
+/// The lowest UUIDv7 of `at`'s millisecond: every id created before it
+/// sorts below (PostgreSQL compares uuids as bytes, and a UUIDv7 starts
+/// with its big-endian Unix time in milliseconds).
+pub fn first_id_of(at: DateTime<Utc>) -> Uuid {
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    bytes[6] = 0x70; // version 7
+    bytes[8] = 0x80; // RFC 9562 variant
+    Uuid::from_bytes(bytes)
 }
 
 /// What one [`trim`] deleted.
@@ -163,4 +203,33 @@ async fn trim_listed(
             state: InboxCounts { counts, version },
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_id_of_a_millisecond_sorts_between_that_millisecond_and_the_one_before() {
+        let at = Utc::now();
+        let floor = first_id_of(at);
+        assert_eq!(floor.get_version_num(), 7);
+        let millis = |ms: i64| {
+            let ts = uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                (ms / 1000) as u64,
+                ((ms % 1000) * 1_000_000) as u32,
+            );
+            Uuid::new_v7(ts)
+        };
+        let ms = at.timestamp_millis();
+        assert!(millis(ms - 1) < floor);
+        assert!(millis(ms) >= floor);
+        assert!(millis(ms + 1) > floor);
+        // PostgreSQL's order (bytes) is Rust's.
+        assert_eq!(
+            floor.as_bytes()[..6],
+            u64::try_from(ms).unwrap().to_be_bytes()[2..]
+        );
+    }
 }
