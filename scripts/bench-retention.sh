@@ -128,7 +128,7 @@ for line in open(log):
         event = json.loads(line)
     except ValueError:
         continue
-    fields = event.get("fields", {})
+    fields = event.get("fields", event)
     if fields.get("message") == "retention chunk":
         chunks.append((int(fields["micros"]), int(fields["deleted"]), fields.get("user")))
 seconds = float(ended) - float(started)
