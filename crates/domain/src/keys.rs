@@ -163,6 +163,14 @@ impl KeySpace {
         format!("{}:rate:{{{}}}", self.prefix, subject)
     }
 
+    /// How many sockets each notification of the shard's users created in
+    /// one minute (`minute`: Unix minutes, from its UUIDv7 id) was written
+    /// to: a hash of id (16 bytes) to count, one per shard and minute, so
+    /// it expires whole.
+    pub fn sockets_written(&self, shard: Shard, minute: i64) -> String {
+        format!("{}:{}:written:{minute}", self.prefix, self.tag(shard))
+    }
+
     /// Pub/Sub channel on which a user's notification frames are published.
     /// Sharded, it carries the user's shard's hash tag, so the worker's
     /// publish-and-acknowledge script touches one slot.

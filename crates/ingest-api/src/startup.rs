@@ -87,6 +87,7 @@ impl Service for Application {
                 settings.ingest.unknown_template_cache_secs,
             )),
             key_rates: KeyRates::new(settings.ingest.default_key_rate()),
+            sockets_written_ttl: Duration::from_secs(settings.gateway.sockets_written_ttl_secs),
         });
         let redis_settings = settings.redis.clone();
         let unrouted = server::unrouted(&openapi::document());

@@ -30,6 +30,9 @@ pub struct AppState {
     pub unknown_templates: RecentlyUnknown<String>,
     /// Each key's rate (shared through Redis).
     pub key_rates: KeyRates,
+    /// How long after its minute a notification's count of sockets
+    /// written is kept (`gateway.sockets_written_ttl_secs`; zero: none).
+    pub sockets_written_ttl: Duration,
 }
 
 /// Largest request bodies read, in bytes (413 above them).

@@ -288,6 +288,10 @@ pub struct GatewaySettings {
     /// per second after that (a rate of 0: no limit).
     pub rest_writes_per_user_burst: u32,
     pub rest_writes_per_user_per_sec: f64,
+    /// How long after the minute a notification was created its count of
+    /// sockets written is kept in Redis (for the producers' status
+    /// endpoint); 0: not counted.
+    pub sockets_written_ttl_secs: u64,
     /// `resume`, `read` and `read_all` frames one connection may send at
     /// once, and per second after that.
     pub client_requests_burst: u32,

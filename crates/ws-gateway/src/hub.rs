@@ -34,6 +34,8 @@ use crate::metrics::GatewayMetrics;
 pub struct LiveFrame {
     /// The notification's `seq`; `None` for frames that are not notifications (read events).
     pub seq: Option<i64>,
+    /// The notification's id (notification frames).
+    pub id: Option<uuid::Uuid>,
     /// Not a frame to write: frames may have been missed (the subscriber
     /// lagged or reconnected); the connection catches up from storage.
     pub resync: bool,
@@ -55,16 +57,19 @@ impl LiveFrame {
             #[serde(rename = "type", borrow)]
             kind: Option<&'a str>,
             seq: Option<i64>,
+            id: Option<uuid::Uuid>,
             created_at: Option<DateTime<Utc>>,
         }
         let (traceparent, frame) = published::decode(&message);
         let head = serde_json::from_str::<Head>(frame).unwrap_or(Head {
             kind: None,
             seq: None,
+            id: None,
             created_at: None,
         });
         Self {
             seq: head.seq,
+            id: head.id.filter(|_| head.kind == Some("notification")),
             resync: false,
             erased: head.kind == Some("erased"),
             created_at: head.created_at,
@@ -76,6 +81,7 @@ impl LiveFrame {
     fn resync() -> Self {
         Self {
             seq: None,
+            id: None,
             resync: true,
             erased: false,
             created_at: None,

@@ -19,5 +19,6 @@ pub mod session;
 pub mod startup;
 pub mod state;
 pub mod user;
+pub mod written;
 
 pub use startup::Application;

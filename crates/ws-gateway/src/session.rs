@@ -347,8 +347,10 @@ impl Connection {
                 if notification.muted {
                     continue;
                 }
+                let id = notification.id;
                 self.send(ServerFrame::Notification(notification.into()))
                     .await?;
+                ctx.written.record(self.shard(ctx), id);
                 sent += 1;
                 // After every frame, not only every page: writing a page to
                 // a slow socket can take as long as the live queue takes to
@@ -555,6 +557,11 @@ impl Connection {
         .map(|()| None)
     }
 
+    /// The user's stream shard (where their counts of sockets written go).
+    fn shard(&self, ctx: &GatewayState) -> domain::Shard {
+        ctx.redis.keys().shard_of(&self.user_id)
+    }
+
     async fn send(&mut self, frame: ServerFrame) -> Result<(), Gone> {
         self.session.text(frame.to_json()).await.map_err(|_| Gone)
     }
@@ -587,6 +594,9 @@ impl Connection {
             }
         }
         ctx.metrics.frames_sent.inc();
+        if let Some(id) = frame.id {
+            ctx.written.record(self.shard(ctx), id);
+        }
         if let Some(created_at) = frame.created_at {
             let age = (Utc::now() - created_at).to_std().unwrap_or_default();
             ctx.metrics.delivery_seconds.observe(age.as_secs_f64());

@@ -22,6 +22,7 @@ use crate::limits::ClientLimits;
 use crate::metrics::GatewayMetrics;
 use crate::origins::AllowedOrigins;
 use crate::state::{GatewayState, SessionLimits};
+use crate::written::SocketsWritten;
 use crate::{connect, inbox, openapi};
 
 /// How long a draining gateway waits for its sessions to close (they are
@@ -76,6 +77,14 @@ impl Service for Application {
         );
         let gateway = &settings.gateway;
         let origins = AllowedOrigins::new(&gateway.allowed_origins);
+        let written = Arc::new(SocketsWritten::new(Duration::from_secs(
+            gateway.sockets_written_ttl_secs,
+        )));
+        tokio::spawn(
+            written
+                .clone()
+                .keep_flushing(redis.clone(), shutdown.clone()),
+        );
         let state = web::Data::new(GatewayState {
             db,
             redis,
@@ -98,6 +107,7 @@ impl Service for Application {
                 },
             },
             clients: ClientLimits::from_settings(settings),
+            written,
             shutdown: shutdown.clone(),
         });
         let options = ServerOptions {

@@ -17,6 +17,7 @@ use crate::hub::Hub;
 use crate::limits::ClientLimits;
 use crate::metrics::GatewayMetrics;
 use crate::origins::AllowedOrigins;
+use crate::written::SocketsWritten;
 
 pub struct GatewayState {
     pub db: DbPool,
@@ -36,6 +37,8 @@ pub struct GatewayState {
     pub sessions: SessionLimits,
     /// Limits per client address and per user.
     pub clients: ClientLimits,
+    /// How many sockets each notification was written to (for producers).
+    pub written: Arc<SocketsWritten>,
     /// Cancelled when the gateway drains: sessions close with 1012.
     pub shutdown: CancellationToken,
 }

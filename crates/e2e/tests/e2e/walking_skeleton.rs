@@ -135,6 +135,42 @@ async fn notification_travels_from_producer_to_the_users_websocket() {
         .collect();
     assert_eq!(stored, ids);
 
+    // The producer sees where one went: written to alice's one socket; a
+    // second one resuming from the start gets it again from storage.
+    let status_url = format!("{notifications_url}/{}", ids[0]);
+    let written = async |n: u64| {
+        testkit::eventually(
+            "the sockets written counted",
+            Duration::from_secs(5),
+            || async {
+                let status: Value = http
+                    .get(&status_url)
+                    .header("x-api-key", &key)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                assert_eq!(status["status"], "stored", "{status}");
+                (status["sockets_written"] == n).then_some(())
+            },
+        )
+        .await;
+    };
+    written(1).await;
+    let mut tablet = WsClient::connect(gateway.port, "/v1/ws?since=0", Some(&alice_token))
+        .await
+        .unwrap_or_else(|refused| panic!("refused: {refused:?}"));
+    for _ in 0..=ids.len() {
+        tablet
+            .next_json(Duration::from_secs(5))
+            .await
+            .expect("hello, then the backlog");
+    }
+    written(2).await;
+    drop(tablet);
+
     // Bob, connected all along, received nothing of alice's.
     assert_eq!(bob.next_json(Duration::from_millis(500)).await, None);
 

@@ -70,6 +70,11 @@ pub struct NotificationStatus {
     pub expires_at: Option<DateTime<Utc>>,
     /// Stored ones only.
     pub state: Option<UserState>,
+    /// How many sockets it was written to (live, or on a resume; counted
+    /// by the gateways and added up about every second). Stored ones
+    /// only, and only within `gateway.sockets_written_ttl_secs` (an hour)
+    /// of its creation; `null` otherwise.
+    pub sockets_written: Option<u64>,
     /// Dead-lettered ones only.
     pub dead_letter: Option<DeadLetterSummary>,
 }
@@ -109,7 +114,9 @@ pub async fn get_status(
             .await
             .map_err(ApiError::database)?;
         if let Some(row) = rows.into_iter().find(|row| may_see(&row.user_id)) {
-            return Ok(HttpResponse::Ok().json(of_stored(id, row)));
+            let mut status = of_stored(id, row);
+            status.sockets_written = sockets_written(&state, &status).await?;
+            return Ok(HttpResponse::Ok().json(status));
         }
         if attempt == 1 {
             break;
@@ -131,6 +138,26 @@ pub async fn get_status(
         Some(status) => Ok(HttpResponse::Ok().json(status)),
         None => Err(ApiError::NotFoundDetail("no notification with this id")),
     }
+}
+
+/// How many sockets a stored notification was written to, while it is
+/// counted (see [`NotificationStatus::sockets_written`]).
+async fn sockets_written(
+    state: &AppState,
+    status: &NotificationStatus,
+) -> Result<Option<u64>, ApiError> {
+    let counted_since = Utc::now() - state.sockets_written_ttl;
+    if state.sockets_written_ttl.is_zero()
+        || made_at(status.id).is_none_or(|made_at| made_at < counted_since)
+    {
+        return Ok(None);
+    }
+    let count = state
+        .redis
+        .sockets_written(&status.user_id, status.id)
+        .await
+        .map_err(ApiError::redis)?;
+    Ok(Some(count))
 }
 
 /// When ingest-api made the id (a UUIDv7 holds it); `None` for ids of
@@ -166,6 +193,7 @@ fn of_stored(id: Uuid, row: StoredState) -> NotificationStatus {
             archived_at: row.archived_at,
             snoozed_until: row.snoozed_until,
         }),
+        sockets_written: None,
         dead_letter: None,
     }
 }
@@ -186,6 +214,7 @@ fn of_queued(id: Uuid, entry: QueuedEntry) -> NotificationStatus {
         stored_at: None,
         expires_at: None,
         state: None,
+        sockets_written: None,
         dead_letter: None,
     }
 }
@@ -204,6 +233,7 @@ fn of_dead_letter(id: Uuid, letter: DeadLetter) -> Option<NotificationStatus> {
         stored_at: None,
         expires_at: None,
         state: None,
+        sockets_written: None,
         dead_letter: Some(DeadLetterSummary {
             id: letter.id,
             error: letter.error,

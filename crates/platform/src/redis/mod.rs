@@ -11,7 +11,8 @@
 //! By topic: `connection` (clients, timeouts, reconnecting), `streams`
 //! (the priority streams and their consumer group), `pubsub` (users'
 //! channels, publishing and the subscriber), `entries` (entries found by
-//! notification, a user's deleted), `replies` (reading fred's
+//! notification, a user's deleted), `written` (how many sockets each
+//! notification was written to), `replies` (reading fred's
 //! untyped replies) and `scripts` (the Lua scripts, one `.lua` file each).
 
 mod connection;
@@ -23,6 +24,7 @@ mod pubsub;
 mod replies;
 mod scripts;
 mod streams;
+mod written;
 
 pub use connection::{RedisStore, ShardCountError};
 pub use entries::{DroppedEntries, QueuedEntry};
@@ -30,6 +32,7 @@ pub use limits::RateGrant;
 pub use pubsub::{FramesError, Messages, Reconnects, RedisSubscriber, UserFrame, UserFrames};
 pub use replies::cmp_ids;
 pub use streams::{GroupInfo, IdempotentAppend, KeyClaim, ReadFrom, StreamEntry};
+pub use written::minute_of;
 
 /// The Redis Cluster hash slot of a key (or sharded channel).
 pub fn hash_slot(key: &str) -> u16 {

@@ -32,3 +32,7 @@ pub(super) static PRUNE_CONSUMERS: LazyLock<Script> =
 /// Takes units from a subject's GCRA rate, or refuses.
 pub(super) static TAKE_RATE: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("scripts/take_rate.lua")));
+
+/// Adds to the sockets notifications were written to.
+pub(super) static COUNT_WRITTEN: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("scripts/count_written.lua")));
