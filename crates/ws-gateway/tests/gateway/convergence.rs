@@ -12,6 +12,9 @@
 //!   change by `version` wins), holds exactly the state the REST API
 //!   reports, and the counts.
 //!
+//! Halfway, the oldest notifications pass the retention period: retention
+//! deletes them while all this goes on, and every device drops them.
+//!
 //! The operations are drawn from a seed printed on failure
 //! (`CONVERGENCE_SEED=<n>` replays one).
 
@@ -33,6 +36,8 @@ use crate::support::{Api, TestGateway, WAIT, start_worker};
 const NOTIFICATIONS: usize = 40;
 const REST_OPS: usize = 50;
 const SOCKET_OPS: usize = 50;
+/// The notifications made old halfway (retention deletes them).
+const TRIMMED: i64 = 10;
 /// Categories notifications arrive in; only `b` is ever muted.
 const CATEGORIES: [&str; 2] = ["a", "b"];
 
@@ -49,6 +54,8 @@ async fn devices_and_rest_converge_on_exact_counts_under_random_concurrent_chang
     env.set("HERALD__GATEWAY__REST_WRITES_PER_USER_BURST", "10000");
     env.set("HERALD__GATEWAY__REST_WRITES_PER_USER_PER_SEC", "10000");
     env.set("HERALD__WORKER__TIMERS_INTERVAL_MS", "100");
+    env.set("HERALD__RETENTION__DAYS", "30");
+    env.set("HERALD__RETENTION__INTERVAL_MS", "100");
     let gw = TestGateway::spawn_in(env).await;
     let _worker = start_worker(&gw.env).await;
     tokio::join!(
@@ -105,6 +112,18 @@ async fn scenario(gw: &TestGateway, user: &str, seed: u64) {
             watcher.read_for(Duration::from_millis(50)).await;
         }
     };
+    // Once half are stored, the oldest pass the period (their ids and
+    // times moved 31 days back): retention deletes them within 100 ms.
+    let aging = async {
+        testkit::eventually("half stored", WAIT, || async {
+            let state = platform::storage::inbox::state(&mut gw.env.db().await, user)
+                .await
+                .unwrap();
+            (state.last_seq >= NOTIFICATIONS as i64 / 2).then_some(())
+        })
+        .await;
+        testkit::backdate(&mut gw.env.db().await, user, TRIMMED, 31).await;
+    };
     let leaving = async {
         leaver.read_for(Duration::from_millis(700)).await;
         leaver.resume(gw, user).await;
@@ -113,13 +132,15 @@ async fn scenario(gw: &TestGateway, user: &str, seed: u64) {
         }
     };
     let work = async {
-        tokio::join!(producer, rest, socket);
-        // Every appended one stored, every snooze (at most 2 s) woken.
+        tokio::join!(producer, rest, socket, aging);
+        // Every appended one stored, every snooze (at most 2 s) woken, the
+        // old ones deleted.
         testkit::eventually("every notification stored", WAIT, || async {
-            let stored = platform::storage::inspect::count_for_user(&mut gw.env.db().await, user)
+            let state = platform::storage::inbox::state(&mut gw.env.db().await, user)
                 .await
                 .unwrap();
-            (stored == NOTIFICATIONS as i64).then_some(())
+            (state.last_seq == NOTIFICATIONS as i64 && state.trimmed_through == TRIMMED)
+                .then_some(())
         })
         .await;
         tokio::time::sleep(Duration::from_millis(2_500)).await;
@@ -177,7 +198,11 @@ async fn scenario(gw: &TestGateway, user: &str, seed: u64) {
             )
         })
         .collect();
-    assert_eq!(rest_items.len(), NOTIFICATIONS, "{user}: every one listed");
+    assert_eq!(
+        rest_items.len(),
+        NOTIFICATIONS - TRIMMED as usize,
+        "{user}: every one listed but the deleted"
+    );
     for (name, device) in [
         ("watcher", &watcher),
         ("leaver", &leaver),
@@ -191,6 +216,19 @@ async fn scenario(gw: &TestGateway, user: &str, seed: u64) {
         assert_eq!(
             device.counts, answered["counts"],
             "{user}/{name}: the device's counts == REST's (seed {seed})"
+        );
+        assert_eq!(
+            device.trimmed_through, TRIMMED,
+            "{user}/{name}: told what retention deleted (seed {seed})"
+        );
+        let gone: Vec<&String> = device
+            .held
+            .keys()
+            .filter(|id| !rest_items.contains_key(*id))
+            .collect();
+        assert!(
+            gone.is_empty(),
+            "{user}/{name}: holds deleted {gone:?} (seed {seed})"
         );
         for (id, (state, category)) in &rest_items {
             match device.state_of(id) {
@@ -348,6 +386,8 @@ struct Device {
     counts_version: i64,
     hello_versions: Vec<i64>,
     resynced: bool,
+    /// Every notification up to this `seq` was deleted (retention).
+    trimmed_through: i64,
 }
 
 impl Device {
@@ -365,6 +405,7 @@ impl Device {
             counts_version: -1,
             hello_versions: Vec::new(),
             resynced: false,
+            trimmed_through: 0,
         };
         device.apply(&hello);
         device
@@ -438,7 +479,11 @@ impl Device {
             }
         };
         match frame["type"].as_str().unwrap() {
-            "hello" => self.hello_versions.push(version),
+            "hello" => {
+                self.hello_versions.push(version);
+                self.trim(frame["trimmed_through"].as_i64().unwrap());
+            }
+            "trimmed" => self.trim(frame["up_to_seq"].as_i64().unwrap()),
             "notification" => {
                 let id = frame["id"].as_str().unwrap().to_owned();
                 let seq = frame["seq"].as_i64().unwrap();
@@ -483,6 +528,13 @@ impl Device {
             "muted" | "pong" => {}
             other => panic!("unexpected frame {other}: {frame}"),
         }
+    }
+
+    /// Drops what it holds up to `seq` (deleted by retention).
+    fn trim(&mut self, seq: i64) {
+        self.trimmed_through = self.trimmed_through.max(seq);
+        let through = self.trimmed_through;
+        self.held.retain(|_, held| *held > through);
     }
 
     fn state_of(&self, id: &str) -> Option<State> {
