@@ -108,13 +108,18 @@ kill -TERM $worker; wait $worker 2>/dev/null || true
 trap - EXIT
 
 read -r left young_expected wrong_counts <<<"$("${PSQL[@]}" -tA -F' ' <<SQL
-WITH recount AS (
-  SELECT user_id, count(*) AS unread FROM notifications WHERE read_at IS NULL GROUP BY user_id
+WITH per_category AS (
+  SELECT user_id, category, count(*) AS unread FROM notifications WHERE read_at IS NULL GROUP BY user_id, category
+), recount AS (
+  SELECT user_id, sum(unread) AS unread,
+         jsonb_object_agg(category, jsonb_build_object('unread', unread, 'unseen', unread)) AS by_category
+  FROM per_category GROUP BY user_id
 )
 SELECT (SELECT count(*) FROM notifications), $total - $old,
        (SELECT count(*) FROM user_inbox AS i LEFT JOIN recount AS r USING (user_id)
         WHERE i.unread_count <> coalesce(r.unread, 0)
            OR i.unseen_count <> coalesce(r.unread, 0)
+           OR i.by_category <> coalesce(r.by_category, '{}')
            OR i.trimmed_through <> coalesce((SELECT min(seq) - 1 FROM notifications AS n WHERE n.user_id = i.user_id), i.last_seq));
 SQL
 )"

@@ -2,7 +2,7 @@ import { backoffDelay, DEAD_MS, drainDelay, LIVENESS_CHECK_MS, PING_AFTER_MS, ST
 import { emitter } from "./emitter.js";
 import { HeraldError } from "./errors.js";
 import { rest } from "./rest.js";
-import { defaultStorage, loadSeq, saveSeq, seqKey } from "./storage.js";
+import { defaultStorage, epochKey, loadEpoch, loadSeq, saveEpoch, saveSeq, seqKey } from "./storage.js";
 import { decodeToken, refreshDelay } from "./token.js";
 import type {
   HeraldClient,
@@ -115,6 +115,8 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
 
   const held = new Map<string, Notification>();
   let seqStore: string | null = null; // the storage key of the user's last seq
+  let epochStore: string | null = null; // ...and of the epoch of the inbox it counts in
+  let epoch = 0; // the inbox lastSeq counts in (0: unknown)
   const delivered = new Set<string>();
   const emitted = new Set<string>();
   /** The version of the last change applied to each item's `read_at` / `archived_at` ("field:id"). */
@@ -140,8 +142,10 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
           const switching = userId !== null && ws !== null;
           userId = sub;
           seqStore = seqKey(sub, base);
+          epochStore = epochKey(sub, base);
           forgetState();
           lastSeq = loadSeq(storage, seqStore);
+          epoch = loadEpoch(storage, epochStore);
           if (switching) open();
         }
         return t;
@@ -158,6 +162,18 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     countedSeq = -1;
     stateVersion = -1;
     trimmedThrough = 0;
+  };
+
+  /** The user's inbox is gone (erased): drop everything held and count from seq 0 again. */
+  const startOver = () => {
+    forgetState();
+    changedAt.clear();
+    lastSeq = 0;
+    saveSeq(storage, seqStore, 0, true);
+    epoch = 0;
+    saveEpoch(storage, epochStore, 0);
+    resumedState = false;
+    events.emit("erased", { userId });
   };
 
   /** The held token for REST while it is not about to expire, else a fresh one. */
@@ -202,6 +218,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   };
 
   const merge = (n: Notification) => {
+    if (n.seq <= trimmedThrough) return;
     held.set(n.id, { ...held.get(n.id), ...n });
     if (held.size > MAX_HELD * 1.1) {
       const newest = [...held.values()].sort((a, b) => b.seq - a.seq).slice(0, MAX_HELD);
@@ -301,7 +318,9 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   };
 
   const deliver = (n: Notification) => {
-    if (n.seq <= lastSeq || delivered.has(n.id)) return;
+    // At or below the trimmed floor: deleted since it was read (a backlog
+    // or page read before the trim), never shown again.
+    if (n.seq <= lastSeq || n.seq <= trimmedThrough || delivered.has(n.id)) return;
     remember(delivered, n.id);
     merge(n);
     events.emit("notification", n);
@@ -321,7 +340,15 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
         if (userId === null) {
           userId = frame.user_id;
           seqStore = seqKey(userId, base);
+          epochStore = epochKey(userId, base);
         }
+        // Another inbox than the one held (the user was erased while this
+        // client was away): what it held is gone, and the gateway sends
+        // this inbox from its start.
+        const epochNow = frame.epoch ?? 0;
+        if (epoch > 0 && epochNow !== epoch) startOver();
+        epoch = epochNow;
+        saveEpoch(storage, epochStore, epoch);
         const reset = frame.last_seq < lastSeq; // the server's storage was reset
         if (reset) version = countedSeq = -1;
         if (reset || lastSeq < 0) {
@@ -343,12 +370,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       case "erased": {
         // The user's data is gone: start again from nothing (the gateway
         // closes with 4004 next, and the reconnect asks from seq 0).
-        forgetState();
-        changedAt.clear();
-        lastSeq = 0;
-        saveSeq(storage, seqStore, 0, true);
-        resumedState = false;
-        events.emit("erased", { userId });
+        startOver();
         events.emit("unread", { unread: 0, version: 0, counts: NO_COUNTS });
         break;
       }
@@ -442,7 +464,9 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     opening = false;
     const WS = options.WebSocket ?? g.WebSocket!;
     resumedState = lastSeq >= 0 && stateVersion >= 0 && held.size > 0;
-    const query = (lastSeq >= 0 ? "?since=" + lastSeq : "") + (resumedState ? "&since_version=" + stateVersion : "");
+    const query =
+      (lastSeq >= 0 ? "?since=" + lastSeq + (epoch > 0 ? "&epoch=" + epoch : "") : "") +
+      (resumedState ? "&since_version=" + stateVersion : "");
     const url = base.replace(/^http/, "ws") + "/v1/ws" + query;
     let socket: WebSocketLike;
     try {
@@ -561,6 +585,9 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     },
     get lastSeq() {
       return lastSeq;
+    },
+    get trimmedThrough() {
+      return trimmedThrough;
     },
     get userId() {
       return userId;

@@ -18,6 +18,28 @@ export function defaultStorage(): SeqStorage {
  */
 export const seqKey = (userId: string, gateway: string) => `herald:seq:${userId}@${gateway}`;
 
+/**
+ * Where the epoch of the user's inbox that seq counts in is kept (an erased
+ * user's next inbox has another one).
+ */
+export const epochKey = (userId: string, gateway: string) => `herald:epoch:${userId}@${gateway}`;
+
+/** The stored epoch under `key`, 0 when unknown. */
+export function loadEpoch(storage: SeqStorage | null, key: string): number {
+  const n = loadSeq(storage, key);
+  return n > 0 ? n : 0;
+}
+
+/** Stores the epoch of the inbox the stored seq counts in. */
+export function saveEpoch(storage: SeqStorage | null, key: string | null, epoch: number): void {
+  if (!storage || !key || epoch < 0) return;
+  try {
+    storage.setItem(key, String(epoch));
+  } catch {
+    // as saveSeq
+  }
+}
+
 /** The stored last seq under `key`, -1 when unknown. */
 export function loadSeq(storage: SeqStorage | null, key: string): number {
   try {

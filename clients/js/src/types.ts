@@ -170,6 +170,12 @@ export interface HeraldClient {
   readonly version: number;
   /** Highest `seq` delivered (or announced by `hello`), -1 when unknown. */
   readonly lastSeq: number;
+  /**
+   * Every notification up to this `seq` was deleted for good (retention; 0:
+   * none known): drop listed ones at or below it (a page read before the
+   * deletion may still hold them).
+   */
+  readonly trimmedThrough: number;
   /** The token's `sub`, null before the first token. */
   readonly userId: string | null;
   /** What the client holds (live notifications and list() pages): newest first, each id once, archived and snoozed ones left out. */

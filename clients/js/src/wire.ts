@@ -174,7 +174,13 @@ version: number, counts: Counts,
  * good (older than the retention period; 0 when none was): drop
  * the ones held.
  */
-trimmed_through: number, } | { "type": "notification" } & NotificationFrame | { "type": "read" } & StateChange | { "type": "archived" } & StateChange | { "type": "unread" } & StateChange | { "type": "unarchived" } & StateChange | { "type": "snoozed", ids: Array<string>, until: string, 
+trimmed_through: number, 
+/**
+ * Which inbox of the user `seq` counts in: an erased user's next
+ * inbox has another (0: none yet). Resume with `epoch` beside
+ * `since`; a held one that differs means what was held is gone.
+ */
+epoch: number, } | { "type": "notification" } & NotificationFrame | { "type": "read" } & StateChange | { "type": "archived" } & StateChange | { "type": "unread" } & StateChange | { "type": "unarchived" } & StateChange | { "type": "snoozed", ids: Array<string>, until: string, 
 /**
  * The same as `counts.unread`.
  */

@@ -41,7 +41,7 @@ export class FakeWebSocket implements WebSocketLike {
   receive(frame: object | string) {
     this.onmessage?.({ data: typeof frame === "string" ? frame : JSON.stringify(frame) });
   }
-  hello(h: { last_seq?: number; unread?: number; version?: number; counts?: object; trimmed_through?: number } = {}) {
+  hello(h: { last_seq?: number; unread?: number; version?: number; counts?: object; trimmed_through?: number; epoch?: number } = {}) {
     this.receive({ type: "hello", user_id: "alice", last_seq: 0, unread: 0, version: 0, ...h });
   }
   /** The server (or the network) closes the socket. */
@@ -58,6 +58,9 @@ export class FakeWebSocket implements WebSocketLike {
   }
   get since(): string | null {
     return new URL(this.url).searchParams.get("since");
+  }
+  get epoch(): string | null {
+    return new URL(this.url).searchParams.get("epoch");
   }
 }
 

@@ -3,6 +3,53 @@ import type { Notification } from "../src/index.js";
 import { connected, lastSocket, live, memoryStorage, nextTimer, note, setup, sockets, tick } from "./helpers.js";
 
 describe("resume with since", () => {
+  it("resumes with the epoch of its inbox; another one (erased meanwhile) drops what it held and starts from seq 0", async () => {
+    const storage = memoryStorage();
+    const { client } = await connected({ storage }, { last_seq: 0, epoch: 5 });
+    const erased: unknown[] = [];
+    const seen: string[] = [];
+    client.on("erased", (e) => erased.push(e));
+    client.on("notification", (n) => seen.push(n.id));
+    for (const seq of [1, 2, 3]) lastSocket().receive(live(seq, seq, seq, { id: `old${seq}` }));
+    expect(storage.getItem("herald:epoch:alice@http://gw.test")).toBe("5");
+    lastSocket().serverClose(1006);
+    await nextTimer();
+    expect([lastSocket().since, lastSocket().epoch]).toEqual(["3", "5"]);
+    lastSocket().open();
+    // The new inbox already has two: the gateway sends them from seq 1.
+    lastSocket().hello({ last_seq: 2, unread: 2, version: 2, epoch: 9 });
+    expect(erased).toEqual([{ userId: "alice" }]);
+    expect(client.items()).toEqual([]);
+    lastSocket().receive(note(1, { id: "new1" }));
+    lastSocket().receive(note(2, { id: "new2" }));
+    expect(client.items().map((n) => n.id)).toEqual(["new2", "new1"]);
+    expect(seen).toEqual(["old1", "old2", "old3", "new1", "new2"]);
+    expect([client.lastSeq, client.unread]).toEqual([2, 2]);
+    expect(storage.getItem("herald:epoch:alice@http://gw.test")).toBe("9");
+    // The same inbox again: nothing is dropped.
+    lastSocket().serverClose(1006);
+    await nextTimer();
+    expect([lastSocket().since, lastSocket().epoch]).toEqual(["2", "9"]);
+    lastSocket().open();
+    lastSocket().hello({ last_seq: 2, unread: 2, version: 2, epoch: 9 });
+    expect(client.items()).toHaveLength(2);
+    expect(erased).toHaveLength(1);
+  });
+
+  it("an unknown epoch (0: no inbox yet, or a gateway without epochs) never resets", async () => {
+    const { client } = await connected({}, { last_seq: 0, epoch: 0 });
+    const erased: unknown[] = [];
+    client.on("erased", (e) => erased.push(e));
+    lastSocket().receive(live(1, 1, 1));
+    lastSocket().serverClose(1006);
+    await nextTimer();
+    expect([lastSocket().since, lastSocket().epoch]).toEqual(["1", null]);
+    lastSocket().open();
+    lastSocket().hello({ last_seq: 1, unread: 1, version: 1, epoch: 4 });
+    expect(erased).toEqual([]);
+    expect(client.items()).toHaveLength(1);
+  });
+
   it("without a known seq connects without since and takes hello.last_seq", async () => {
     const { client } = setup();
     await tick();

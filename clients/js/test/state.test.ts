@@ -261,6 +261,17 @@ describe("unseen and counts per category", () => {
     lastSocket().receive({ type: "trimmed", up_to_seq: 3, unread: 1, version: 8, counts: counts(1, 1) });
     expect(client.items().map((n) => n.seq)).toEqual([5]);
     expect(trimmed).toEqual([2, 4]);
+    expect(client.trimmedThrough).toBe(4);
+    // 6 and 7 go before this client got them; 6, read from storage before
+    // the deletion, comes after its frame: not shown.
+    const shown: number[] = [];
+    client.on("notification", (n) => shown.push(n.seq));
+    lastSocket().receive({ type: "trimmed", up_to_seq: 7, unread: 1, version: 10, counts: counts(1, 1) });
+    lastSocket().receive(note(6));
+    lastSocket().receive(note(8));
+    expect(shown).toEqual([8]);
+    expect(client.items().map((n) => n.seq)).toEqual([8]);
+    expect(client.trimmedThrough).toBe(7);
   });
 
   it("snooze() posts until and hides the item; unsnooze() brings it back", async () => {

@@ -163,13 +163,15 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
     (items: readonly Notification[]): Notification[] => {
       const out: Notification[] = [];
       for (const n of items) {
+        // Deleted for good after the page was read (retention).
+        if (n.seq <= client.trimmedThrough) continue;
         if (isArchived(n) || knownArchived.has(n.id)) continue;
         const readAt = knownRead.get(n.id);
         out.push(readAt !== undefined && !isRead(n) ? { ...n, read_at: readAt } : n);
       }
       return out;
     },
-    [knownRead, knownArchived],
+    [client, knownRead, knownArchived],
   );
 
   const loadFirst = useCallback(

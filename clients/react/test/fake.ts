@@ -24,6 +24,7 @@ export class FakeClient implements HeraldClient {
   counts: Counts = counts(0);
   version = 0;
   lastSeq = 0;
+  trimmedThrough = 0;
   userId: string | null = "alice";
 
   /** Every list() call, in order. */

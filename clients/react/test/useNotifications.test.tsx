@@ -140,6 +140,12 @@ describe("useNotifications", () => {
     act(() => client.emit("trimmed", { upToSeq: 2 }));
     expect(seqs(hook.current)).toEqual([5, 4]);
     expect(client.listCalls).toHaveLength(1);
+    // A page read before the deletion and answered after it.
+    client.trimmedThrough = 3;
+    client.queuePage(notes(1, 6));
+    await act(async () => client.emit("unsnoozed", { ids: ["n6"], unread: 3, version: 7, counts: counts(3) }));
+    await settle();
+    expect(seqs(hook.current)).toEqual([6, 5, 4]);
   });
 
   it("lists the unread-only view again when one it does not hold is marked unread", async () => {

@@ -28,6 +28,10 @@ pub enum ServerFrame {
         /// good (older than the retention period; 0 when none was): drop
         /// the ones held.
         trimmed_through: i64,
+        /// Which inbox of the user `seq` counts in: an erased user's next
+        /// inbox has another (0: none yet). Resume with `epoch` beside
+        /// `since`; a held one that differs means what was held is gone.
+        epoch: i64,
     },
     /// One notification, live or replayed.
     Notification(NotificationFrame),
@@ -369,11 +373,12 @@ mod tests {
             version: 9,
             counts: counts.clone(),
             trimmed_through: 3,
+            epoch: 77,
         };
         let counts_json = json!({"unread":2,"unseen":1,"by_category":{}});
         assert_eq!(
             serde_json::to_value(&hello).unwrap(),
-            json!({"type":"hello","user_id":"u","unread":2,"last_seq":7,"version":9,"counts":counts_json,"trimmed_through":3})
+            json!({"type":"hello","user_id":"u","unread":2,"last_seq":7,"version":9,"counts":counts_json,"trimmed_through":3,"epoch":77})
         );
         let id = Uuid::now_v7();
         let read = ServerFrame::Read(StateChange {

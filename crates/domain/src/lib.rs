@@ -6,6 +6,7 @@
 
 pub mod dead_letter;
 pub mod frames;
+pub mod ids;
 pub mod inbox;
 pub mod keys;
 pub mod notification;

@@ -474,8 +474,14 @@ impl Settings {
         if self.retention.days > 36_500 {
             return fail("retention.days", "must be 0 (keep forever) to 36500");
         }
-        if self.retention.interval_ms == 0 {
-            return fail("retention.interval_ms", "must be at least 1");
+        if !(1..=86_400_000).contains(&self.retention.interval_ms) {
+            return fail("retention.interval_ms", "must be 1 to 86400000 (a day)");
+        }
+        if self.gateway.sockets_written_ttl_secs > 2_592_000 {
+            return fail(
+                "gateway.sockets_written_ttl_secs",
+                "must be 0 (not counted) to 2592000 (30 days)",
+            );
         }
         if self.worker.max_deliveries == 0 {
             return fail("worker.max_deliveries", "must be at least 1");

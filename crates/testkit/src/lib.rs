@@ -402,20 +402,28 @@ pub async fn store_prepared(
 /// Makes the user's notifications with `seq` up to `through_seq` (and
 /// every one without a `seq`) look created and stored `days` days ago, as
 /// retention sees them: `stored_at`, `created_at`, and the time in their
-/// UUIDv7 ids (the rest of each id kept).
+/// UUIDv7 ids (the rest of each id kept). Under the user's inbox lock, as
+/// every writer of their rows, so it never deadlocks with one.
 pub async fn backdate(conn: &mut AsyncPgConnection, user: &str, through_seq: i64, days: i64) {
     use diesel::sql_types::{BigInt, Text};
-    diesel::sql_query(
-        "UPDATE notifications AS n SET stored_at = t.at, created_at = t.at, \
-             id = (lpad(to_hex((extract(epoch FROM t.at) * 1000)::bigint), 12, '0') \
-                   || substr(replace(n.id::text, '-', ''), 13))::uuid \
-         FROM (SELECT now() - make_interval(days => $3::int) AS at) AS t \
-         WHERE n.user_id = $1 AND (n.seq <= $2 OR n.seq IS NULL)",
-    )
-    .bind::<Text, _>(user)
-    .bind::<BigInt, _>(through_seq)
-    .bind::<BigInt, _>(days)
-    .execute(conn)
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        diesel::sql_query("SELECT 1 FROM user_inbox WHERE user_id = $1 FOR UPDATE")
+            .bind::<Text, _>(user)
+            .execute(conn)
+            .await?;
+        diesel::sql_query(
+            "UPDATE notifications AS n SET stored_at = t.at, created_at = t.at, \
+                 id = (lpad(to_hex((extract(epoch FROM t.at) * 1000)::bigint), 12, '0') \
+                       || substr(replace(n.id::text, '-', ''), 13))::uuid \
+             FROM (SELECT now() - make_interval(days => $3::int) AS at) AS t \
+             WHERE n.user_id = $1 AND (n.seq <= $2 OR n.seq IS NULL)",
+        )
+        .bind::<Text, _>(user)
+        .bind::<BigInt, _>(through_seq)
+        .bind::<BigInt, _>(days)
+        .execute(conn)
+        .await
+    })
     .await
     .expect("backdate");
 }

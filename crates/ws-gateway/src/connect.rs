@@ -26,6 +26,9 @@ struct ConnectQuery {
     /// Resume: first tell what changed since this state version of the
     /// notifications up to `since`.
     since_version: Option<i64>,
+    /// Which inbox `since` and `since_version` count in (the `epoch` of
+    /// the `hello` they came from).
+    epoch: Option<i64>,
 }
 
 pub async fn connect(
@@ -53,12 +56,16 @@ pub async fn connect(
     let ConnectQuery {
         since,
         since_version,
+        epoch,
     } = web::Query::<ConnectQuery>::from_query(req.query_string())
         .map_err(|err| GatewayError::BadQuery(err.to_string()))?
         .into_inner();
-    if since.is_some_and(|s| s < 0) || since_version.is_some_and(|v| v < 0) {
+    if [since, since_version, epoch]
+        .iter()
+        .any(|n| n.is_some_and(|n| n < 0))
+    {
         return Err(GatewayError::BadQuery(
-            "since and since_version must be 0 or more".into(),
+            "since, since_version and epoch must be 0 or more".into(),
         ));
     }
     // A browser that offered `herald.v1` (with its token as a second
@@ -111,10 +118,18 @@ pub async fn connect(
         version: inbox.version,
         counts: inbox.counts,
         trimmed_through: inbox.trimmed_through,
+        epoch: inbox.epoch,
+    };
+    // `since` counted in another inbox of the user's (erased since): this
+    // one is new to the device, from its start.
+    let (since, since_version) = match epoch {
+        Some(held) if held != 0 && held != inbox.epoch => (since.map(|_| 0), None),
+        _ => (since, since_version),
     };
     // A client claiming more than exists (its storage was reset) starts from what exists.
     let since = since.map(|s| s.min(inbox.last_seq));
     let connection = Connection {
+        shard: state.redis.keys().shard_of(&user_id),
         user_id,
         conn_id,
         session,

@@ -50,6 +50,8 @@ const CATCH_UP_PAGE: i64 = 200;
 
 pub struct Connection {
     pub user_id: String,
+    /// The user's stream shard (where counts of sockets written go).
+    pub shard: domain::Shard,
     pub conn_id: u64,
     pub session: Session,
     pub stream: MessageStream,
@@ -350,7 +352,7 @@ impl Connection {
                 let id = notification.id;
                 self.send(ServerFrame::Notification(notification.into()))
                     .await?;
-                ctx.written.record(self.shard(ctx), id);
+                ctx.written.record(self.shard, id);
                 sent += 1;
                 // After every frame, not only every page: writing a page to
                 // a slow socket can take as long as the live queue takes to
@@ -557,11 +559,6 @@ impl Connection {
         .map(|()| None)
     }
 
-    /// The user's stream shard (where their counts of sockets written go).
-    fn shard(&self, ctx: &GatewayState) -> domain::Shard {
-        ctx.redis.keys().shard_of(&self.user_id)
-    }
-
     async fn send(&mut self, frame: ServerFrame) -> Result<(), Gone> {
         self.session.text(frame.to_json()).await.map_err(|_| Gone)
     }
@@ -595,7 +592,7 @@ impl Connection {
         }
         ctx.metrics.frames_sent.inc();
         if let Some(id) = frame.id {
-            ctx.written.record(self.shard(ctx), id);
+            ctx.written.record(self.shard, id);
         }
         if let Some(created_at) = frame.created_at {
             let age = (Utc::now() - created_at).to_std().unwrap_or_default();

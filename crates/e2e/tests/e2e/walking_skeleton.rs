@@ -74,7 +74,7 @@ async fn notification_travels_from_producer_to_the_users_websocket() {
     assert_eq!(
         hello,
         json!({"type": "hello", "user_id": "alice", "unread": 0, "last_seq": 0, "version": 0,
-            "counts": {"unread": 0, "unseen": 0, "by_category": {}}, "trimmed_through": 0})
+            "counts": {"unread": 0, "unseen": 0, "by_category": {}}, "trimmed_through": 0, "epoch": 0})
     );
     let (mut bob, _) = WsClient::connect_user(gateway.port, &env.token("bob", 300)).await;
 

@@ -115,13 +115,15 @@ pub async fn get_status(
             .map_err(ApiError::database)?;
         if let Some(row) = rows.into_iter().find(|row| may_see(&row.user_id)) {
             let mut status = of_stored(id, row);
-            status.sockets_written = sockets_written(&state, &status).await?;
+            status.sockets_written = sockets_written(&state, &status).await;
             return Ok(HttpResponse::Ok().json(status));
         }
         if attempt == 1 {
             break;
         }
-        let Some(made_at) = made_at(id) else { break };
+        let Some(made_at) = domain::ids::made_at(id) else {
+            break;
+        };
         let queued = state
             .redis
             .find_queued(id, made_at)
@@ -142,29 +144,31 @@ pub async fn get_status(
 
 /// How many sockets a stored notification was written to, while it is
 /// counted (see [`NotificationStatus::sockets_written`]).
-async fn sockets_written(
-    state: &AppState,
-    status: &NotificationStatus,
-) -> Result<Option<u64>, ApiError> {
-    let counted_since = Utc::now() - state.sockets_written_ttl;
-    if state.sockets_written_ttl.is_zero()
-        || made_at(status.id).is_none_or(|made_at| made_at < counted_since)
-    {
-        return Ok(None);
+async fn sockets_written(state: &AppState, status: &NotificationStatus) -> Option<u64> {
+    let counted = domain::ids::made_at(status.id)
+        .and_then(|made_at| made_at.checked_add_signed(ttl_of(state)?))
+        .is_some_and(|until| Utc::now() < until);
+    if !counted {
+        return None;
     }
-    let count = state
+    // Best-effort, like the count itself: Redis down leaves it unknown.
+    match state
         .redis
         .sockets_written(&status.user_id, status.id)
         .await
-        .map_err(ApiError::redis)?;
-    Ok(Some(count))
+    {
+        Ok(count) => Some(count),
+        Err(err) => {
+            tracing::warn!(%err, "sockets written unknown");
+            None
+        }
+    }
 }
 
-/// When ingest-api made the id (a UUIDv7 holds it); `None` for ids of
-/// another kind, which ingest-api never answers.
-fn made_at(id: Uuid) -> Option<DateTime<Utc>> {
-    let (secs, nanos) = id.get_timestamp()?.to_unix();
-    DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
+/// How long counts are kept (`None`: not counted).
+fn ttl_of(state: &AppState) -> Option<chrono::Duration> {
+    let ttl = state.sockets_written_ttl;
+    (!ttl.is_zero()).then(|| chrono::Duration::from_std(ttl).ok())?
 }
 
 fn of_stored(id: Uuid, row: StoredState) -> NotificationStatus {

@@ -32,7 +32,6 @@ pub use limits::RateGrant;
 pub use pubsub::{FramesError, Messages, Reconnects, RedisSubscriber, UserFrame, UserFrames};
 pub use replies::cmp_ids;
 pub use streams::{GroupInfo, IdempotentAppend, KeyClaim, ReadFrom, StreamEntry};
-pub use written::minute_of;
 
 /// The Redis Cluster hash slot of a key (or sharded channel).
 pub fn hash_slot(key: &str) -> u16 {

@@ -18,9 +18,8 @@ use super::scripts::COUNT_WRITTEN;
 use super::{RedisError, RedisStore};
 
 /// The Unix minute a UUIDv7 id was made in (`None` for other ids).
-pub fn minute_of(id: Uuid) -> Option<i64> {
-    let (secs, _) = id.get_timestamp()?.to_unix();
-    i64::try_from(secs / 60).ok()
+fn minute_of(id: Uuid) -> Option<i64> {
+    Some(domain::ids::made_at(id)?.timestamp().div_euclid(60))
 }
 
 impl RedisStore {

@@ -108,6 +108,7 @@ diesel::table! {
         unseen_count -> Int8,
         by_category -> Jsonb,
         trimmed_through -> Int8,
+        epoch -> Int8,
     }
 }
 

@@ -21,7 +21,7 @@ async fn hello_then_live_frames_to_every_connection_of_the_user_only() {
     assert_eq!(
         hello,
         json!({"type": "hello", "user_id": "alice", "unread": 0, "last_seq": 0, "version": 0,
-            "counts": {"unread": 0, "unseen": 0, "by_category": {}}, "trimmed_through": 0})
+            "counts": {"unread": 0, "unseen": 0, "by_category": {}}, "trimmed_through": 0, "epoch": 0})
     );
     let (mut alice_laptop, _) = gw.connect("alice").await;
     let (mut bob, _) = gw.connect("bob").await;

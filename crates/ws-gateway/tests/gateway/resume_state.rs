@@ -162,3 +162,86 @@ async fn a_device_that_was_away_ends_with_exactly_the_state_rest_reports() {
     assert_eq!(ahead.next_json(WAIT).await, Some(json!({"type": "resync"})));
     assert_eq!(laptop.next_json(Duration::from_millis(200)).await, None);
 }
+
+/// A device away while its user was erased (and notified again) resumes
+/// with the `since` and `epoch` of the inbox it held: the gateway sends the
+/// new inbox from its start, nothing of the old one's state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_away_during_an_erasure_gets_the_new_inbox_from_its_start() {
+    let mut env = testkit::TestEnv::new().await;
+    env.set("HERALD__WORKER__TIMERS_INTERVAL_MS", "100");
+    let gw = TestGateway::spawn_in(env).await;
+    let _worker = crate::support::start_worker(&gw.env).await;
+    seed(&gw, "eve", 3).await;
+    let (laptop, hello) = gw.connect("eve").await;
+    let (old_epoch, since_version) = (hello["epoch"].as_i64().unwrap(), hello["version"].clone());
+    assert_ne!(old_epoch, 0, "an inbox has an epoch");
+    drop(laptop);
+
+    let mut db = gw.env.db().await;
+    platform::storage::erasures::request(&mut db, "eve", None)
+        .await
+        .unwrap();
+    testkit::eventually("eve erased", Duration::from_secs(10), || async {
+        let state = platform::storage::inbox::state(&mut gw.env.db().await, "eve")
+            .await
+            .unwrap();
+        (state.last_seq == 0).then_some(())
+    })
+    .await;
+    // While nothing is stored yet, the epoch is unknown (0).
+    let (_, empty) = gw.connect("eve").await;
+    assert_eq!(
+        (&empty["epoch"], &empty["last_seq"]),
+        (&json!(0), &json!(0))
+    );
+    let new = seed(&gw, "eve", 2).await;
+
+    let mut laptop = WsClient::connect(
+        gw.port,
+        &format!("/v1/ws?since=3&since_version={since_version}&epoch={old_epoch}"),
+        Some(&gw.env.token("eve", 300)),
+    )
+    .await
+    .unwrap_or_else(|refused| panic!("refused: {refused:?}"));
+    let hello = laptop.next_json(WAIT).await.expect("hello");
+    let new_epoch = hello["epoch"].as_i64().unwrap();
+    assert!(new_epoch != 0 && new_epoch != old_epoch, "{hello}");
+    assert_eq!(hello["last_seq"], 2);
+    let mut frames = Vec::new();
+    while let Some(frame) = laptop.next_json(Duration::from_millis(500)).await {
+        frames.push(frame);
+    }
+    let sent: Vec<(&str, i64, &str)> = frames
+        .iter()
+        .map(|f| {
+            (
+                f["type"].as_str().unwrap(),
+                f["seq"].as_i64().unwrap_or(0),
+                f["id"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    let (one, two) = (new[0].id.to_string(), new[1].id.to_string());
+    assert_eq!(
+        sent,
+        [
+            ("notification", 1, one.as_str()),
+            ("notification", 2, two.as_str())
+        ],
+        "the new inbox from its start, no state of the old one"
+    );
+
+    // Resuming in the new inbox is an ordinary resume.
+    let mut again = WsClient::connect(
+        gw.port,
+        &format!("/v1/ws?since=1&epoch={new_epoch}"),
+        Some(&gw.env.token("eve", 300)),
+    )
+    .await
+    .unwrap_or_else(|refused| panic!("refused: {refused:?}"));
+    again.next_json(WAIT).await.expect("hello");
+    let next = again.next_json(WAIT).await.expect("seq 2");
+    assert_eq!((&next["seq"], &next["id"]), (&json!(2), &json!(two)));
+    assert_eq!(again.next_json(Duration::from_millis(300)).await, None);
+}

@@ -92,6 +92,17 @@ async fn old_notifications_leave_every_device_and_the_counts() {
     assert_eq!(hello["trimmed_through"], 6);
     assert_eq!(hello["counts"], trimmed["counts"]);
     assert_eq!(hello["version"], trimmed["version"]);
+    // Nothing changed of what is left, and a deleted one has no state.
+    let state = laptop.next_json(WAIT).await.expect("the state frame");
+    assert_eq!(
+        (&state["type"], &state["items"], &state["version"]),
+        (&json!("state"), &json!([]), &hello["version"])
+    );
+    assert_eq!(
+        laptop.next_json(Duration::from_millis(300)).await,
+        None,
+        "nothing to resume"
+    );
     // A device resuming from before the trim gets what is left after it.
     let mut old = WsClient::connect(gw.port, "/v1/ws?since=2", Some(&gw.env.token("rita", 300)))
         .await

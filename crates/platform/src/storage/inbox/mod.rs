@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 pub use changes::{Applied, CHUNK, Change, Due, apply, due};
 pub use mutes::{Muting, set_preferences};
-pub use retention::{Sweep, Trim, Trimmed, first_id_of, sweep, trim};
+pub use retention::{Sweep, Trim, Trimmed, sweep, trim};
 
 use super::counts;
 use super::models::NotificationRow;
@@ -37,6 +37,9 @@ pub struct InboxState {
     pub version: i64,
     /// Every notification with `seq` up to it was deleted by retention.
     pub trimmed_through: i64,
+    /// Which inbox of the user this is (a new one after an erasure); 0:
+    /// none yet, or created before epochs were kept.
+    pub epoch: i64,
 }
 
 /// The user's state; a user with no notifications yet has all zeros.
@@ -52,11 +55,12 @@ pub async fn state(conn: &mut AsyncPgConnection, user_id: &str) -> Result<InboxS
             ),
             user_inbox::version,
             user_inbox::trimmed_through,
+            user_inbox::epoch,
         ))
-        .first::<(i64, counts::Columns, i64, i64)>(conn)
+        .first::<(i64, counts::Columns, i64, i64, i64)>(conn)
         .await
         .optional()?;
-    let Some((last_seq, columns, version, trimmed_through)) = row else {
+    let Some((last_seq, columns, version, trimmed_through, epoch)) = row else {
         return Ok(InboxState::default());
     };
     Ok(InboxState {
@@ -64,6 +68,7 @@ pub async fn state(conn: &mut AsyncPgConnection, user_id: &str) -> Result<InboxS
         counts: counts::from_columns(columns)?,
         version,
         trimmed_through,
+        epoch,
     })
 }
 

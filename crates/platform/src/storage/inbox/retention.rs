@@ -2,7 +2,8 @@
 //! are deleted for good, user by user, never by a whole-table `DELETE`.
 //!
 //! The users holding old ones are found by id ([`sweep`]). A user's
-//! notifications are stored in `seq` order under their lock, so
+//! notifications are stored in `seq` order under their lock, so (up to a
+//! lock wait: `stored_at` is the storing transaction's start)
 //! `stored_at` grows with `seq` and the old ones are a prefix of the
 //! user's sequence: each [`trim`] deletes the next chunk of it (at most
 //! [`CHUNK`] rows, through `notifications_user_seq`) in one transaction
@@ -49,7 +50,7 @@ pub async fn sweep(
     limit: i64,
 ) -> Result<Sweep, DbError> {
     let mut query = notifications::table
-        .filter(notifications::id.lt(first_id_of(cutoff)))
+        .filter(notifications::id.lt(domain::ids::first_id_at(cutoff)))
         .into_boxed();
     if let Some(after) = after {
         query = query.filter(notifications::id.gt(after));
@@ -70,18 +71,6 @@ pub async fn sweep(
         }
     }
     Ok(Sweep { users, next })
-}
-
-/// The lowest UUIDv7 of `at`'s millisecond: every id created before it
-/// sorts below (PostgreSQL compares uuids as bytes, and a UUIDv7 starts
-/// with its big-endian Unix time in milliseconds).
-pub fn first_id_of(at: DateTime<Utc>) -> Uuid {
-    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
-    let mut bytes = [0u8; 16];
-    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
-    bytes[6] = 0x70; // version 7
-    bytes[8] = 0x80; // RFC 9562 variant
-    Uuid::from_bytes(bytes)
 }
 
 /// What one [`trim`] deleted.
@@ -203,33 +192,4 @@ async fn trim_listed(
             state: InboxCounts { counts, version },
         }),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_first_id_of_a_millisecond_sorts_between_that_millisecond_and_the_one_before() {
-        let at = Utc::now();
-        let floor = first_id_of(at);
-        assert_eq!(floor.get_version_num(), 7);
-        let millis = |ms: i64| {
-            let ts = uuid::Timestamp::from_unix(
-                uuid::NoContext,
-                (ms / 1000) as u64,
-                ((ms % 1000) * 1_000_000) as u32,
-            );
-            Uuid::new_v7(ts)
-        };
-        let ms = at.timestamp_millis();
-        assert!(millis(ms - 1) < floor);
-        assert!(millis(ms) >= floor);
-        assert!(millis(ms + 1) > floor);
-        // PostgreSQL's order (bytes) is Rust's.
-        assert_eq!(
-            floor.as_bytes()[..6],
-            u64::try_from(ms).unwrap().to_be_bytes()[2..]
-        );
-    }
 }

@@ -1,0 +1,1 @@
+ALTER TABLE user_inbox DROP COLUMN epoch;
