@@ -152,3 +152,54 @@ async fn muted_expired_and_dead_lettered_notifications_say_so() {
     );
     assert_eq!(dead["dead_letter"]["id"], record.id.to_string());
 }
+
+/// `sockets_written` reads what gateways added in Redis (the same keys,
+/// written here through the gateways' own call), for stored ones within
+/// `gateway.sockets_written_ttl_secs` of their creation; `null` otherwise,
+/// and always with counting off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_written_is_counted_within_its_ttl_and_null_otherwise() {
+    let app = TestApp::spawn().await;
+    let made = |ago: Duration| domain::ids::first_id_at(Utc::now() - ago);
+    let (fresh, old) = (made(Duration::seconds(1)), made(Duration::hours(2)));
+    let mut conn = app.env.db().await;
+    for (n, id) in [fresh, old].into_iter().enumerate() {
+        let mut stored = testkit::new_notification("ivy", n, Priority::Normal);
+        stored.id = id;
+        testkit::store_batch(&mut conn, &[stored], Utc::now())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        status_json(&app, fresh).await["sockets_written"],
+        0,
+        "none yet"
+    );
+    let shard = app.redis.keys().shard_of("ivy");
+    let ttl = std::time::Duration::from_secs(3600);
+    for _ in 0..2 {
+        app.redis
+            .add_sockets_written(&[(shard, fresh, 2), (shard, old, 1)], ttl)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        status_json(&app, fresh).await["sockets_written"],
+        4,
+        "added up"
+    );
+    assert!(
+        status_json(&app, old).await["sockets_written"].is_null(),
+        "past the TTL: not known"
+    );
+
+    let mut env = testkit::TestEnv::new().await;
+    env.set("HERALD__GATEWAY__SOCKETS_WRITTEN_TTL_SECS", "0");
+    let off = TestApp::spawn_in(env).await;
+    let mut stored = testkit::new_notification("ivy", 0, Priority::Normal);
+    stored.id = made(Duration::seconds(1));
+    testkit::store_batch(&mut off.env.db().await, &[stored.clone()], Utc::now())
+        .await
+        .unwrap();
+    assert!(status_json(&off, stored.id).await["sockets_written"].is_null());
+}

@@ -38,6 +38,10 @@ const REST_OPS: usize = 50;
 const SOCKET_OPS: usize = 50;
 /// The notifications made old halfway (retention deletes them).
 const TRIMMED: i64 = 10;
+/// How long snoozes last, in ms: long enough that a frame or request
+/// reaches the gateway before its `until` even on a loaded machine (it is
+/// refused once `until` has passed).
+const SNOOZE_MS: std::ops::Range<i64> = 2_000..3_000;
 /// Categories notifications arrive in; only `b` is ever muted.
 const CATEGORIES: [&str; 2] = ["a", "b"];
 
@@ -133,7 +137,7 @@ async fn scenario(gw: &TestGateway, user: &str, seed: u64) {
     };
     let work = async {
         tokio::join!(producer, rest, socket, aging);
-        // Every appended one stored, every snooze (at most 2 s) woken, the
+        // Every appended one stored, every snooze (at most 3 s) woken, the
         // old ones deleted.
         testkit::eventually("every notification stored", WAIT, || async {
             let state = platform::storage::inbox::state(&mut gw.env.db().await, user)
@@ -143,7 +147,7 @@ async fn scenario(gw: &TestGateway, user: &str, seed: u64) {
                 .then_some(())
         })
         .await;
-        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        tokio::time::sleep(Duration::from_millis(SNOOZE_MS.end as u64 + 500)).await;
         done.cancel();
     };
     tokio::join!(work, watching, leaving);
@@ -268,7 +272,7 @@ async fn rest_op(
         2 => (format!("/v1/me/notifications/{id}/archive"), None),
         3 | 4 => (format!("/v1/me/notifications/{id}/unarchive"), None),
         5 => {
-            let until = Utc::now() + chrono::Duration::milliseconds(rng.random_range(800..2_000));
+            let until = Utc::now() + chrono::Duration::milliseconds(rng.random_range(SNOOZE_MS));
             (
                 format!("/v1/me/notifications/{id}/snooze"),
                 Some(json!({"until": until.to_rfc3339()})),
@@ -338,7 +342,7 @@ fn socket_op(
         6 => json!({"type": "archive", "ids": ids}),
         7 | 8 => json!({"type": "unarchive", "ids": ids}),
         9 => {
-            let until = Utc::now() + chrono::Duration::milliseconds(rng.random_range(800..2_000));
+            let until = Utc::now() + chrono::Duration::milliseconds(rng.random_range(SNOOZE_MS));
             json!({"type": "snooze", "ids": ids, "until": until.to_rfc3339()})
         }
         10 => json!({"type": "unsnooze", "ids": ids}),
