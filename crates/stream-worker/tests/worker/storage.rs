@@ -636,3 +636,58 @@ async fn due_timers_are_found_through_their_indexes_not_the_whole_table() {
     assert_eq!((woken.len(), expiring.len()), (20, 20));
     assert_eq!(scans, (0, 2), "two index scans, no sequential one");
 }
+
+/// A state change's statements are prepared once per connection, the two
+/// `UPDATE`s too (diesel's own `UPDATE` would be parsed at every change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changes_statements_are_prepared_once_per_connection() {
+    use diesel::sql_types::Text;
+    use diesel_async::RunQueryDsl;
+    use platform::storage::inbox::{Change, Target};
+
+    #[derive(diesel::QueryableByName)]
+    struct Prepared {
+        #[diesel(sql_type = Text)]
+        statement: String,
+    }
+    let env = TestEnv::new().await;
+    let batch: Vec<_> = (0..6)
+        .map(|i| notification("pia", i, Priority::Normal))
+        .collect();
+    let stored = testkit::store_batch(&mut env.db().await, &batch, Utc::now())
+        .await
+        .unwrap()
+        .visible;
+    let mut conn = env.db().await;
+    for id in stored.iter().take(3).map(|n| n.id) {
+        for change in [Change::Read, Change::Unread] {
+            let applied = inbox::apply(&mut conn, "pia", Target::Ids(&[id]), change)
+                .await
+                .unwrap();
+            assert_eq!(applied.result.ids, [id], "{change:?}");
+        }
+    }
+    let prepared: Vec<String> = diesel::sql_query("SELECT statement FROM pg_prepared_statements")
+        .load::<Prepared>(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.statement)
+        .collect();
+    let count = |prefix: &str| prepared.iter().filter(|s| s.starts_with(prefix)).count();
+    assert_eq!(
+        (
+            count("UPDATE notifications SET read_at = $1"),
+            count("UPDATE notifications SET read_at = NULL"),
+            count("UPDATE user_inbox SET unread_count"),
+        ),
+        (1, 1, 1),
+        "{prepared:#?}"
+    );
+    assert_eq!(
+        inbox::state(&mut conn, "pia").await.unwrap().counts,
+        platform::storage::inspect::recount(&mut conn, "pia")
+            .await
+            .unwrap()
+    );
+}

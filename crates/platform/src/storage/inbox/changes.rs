@@ -10,6 +10,7 @@ use domain::{ChangeResult, Counts};
 use uuid::Uuid;
 
 use super::Target;
+use super::statements::{ChangeIds, WriteCounts};
 use crate::db::DbError;
 use crate::storage::counts::{self, RowState};
 use crate::storage::schema::{notifications, user_inbox, user_preferences};
@@ -194,16 +195,14 @@ pub(super) async fn write_counts(
     user_id: &str,
     counts: &Counts,
 ) -> Result<i64, diesel::result::Error> {
-    diesel::update(user_inbox::table.find(user_id))
-        .set((
-            user_inbox::unread_count.eq(counts.unread),
-            user_inbox::unseen_count.eq(counts.unseen),
-            user_inbox::by_category.eq(counts::by_category_column(counts)),
-            user_inbox::version.eq(user_inbox::version + 1),
-        ))
-        .returning(user_inbox::version)
-        .get_result(conn)
-        .await
+    WriteCounts {
+        user_id,
+        unread: counts.unread,
+        unseen: counts.unseen,
+        by_category: counts::by_category_column(counts),
+    }
+    .get_result(conn)
+    .await
 }
 
 /// Locks the user's inbox row; answers its counts and version (`None`
@@ -279,6 +278,25 @@ async fn changed_rows(
     now: DateTime<Utc>,
     version: i64,
 ) -> Result<Vec<ChangedRow>, diesel::result::Error> {
+    // Listed ids (a socket frame, a REST call, due timers): one statement
+    // PostgreSQL keeps prepared.
+    if let Target::Ids(ids) = target
+        && ids.len() as i64 <= CHUNK
+    {
+        let at = match change {
+            Change::Snooze(until) => until,
+            _ => now,
+        };
+        return ChangeIds {
+            user_id,
+            ids,
+            change,
+            at,
+            version,
+        }
+        .get_results(conn)
+        .await;
+    }
     let mut candidates = notifications::table
         .filter(notifications::user_id.eq(user_id))
         .filter(notifications::seq.is_not_null())

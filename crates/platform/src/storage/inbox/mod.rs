@@ -13,6 +13,7 @@
 mod changes;
 mod mutes;
 mod retention;
+mod statements;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;

@@ -1,0 +1,124 @@
+//! The two `UPDATE`s of every state change, as statements PostgreSQL
+//! prepares once per connection. diesel's own `UPDATE` is never kept in the
+//! statement cache (`UpdateStatement` marks itself unsafe to cache), so it
+//! would be parsed again at every change; these have a fixed text per
+//! change kind and are cached by it, like the storing round's statements.
+
+use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::result::QueryResult;
+use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Timestamptz};
+use uuid::Uuid;
+
+use super::changes::Change;
+
+/// Writes a user's counts (locked by the caller's transaction) and bumps
+/// `version`, answering the new one.
+pub(super) struct WriteCounts<'a> {
+    pub user_id: &'a str,
+    pub unread: i64,
+    pub unseen: i64,
+    pub by_category: serde_json::Value,
+}
+
+impl QueryFragment<Pg> for WriteCounts<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("UPDATE user_inbox SET unread_count = ");
+        out.push_bind_param::<BigInt, _>(&self.unread)?;
+        out.push_sql(", unseen_count = ");
+        out.push_bind_param::<BigInt, _>(&self.unseen)?;
+        out.push_sql(", by_category = ");
+        out.push_bind_param::<Jsonb, _>(&self.by_category)?;
+        out.push_sql(", version = version + 1 WHERE user_id = ");
+        out.push_bind_param::<Text, _>(self.user_id)?;
+        out.push_sql(" RETURNING version");
+        Ok(())
+    }
+}
+
+impl Query for WriteCounts<'_> {
+    type SqlType = BigInt;
+}
+
+impl QueryId for WriteCounts<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+/// A change of these ids of the user's (at most [`super::CHUNK`]): the
+/// listed rows not in the wanted state yet, stamped with `version`,
+/// answered as the change left them (a `ChangedRow`).
+pub(super) struct ChangeIds<'a> {
+    pub user_id: &'a str,
+    pub ids: &'a [Uuid],
+    pub change: Change,
+    /// Now (read, seen, archived, woken, expired) or the snooze's end.
+    pub at: DateTime<Utc>,
+    pub version: i64,
+}
+
+/// What a change sets and which rows it takes; `at` follows the text
+/// that ends in `= ` or `<= ` (one of the two, or neither).
+fn clauses(change: Change) -> (&'static str, &'static str) {
+    match change {
+        Change::Read => ("read_at = ", "read_at IS NULL"),
+        // It was seen when it was read, if not before.
+        Change::Unread => (
+            "read_at = NULL, seen_at = COALESCE(seen_at, read_at)",
+            "read_at IS NOT NULL",
+        ),
+        Change::Seen => ("seen_at = ", "read_at IS NULL AND seen_at IS NULL"),
+        Change::Archive => ("archived_at = ", "archived_at IS NULL"),
+        Change::Unarchive => ("archived_at = NULL", "archived_at IS NOT NULL"),
+        Change::Snooze(_) => ("snoozed_until = ", "snoozed_until IS NULL"),
+        Change::Unsnooze => ("snoozed_until = NULL", "snoozed_until IS NOT NULL"),
+        Change::Wake => ("snoozed_until = NULL", "snoozed_until <= "),
+        Change::Expire => ("expired = true", "expires_at <= "),
+    }
+}
+
+impl QueryFragment<Pg> for ChangeIds<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let (set, wanted) = clauses(self.change);
+        let takes_at = |sql: &str| sql.ends_with("= ");
+        out.push_sql("UPDATE notifications SET ");
+        out.push_sql(set);
+        if takes_at(set) {
+            out.push_bind_param::<Timestamptz, _>(&self.at)?;
+        }
+        out.push_sql(", state_version = ");
+        out.push_bind_param::<BigInt, _>(&self.version)?;
+        out.push_sql(" WHERE user_id = ");
+        out.push_bind_param::<Text, _>(self.user_id)?;
+        out.push_sql(" AND id = ANY(");
+        out.push_bind_param::<Array<diesel::sql_types::Uuid>, [Uuid]>(self.ids)?;
+        out.push_sql(") AND seq IS NOT NULL AND NOT expired AND ");
+        out.push_sql(wanted);
+        if takes_at(wanted) {
+            out.push_bind_param::<Timestamptz, _>(&self.at)?;
+        }
+        out.push_sql(
+            " RETURNING id, seq, category, read_at, seen_at, archived_at, snoozed_until, expired",
+        );
+        Ok(())
+    }
+}
+
+impl Query for ChangeIds<'_> {
+    type SqlType = (
+        diesel::sql_types::Uuid,
+        Nullable<BigInt>,
+        Nullable<Text>,
+        Nullable<Timestamptz>,
+        Nullable<Timestamptz>,
+        Nullable<Timestamptz>,
+        Nullable<Timestamptz>,
+        Bool,
+    );
+}
+
+impl QueryId for ChangeIds<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
