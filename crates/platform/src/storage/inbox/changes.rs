@@ -13,7 +13,9 @@ use super::Target;
 use super::statements::{ChangeIds, WriteCounts};
 use crate::db::DbError;
 use crate::storage::counts::{self, RowState};
+use crate::storage::pipelined_tx;
 use crate::storage::schema::{notifications, user_inbox, user_preferences};
+use futures_util::future::{try_join, try_join4};
 
 /// A change of state the user (or a producer for them) asks for. Each one
 /// only touches rows not in the wanted state already, so applying it twice
@@ -149,6 +151,17 @@ pub async fn apply(
     change: Change,
 ) -> Result<Applied, DbError> {
     let now: DateTime<Utc> = Utc::now();
+    // Listed ids (a socket frame, a REST call, due timers); a snooze also
+    // moves the time of ones snoozed already (`resnooze`).
+    if let Target::Ids(ids) = target
+        && ids.len() as i64 <= CHUNK
+        && !matches!(change, Change::Snooze(_))
+    {
+        return pipelined_tx::run(conn, async |conn| {
+            apply_to_ids(conn, user_id, ids, change, now).await
+        })
+        .await;
+    }
     conn.transaction::<_, DbError, _>(async |conn| {
         let Some((mut counts, version)) = lock_counts(conn, user_id).await? else {
             return Ok(unchanged(Counts::default(), 0));
@@ -188,10 +201,73 @@ pub async fn apply(
     .await
 }
 
+/// [`apply`] to listed ids in two round trips, through statements
+/// PostgreSQL keeps prepared: `BEGIN`, the lock, the muted categories and
+/// the rows' `UPDATE` together (each runs after the one before it, so the
+/// `UPDATE` and the read of the mutes run with the lock held); then the
+/// counts and `COMMIT`. Safe to try again after an error: only rows not in
+/// the wanted state yet change.
+async fn apply_to_ids(
+    conn: &AsyncPgConnection,
+    user_id: &str,
+    ids: &[Uuid],
+    change: Change,
+    now: DateTime<Utc>,
+) -> Result<Applied, DbError> {
+    let rows = async {
+        let mut conn = conn;
+        ChangeIds {
+            user_id,
+            ids,
+            change,
+            at: now,
+        }
+        .get_results::<ChangedRow>(&mut conn)
+        .await
+        .map_err(DbError::from)
+    };
+    let ((), locked, muted, rows) = try_join4(
+        async { pipelined_tx::begin(conn).await.map_err(DbError::from) },
+        lock_counts(conn, user_id),
+        async { muted_categories(conn, user_id).await.map_err(DbError::from) },
+        rows,
+    )
+    .await?;
+    let (mut counts, version) = locked.unwrap_or_default();
+    if rows.is_empty() {
+        pipelined_tx::commit(conn).await?;
+        return Ok(unchanged(counts, version));
+    }
+    for row in &rows {
+        let after = row.state(&muted);
+        let before = change.before(row, after);
+        after.moved_from(before, row.category.as_deref(), &mut counts);
+    }
+    let (version_after, ()) = try_join(
+        async {
+            write_counts(conn, user_id, &counts)
+                .await
+                .map_err(DbError::from)
+        },
+        async { pipelined_tx::commit(conn).await.map_err(DbError::from) },
+    )
+    .await?;
+    debug_assert_eq!(version_after, version + 1);
+    Ok(Applied {
+        up_to_seq: rows.iter().filter_map(|row| row.seq).max().unwrap_or(0),
+        result: ChangeResult {
+            ids: rows.into_iter().map(|row| row.id).collect(),
+            unread: counts.unread,
+            version: version_after,
+            counts,
+        },
+    })
+}
+
 /// Writes the user's counts (locked by the caller's transaction) and bumps
 /// `version`; answers the new version.
 pub(super) async fn write_counts(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     user_id: &str,
     counts: &Counts,
 ) -> Result<i64, diesel::result::Error> {
@@ -201,14 +277,14 @@ pub(super) async fn write_counts(
         unseen: counts.unseen,
         by_category: counts::by_category_column(counts),
     }
-    .get_result(conn)
+    .get_result(&mut conn)
     .await
 }
 
 /// Locks the user's inbox row; answers its counts and version (`None`
 /// without one).
 pub(super) async fn lock_counts(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     user_id: &str,
 ) -> Result<Option<(Counts, i64)>, DbError> {
     let locked = user_inbox::table
@@ -222,7 +298,7 @@ pub(super) async fn lock_counts(
             user_inbox::version,
         ))
         .for_update()
-        .first::<(counts::Columns, i64)>(conn)
+        .first::<(counts::Columns, i64)>(&mut conn)
         .await
         .optional()?;
     Ok(match locked {
@@ -233,13 +309,13 @@ pub(super) async fn lock_counts(
 
 /// The categories the user muted (none without preferences).
 pub(super) async fn muted_categories(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     user_id: &str,
 ) -> Result<Vec<String>, diesel::result::Error> {
     Ok(user_preferences::table
         .find(user_id)
         .select(user_preferences::muted_categories)
-        .first::<Vec<String>>(conn)
+        .first::<Vec<String>>(&mut conn)
         .await
         .optional()?
         .unwrap_or_default())
@@ -278,25 +354,6 @@ async fn changed_rows(
     now: DateTime<Utc>,
     version: i64,
 ) -> Result<Vec<ChangedRow>, diesel::result::Error> {
-    // Listed ids (a socket frame, a REST call, due timers): one statement
-    // PostgreSQL keeps prepared.
-    if let Target::Ids(ids) = target
-        && ids.len() as i64 <= CHUNK
-    {
-        let at = match change {
-            Change::Snooze(until) => until,
-            _ => now,
-        };
-        return ChangeIds {
-            user_id,
-            ids,
-            change,
-            at,
-            version,
-        }
-        .get_results(conn)
-        .await;
-    }
     let mut candidates = notifications::table
         .filter(notifications::user_id.eq(user_id))
         .filter(notifications::seq.is_not_null())

@@ -47,15 +47,16 @@ impl QueryId for WriteCounts<'_> {
 }
 
 /// A change of these ids of the user's (at most [`super::CHUNK`]): the
-/// listed rows not in the wanted state yet, stamped with `version`,
-/// answered as the change left them (a `ChangedRow`).
+/// listed rows not in the wanted state yet, stamped with the version the
+/// change makes (the locked inbox row's plus one, read by the statement
+/// itself, so it may travel in the same round trip as the lock), answered
+/// as the change left them (a `ChangedRow`).
 pub(super) struct ChangeIds<'a> {
     pub user_id: &'a str,
     pub ids: &'a [Uuid],
     pub change: Change,
     /// Now (read, seen, archived, woken, expired) or the snooze's end.
     pub at: DateTime<Utc>,
-    pub version: i64,
 }
 
 /// What a change sets and which rows it takes; `at` follows the text
@@ -87,9 +88,9 @@ impl QueryFragment<Pg> for ChangeIds<'_> {
         if takes_at(set) {
             out.push_bind_param::<Timestamptz, _>(&self.at)?;
         }
-        out.push_sql(", state_version = ");
-        out.push_bind_param::<BigInt, _>(&self.version)?;
-        out.push_sql(" WHERE user_id = ");
+        out.push_sql(", state_version = (SELECT version + 1 FROM user_inbox WHERE user_id = ");
+        out.push_bind_param::<Text, _>(self.user_id)?;
+        out.push_sql(") WHERE user_id = ");
         out.push_bind_param::<Text, _>(self.user_id)?;
         out.push_sql(" AND id = ANY(");
         out.push_bind_param::<Array<diesel::sql_types::Uuid>, [Uuid]>(self.ids)?;
