@@ -77,6 +77,27 @@ impl ChangedRow {
 }
 
 impl Change {
+    /// What this change sets and which rows it takes, as SQL for
+    /// [`ChangeIds`]: its time follows the text that ends in `= ` or `<= `
+    /// (one of the two, or neither).
+    fn sql(self) -> (&'static str, &'static str) {
+        match self {
+            Change::Read => ("read_at = ", "read_at IS NULL"),
+            // It was seen when it was read, if not before.
+            Change::Unread => (
+                "read_at = NULL, seen_at = COALESCE(seen_at, read_at)",
+                "read_at IS NOT NULL",
+            ),
+            Change::Seen => ("seen_at = ", "read_at IS NULL AND seen_at IS NULL"),
+            Change::Archive => ("archived_at = ", "archived_at IS NULL"),
+            Change::Unarchive => ("archived_at = NULL", "archived_at IS NOT NULL"),
+            Change::Snooze(_) => ("snoozed_until = ", "snoozed_until IS NULL"),
+            Change::Unsnooze => ("snoozed_until = NULL", "snoozed_until IS NOT NULL"),
+            Change::Wake => ("snoozed_until = NULL", "snoozed_until <= "),
+            Change::Expire => ("expired = true", "expires_at <= "),
+        }
+    }
+
     /// The state a row this change left as `after` (`row`) was in before:
     /// each change flips one thing, and only of rows not in the wanted
     /// state yet.
@@ -216,10 +237,12 @@ async fn apply_to_ids(
 ) -> Result<Applied, DbError> {
     let rows = async {
         let mut conn = conn;
+        let (set, wanted) = change.sql();
         ChangeIds {
             user_id,
             ids,
-            change,
+            set,
+            wanted,
             at: now,
         }
         .get_results::<ChangedRow>(&mut conn)

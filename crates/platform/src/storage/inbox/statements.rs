@@ -11,8 +11,6 @@ use diesel::result::QueryResult;
 use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Timestamptz};
 use uuid::Uuid;
 
-use super::changes::Change;
-
 /// Writes a user's counts (locked by the caller's transaction) and bumps
 /// `version`, answering the new one.
 pub(super) struct WriteCounts<'a> {
@@ -54,34 +52,17 @@ impl QueryId for WriteCounts<'_> {
 pub(super) struct ChangeIds<'a> {
     pub user_id: &'a str,
     pub ids: &'a [Uuid],
-    pub change: Change,
+    /// What the change sets, and which rows it takes (`Change::sql`): `at`
+    /// follows the one that ends in `= ` (or neither).
+    pub set: &'static str,
+    pub wanted: &'static str,
     /// Now (read, seen, archived, woken, expired) or the snooze's end.
     pub at: DateTime<Utc>,
 }
 
-/// What a change sets and which rows it takes; `at` follows the text
-/// that ends in `= ` or `<= ` (one of the two, or neither).
-fn clauses(change: Change) -> (&'static str, &'static str) {
-    match change {
-        Change::Read => ("read_at = ", "read_at IS NULL"),
-        // It was seen when it was read, if not before.
-        Change::Unread => (
-            "read_at = NULL, seen_at = COALESCE(seen_at, read_at)",
-            "read_at IS NOT NULL",
-        ),
-        Change::Seen => ("seen_at = ", "read_at IS NULL AND seen_at IS NULL"),
-        Change::Archive => ("archived_at = ", "archived_at IS NULL"),
-        Change::Unarchive => ("archived_at = NULL", "archived_at IS NOT NULL"),
-        Change::Snooze(_) => ("snoozed_until = ", "snoozed_until IS NULL"),
-        Change::Unsnooze => ("snoozed_until = NULL", "snoozed_until IS NOT NULL"),
-        Change::Wake => ("snoozed_until = NULL", "snoozed_until <= "),
-        Change::Expire => ("expired = true", "expires_at <= "),
-    }
-}
-
 impl QueryFragment<Pg> for ChangeIds<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let (set, wanted) = clauses(self.change);
+        let (set, wanted) = (self.set, self.wanted);
         let takes_at = |sql: &str| sql.ends_with("= ");
         out.push_sql("UPDATE notifications SET ");
         out.push_sql(set);
