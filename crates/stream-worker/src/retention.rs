@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use platform::db::{DbError, DbPool};
 use platform::inbox_changes;
 use platform::redis::RedisStore;
+use platform::shutdown::Ticks;
 use platform::storage::inbox;
 use tokio_util::sync::CancellationToken;
 
@@ -37,14 +38,9 @@ pub struct Retention {
 
 impl Retention {
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut ticks = tokio::time::interval(self.interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = ticks.tick() => {}
-            }
-            if let Err(err) = self.sweep(&shutdown).await {
+        let mut ticks = Ticks::new(self.interval, shutdown);
+        while ticks.next().await {
+            if let Err(err) = self.sweep(&ticks).await {
                 tracing::warn!(%err, "retention sweep failed; trying again next interval");
             }
         }
@@ -53,11 +49,11 @@ impl Retention {
     /// Goes through every notification created before the cutoff, [`LOOK`]
     /// at a time, and deletes what its user holds past the period; answers
     /// how many rows went.
-    pub async fn sweep(&self, shutdown: &CancellationToken) -> Result<usize, DbError> {
+    pub async fn sweep(&self, ticks: &Ticks) -> Result<usize, DbError> {
         let cutoff = Utc::now() - self.period;
         let mut after = None;
         let mut deleted = 0;
-        while !shutdown.is_cancelled() {
+        while !ticks.stopping() {
             let step = {
                 let mut conn = self.db.get().await?;
                 inbox::sweep(&mut conn, cutoff, after, LOOK).await?

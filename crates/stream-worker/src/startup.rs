@@ -112,7 +112,7 @@ impl Service for Worker {
         let timers = Timers {
             db: pool.clone(),
             redis: redis.clone(),
-            interval: Duration::from_millis(worker.timers_interval_ms.max(1)),
+            interval: Duration::from_millis(worker.timers_interval_ms),
         };
         let retention = settings.retention.period().map(|period| Retention {
             db: pool.clone(),

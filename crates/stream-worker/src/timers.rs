@@ -17,6 +17,7 @@ use platform::db::{DbError, DbPool};
 use platform::erasure::{self, Pass};
 use platform::inbox_changes;
 use platform::redis::RedisStore;
+use platform::shutdown::Ticks;
 use platform::storage::inbox::{self, Change, Due, Target};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -36,13 +37,8 @@ pub struct Timers {
 
 impl Timers {
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut ticks = tokio::time::interval(self.interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = ticks.tick() => {}
-            }
+        let mut ticks = Ticks::new(self.interval, shutdown);
+        while ticks.next().await {
             self.erase().await;
             loop {
                 match self.pass().await {

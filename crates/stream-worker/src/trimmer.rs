@@ -23,6 +23,7 @@ use std::time::Duration;
 use domain::{Lane, Priority};
 use platform::db::{DbError, DbPool};
 use platform::redis::{RedisError, RedisStore, cmp_ids};
+use platform::shutdown::Ticks;
 use platform::storage::dead_letters;
 use tokio_util::sync::CancellationToken;
 
@@ -62,12 +63,8 @@ impl LaneState {
 
 impl Trimmer {
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut ticks = tokio::time::interval(self.interval);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = ticks.tick() => {}
-            }
+        let mut ticks = Ticks::new(self.interval, shutdown);
+        while ticks.next().await {
             // The gauges are per priority: the sum over the shards. A lane
             // that could not be read leaves its priority's gauges as they were.
             let mut totals: HashMap<Priority, Option<LaneState>> = HashMap::new();

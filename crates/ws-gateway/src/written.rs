@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use domain::Shard;
 use platform::redis::RedisStore;
+use platform::shutdown::Ticks;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -67,13 +68,9 @@ impl SocketsWritten {
         if self.ttl.is_zero() {
             return;
         }
-        let mut ticks = tokio::time::interval(FLUSH_EVERY);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = ticks.tick() => self.flush(&redis).await,
-            }
+        let mut ticks = Ticks::new(FLUSH_EVERY, shutdown);
+        while ticks.next().await {
+            self.flush(&redis).await;
         }
         self.flush(&redis).await;
     }

@@ -168,7 +168,10 @@ async fn sockets_written(state: &AppState, status: &NotificationStatus) -> Optio
 /// How long counts are kept (`None`: not counted).
 fn ttl_of(state: &AppState) -> Option<chrono::Duration> {
     let ttl = state.sockets_written_ttl;
-    (!ttl.is_zero()).then(|| chrono::Duration::from_std(ttl).ok())?
+    if ttl.is_zero() {
+        return None;
+    }
+    chrono::Duration::from_std(ttl).ok()
 }
 
 fn of_stored(id: Uuid, row: StoredState) -> NotificationStatus {

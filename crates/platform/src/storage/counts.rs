@@ -82,6 +82,13 @@ impl RowState {
     }
 }
 
+/// Moves `counts` by a notification of `category` in `state` that was
+/// deleted (retention): what it counted leaves.
+pub(crate) fn remove_deleted(counts: &mut Counts, category: Option<&str>, state: RowState) {
+    let (unread, unseen) = state.counted();
+    counts.add(category, -i64::from(unread), -i64::from(unseen));
+}
+
 /// Moves `counts` by a notification just stored (listed, unless expired:
 /// those never count), `muted` if its category is.
 pub(crate) fn add_stored(counts: &mut Counts, category: Option<&str>, muted: bool) {

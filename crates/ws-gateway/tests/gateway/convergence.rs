@@ -419,16 +419,9 @@ impl Device {
     /// `since_version` (its first hello's).
     async fn resume(&mut self, gw: &TestGateway, user: &str) {
         let since_version = self.hello_versions[0];
-        let path = format!(
-            "/v1/ws?since={}&since_version={since_version}",
-            self.max_seq()
-        );
-        let client = WsClient::connect(gw.port, &path, Some(&gw.env.token(user, 300)))
-            .await
-            .unwrap_or_else(|refused| panic!("resume refused: {refused:?}"));
+        let query = format!("since={}&since_version={since_version}", self.max_seq());
+        let (client, hello) = gw.connect_with(user, &query).await;
         self.client = client;
-        let hello = self.client.next_json(WAIT).await.expect("hello");
-        assert_eq!(hello["type"], "hello");
         self.apply(&hello);
     }
 

@@ -42,16 +42,11 @@ async fn reconnect(
     since: i64,
     since_version: i64,
 ) -> (WsClient, Value) {
-    let mut client = WsClient::connect(
-        gw.port,
-        &format!("/v1/ws?since={since}&since_version={since_version}"),
-        Some(&gw.env.token(user, 300)),
+    gw.connect_with(
+        user,
+        &format!("since={since}&since_version={since_version}"),
     )
     .await
-    .unwrap_or_else(|refused| panic!("refused: {refused:?}"));
-    let hello = client.next_json(WAIT).await.expect("hello");
-    assert_eq!(hello["type"], "hello");
-    (client, hello)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,14 +192,12 @@ async fn a_device_away_during_an_erasure_gets_the_new_inbox_from_its_start() {
     );
     let new = seed(&gw, "eve", 2).await;
 
-    let mut laptop = WsClient::connect(
-        gw.port,
-        &format!("/v1/ws?since=3&since_version={since_version}&epoch={old_epoch}"),
-        Some(&gw.env.token("eve", 300)),
-    )
-    .await
-    .unwrap_or_else(|refused| panic!("refused: {refused:?}"));
-    let hello = laptop.next_json(WAIT).await.expect("hello");
+    let (mut laptop, hello) = gw
+        .connect_with(
+            "eve",
+            &format!("since=3&since_version={since_version}&epoch={old_epoch}"),
+        )
+        .await;
     let new_epoch = hello["epoch"].as_i64().unwrap();
     assert!(new_epoch != 0 && new_epoch != old_epoch, "{hello}");
     assert_eq!(hello["last_seq"], 2);
@@ -233,14 +226,9 @@ async fn a_device_away_during_an_erasure_gets_the_new_inbox_from_its_start() {
     );
 
     // Resuming in the new inbox is an ordinary resume.
-    let mut again = WsClient::connect(
-        gw.port,
-        &format!("/v1/ws?since=1&epoch={new_epoch}"),
-        Some(&gw.env.token("eve", 300)),
-    )
-    .await
-    .unwrap_or_else(|refused| panic!("refused: {refused:?}"));
-    again.next_json(WAIT).await.expect("hello");
+    let (mut again, _) = gw
+        .connect_with("eve", &format!("since=1&epoch={new_epoch}"))
+        .await;
     let next = again.next_json(WAIT).await.expect("seq 2");
     assert_eq!((&next["seq"], &next["id"]), (&json!(2), &json!(two)));
     assert_eq!(again.next_json(Duration::from_millis(300)).await, None);

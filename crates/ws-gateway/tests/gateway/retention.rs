@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use testkit::ws::WsClient;
 
 use crate::counts::{assert_counts, next_of};
 use crate::support::{Api, TestGateway, WAIT, seed};
@@ -80,15 +79,9 @@ async fn old_notifications_leave_every_device_and_the_counts() {
 
     // The laptop comes back: its hello says what went, the resume sends
     // nothing stored before it (nothing new), and no state of a gone one.
-    let mut laptop = WsClient::connect(
-        gw.port,
-        &format!("/v1/ws?since=10&since_version={since_version}"),
-        Some(&gw.env.token("rita", 300)),
-    )
-    .await
-    .unwrap_or_else(|refused| panic!("refused: {refused:?}"));
-    let hello = laptop.next_json(WAIT).await.expect("hello");
-    assert_eq!(hello["type"], "hello");
+    let (mut laptop, hello) = gw
+        .connect_with("rita", &format!("since=10&since_version={since_version}"))
+        .await;
     assert_eq!(hello["trimmed_through"], 6);
     assert_eq!(hello["counts"], trimmed["counts"]);
     assert_eq!(hello["version"], trimmed["version"]);
@@ -104,10 +97,7 @@ async fn old_notifications_leave_every_device_and_the_counts() {
         "nothing to resume"
     );
     // A device resuming from before the trim gets what is left after it.
-    let mut old = WsClient::connect(gw.port, "/v1/ws?since=2", Some(&gw.env.token("rita", 300)))
-        .await
-        .unwrap_or_else(|refused| panic!("refused: {refused:?}"));
-    let hello = old.next_json(WAIT).await.expect("hello");
+    let (mut old, hello) = gw.connect_with("rita", "since=2").await;
     assert_eq!(hello["trimmed_through"], 6);
     let mut resumed = Vec::new();
     while resumed.len() < 4 {

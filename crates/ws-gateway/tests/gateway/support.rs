@@ -44,6 +44,21 @@ impl TestGateway {
         WsClient::connect_user(self.port, &self.env.token(user, 300)).await
     }
 
+    /// Connects as `user` to `/v1/ws?{query}` (resuming, say); answers the
+    /// client and its `hello`.
+    pub async fn connect_with(&self, user: &str, query: &str) -> (WsClient, Value) {
+        let mut client = WsClient::connect(
+            self.port,
+            &format!("/v1/ws?{query}"),
+            Some(&self.env.token(user, 300)),
+        )
+        .await
+        .unwrap_or_else(|refused| panic!("{query}: refused: {refused:?}"));
+        let hello = client.next_json(WAIT).await.expect("hello");
+        assert_eq!(hello["type"], "hello", "{hello}");
+        (client, hello)
+    }
+
     /// What stream-worker does after storing: publish the frame to the user's channel.
     pub async fn publish(&self, user: &str, frame: &Value) {
         self.redis

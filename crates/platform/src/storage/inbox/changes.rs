@@ -98,6 +98,16 @@ impl Change {
         }
     }
 
+    /// Moves `counts` by what each of the `rows` this change left counts
+    /// now (with the categories `muted` now) less what it counted before.
+    fn move_counts(self, rows: &[ChangedRow], muted: &[String], counts: &mut Counts) {
+        for row in rows {
+            let after = row.state(muted);
+            let before = self.before(row, after);
+            after.moved_from(before, row.category.as_deref(), counts);
+        }
+    }
+
     /// The state a row this change left as `after` (`row`) was in before:
     /// each change flips one thing, and only of rows not in the wanted
     /// state yet.
@@ -199,25 +209,9 @@ pub async fn apply(
             return Ok(unchanged(counts, version));
         }
         let muted = muted_categories(conn, user_id).await?;
-        for row in &rows {
-            let after = row.state(&muted);
-            let before = change.before(row, after);
-            after.moved_from(before, row.category.as_deref(), &mut counts);
-        }
+        change.move_counts(&rows, &muted, &mut counts);
         let version = write_counts(conn, user_id, &counts).await?;
-        Ok(Applied {
-            up_to_seq: rows.iter().filter_map(|row| row.seq).max().unwrap_or(0),
-            result: ChangeResult {
-                ids: rows
-                    .into_iter()
-                    .map(|row| row.id)
-                    .chain(resnoozed)
-                    .collect(),
-                unread: counts.unread,
-                version,
-                counts,
-            },
-        })
+        Ok(applied(rows, resnoozed, counts, version))
     })
     .await
 }
@@ -261,11 +255,7 @@ async fn apply_to_ids(
         pipelined_tx::commit(conn).await?;
         return Ok(unchanged(counts, version));
     }
-    for row in &rows {
-        let after = row.state(&muted);
-        let before = change.before(row, after);
-        after.moved_from(before, row.category.as_deref(), &mut counts);
-    }
+    change.move_counts(&rows, &muted, &mut counts);
     let (version_after, ()) = try_join(
         async {
             write_counts(conn, user_id, &counts)
@@ -276,15 +266,25 @@ async fn apply_to_ids(
     )
     .await?;
     debug_assert_eq!(version_after, version + 1);
-    Ok(Applied {
+    Ok(applied(rows, Vec::new(), counts, version_after))
+}
+
+/// The outcome of a change that changed `rows` (and moved the time of the
+/// `resnoozed`), leaving `counts` at `version`.
+fn applied(rows: Vec<ChangedRow>, resnoozed: Vec<Uuid>, counts: Counts, version: i64) -> Applied {
+    Applied {
         up_to_seq: rows.iter().filter_map(|row| row.seq).max().unwrap_or(0),
         result: ChangeResult {
-            ids: rows.into_iter().map(|row| row.id).collect(),
+            ids: rows
+                .into_iter()
+                .map(|row| row.id)
+                .chain(resnoozed)
+                .collect(),
             unread: counts.unread,
-            version: version_after,
+            version,
             counts,
         },
-    })
+    }
 }
 
 /// Writes the user's counts (locked by the caller's transaction) and bumps

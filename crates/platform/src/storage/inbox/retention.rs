@@ -19,7 +19,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use domain::{Counts, InboxCounts};
 use uuid::Uuid;
 
-use super::changes::{CHUNK, ChangedRow, lock_counts, muted_categories};
+use super::changes::{CHUNK, ChangedRow, lock_counts, muted_categories, write_counts};
 use crate::db::DbError;
 use crate::storage::counts;
 use crate::storage::schema::{notifications, user_inbox};
@@ -167,23 +167,12 @@ async fn trim_listed(
     .await?;
     let muted = muted_categories(conn, user_id).await?;
     for row in &rows {
-        let (unread, unseen) = row.state(&muted).counted();
-        counts.add(
-            row.category.as_deref(),
-            -i64::from(unread),
-            -i64::from(unseen),
-        );
+        counts::remove_deleted(&mut counts, row.category.as_deref(), row.state(&muted));
     }
-    let version = diesel::update(user_inbox::table.find(user_id))
-        .set((
-            user_inbox::unread_count.eq(counts.unread),
-            user_inbox::unseen_count.eq(counts.unseen),
-            user_inbox::by_category.eq(counts::by_category_column(&counts)),
-            user_inbox::version.eq(user_inbox::version + 1),
-            user_inbox::trimmed_through.eq(up_to_seq),
-        ))
-        .returning(user_inbox::version)
-        .get_result(conn)
+    let version = write_counts(conn, user_id, &counts).await?;
+    diesel::update(user_inbox::table.find(user_id))
+        .set(user_inbox::trimmed_through.eq(up_to_seq))
+        .execute(conn)
         .await?;
     Ok((
         rows.len(),
