@@ -188,10 +188,15 @@ pub async fn apply(
         && ids.len() as i64 <= CHUNK
         && !matches!(change, Change::Snooze(_))
     {
-        return pipelined_tx::run(conn, async |conn| {
+        match pipelined_tx::run(conn, async |conn| {
             apply_to_ids(conn, user_id, ids, change, now).await
         })
-        .await;
+        .await
+        {
+            // Rolled back: its rows arrived after the lock found no inbox.
+            Err(DbError::Conflict(reason)) if reason == INBOX_CREATED_MEANWHILE => {}
+            outcome => return outcome,
+        }
     }
     conn.transaction::<_, DbError, _>(async |conn| {
         let Some((mut counts, version)) = lock_counts(conn, user_id).await? else {
@@ -215,6 +220,9 @@ pub async fn apply(
     })
     .await
 }
+
+/// Why [`apply_to_ids`] rolled back: see there.
+const INBOX_CREATED_MEANWHILE: &str = "the user's inbox was created during the change";
 
 /// [`apply`] to listed ids in two round trips, through statements
 /// PostgreSQL keeps prepared: `BEGIN`, the lock, the muted categories and
@@ -250,11 +258,18 @@ async fn apply_to_ids(
         rows,
     )
     .await?;
-    let (mut counts, version) = locked.unwrap_or_default();
     if rows.is_empty() {
         pipelined_tx::commit(conn).await?;
+        let (counts, version) = locked.unwrap_or_default();
         return Ok(unchanged(counts, version));
     }
+    // The user had no inbox row to lock, but the `UPDATE` (a statement
+    // later, with a newer snapshot) found rows a first round stored
+    // meanwhile: not under the lock, so roll back (and `apply` takes the
+    // ordinary way, which locks the row that exists now).
+    let Some((mut counts, _)) = locked else {
+        return Err(DbError::Conflict(INBOX_CREATED_MEANWHILE));
+    };
     change.move_counts(&rows, &muted, &mut counts);
     let (version_after, ()) = try_join(
         async {
@@ -265,7 +280,6 @@ async fn apply_to_ids(
         async { pipelined_tx::commit(conn).await.map_err(DbError::from) },
     )
     .await?;
-    debug_assert_eq!(version_after, version + 1);
     Ok(applied(rows, Vec::new(), counts, version_after))
 }
 
