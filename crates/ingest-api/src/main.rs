@@ -29,7 +29,7 @@ async fn main() -> ExitCode {
 }
 
 async fn keys(settings: &Settings, action: KeysCommand) -> anyhow::Result<()> {
-    let pool = db::pool(&settings.database)?;
+    let pool = db::pool(&settings.database, db::Planning::EachExecution)?;
     let mut conn = pool.get().await?;
     match action {
         KeysCommand::Create {

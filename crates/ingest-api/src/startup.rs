@@ -32,7 +32,7 @@ pub struct Application {
 
 impl Service for Application {
     async fn build(settings: &Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let db = db::pool(&settings.database)?;
+        let db = db::pool(&settings.database, db::Planning::EachExecution)?;
         db::wait_until_reachable(&db).await;
         if !settings.templates.dir.is_empty() {
             let loaded = platform::template_dir::load(

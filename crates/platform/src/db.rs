@@ -184,8 +184,52 @@ fn split_tls_params(url: &str) -> (String, Vec<(String, String)>) {
     (url, tls)
 }
 
-/// Builds the pool; connections are opened lazily and re-opened after an outage.
-pub fn pool(settings: &DatabaseSettings) -> Result<DbPool, DbError> {
+/// How PostgreSQL plans the statements of a pool's connections. diesel
+/// prepares each statement once per connection and keeps it; what differs
+/// is whether its plan is kept too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Planning {
+    /// Planned again at every execution (`plan_cache_mode =
+    /// force_custom_plan`), from the tables' current sizes and the actual
+    /// parameters. For statements whose best plan depends on them: rounds
+    /// keyed by arrays of ids and users, joins with `unnest`, listings for
+    /// operators. Left to itself PostgreSQL switches a prepared statement
+    /// to a generic plan after five executions and keeps it for the
+    /// connection's life, and a generic plan made while `notifications`
+    /// was nearly empty (a new installation, a fresh benchmark database) is
+    /// a sequential scan: `id = ANY($1)` then read the whole table every
+    /// round and the worker slowed down as the table grew, until an ANALYZE
+    /// happened to invalidate the plan (measured: 78% of the machine's CPU
+    /// in PostgreSQL evaluating `ExecEvalScalarArrayOp`/`uuid_eq` during the
+    /// benchmark's throughput hold).
+    EachExecution,
+    /// Planned once per connection (`plan_cache_mode = force_generic_plan`)
+    /// with sequential scans priced out (`enable_seqscan = off`), so that a
+    /// plan made while a table was empty is an index scan all the same and
+    /// stays right as the table grows. For services whose every statement
+    /// finds one user's rows through an index (the gateway: a state change,
+    /// a page of the inbox, a resume): planning them again at each
+    /// execution was about a third of PostgreSQL's CPU under the
+    /// `state-churn` benchmark. A statement with no index to use still
+    /// scans the table.
+    OncePerConnection,
+}
+
+impl Planning {
+    /// The session settings that make it so.
+    fn setup(self) -> &'static str {
+        match self {
+            Planning::EachExecution => "SET plan_cache_mode = force_custom_plan",
+            Planning::OncePerConnection => {
+                "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off"
+            }
+        }
+    }
+}
+
+/// Builds the pool; connections are opened lazily and re-opened after an
+/// outage, and plan their statements as `planning` says.
+pub fn pool(settings: &DatabaseSettings, planning: Planning) -> Result<DbPool, DbError> {
     // `Fast`: a pooled connection is checked for a left-open transaction and
     // for having failed before, not with a `SELECT 1` round trip on every
     // checkout (which cost the worker two round trips per round). A
@@ -198,7 +242,7 @@ pub fn pool(settings: &DatabaseSettings) -> Result<DbPool, DbError> {
     let connector = Arc::new(Connector::from_settings(settings)?);
     config.custom_setup = Box::new(move |_url| {
         let connector = Arc::clone(&connector);
-        async move { establish(&connector, random_page_cost).await }.boxed()
+        async move { establish(&connector, planning, random_page_cost).await }.boxed()
     });
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
         settings.url.expose_secret(),
@@ -214,33 +258,21 @@ pub fn pool(settings: &DatabaseSettings) -> Result<DbPool, DbError> {
         .map_err(|err| DbError::Build(err.to_string()))
 }
 
-/// Opens a connection with Herald's session settings.
-///
-/// `plan_cache_mode = force_custom_plan`: our statements are prepared once
-/// per connection and kept (diesel's statement cache), and PostgreSQL would
-/// otherwise switch a prepared statement to a generic plan after five
-/// executions and keep it for the connection's life. A plan made while a
-/// table was nearly empty (a new installation, the first minutes after a
-/// migration) is a sequential scan: `id = ANY($1)` over `notifications`
-/// then reads the whole table every round and the worker slows down as
-/// the table grows, until an ANALYZE happens to invalidate the plan
-/// (measured: 78% of the machine's CPU in PostgreSQL evaluating
-/// `ExecEvalScalarArrayOp`/`uuid_eq` during the benchmark's throughput
-/// hold). Custom plans are made for each execution from the current table
-/// size and the actual parameters; parsing is still cached.
-///
-/// `random_page_cost` (`database.random_page_cost`, 0: the server's): at
+/// Opens a connection with Herald's session settings: the [`Planning`] of
+/// its statements, and `random_page_cost` (`database.random_page_cost`, 0:
+/// the server's): at
 /// PostgreSQL's default of 4 a lookup of a round's 256 users in a table of
 /// 1,000-50,000 rows is planned as a sequential scan (a hash join for the
 /// counter update) whenever the statistics predate the table's growth, and
 /// runs 7-10x slower than the index scan chosen at 1.1.
 async fn establish(
     connector: &Connector,
+    planning: Planning,
     random_page_cost: f64,
 ) -> diesel::ConnectionResult<AsyncPgConnection> {
     use diesel_async::SimpleAsyncConnection;
     let mut conn = connector.connect().await?;
-    let mut setup = String::from("SET plan_cache_mode = force_custom_plan");
+    let mut setup = String::from(planning.setup());
     if random_page_cost > 0.0 {
         // A finite, non-negative f64 (validated with the settings) prints as a plain number.
         setup.push_str(&format!("; SET random_page_cost = {random_page_cost}"));

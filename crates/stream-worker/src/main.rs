@@ -30,7 +30,7 @@ async fn main() -> ExitCode {
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     // Straight to PostgreSQL (`database.migration_url`), not through a pooler.
     let direct = settings.database.for_migrations();
-    let pool = db::pool(&direct)?;
+    let pool = db::pool(&direct, db::Planning::EachExecution)?;
     db::wait_until_reachable(&pool).await;
     let applied = db::run_migrations(&direct).await?;
     if applied.is_empty() {
@@ -44,7 +44,7 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 /// `dlq list` prints JSON lines on stdout; `dlq replay` prints the new entry
 /// id (or the report of `--all`) on stdout.
 async fn dead_letter_command(settings: &Settings, action: DlqCommand) -> anyhow::Result<()> {
-    let pool = db::pool(&settings.database)?;
+    let pool = db::pool(&settings.database, db::Planning::EachExecution)?;
     match action {
         DlqCommand::List { all, limit } => {
             let letters = dead_letters::list(&mut *pool.get().await?, all, limit).await?;

@@ -34,7 +34,7 @@ pub struct Worker {
 
 impl Service for Worker {
     async fn build(settings: &Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let pool = db::pool(&settings.database)?;
+        let pool = db::pool(&settings.database, db::Planning::EachExecution)?;
         db::wait_until_reachable(&pool).await;
         let redis = RedisStore::connect(&settings.redis).await?;
         redis.agree_on_stream_shards().await?;

@@ -141,8 +141,15 @@ impl TestEnv {
             .expect("connect to the test database")
     }
 
+    /// A pool like the worker's and ingest-api's (each statement planned at
+    /// every execution).
     pub fn pool(&self) -> DbPool {
-        platform::db::pool(&self.settings().database).expect("pool")
+        self.pool_planned(platform::db::Planning::EachExecution)
+    }
+
+    /// A pool whose connections plan their statements as `planning` says.
+    pub fn pool_planned(&self, planning: platform::db::Planning) -> DbPool {
+        platform::db::pool(&self.settings().database, planning).expect("pool")
     }
 
     pub async fn redis(&self) -> RedisStore {

@@ -37,7 +37,7 @@ pub struct Application {
 impl Service for Application {
     async fn build(settings: &Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
         settings.require_token_keys()?;
-        let db = db::pool(&settings.database)?;
+        let db = db::pool(&settings.database, db::Planning::OncePerConnection)?;
         db::wait_until_reachable(&db).await;
         let redis = RedisStore::connect(&settings.redis).await?;
         redis.agree_on_stream_shards().await?;

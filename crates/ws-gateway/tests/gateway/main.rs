@@ -11,6 +11,7 @@ mod delivery;
 mod identity;
 mod inbox;
 mod limits;
+mod planning;
 mod resume_state;
 mod retention;
 mod support;

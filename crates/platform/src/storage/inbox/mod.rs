@@ -122,6 +122,7 @@ pub async fn changed_since(
     let rows: Vec<Row> = notifications::table
         .filter(notifications::user_id.eq(user_id))
         .filter(notifications::state_version.gt(version.max(0)))
+        .filter(statements::StateEverChanged)
         .filter(notifications::seq.le(seq))
         .order((notifications::state_version.asc(), notifications::seq.asc()))
         .limit(MAX_STATE_ITEMS + 1)

@@ -104,3 +104,26 @@ impl QueryId for ChangeIds<'_> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
+
+/// `notifications.state_version > 0` spelled out, not bound: a plan made
+/// once for every version (the gateway's, see
+/// [`crate::db::Planning::OncePerConnection`]) then still proves
+/// `notifications_state`'s predicate and reads only changed rows. Unlike
+/// `diesel::dsl::sql`, it leaves the query cacheable.
+#[derive(Debug, Clone, Copy, QueryId, diesel::expression::ValidGrouping)]
+pub(super) struct StateEverChanged;
+
+impl diesel::Expression for StateEverChanged {
+    type SqlType = Bool;
+}
+
+impl<QS> diesel::AppearsOnTable<QS> for StateEverChanged {}
+
+impl<QS> diesel::SelectableExpression<QS> for StateEverChanged {}
+
+impl QueryFragment<Pg> for StateEverChanged {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("notifications.state_version > 0");
+        Ok(())
+    }
+}
