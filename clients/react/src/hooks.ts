@@ -128,15 +128,34 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
 
   const [state, setState] = useState<ListState>(EMPTY);
 
-  // Read and archived ids seen by this hook: a page fetched before a change
-  // arrived would otherwise bring the old state back. An `unread` or
-  // `unarchived` change takes its ids out again.
-  const known = useRef<{ client: HeraldClient; read: Map<string, string>; archived: Set<string> } | null>(null);
+  // Read, unread-again and archived ids as this hook's latest events left
+  // them: a page fetched before a change arrived would otherwise bring the
+  // old state back. Events come in the order the server made the changes,
+  // so the latest one of an id wins (a `read` takes it out of `knownUnread`,
+  // an `unread` out of `knownRead`); `unarchived` takes ids out of
+  // `knownArchived`.
+  const known = useRef<{
+    client: HeraldClient;
+    read: Map<string, string>;
+    unread: Set<string>;
+    archived: Set<string>;
+  } | null>(null);
   if (known.current === null || known.current.client !== client) {
-    known.current = { client, read: new Map(), archived: new Set() };
+    known.current = { client, read: new Map(), unread: new Set(), archived: new Set() };
   }
   const knownRead = known.current.read;
+  const knownUnread = known.current.unread;
   const knownArchived = known.current.archived;
+  /** Ids the server said are read (at `stamp` when not known before). */
+  const learnRead = useCallback(
+    (ids: readonly string[], stamp: string) => {
+      for (const id of ids) {
+        knownUnread.delete(id);
+        if (!knownRead.has(id)) knownRead.set(id, stamp);
+      }
+    },
+    [knownRead, knownUnread],
+  );
 
   // Each first-page load (filter change or refresh) is a generation; answers
   // of an older generation are dropped.
@@ -167,11 +186,13 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
         if (n.seq <= client.trimmedThrough) continue;
         if (isArchived(n) || knownArchived.has(n.id)) continue;
         const readAt = knownRead.get(n.id);
-        out.push(readAt !== undefined && !isRead(n) ? { ...n, read_at: readAt } : n);
+        if (readAt !== undefined && !isRead(n)) out.push({ ...n, read_at: readAt });
+        else if (knownUnread.has(n.id) && isRead(n)) out.push({ ...n, read_at: null });
+        else out.push(n);
       }
       return out;
     },
-    [client, knownRead, knownArchived],
+    [client, knownRead, knownUnread, knownArchived],
   );
 
   const loadFirst = useCallback(
@@ -218,7 +239,7 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
     });
     const offRead = client.on("read", (change) => {
       const stamp = new Date().toISOString();
-      for (const id of change.ids) if (!knownRead.has(id)) knownRead.set(id, stamp);
+      learnRead(change.ids, stamp);
       const ids = new Set(change.ids);
       setState(markedRead(ids, stamp));
     });
@@ -244,7 +265,10 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
       });
     });
     const offUnread = client.on("markedUnread", (change) => {
-      for (const id of change.ids) knownRead.delete(id);
+      for (const id of change.ids) {
+        knownRead.delete(id);
+        knownUnread.add(id);
+      }
       const ids = new Set(change.ids);
       setState((s) => {
         const items = unmarkIds(s.items, ids);
@@ -266,6 +290,7 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
     // The user's data is gone: nothing to list until new ones arrive.
     const offErased = client.on("erased", () => {
       knownRead.clear();
+      knownUnread.clear();
       knownArchived.clear();
       setState((s) => ({ ...s, items: [], nextBefore: null }));
     });
@@ -294,7 +319,7 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
       offErased();
       offStatus();
     };
-  }, [client, category, unreadOnly, normalize, loadFirst]);
+  }, [client, category, unreadOnly, normalize, loadFirst, learnRead]);
 
   const refresh = useCallback(() => loadFirst(false), [loadFirst]);
 
@@ -340,11 +365,11 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
     (ids: readonly string[]) => {
       if (ids.length === 0) return;
       const stamp = new Date().toISOString();
-      for (const id of ids) if (!knownRead.has(id)) knownRead.set(id, stamp);
+      learnRead(ids, stamp);
       const set = new Set(ids);
       setState(markedRead(set, stamp));
     },
-    [knownRead],
+    [learnRead],
   );
 
   /** Undoes an optimistic read: items still carrying `stamp` and not known read become unread again. */
@@ -383,14 +408,14 @@ export function useNotifications(options: UseNotificationsOptions = {}): UseNoti
         const result = await client.markRead(ids);
         applyRead(result.ids);
         // Ids the server did not change were already read (or are not ours).
-        for (const id of ids) if (!knownRead.has(id)) knownRead.set(id, stamp);
+        learnRead(ids, stamp);
         return result;
       } catch (e) {
         undoRead(stamp);
         throw e;
       }
     },
-    [client, knownRead, applyRead, undoRead],
+    [client, knownRead, learnRead, applyRead, undoRead],
   );
 
   const markAllRead = useCallback(async (): Promise<ChangeResult> => {

@@ -104,14 +104,28 @@ describe("useNotifications", () => {
       [3, false],
       [2, true],
     ]);
-    // A page listed after it says n3 was read (listed before the change
-    // reached the server): the hook no longer holds it read itself.
-    client.queuePage([note(3), note(2, { read_at: "2026-01-01T00:00:00Z" }), note(1)]);
+    // A page listed before the unread change reached the server, answered
+    // after its event: it says n3 is read, the latest event says unread.
+    client.queuePage([
+      note(3, { read_at: "2026-01-01T00:00:00Z" }),
+      note(2, { read_at: "2026-01-01T00:00:00Z" }),
+      note(1),
+    ]);
     await act(async () => client.emit("unarchived", { ids: ["n1"], unread: 2, version: 8, counts: counts(2) }));
     await settle();
     expect(client.listCalls).toHaveLength(2);
     expect(hook.current.items.map((n) => [n.seq, !!n.read_at])).toEqual([
       [3, false],
+      [2, true],
+      [1, false],
+    ]);
+    // Read again later: the newest event wins over the page and the unread.
+    act(() => client.emit("read", { ids: ["n3"], unread: 1, version: 9, counts: counts(1) }));
+    client.queuePage([note(3), note(2, { read_at: "2026-01-01T00:00:00Z" }), note(1)]);
+    await act(async () => client.emit("unsnoozed", { ids: ["n9"], unread: 1, version: 10, counts: counts(1) }));
+    await settle();
+    expect(hook.current.items.map((n) => [n.seq, !!n.read_at])).toEqual([
+      [3, true],
       [2, true],
       [1, false],
     ]);
