@@ -338,6 +338,11 @@ impl Consumer {
             dead: Vec::new(),
         };
         for entry in entries {
+            // Acknowledged with the round (see `process`).
+            if entry.deleted {
+                tracing::debug!(entry = %entry.id, "entry deleted while pending (an erased user's)");
+                continue;
+            }
             if entry.deliveries > self.max_deliveries {
                 sorted.dead.push((
                     entry.clone(),

@@ -334,9 +334,6 @@ enum ChangeOneResponses {
     /// Missing or invalid token
     #[response(status = 401, content_type = "application/problem+json")]
     Unauthenticated,
-    /// Invalid body (snooze)
-    #[response(status = 400, content_type = "application/problem+json")]
-    Invalid,
     /// No such notification of yours
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound,
@@ -519,7 +516,10 @@ pub async fn unarchive(
     tag = "inbox",
     params(("id" = Uuid, Path, description = "Notification id")),
     request_body(content = SnoozeRequest, content_type = "application/json"),
-    responses(ChangeOneResponses),
+    responses(
+        ChangeOneResponses,
+        (status = 400, description = "Invalid body", content_type = "application/problem+json"),
+    ),
     security(("bearer" = []))
 )]
 pub async fn snooze(

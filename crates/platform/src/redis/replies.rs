@@ -36,3 +36,53 @@ pub(super) fn value_pairs(value: Value) -> HashMap<String, Value> {
         _ => HashMap::new(),
     }
 }
+
+/// An XREADGROUP reply with each deleted entry's `nil` fields made an
+/// empty list. A consumer's own pending entries come back with their id and
+/// `nil` when they were deleted after it read them (an erased user's), and
+/// fred's stream parsing refuses `nil` where it wants fields: the whole
+/// read would fail, every time, and the consumer would never get past it.
+/// RESP3's map of streams becomes RESP2's list of `[stream, entries]`.
+pub(super) fn deleted_entries_emptied(reply: Value) -> Value {
+    let entries = |entries: Value| match entries {
+        Value::Array(entries) => Value::Array(
+            entries
+                .into_iter()
+                .map(|entry| match entry {
+                    Value::Array(mut pair) if pair.len() == 2 && pair[1].is_null() => {
+                        pair[1] = Value::Array(Vec::new());
+                        Value::Array(pair)
+                    }
+                    other => other,
+                })
+                .collect(),
+        ),
+        other => other,
+    };
+    match reply {
+        Value::Array(streams) => Value::Array(
+            streams
+                .into_iter()
+                .map(|stream| match stream {
+                    Value::Array(mut pair) if pair.len() == 2 => {
+                        let read = std::mem::replace(&mut pair[1], Value::Null);
+                        pair[1] = entries(read);
+                        Value::Array(pair)
+                    }
+                    other => other,
+                })
+                .collect(),
+        ),
+        Value::Map(streams) => Value::Array(
+            streams
+                .inner()
+                .into_iter()
+                .filter_map(|(stream, read)| {
+                    let stream = stream.as_str()?.to_string();
+                    Some(Value::Array(vec![Value::from(stream), entries(read)]))
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}

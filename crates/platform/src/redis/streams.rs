@@ -16,18 +16,22 @@ use fred::types::config::Options;
 use fred::types::streams::XReadResponse;
 use fred::types::{ClusterHash, Expiration, SetOptions};
 
-use super::replies::{cmp_ids, value_pairs};
+use super::replies::{cmp_ids, deleted_entries_emptied, value_pairs};
 use super::scripts::{APPEND_IDEMPOTENT, APPEND_MANY, PRUNE_CONSUMERS};
 use super::{RedisError, RedisStore};
 
 /// One entry read from a priority stream. `payload` is `None` when the entry
-/// has no notification field (it was not written by Herald).
+/// has no notification field (it was not written by Herald, or was deleted).
 #[derive(Debug, Clone)]
 pub struct StreamEntry {
     pub shard: Shard,
     pub priority: Priority,
     pub id: String,
     pub payload: Option<String>,
+    /// Deleted from the stream after a consumer read it (an erased user's
+    /// entry): a consumer's own pending entries come back with their id and
+    /// no fields. Nothing to store; only to acknowledge.
+    pub deleted: bool,
     /// Times this entry has been delivered to a consumer, this time included.
     pub deliveries: u64,
 }
@@ -336,9 +340,10 @@ impl RedisStore {
         if reply.is_null() {
             return Ok(Vec::new());
         }
-        let mut by_stream: XReadResponse<String, String, String, Value> = reply
-            .into_xread_response()
-            .map_err(RedisError::on("XREADGROUP"))?;
+        let mut by_stream: XReadResponse<String, String, String, Value> =
+            deleted_entries_emptied(reply)
+                .into_xread_response()
+                .map_err(RedisError::on("XREADGROUP"))?;
         Ok(lanes
             .iter()
             .flat_map(|priority| {
@@ -600,6 +605,8 @@ fn stream_entries(
         priority: lane.priority,
         id,
         payload: fields.get(ENTRY_FIELD).and_then(|v| v.as_string()),
+        // XADD needs a field: only a deleted entry has none.
+        deleted: fields.is_empty(),
         deliveries: 1,
     })
 }

@@ -125,6 +125,55 @@ async fn entries_delivered_too_often_are_dead_lettered() {
     assert_eq!(stored_ids(&env).await, HashSet::from([fine.id]));
 }
 
+/// A worker read an entry and died before storing it; the user was erased
+/// meanwhile (the entry deleted from the stream). Restarted under the same
+/// name, it reads its own pending entries first and gets that one back
+/// with no fields: nothing to store, nothing to dead-letter, only to
+/// acknowledge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_deleted_while_pending_is_acknowledged_not_dead_lettered() {
+    let mut env = TestEnv::new().await;
+    env.set("HERALD__WORKER__CONSUMER_NAME", "w1");
+    env.set("HERALD__WORKER__CONCURRENCY", "1");
+    env.set("HERALD__WORKER__HIGH_EXPRESS", "false");
+    let redis = env.redis().await;
+    redis.ensure_consumer_group().await.unwrap();
+    let erased = notification("gone", 0, Priority::Normal);
+    append(&redis, &erased).await;
+    let reader = redis.stream_reader().await.unwrap();
+    let read = reader
+        .read_lanes(
+            "w1",
+            redis.keys().shard_of("gone"),
+            &Priority::ALL,
+            ReadFrom::New,
+            10,
+            Duration::from_millis(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(redis.drop_user_entries("gone").await.unwrap().count, 1);
+    assert_eq!(redis.pending_count(Priority::Normal).await.unwrap(), 1);
+    let kept = notification("kept", 1, Priority::Normal);
+    append(&redis, &kept).await;
+
+    let _worker = start_worker(&env).await;
+    wait_until_stored(&env, "kept", 1, Duration::from_secs(10)).await;
+    eventually(
+        "the deleted entry acknowledged",
+        Duration::from_secs(10),
+        || async { (redis.pending_count(Priority::Normal).await.unwrap() == 0).then_some(()) },
+    )
+    .await;
+    let letters = dead_letters::list(&mut env.db().await, true, 10)
+        .await
+        .unwrap();
+    assert!(letters.is_empty(), "{letters:?}");
+    assert_eq!(redis.dead_letter_len().await.unwrap(), 0);
+    assert_eq!(stored_ids(&env).await, HashSet::from([kept.id]));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_is_dead_lettered_and_a_fixed_replay_is_stored() {
     let mut env = TestEnv::new().await;
