@@ -15,7 +15,7 @@ use crate::db::DbError;
 use crate::storage::counts::{self, RowState};
 use crate::storage::pipelined_tx;
 use crate::storage::schema::{notifications, user_inbox, user_preferences};
-use futures_util::future::{try_join, try_join4};
+use futures_util::future::{try_join, try_join3};
 
 /// A change of state the user (or a producer for them) asks for. Each one
 /// only touches rows not in the wanted state already, so applying it twice
@@ -62,14 +62,19 @@ pub(super) struct ChangedRow {
 }
 
 impl ChangedRow {
-    /// Its state, with the user's categories `muted` now.
-    pub(super) fn state(&self, muted: &[String]) -> RowState {
+    /// Whether its category is one of the user's `muted` ones.
+    pub(super) fn muted_by(&self, muted: &[String]) -> bool {
+        self.category.as_ref().is_some_and(|c| muted.contains(c))
+    }
+
+    /// Its state; `muted`: whether its category is muted now.
+    pub(super) fn state(&self, muted: bool) -> RowState {
         let read = self.read_at.is_some();
         RowState {
             read,
             seen: read || self.seen_at.is_some(),
             archived: self.archived_at.is_some(),
-            muted: self.category.as_ref().is_some_and(|c| muted.contains(c)),
+            muted,
             snoozed: self.snoozed_until.is_some(),
             expired: self.expired,
         }
@@ -99,9 +104,14 @@ impl Change {
     }
 
     /// Moves `counts` by what each of the `rows` this change left counts
-    /// now (with the categories `muted` now) less what it counted before.
-    fn move_counts(self, rows: &[ChangedRow], muted: &[String], counts: &mut Counts) {
-        for row in rows {
+    /// now (each with whether its category is muted now) less what it
+    /// counted before.
+    fn move_counts<'r>(
+        self,
+        rows: impl IntoIterator<Item = (&'r ChangedRow, bool)>,
+        counts: &mut Counts,
+    ) {
+        for (row, muted) in rows {
             let after = row.state(muted);
             let before = self.before(row, after);
             after.moved_from(before, row.category.as_deref(), counts);
@@ -214,7 +224,10 @@ pub async fn apply(
             return Ok(unchanged(counts, version));
         }
         let muted = muted_categories(conn, user_id).await?;
-        change.move_counts(&rows, &muted, &mut counts);
+        change.move_counts(
+            rows.iter().map(|row| (row, row.muted_by(&muted))),
+            &mut counts,
+        );
         let version = write_counts(conn, user_id, &counts).await?;
         Ok(applied(rows, resnoozed, counts, version))
     })
@@ -225,10 +238,12 @@ pub async fn apply(
 const INBOX_CREATED_MEANWHILE: &str = "the user's inbox was created during the change";
 
 /// [`apply`] to listed ids in two round trips, through statements
-/// PostgreSQL keeps prepared: `BEGIN`, the lock, the muted categories and
-/// the rows' `UPDATE` together (each runs after the one before it, so the
-/// `UPDATE` and the read of the mutes run with the lock held); then the
-/// counts and `COMMIT`. Safe to try again after an error: only rows not in
+/// PostgreSQL keeps prepared: `BEGIN`, the lock and the rows' `UPDATE`
+/// (which also tells whether each row's category is muted) together (each
+/// runs after the one before it, so the `UPDATE` runs with the lock held);
+/// then the counts and `COMMIT`. Every statement is a reply PostgreSQL
+/// sends on its own (each ends in a Sync), so there are as few as the
+/// transaction allows. Safe to try again after an error: only rows not in
 /// the wanted state yet change.
 async fn apply_to_ids(
     conn: &AsyncPgConnection,
@@ -247,14 +262,13 @@ async fn apply_to_ids(
             wanted,
             at: now,
         }
-        .get_results::<ChangedRow>(&mut conn)
+        .get_results::<(ChangedRow, bool)>(&mut conn)
         .await
         .map_err(DbError::from)
     };
-    let ((), locked, muted, rows) = try_join4(
+    let ((), locked, rows) = try_join3(
         async { pipelined_tx::begin(conn).await.map_err(DbError::from) },
         lock_counts(conn, user_id),
-        async { muted_categories(conn, user_id).await.map_err(DbError::from) },
         rows,
     )
     .await?;
@@ -270,7 +284,8 @@ async fn apply_to_ids(
     let Some((mut counts, _)) = locked else {
         return Err(DbError::Conflict(INBOX_CREATED_MEANWHILE));
     };
-    change.move_counts(&rows, &muted, &mut counts);
+    change.move_counts(rows.iter().map(|(row, muted)| (row, *muted)), &mut counts);
+    let rows = rows.into_iter().map(|(row, _)| row).collect();
     let (version_after, ()) = try_join(
         async {
             write_counts(conn, user_id, &counts)

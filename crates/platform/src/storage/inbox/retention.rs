@@ -167,7 +167,11 @@ async fn trim_listed(
     .await?;
     let muted = muted_categories(conn, user_id).await?;
     for row in &rows {
-        counts::remove_deleted(&mut counts, row.category.as_deref(), row.state(&muted));
+        counts::remove_deleted(
+            &mut counts,
+            row.category.as_deref(),
+            row.state(row.muted_by(&muted)),
+        );
     }
     let version = write_counts(conn, user_id, &counts).await?;
     diesel::update(user_inbox::table.find(user_id))

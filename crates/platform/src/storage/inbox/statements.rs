@@ -48,7 +48,8 @@ impl QueryId for WriteCounts<'_> {
 /// listed rows not in the wanted state yet, stamped with the version the
 /// change makes (the locked inbox row's plus one, read by the statement
 /// itself, so it may travel in the same round trip as the lock), answered
-/// as the change left them (a `ChangedRow`).
+/// as the change left them (a `ChangedRow`), each with whether the user
+/// mutes its category now (read by the statement too: one reply less).
 pub(super) struct ChangeIds<'a> {
     pub user_id: &'a str,
     pub ids: &'a [Uuid],
@@ -81,21 +82,28 @@ impl QueryFragment<Pg> for ChangeIds<'_> {
             out.push_bind_param::<Timestamptz, _>(&self.at)?;
         }
         out.push_sql(
-            " RETURNING id, seq, category, read_at, seen_at, archived_at, snoozed_until, expired",
+            " RETURNING id, seq, category, read_at, seen_at, archived_at, snoozed_until, expired, \
+             COALESCE(category = ANY(COALESCE(\
+             (SELECT muted_categories FROM user_preferences WHERE user_id = ",
         );
+        out.push_bind_param::<Text, _>(self.user_id)?;
+        out.push_sql("), '{}')), false)");
         Ok(())
     }
 }
 
 impl Query for ChangeIds<'_> {
     type SqlType = (
-        diesel::sql_types::Uuid,
-        Nullable<BigInt>,
-        Nullable<Text>,
-        Nullable<Timestamptz>,
-        Nullable<Timestamptz>,
-        Nullable<Timestamptz>,
-        Nullable<Timestamptz>,
+        (
+            diesel::sql_types::Uuid,
+            Nullable<BigInt>,
+            Nullable<Text>,
+            Nullable<Timestamptz>,
+            Nullable<Timestamptz>,
+            Nullable<Timestamptz>,
+            Nullable<Timestamptz>,
+            Bool,
+        ),
         Bool,
     );
 }
