@@ -85,15 +85,7 @@ pub async fn put_preferences(
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, GatewayError> {
     state.clients.write(&user.id)?;
-    let wanted: Preferences =
-        domain::validation::decode_json(&body).map_err(GatewayError::Invalid)?;
-    let errors = wanted.field_errors();
-    if !errors.is_empty() {
-        return Err(GatewayError::Invalid(domain::RequestError::InvalidFields(
-            errors,
-        )));
-    }
-    let wanted = wanted.normalized();
+    let wanted = validated(&body, Preferences::field_errors)?.normalized();
     inbox_changes::set_preferences(&state.db, &state.redis, &user.id, &wanted).await?;
     Ok(HttpResponse::Ok().json(wanted))
 }
@@ -528,14 +520,8 @@ pub async fn snooze(
     JsonBody(body): JsonBody,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, GatewayError> {
-    let wanted: SnoozeRequest =
-        domain::validation::decode_json(&body).map_err(GatewayError::Invalid)?;
-    let errors = wanted.field_errors(chrono::Utc::now());
-    if !errors.is_empty() {
-        return Err(GatewayError::Invalid(domain::RequestError::InvalidFields(
-            errors,
-        )));
-    }
+    let now = chrono::Utc::now();
+    let wanted = validated(&body, |wanted: &SnoozeRequest| wanted.field_errors(now))?;
     change_one(&state, &user, &id, Change::Snooze(wanted.until)).await
 }
 
@@ -554,6 +540,23 @@ pub async fn unsnooze(
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, GatewayError> {
     change_one(&state, &user, &id, Change::Unsnooze).await
+}
+
+/// A JSON body decoded and checked by `check` (its field errors): 400
+/// naming every field that is wrong.
+fn validated<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    check: impl FnOnce(&T) -> Vec<domain::FieldError>,
+) -> Result<T, GatewayError> {
+    let wanted: T = domain::validation::decode_json(body).map_err(GatewayError::Invalid)?;
+    let errors = check(&wanted);
+    if errors.is_empty() {
+        Ok(wanted)
+    } else {
+        Err(GatewayError::Invalid(domain::RequestError::InvalidFields(
+            errors,
+        )))
+    }
 }
 
 /// An id that is not a UUID cannot be the user's: 404 like any other.
