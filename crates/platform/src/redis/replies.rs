@@ -42,7 +42,6 @@ pub(super) fn value_pairs(value: Value) -> HashMap<String, Value> {
 /// `nil` when they were deleted after it read them (an erased user's), and
 /// fred's stream parsing refuses `nil` where it wants fields: the whole
 /// read would fail, every time, and the consumer would never get past it.
-/// RESP3's map of streams becomes RESP2's list of `[stream, entries]`.
 pub(super) fn deleted_entries_emptied(reply: Value) -> Value {
     let entries = |entries: Value| match entries {
         Value::Array(entries) => Value::Array(
@@ -70,16 +69,6 @@ pub(super) fn deleted_entries_emptied(reply: Value) -> Value {
                         Value::Array(pair)
                     }
                     other => other,
-                })
-                .collect(),
-        ),
-        Value::Map(streams) => Value::Array(
-            streams
-                .inner()
-                .into_iter()
-                .filter_map(|(stream, read)| {
-                    let stream = stream.as_str()?.to_string();
-                    Some(Value::Array(vec![Value::from(stream), entries(read)]))
                 })
                 .collect(),
         ),

@@ -319,15 +319,27 @@ fn applied(rows: Vec<ChangedRow>, resnoozed: Vec<Uuid>, counts: Counts, version:
 /// Writes the user's counts (locked by the caller's transaction) and bumps
 /// `version`; answers the new version.
 pub(super) async fn write_counts(
+    conn: &AsyncPgConnection,
+    user_id: &str,
+    counts: &Counts,
+) -> Result<i64, diesel::result::Error> {
+    write_counts_trimmed(conn, user_id, counts, None).await
+}
+
+/// [`write_counts`], and retention's floor (`trimmed_through`) in the same
+/// `UPDATE` when there is one.
+pub(super) async fn write_counts_trimmed(
     mut conn: &AsyncPgConnection,
     user_id: &str,
     counts: &Counts,
+    trimmed_through: Option<i64>,
 ) -> Result<i64, diesel::result::Error> {
     WriteCounts {
         user_id,
         unread: counts.unread,
         unseen: counts.unseen,
         by_category: counts::by_category_column(counts),
+        trimmed_through,
     }
     .get_result(&mut conn)
     .await

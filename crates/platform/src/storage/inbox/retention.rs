@@ -19,10 +19,10 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use domain::{Counts, InboxCounts};
 use uuid::Uuid;
 
-use super::changes::{CHUNK, ChangedRow, lock_counts, muted_categories, write_counts};
+use super::changes::{CHUNK, ChangedRow, lock_counts, muted_categories, write_counts_trimmed};
 use crate::db::DbError;
 use crate::storage::counts;
-use crate::storage::schema::{notifications, user_inbox};
+use crate::storage::schema::notifications;
 
 /// One step of a sweep over the notifications created before a cutoff.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -173,11 +173,7 @@ async fn trim_listed(
             row.state(row.muted_by(&muted)),
         );
     }
-    let version = write_counts(conn, user_id, &counts).await?;
-    diesel::update(user_inbox::table.find(user_id))
-        .set(user_inbox::trimmed_through.eq(up_to_seq))
-        .execute(conn)
-        .await?;
+    let version = write_counts_trimmed(conn, user_id, &counts, Some(up_to_seq)).await?;
     Ok((
         rows.len(),
         Some(Trim {

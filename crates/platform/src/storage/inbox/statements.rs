@@ -1,8 +1,10 @@
-//! The two `UPDATE`s of every state change, as statements PostgreSQL
-//! prepares once per connection. diesel's own `UPDATE` is never kept in the
-//! statement cache (`UpdateStatement` marks itself unsafe to cache), so it
-//! would be parsed again at every change; these have a fixed text per
-//! change kind and are cached by it, like the storing round's statements.
+//! Statements of the inbox that diesel's query builder would not let
+//! PostgreSQL keep prepared: the two `UPDATE`s of every state change
+//! (diesel's own `UPDATE` is never kept in the statement cache:
+//! `UpdateStatement` marks itself unsafe to cache, so it would be parsed
+//! again at every change; these have a fixed text per change kind and are
+//! cached by it, like the storing round's statements), and a literal the
+//! resume's query needs for its index.
 
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
@@ -12,12 +14,14 @@ use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text, Timestamptz}
 use uuid::Uuid;
 
 /// Writes a user's counts (locked by the caller's transaction) and bumps
-/// `version`, answering the new one.
+/// `version`, answering the new one; with `trimmed_through`, retention's
+/// floor in the same write.
 pub(super) struct WriteCounts<'a> {
     pub user_id: &'a str,
     pub unread: i64,
     pub unseen: i64,
     pub by_category: serde_json::Value,
+    pub trimmed_through: Option<i64>,
 }
 
 impl QueryFragment<Pg> for WriteCounts<'_> {
@@ -28,6 +32,10 @@ impl QueryFragment<Pg> for WriteCounts<'_> {
         out.push_bind_param::<BigInt, _>(&self.unseen)?;
         out.push_sql(", by_category = ");
         out.push_bind_param::<Jsonb, _>(&self.by_category)?;
+        if let Some(seq) = &self.trimmed_through {
+            out.push_sql(", trimmed_through = ");
+            out.push_bind_param::<BigInt, _>(seq)?;
+        }
         out.push_sql(", version = version + 1 WHERE user_id = ");
         out.push_bind_param::<Text, _>(self.user_id)?;
         out.push_sql(" RETURNING version");
